@@ -1,0 +1,26 @@
+# Two entry points (see README): `make demo` runs the main job, `make test` runs the tests.
+# Each creates the virtual environment on first use; nothing else needs to be installed beforehand.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.edgekd-installed
+DATA ?= ../shared/data
+
+$(STAMP): requirements.txt setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	# tfmot declares absl-py~=1.2, which mediapipe's absl-py~=2.3 forbids; it only imports absl in its tests.
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps tensorflow-model-optimization==0.8.1
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/edgekd data prepare --dataset 300w --root $(DATA)/300w --out runs/data/300w
+	$(BIN)/edgekd data show runs/data/300w --out runs/data/300w/augmented.png
+
+.PHONY: venv test demo

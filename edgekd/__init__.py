@@ -1,0 +1,12 @@
+"""edgekd: knowledge-distilled facial landmarks (Fard & Mahoor, CVIU 2022) that run fast on phones.
+
+Importing the package sets ``TF_USE_LEGACY_KERAS=1`` before anything can import TensorFlow: quantization-aware
+training (tfmot) only accepts tf_keras models, and ``tf.keras`` must not silently become Keras 3 first.
+This is the one place that does it; every module writes ``import tf_keras as keras``.
+"""
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__version__ = "0.1.0"

@@ -1,0 +1,100 @@
+"""CropSpec: the one crop definition shared by training, export metadata, desktop runtime and the Android app.
+
+A face box (from the landmarks, or from a face detector mapped to the landmark-box convention) becomes a square
+of side ``box_side * (1 + 2 * margin)`` around the box centre, scaled to ``input_size`` pixels by a similarity
+transform (no rotation, aspect ratio kept; the paper's non-uniform resize distorts faces and cannot be reproduced
+from a detector box). Model outputs live in the crop, normalised as ``crop_px / input_size - 0.5`` (about
+[-0.5, 0.5], x right, y down), and go back to the image through the inverse transform.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    input_size: int = 128
+    margin: float = 0.15
+    # How a face detector's box maps to the landmark box the model was trained on, fitted on training faces
+    # (see edgekd.runtime.detector.fit_detector_mapping): centre = det_centre + offset * det_side,
+    # side = scale * det_side, where det_side = max(w, h) of the detector box.
+    detector_offset: tuple[float, float] = (0.0, 0.0)
+    detector_scale: float = 1.0
+
+    # --- boxes: (cx, cy, side) squares ------------------------------------------------------------------------
+    @staticmethod
+    def box_from_points(points: np.ndarray) -> tuple[float, float, float]:
+        """Square around the landmark extent (pixel-centre coordinates)."""
+        pts = np.asarray(points, dtype=np.float64)
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        cx, cy = (lo + hi) / 2.0
+        return float(cx), float(cy), float(max(hi - lo))
+
+    def box_from_detector(self, box_xywh) -> tuple[float, float, float]:
+        """Detector box (x, y, w, h) -> the landmark-box square it predicts."""
+        x, y, w, h = (float(v) for v in box_xywh)
+        side = max(w, h)
+        cx = x + w / 2.0 + self.detector_offset[0] * side
+        cy = y + h / 2.0 + self.detector_offset[1] * side
+        return cx, cy, self.detector_scale * side
+
+    # --- transforms ---------------------------------------------------------------------------------------------
+    def matrix(self, box: tuple[float, float, float]) -> np.ndarray:
+        """2x3 affine matrix taking image pixels to crop pixels for a (cx, cy, side) box."""
+        cx, cy, side = box
+        full = side * (1.0 + 2.0 * self.margin)
+        if not np.isfinite(full) or full <= 0:
+            raise ValueError(f"degenerate face box {box}")
+        s = self.input_size / full
+        # pixel centres: image point (cx, cy) lands on crop point ((size - 1) / 2, (size - 1) / 2)
+        c = (self.input_size - 1) / 2.0
+        return np.array([[s, 0.0, c - s * cx], [0.0, s, c - s * cy]], dtype=np.float64)
+
+    def crop(self, image: np.ndarray, box: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+        """Cut the model input out of an HxWx3 uint8 image. Returns (crop, matrix)."""
+        m = self.matrix(box)
+        return warp(image, m, self.input_size), m
+
+    # --- labels -------------------------------------------------------------------------------------------------
+    def normalize(self, crop_points: np.ndarray) -> np.ndarray:
+        return np.asarray(crop_points, dtype=np.float32) / self.input_size - 0.5
+
+    def denormalize(self, values: np.ndarray) -> np.ndarray:
+        """Model output (..., 2N) or (..., N, 2) -> crop pixels (..., N, 2)."""
+        v = np.asarray(values, dtype=np.float32)
+        if v.shape[-1] != 2:
+            v = v.reshape(*v.shape[:-1], -1, 2)
+        return (v + 0.5) * self.input_size
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CropSpec":
+        d = dict(d)
+        d["detector_offset"] = tuple(d.get("detector_offset", (0.0, 0.0)))
+        return cls(**{k: d[k] for k in ("input_size", "margin", "detector_offset", "detector_scale") if k in d})
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """Affine warp to a size x size crop. Pre-shrinks by powers of two so big downscales do not alias."""
+    m = np.array(matrix, dtype=np.float64)
+    img = image
+    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    while scale < 0.5 and min(img.shape[:2]) >= 4:
+        img = cv2.pyrDown(img)
+        m[:, :2] *= 2.0  # pyrDown's pixel j is centred on source pixel 2j, so the offset stays
+        scale *= 2.0
+    return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    pts = np.asarray(points, dtype=np.float64)
+    return (pts @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+
+
+def invert(matrix: np.ndarray) -> np.ndarray:
+    return cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))

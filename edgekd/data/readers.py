@@ -1,0 +1,271 @@
+"""Readers: one per on-disk format as users download it, each yielding the same `Sample` record.
+
+Points are float32 (N, 2), 0-based pixel coordinates with pixel centres at integers (300-W .pts and COFW .mat are
+1-based MATLAB-style and are shifted here; WFLW lists are already 0-based).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgekd.errors import DataError
+from edgekd.schemes import WFLW_ATTRIBUTES, LandmarkScheme, get_scheme
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm")
+
+
+@dataclass
+class Sample:
+    id: str
+    image_path: str  # for COFW (images inside the .mat) a "file.mat#index" label; `image` holds the pixels
+    points: np.ndarray  # (N, 2) float32, 0-based
+    box: np.ndarray | None = None  # dataset's own face box (x, y, w, h), if it has one
+    attrs: dict = field(default_factory=dict)
+    tags: tuple[str, ...] = ()  # named test subsets this face belongs to ("common", "full", "pose", ...)
+    image: np.ndarray | None = None
+
+
+def load_image(sample_or_path) -> np.ndarray:
+    """HxWx3 uint8 RGB. A missing or undecodable file is a DataError naming it."""
+    if isinstance(sample_or_path, Sample):
+        if sample_or_path.image is not None:
+            return _as_rgb(sample_or_path.image, sample_or_path.image_path)
+        path = sample_or_path.image_path
+    else:
+        path = str(sample_or_path)
+    if not Path(path).is_file():
+        raise DataError(f"{path}: image file not found")
+    data = np.fromfile(path, dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise DataError(f"{path}: not a readable image (corrupt or unsupported format)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _as_rgb(img: np.ndarray, source: str) -> np.ndarray:
+    img = np.asarray(img)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise DataError(f"{source}: expected an HxW or HxWx3 image, got shape {img.shape}")
+    return np.ascontiguousarray(img[:, :, :3]).astype(np.uint8)
+
+
+# --- 300-W .pts --------------------------------------------------------------------------------------------------
+def read_pts(path, num_points: int | None = None) -> np.ndarray:
+    """Read an iBUG .pts file, with or without its `version / n_points / {` header; returns 0-based points."""
+    path = Path(path)
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read annotation ({e.strerror})") from None
+    declared = None
+    values = []
+    for raw in lines:
+        line = raw.strip()
+        if not line or line in ("{", "}") or line.startswith("version"):
+            continue
+        if line.startswith("n_points"):
+            try:
+                declared = int(line.split(":", 1)[1])
+            except (IndexError, ValueError):
+                raise DataError(f"{path}: malformed header line {raw!r}") from None
+            continue
+        parts = line.split()
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            values.append((float(parts[0]), float(parts[1])))
+        except ValueError:
+            raise DataError(f"{path}: malformed point line {raw!r}, expected 'x y'") from None
+    pts = np.asarray(values, dtype=np.float32).reshape(-1, 2) - 1.0
+    if declared is not None and declared != len(pts):
+        raise DataError(f"{path}: header says {declared} points, file has {len(pts)} (truncated?)")
+    if num_points is not None and len(pts) != num_points:
+        raise DataError(f"{path}: expected {num_points} points, found {len(pts)}")
+    if not np.all(np.isfinite(pts)):
+        raise DataError(f"{path}: non-finite coordinates")
+    return pts
+
+
+def write_pts(path, points: np.ndarray, header: bool = True) -> None:
+    """Write 0-based points as a 1-based .pts (used by tests and by `edgekd predict --pts`)."""
+    lines = []
+    if header:
+        lines += ["version: 1", f"n_points:  {len(points)}", "{"]
+    lines += [f"{x + 1:.3f} {y + 1:.3f}" for x, y in np.asarray(points, dtype=np.float64)]
+    if header:
+        lines.append("}")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+# 300-W layout: <root>/<dataset>/{trainset,testset}/ (lfpw, helen) plus flat afw/ (train) and ibug/ (challenging).
+_300W_TEST_SUBSET = {"lfpw": "common", "helen": "common", "ibug": "challenging"}
+
+
+def read_300w(root, split: str) -> list[Sample]:
+    """All faces of the 300-W `split` ("train" or "test") found under `root`; any subset of the folders may exist."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset root not found")
+    scheme = get_scheme("300w")
+    folders: list[tuple[str, Path]] = []
+    for ds_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        name = ds_dir.name.lower()
+        sub = ds_dir / ("trainset" if split == "train" else "testset")
+        if sub.is_dir():
+            folders.append((name, sub))
+        elif not (ds_dir / "trainset").is_dir() and not (ds_dir / "testset").is_dir():
+            flat_split = "test" if name == "ibug" else "train"  # afw trains; ibug is the challenging test set
+            if flat_split == split:
+                folders.append((name, ds_dir))
+    samples = []
+    for name, folder in folders:
+        tags = ()
+        if split == "test":
+            tags = (_300W_TEST_SUBSET.get(name, "common"), "full")
+        samples += read_pts_folder(folder, scheme, prefix=f"{name}/", tags=tags)
+    if not samples:
+        raise DataError(f"{root}: no 300-W {split} annotations found (expected <dataset>/{split}set/*.pts)")
+    return samples
+
+
+def read_pts_folder(folder, scheme: LandmarkScheme, prefix: str = "", tags=()) -> list[Sample]:
+    """Image + same-stem .pts pairs in one folder. A .pts without an image is skipped with a warning."""
+    folder = Path(folder)
+    samples = []
+    for pts_path in sorted(folder.glob("*.pts")):
+        image = next((pts_path.with_suffix(e) for e in IMAGE_EXTENSIONS if pts_path.with_suffix(e).is_file()), None)
+        if image is None:
+            log.warning("%s: no image beside this annotation; skipped", pts_path)
+            continue
+        samples.append(Sample(id=prefix + pts_path.stem, image_path=str(image),
+                              points=read_pts(pts_path, scheme.num_points), tags=tuple(tags)))
+    return samples
+
+
+# --- WFLW list files ---------------------------------------------------------------------------------------------
+def read_wflw_list(list_file, image_root) -> list[Sample]:
+    """`list_98pt_rect_attr_{train,test}.txt`: 196 coords, box (x1 y1 x2 y2), 6 attribute flags, image path."""
+    list_file, image_root = Path(list_file), Path(image_root)
+    scheme = get_scheme("wflw")
+    n = 2 * scheme.num_points
+    try:
+        lines = list_file.read_text().splitlines()
+    except OSError as e:
+        raise DataError(f"{list_file}: cannot read WFLW list ({e.strerror})") from None
+    samples = []
+    for lineno, line in enumerate(lines, 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != n + 4 + 6 + 1:
+            raise DataError(f"{list_file}:{lineno}: expected {n + 11} fields (196 coords, box, 6 flags, path), "
+                            f"found {len(parts)}")
+        try:
+            nums = np.asarray(parts[: n + 10], dtype=np.float32)
+        except ValueError:
+            raise DataError(f"{list_file}:{lineno}: non-numeric coordinate or flag") from None
+        x1, y1, x2, y2 = nums[n: n + 4]
+        flags = nums[n + 4: n + 10].astype(int)
+        attrs = dict(zip(WFLW_ATTRIBUTES, (bool(f) for f in flags)))
+        tags = tuple(a for a in WFLW_ATTRIBUTES if attrs[a]) + ("full",)
+        samples.append(Sample(id=f"{Path(parts[-1]).stem}#{lineno}", image_path=str(image_root / parts[-1]),
+                              points=nums[:n].reshape(-1, 2), box=np.array([x1, y1, x2 - x1, y2 - y1], np.float32),
+                              attrs=attrs, tags=tags))
+    return samples
+
+
+def read_wflw(root, split: str) -> list[Sample]:
+    """WFLW as downloaded: `WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_{split}.txt`
+    and `WFLW_images/`. Also accepts the list file directly inside `root`."""
+    root = Path(root)
+    name = f"list_98pt_rect_attr_{split}.txt"
+    candidates = [root / "WFLW_annotations" / "list_98pt_rect_attr_train_test" / name, root / name]
+    list_file = next((c for c in candidates if c.is_file()), None)
+    if list_file is None:
+        raise DataError(f"{root}: no {name} (looked in WFLW_annotations/list_98pt_rect_attr_train_test/ and the root)")
+    image_root = root / "WFLW_images" if (root / "WFLW_images").is_dir() else root
+    return read_wflw_list(list_file, image_root)
+
+
+# --- COFW .mat ---------------------------------------------------------------------------------------------------
+def read_cofw_mat(path) -> list[Sample]:
+    """COFW_{train,test}_color.mat (MATLAB v7.3/HDF5 or older): images inside the file, 29 points, occlusion flags."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: COFW .mat file not found")
+    try:
+        images, phis, boxes = _load_cofw_hdf5(path)
+    except OSError:  # not HDF5: MATLAB v5/v7 file
+        images, phis, boxes = _load_cofw_v5(path)
+    n = len(images)
+    if phis.shape != (n, 87):
+        raise DataError(f"{path}: expected landmarks of shape ({n}, 87) (29 x, 29 y, 29 occlusion), got {phis.shape}")
+    samples = []
+    for i in range(n):
+        pts = np.stack([phis[i, :29], phis[i, 29:58]], axis=1).astype(np.float32) - 1.0
+        occluded = phis[i, 58:87].astype(bool)
+        box = None if boxes is None else np.asarray(boxes[i], np.float32) - np.array([1, 1, 0, 0], np.float32)
+        samples.append(Sample(id=f"{path.stem}#{i}", image_path=f"{path}#{i}", points=pts, box=box,
+                              attrs={"occluded": occluded}, tags=("full",), image=_as_rgb(images[i], f"{path}#{i}")))
+    return samples
+
+
+def _find_key(keys, prefixes) -> str | None:
+    return next((k for k in keys for p in prefixes if k.startswith(p)), None)
+
+
+def _load_cofw_hdf5(path):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        ik, pk, bk = _find_key(f.keys(), ("IsT",)), _find_key(f.keys(), ("phisT",)), _find_key(f.keys(), ("bboxesT",))
+        if ik is None or pk is None:
+            raise DataError(f"{path}: no IsTr/IsT images or phisTr/phisT landmarks inside")
+        images = [np.array(f[ref]).T for ref in np.array(f[ik]).ravel()]  # MATLAB stores column-major
+        phis = np.array(f[pk]).T
+        boxes = np.array(f[bk]).T if bk else None
+    return images, phis, boxes
+
+
+def _load_cofw_v5(path):
+    from scipy.io import loadmat
+
+    try:
+        m = loadmat(str(path))
+    except Exception as e:
+        raise DataError(f"{path}: not a readable MATLAB file ({e})") from None
+    ik, pk, bk = _find_key(m.keys(), ("IsT",)), _find_key(m.keys(), ("phisT",)), _find_key(m.keys(), ("bboxesT",))
+    if ik is None or pk is None:
+        raise DataError(f"{path}: no IsTr/IsT images or phisTr/phisT landmarks inside")
+    images = list(np.asarray(m[ik], dtype=object).ravel())
+    return images, np.asarray(m[pk], dtype=np.float64), (np.asarray(m[bk]) if bk else None)
+
+
+def read_cofw(root, split: str) -> list[Sample]:
+    root = Path(root)
+    name = "COFW_train_color.mat" if split == "train" else "COFW_test_color.mat"
+    for cand in (root / name, root / name.replace("_color", "")):
+        if cand.is_file():
+            return read_cofw_mat(cand)
+    raise DataError(f"{root}: no {name} found")
+
+
+READERS = {"300w": read_300w, "wflw": read_wflw, "cofw": read_cofw}
+
+
+def read_dataset(dataset: str, root, split: str) -> list[Sample]:
+    """All faces of one split ("train" or "test") of a dataset as downloaded."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    reader = READERS.get(dataset.lower())
+    if reader is None:
+        raise DataError(f"unknown dataset {dataset!r}; expected one of {', '.join(READERS)}")
+    return reader(root, split)

@@ -1,0 +1,48 @@
+"""Pictures of prepared data: a grid of (augmented) training crops with their landmarks, to check by eye that
+crops, augmentation and mirror relabelling are right."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgekd.data.augment import AugmentConfig
+from edgekd.data.pipeline import PreparedData
+
+
+def draw_points(img: np.ndarray, points: np.ndarray, color, radius: int = 1) -> None:
+    for x, y in np.asarray(points):
+        if np.isfinite(x) and np.isfinite(y):
+            cv2.circle(img, (int(round(x)), int(round(y))), radius, color, -1, cv2.LINE_AA)
+
+
+def draw_prepared_samples(prepared, out, split: str = "train", count: int = 12, augment: bool = True,
+                          seed: int = 0, tile: int = 192) -> Path:
+    """Hard landmarks green, soft red; the scheme's first eye-corner point (image left in an upright face) is
+    drawn large in blue and the second in yellow, so a wrong mirror relabelling shows as swapped colours."""
+    data = PreparedData(prepared)
+    rng = np.random.default_rng(seed)
+    n = len(data.split(split))
+    left, right = data.scheme.nme_pair
+    tiles = []
+    for i in rng.choice(n, size=min(count, n), replace=False):
+        crop, hard, soft, flipped = data.sample(split, int(i), rng if augment else None,
+                                                AugmentConfig() if augment else None)
+        scale = tile / data.input_size
+        img = cv2.resize(crop, (tile, tile), interpolation=cv2.INTER_LINEAR)
+        draw_points(img, soft * scale + (scale - 1) / 2, (255, 0, 0))
+        draw_points(img, hard * scale + (scale - 1) / 2, (0, 255, 0))
+        draw_points(img, hard[[left]] * scale + (scale - 1) / 2, (0, 80, 255), radius=4)
+        draw_points(img, hard[[right]] * scale + (scale - 1) / 2, (255, 220, 0), radius=4)
+        if flipped:
+            cv2.putText(img, "flipped", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(img)
+    cols = 4
+    while len(tiles) % cols:
+        tiles.append(np.zeros_like(tiles[0]))
+    grid = np.vstack([np.hstack(tiles[r:r + cols]) for r in range(0, len(tiles), cols)])
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    return out
