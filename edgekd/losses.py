@@ -1,0 +1,87 @@
+"""Losses: plain L2 for the teachers and KD-Loss for the student (METHOD.md §1, defaults per §9).
+
+Notation per coordinate (x and y separately, all 2N values of every image): G ground truth, P student, A Tough
+teacher, S Tolerant teacher; e = |P - G|, d_T = |T - G|. Every mean runs over the whole (batch x 2N) tensor.
+Teacher outputs and G are wrapped in ``stop_gradient``: the gradient reaches the student only.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import edgekd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+
+@dataclass(frozen=True)
+class KDLossConfig:
+    """All constants of KD-Loss. Defaults = the authors' released code; ``paper_figure()`` = the paper's drawings."""
+
+    c: float = 0.15  # boundary beta_T = G + sign(P - G) * c * d_T between the low-influence and negative regions
+    tough_pos: float = 1.9  # omega in R_P (student beyond the teacher): pulls P toward G
+    tough_neg: float = -0.45  # omega in R_N (between beta and the teacher): pushes P away from T', toward G
+    tol_pos: float = 1.8
+    tol_neg: float = -0.4
+    ramp: bool = False  # R_L: omega = 0 (code) or ramps linearly from 0 at G to omega_neg at beta (figure)
+    main_slope: float = 3.0  # Loss_Main = slope*e inside |G - S|, e^2 + slope*d_S - d_S^2 outside (continuous)
+    w_main: float = 2.0
+    w_tough: float = 1.0
+    w_tol: float = 1.0
+
+    @classmethod
+    def paper_figure(cls) -> "KDLossConfig":
+        """Constants of the paper's figures: c 0.4, omega 1 / -0.5 for both teachers, ramp in R_L, L1 slope 1.
+
+        Weights stay 2/1/1 (the figure script's 2.5 is drawing-only, METHOD.md §1.5).
+        """
+        return cls(c=0.4, tough_pos=1.0, tough_neg=-0.5, tol_pos=1.0, tol_neg=-0.5, ramp=True, main_slope=1.0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def l2_loss(target, pred):
+    """Mean squared error over every coordinate of the batch (the teachers' loss, METHOD.md §1.1)."""
+    import tensorflow as tf
+
+    return tf.reduce_mean(tf.square(pred - tf.stop_gradient(target)))
+
+
+def _omega(e, d, c: float, pos: float, neg: float, ramp: bool):
+    """Per-coordinate weight of ALoss: pos in R_P (e > d), neg in R_N (c*d <= e <= d), 0 or a ramp in R_L."""
+    import tensorflow as tf
+
+    low = neg * tf.math.divide_no_nan(e, c * d) if ramp else tf.zeros_like(e)
+    return tf.where(e > d, pos, tf.where(e >= c * d, neg, low))
+
+
+def assistive_loss(G, P, T, c: float, pos: float, neg: float, ramp: bool = False):
+    """ALoss_T = mean(omega * |T' - P|) with T' = G + sign(P - G) * |T - G| (the teacher mirrored onto P's side).
+
+    omega is a constant weight per coordinate (no gradient flows through the region choice or the ramp).
+    """
+    import tensorflow as tf
+
+    G, T = tf.stop_gradient(G), tf.stop_gradient(T)
+    e = tf.abs(P - G)
+    d = tf.abs(T - G)
+    mirrored = G + tf.sign(P - G) * d
+    omega = tf.stop_gradient(_omega(tf.stop_gradient(e), d, c, pos, neg, ramp))
+    return tf.reduce_mean(omega * tf.abs(mirrored - P))
+
+
+def main_loss(G, P, S, slope: float = 3.0):
+    """slope*e where e <= d_S = |S - G|, else e^2 + slope*d_S - d_S^2 (continuous at e = d_S)."""
+    import tensorflow as tf
+
+    G, S = tf.stop_gradient(G), tf.stop_gradient(S)
+    e = tf.abs(P - G)
+    d = tf.abs(S - G)
+    return tf.reduce_mean(tf.where(e <= d, slope * e, tf.square(e) + slope * d - tf.square(d)))
+
+
+def kd_loss(G, P, A, S, cfg: KDLossConfig = KDLossConfig()):
+    """KD-Loss = w_main*Loss_Main + w_tough*ALoss_A + w_tol*ALoss_S; returns (total, {component: value})."""
+    main = main_loss(G, P, S, cfg.main_slope)
+    tough = assistive_loss(G, P, A, cfg.c, cfg.tough_pos, cfg.tough_neg, cfg.ramp)
+    tol = assistive_loss(G, P, S, cfg.c, cfg.tol_pos, cfg.tol_neg, cfg.ramp)
+    total = cfg.w_main * main + cfg.w_tough * tough + cfg.w_tol * tol
+    return total, {"main": main, "aloss_tough": tough, "aloss_tol": tol}

@@ -1,0 +1,523 @@
+"""Training stages of KD-Loss: Tough teacher -> Tolerant teacher -> student (and the plain-L2 student baseline).
+
+Run folder, one sub-folder per stage (``<run_dir>/<stage>/``):
+  config.json      TrainConfig + the prepared data it ran on
+  model_info.json  params and multiply-adds of the trained network
+  log.csv          one row per epoch: training losses, running train NME, validation NME (vs hard and soft
+                   targets), learning rate, seconds of training and of BatchNorm recalibration + validation
+  last.h5          full Keras model after the latest epoch + optimizer state and epoch (for ``--resume``)
+  best.h5          full Keras model of the epoch with the best validation NME (val split, never test)
+  summary.json     written when the stage finishes; ``train_all`` skips a stage that has one
+Checkpoints are plain tf_keras full-model HDF5 files (``keras.models.load_model(path, compile=False)`` works; use
+``load_model`` here for a one-line error on a bad file). Each carries JSON under the HDF5 attribute ``edgekd``
+(stage, scheme, num_points, input_size, crop, epoch, val NME; read it with ``checkpoint_info``); ``last.h5`` also
+holds the optimizer variables in the group ``edgekd_optimizer``. BatchNorm statistics are re-estimated on
+training crops before every validation, so both checkpoints are ready for export as they are.
+Teachers for the student stage are read from ``<teachers_dir>/{tough,tolerant}/best.h5``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+import edgekd
+from edgekd.errors import EdgekdError, ModelError
+from edgekd.losses import KDLossConfig, kd_loss, l2_loss
+
+STAGES = ("tough", "tolerant", "student", "baseline")
+PIPELINE = ("tough", "tolerant", "student")  # what `train_all` runs, in order
+TARGET = {"tough": "hard", "tolerant": "soft", "student": "hard", "baseline": "hard"}
+BEST, LAST, SUMMARY = "best.h5", "last.h5", "summary.json"
+INFO_ATTR, OPTIMIZER_GROUP = "edgekd", "edgekd_optimizer"
+
+
+class TrainingDiverged(EdgekdError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "student"  # tough | tolerant | student | baseline
+    epochs: int = 150
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    lr_decay: float = 1e-4  # InverseTimeDecay per step: lr / (1 + lr_decay * step)  (METHOD.md §5)
+    alpha: float = 1.0  # student width
+    dropout: float = 0.5  # teacher head
+    seed: int = 0
+    augment: bool = True
+    strategy: str = "default"  # default (one device) | mirrored (all local GPUs)
+    bn_recalibration_samples: int = 256  # training crops for re-estimating BatchNorm statistics; 0 = off
+    steps_per_epoch: int | None = None  # None = the whole training split each epoch
+    teachers_dir: str | None = None  # folder with tough/ and tolerant/; default: the run folder
+    kd: KDLossConfig = field(default_factory=KDLossConfig)
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.stage not in STAGES:
+            raise EdgekdError(f"unknown stage {self.stage!r}; expected one of {', '.join(STAGES)}")
+        if self.strategy not in ("default", "mirrored"):
+            raise EdgekdError(f"unknown strategy {self.strategy!r}; expected default or mirrored")
+        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise EdgekdError("epochs and batch size must be at least 1 and the learning rate positive")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        d["kd"] = KDLossConfig(**d.get("kd", {}))
+        return cls(**d)
+
+
+# --- checkpoints ------------------------------------------------------------------------------------------------
+def load_model(checkpoint_path):
+    """A trained network (teacher or student) from ``best.h5``/``last.h5``, or from a stage folder (its best.h5)."""
+    import tf_keras as keras
+
+    path = Path(checkpoint_path)
+    if path.is_dir():
+        path = path / BEST
+    if not path.is_file():
+        raise ModelError(f"{path}: checkpoint not found")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelError(f"{path}: not a Keras model checkpoint ({str(e).splitlines()[0]})") from None
+
+
+def checkpoint_info(checkpoint_path) -> dict:
+    """The edgekd JSON of a checkpoint (stage, scheme, num_points, input_size, crop, epoch, val_nme, ...)."""
+    import h5py
+
+    path = Path(checkpoint_path)
+    if path.is_dir():
+        path = path / BEST
+    try:
+        with h5py.File(path, "r") as f:
+            return json.loads(f.attrs[INFO_ATTR]) if INFO_ATTR in f.attrs else {}
+    except OSError:
+        raise ModelError(f"{path}: checkpoint not found or not an HDF5 file") from None
+
+
+def save_checkpoint(net, path, info: dict, optimizer=None) -> None:
+    """Full model (+ optimizer state) into one HDF5 file, written next to ``path`` and renamed into place."""
+    import warnings
+
+    import h5py
+    import tensorflow as tf
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.h5")
+    level = tf.get_logger().level
+    try:
+        # HDF5 is "legacy" to Keras and an uncompiled model logs a metrics warning: both are noise here
+        tf.get_logger().setLevel("ERROR")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            net.save(tmp, save_format="h5", include_optimizer=False)
+        with h5py.File(tmp, "a") as f:
+            f.attrs[INFO_ATTR] = json.dumps(info)
+            if optimizer is not None:
+                group = f.create_group(OPTIMIZER_GROUP)
+                for i, v in enumerate(optimizer.variables):
+                    group.create_dataset(f"{i:05d}", data=v.numpy())
+        os.replace(tmp, path)
+    finally:
+        tf.get_logger().setLevel(level)
+        tmp.unlink(missing_ok=True)
+
+
+def _restore(path: Path, net, optimizer) -> dict:
+    """Weights and optimizer state of ``last.h5`` into freshly built objects; returns the checkpoint info."""
+    import h5py
+
+    try:
+        net.load_weights(path)
+    except ValueError as e:
+        raise ModelError(f"{path}: does not fit this run's network (was --alpha changed?): "
+                         f"{str(e).splitlines()[0]}") from None
+    optimizer.build(net.trainable_variables)
+    with h5py.File(path, "r") as f:
+        group = f.get(OPTIMIZER_GROUP)
+        saved = [group[k][()] for k in sorted(group)] if group is not None else []
+        info = json.loads(f.attrs[INFO_ATTR])
+    if len(saved) != len(optimizer.variables):
+        raise ModelError(f"{path}: optimizer state has {len(saved)} variables, expected {len(optimizer.variables)}")
+    for var, value in zip(optimizer.variables, saved):
+        var.assign(value)
+    return info
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, obj) -> None:
+    _write_text(path, json.dumps(obj, indent=1) + "\n")
+
+
+# --- metrics ----------------------------------------------------------------------------------------------------
+def nme(pred, target, nme_pair) -> np.ndarray:
+    """Per-image NME (mean point error / outer-eye-corner distance); scale-free, so normalised coords will do."""
+    p = np.asarray(pred, np.float64).reshape(len(pred), -1, 2)
+    g = np.asarray(target, np.float64).reshape(len(target), -1, 2)
+    a, b = nme_pair
+    return np.linalg.norm(p - g, axis=-1).mean(-1) / np.linalg.norm(g[:, a] - g[:, b], axis=-1)
+
+
+def _forward(net):
+    import tensorflow as tf
+
+    def forward(images):
+        return net(images, training=False)
+
+    return tf.function(forward, reduce_retracing=True, autograph=False)
+
+
+def _batch_nme(pred, target, nme_pair):
+    import tensorflow as tf
+
+    p = tf.reshape(pred, (tf.shape(pred)[0], -1, 2))
+    g = tf.reshape(target, (tf.shape(target)[0], -1, 2))
+    a, b = nme_pair
+    return 100.0 * tf.reduce_mean(tf.norm(p - g, axis=-1), axis=-1) / tf.norm(g[:, a] - g[:, b], axis=-1)
+
+
+def evaluate(net, dataset, nme_pair, forward=None) -> dict:
+    """Validation NME in % against hard and soft targets of a non-augmented dataset.
+
+    Pass the same ``forward`` (a tf.function of the net) on every call to trace it only once.
+    """
+    forward = forward or _forward(net)
+    preds, hard, soft = [], [], []
+    for images, targets in dataset:
+        preds.append(forward(images).numpy())
+        hard.append(targets["hard"].numpy())
+        soft.append(targets["soft"].numpy())
+    preds, hard, soft = (np.concatenate(v) for v in (preds, hard, soft))
+    return {"val_nme": float(100 * nme(preds, hard, nme_pair).mean()),
+            "val_nme_soft": float(100 * nme(preds, soft, nme_pair).mean())}
+
+
+# --- the training step ------------------------------------------------------------------------------------------
+def _trainer_classes():
+    import tensorflow as tf
+    import tf_keras as keras
+
+    class LandmarkTrainer(keras.Model):
+        """Trains ``net`` with L2 on one target ("hard" or "soft"); logs the running loss and train NME (vs hard)."""
+
+        components: tuple[str, ...] = ()
+
+        def __init__(self, net, target: str, nme_pair, **kwargs):
+            super().__init__(**kwargs)
+            self.net, self.target, self.nme_pair = net, target, tuple(nme_pair)
+            self.trackers = {k: keras.metrics.Mean(name=k) for k in ("loss", "nme", *self.components)}
+
+        @property
+        def metrics(self):
+            return list(self.trackers.values())
+
+        def call(self, images, training=False):
+            return self.net(images, training=training)
+
+        def guidance(self, images):
+            return {}
+
+        def objective(self, targets, pred, guidance):
+            return l2_loss(targets[self.target], pred), {}
+
+        def train_step(self, data):
+            images, targets = data
+            guidance = self.guidance(images)  # frozen teachers run outside the tape
+            with tf.GradientTape() as tape:
+                pred = self.net(images, training=True)
+                loss, parts = self.objective(targets, pred, guidance)
+                loss = loss + tf.add_n(self.net.losses) if self.net.losses else loss
+                # the optimizer sums gradients over replicas: divide to keep the global-batch mean
+                scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
+            variables = self.net.trainable_variables
+            self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+            self.trackers["loss"].update_state(loss)
+            self.trackers["nme"].update_state(_batch_nme(pred, targets["hard"], self.nme_pair))
+            for k, v in parts.items():
+                self.trackers[k].update_state(v)
+            return {k: m.result() for k, m in self.trackers.items()}
+
+    class Distiller(LandmarkTrainer):
+        """The student under KD-Loss with two frozen teachers in inference mode on the same augmented batch."""
+
+        components = ("main", "aloss_tough", "aloss_tol")
+
+        def __init__(self, student, tough, tolerant, kd: KDLossConfig, nme_pair, **kwargs):
+            super().__init__(student, "hard", nme_pair, **kwargs)
+            tough.trainable = tolerant.trainable = False
+            self.tough, self.tolerant, self.kd = tough, tolerant, kd
+
+        def guidance(self, images):
+            return {"A": tf.stop_gradient(self.tough(images, training=False)),
+                    "S": tf.stop_gradient(self.tolerant(images, training=False))}
+
+        def objective(self, targets, pred, guidance):
+            return kd_loss(targets["hard"], pred, guidance["A"], guidance["S"], self.kd)
+
+    return LandmarkTrainer, Distiller
+
+
+# --- per-epoch bookkeeping --------------------------------------------------------------------------------------
+def _epoch_callback_class():
+    import tf_keras as keras
+    from tqdm import tqdm
+
+    class EpochEnd(keras.callbacks.Callback):
+        """Progress bar, NaN guard, and at each epoch end: BatchNorm recalibration, validation, log, checkpoints."""
+
+        def __init__(self, run: "_Run"):
+            super().__init__()
+            self.run, self.bar, self.t0 = run, None, 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.time()
+            if self.run.cfg.progress:
+                self.bar = tqdm(total=self.run.steps, desc=f"{self.run.cfg.stage} {epoch + 1}/{self.run.cfg.epochs}",
+                                unit="step", leave=False, dynamic_ncols=True)
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = float(logs.get("loss", 0.0))
+            if not math.isfinite(loss):
+                self.close()
+                self.run.diverged(batch, loss)
+            if self.bar is not None:
+                self.bar.update(1)
+                self.bar.set_postfix(loss=f"{loss:.4f}", nme=f"{float(logs.get('nme', 0.0)):.2f}")
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.close()
+            self.run.end_epoch(epoch + 1, {k: float(v) for k, v in (logs or {}).items()}, time.time() - self.t0)
+
+        def close(self):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    return EpochEnd
+
+
+class _Run:
+    """One stage in one folder: everything the epoch callback needs to validate, log and checkpoint."""
+
+    def __init__(self, cfg: TrainConfig, stage_dir: Path, data, net, optimizer, info: dict, datasets):
+        self.cfg, self.dir, self.data, self.net, self.optimizer, self.info = cfg, stage_dir, data, net, optimizer, info
+        self.make_dataset = datasets
+        self.select = "val_nme_soft" if cfg.stage == "tolerant" else "val_nme"
+        self.rows: list[dict] = []
+        self.best = math.inf
+        self.steps = cfg.steps_per_epoch or math.ceil(data.manifest.counts["train"] / cfg.batch_size)
+        self.val = datasets(data, "val", cfg.batch_size, augment=False, shuffle=False).cache()
+        self.forward = _forward(net)
+
+    def diverged(self, batch, loss):
+        done = self.rows[-1]["epoch"] if self.rows else 0
+        kept = f"the last good checkpoint {self.dir / LAST} (epoch {done}) is kept" if done else "no checkpoint yet"
+        raise TrainingDiverged(f"{self.cfg.stage}: loss became {loss} at epoch {done + 1}, step {batch + 1}; "
+                               f"stopped, {kept}; try a lower --lr and --resume")
+
+    def recalibrate(self, epoch: int) -> None:
+        from edgekd.models import recalibrate_batchnorm
+
+        steps = math.ceil(self.cfg.bn_recalibration_samples / self.cfg.batch_size)
+        if steps:
+            ds = self.make_dataset(self.data, "train", self.cfg.batch_size, augment=self.cfg.augment,
+                                   seed=self.cfg.seed + 7919 * epoch, shuffle=True)
+            recalibrate_batchnorm(self.net, ds, steps)
+
+    def end_epoch(self, epoch: int, logs: dict, seconds: float) -> None:
+        import tensorflow as tf
+
+        t0 = time.time()
+        self.recalibrate(epoch)
+        val = evaluate(self.net, self.val, self.data.scheme.nme_pair, self.forward)
+        eval_seconds = time.time() - t0
+        lr = float(tf.convert_to_tensor(self.optimizer.learning_rate))  # the rate of the epoch's last step
+        row = {"epoch": epoch, **{k: round(v, 6) for k, v in logs.items()}, **val, "lr": lr,
+               "seconds": round(seconds, 1), "eval_seconds": round(eval_seconds, 1)}
+        improved = val[self.select] < self.best
+        row["best"] = int(improved)
+        self.rows.append(row)
+        info = {**self.info, "epoch": epoch, **val}
+        save_checkpoint(self.net, self.dir / LAST, info, self.optimizer)
+        if improved:
+            self.best = val[self.select]
+            save_checkpoint(self.net, self.dir / BEST, info)
+        self.write_log()
+        if self.cfg.progress:
+            from tqdm import tqdm
+
+            extra = f", soft {val['val_nme_soft']:.2f}%" if self.cfg.stage == "tolerant" else ""
+            tqdm.write(f"{self.cfg.stage} epoch {epoch}/{self.cfg.epochs}: loss {logs.get('loss', math.nan):.4f}, "
+                       f"train NME {logs.get('nme', math.nan):.2f}%, val NME {val['val_nme']:.2f}%{extra}"
+                       f"{' (best)' if improved else ''} [{seconds:.0f} s]")
+
+    def write_log(self) -> None:
+        fields = list(dict.fromkeys(k for row in self.rows for k in row))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        _write_text(self.dir / "log.csv", buf.getvalue())
+
+    def load_log(self, upto: int) -> None:
+        path = self.dir / "log.csv"
+        rows = list(csv.DictReader(path.open())) if path.is_file() else []
+        self.rows = [{k: (float(v) if k != "epoch" else int(v)) for k, v in r.items() if v != ""}
+                     for r in rows if int(r["epoch"]) <= upto]
+        if self.rows:
+            self.best = min(r.get(self.select, math.inf) for r in self.rows)
+
+
+# --- stages -----------------------------------------------------------------------------------------------------
+def _strategy(name: str):
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy() if name == "mirrored" else tf.distribute.get_strategy()
+
+
+def teacher_paths(run_dir, cfg: TrainConfig) -> dict[str, Path]:
+    root = Path(cfg.teachers_dir) if cfg.teachers_dir else Path(run_dir)
+    return {name: root / name / BEST for name in ("tough", "tolerant")}
+
+
+def _check_teacher(name: str, path: Path, data) -> None:
+    """Refuse a missing teacher, or one trained for other landmarks, another input size or another crop."""
+    if not path.is_file():
+        raise ModelError(f"{path}: no {name} teacher; train it first (`edgekd train ... --stage {name}`) "
+                         f"or point --teachers-dir at a folder holding {name}/{BEST}")
+    _check_matches_data(path, f"{name} teacher", data)
+
+
+def _check_matches_data(path: Path, what: str, data) -> None:
+    """Compare a checkpoint's recorded landmark count, input size and crop with the prepared data."""
+    from edgekd.data.crop import CropSpec
+
+    info = checkpoint_info(path)
+    for key, value in {"num_points": data.num_points, "input_size": data.input_size}.items():
+        if key in info and info[key] != value:
+            raise ModelError(f"{path}: {what} has {key} {info[key]}, but the data has {value}")
+    if info.get("crop") and CropSpec.from_dict(info["crop"]) != data.crop:
+        raise ModelError(f"{path}: {what} was trained on another crop ({info['crop']}) than the data "
+                         f"({data.crop.to_dict()})")
+
+
+def _check_loaded_teacher(name: str, path: Path, model, data) -> None:
+    size, outputs = model.input_shape[1], model.output_shape[-1]
+    if outputs != 2 * data.num_points:
+        raise ModelError(f"{path}: {name} teacher predicts {outputs // 2} landmarks, the data has {data.num_points}")
+    if size != data.input_size:
+        raise ModelError(f"{path}: {name} teacher takes {size} px input, the data is {data.input_size} px")
+
+
+def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict:
+    """Train one stage into ``<run_dir>/<stage>/``; returns the stage summary (also written as summary.json)."""
+    import tf_keras as keras
+
+    from edgekd.data.pipeline import PreparedData, make_dataset
+    from edgekd.models import build_student, build_teacher, model_info
+
+    cfg.validate()
+    data = PreparedData.open(prepared_dir)
+    if data.manifest.counts.get("val", 0) < 1:
+        raise EdgekdError(f"{prepared_dir}: no validation split; prepare the data with --val-fraction > 0")
+    stage_dir = Path(run_dir) / cfg.stage
+    last = stage_dir / LAST
+    if (stage_dir / SUMMARY).is_file() and not resume:
+        raise EdgekdError(f"{stage_dir}: stage already trained; pass --resume with more --epochs to continue it, "
+                          f"or use another --run-dir")
+    if last.is_file() and not resume:
+        raise EdgekdError(f"{stage_dir}: holds an unfinished run; pass --resume to continue it, or use another --run-dir")
+    if resume and last.is_file():
+        _check_matches_data(last, "the checkpoint to resume", data)
+    teachers = teacher_paths(run_dir, cfg) if cfg.stage == "student" else {}
+    for name, path in teachers.items():
+        _check_teacher(name, path, data)
+
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    strategy = _strategy(cfg.strategy)
+    with strategy.scope():
+        if cfg.stage in ("tough", "tolerant"):
+            net = build_teacher(data.num_points, data.input_size, cfg.dropout)
+        else:
+            net = build_student(data.num_points, data.input_size, cfg.alpha)
+        LandmarkTrainer, Distiller = _trainer_classes()
+        if teachers:
+            loaded = {}
+            for name, path in teachers.items():
+                loaded[name] = load_model(path)
+                _check_loaded_teacher(name, path, loaded[name], data)
+            trainer = Distiller(net, loaded["tough"], loaded["tolerant"], cfg.kd, data.scheme.nme_pair)
+        else:
+            trainer = LandmarkTrainer(net, TARGET[cfg.stage], data.scheme.nme_pair)
+        schedule = keras.optimizers.schedules.InverseTimeDecay(cfg.learning_rate, decay_steps=1,
+                                                               decay_rate=cfg.lr_decay)
+        optimizer = keras.optimizers.Adam(learning_rate=schedule)
+        trainer.compile(optimizer=optimizer)
+        start = 0
+        if resume and last.is_file():
+            start = int(_restore(last, net, optimizer)["epoch"])
+
+    info = {"stage": cfg.stage, "scheme": data.scheme.name, "num_points": data.num_points,
+            "input_size": data.input_size, "crop": data.crop.to_dict(), "alpha": cfg.alpha if cfg.stage in
+            ("student", "baseline") else None, "target": TARGET[cfg.stage], "prepared": str(Path(prepared_dir)),
+            "data_license": data.manifest.license, "edgekd_version": edgekd.__version__}
+    _write_json(stage_dir / "config.json", {"train": cfg.to_dict(), "prepared": str(Path(prepared_dir).resolve()),
+                                            "data": {"scheme": data.scheme.name, "input_size": data.input_size,
+                                                     "counts": data.manifest.counts},
+                                            "teachers": {k: str(v) for k, v in teachers.items()},
+                                            "resumed_from_epoch": start or None})
+    _write_json(stage_dir / "model_info.json", model_info(net))
+
+    run = _Run(cfg, stage_dir, data, net, optimizer, info, make_dataset)
+    run.load_log(start)
+    t0 = time.time()
+    if start < cfg.epochs:
+        (stage_dir / SUMMARY).unlink(missing_ok=True)  # unfinished again until these epochs are done
+        train_ds = make_dataset(data, "train", cfg.batch_size, augment=cfg.augment, seed=cfg.seed + start,
+                                shuffle=True, repeat=cfg.steps_per_epoch is not None)
+        trainer.fit(train_ds, epochs=cfg.epochs, initial_epoch=start, steps_per_epoch=cfg.steps_per_epoch,
+                    callbacks=[_epoch_callback_class()(run)], verbose=0)
+    best_row = min(run.rows, key=lambda r: r.get(run.select, math.inf)) if run.rows else {}
+    summary = {"stage": cfg.stage, "epochs": run.rows[-1]["epoch"] if run.rows else start,
+               "best_epoch": best_row.get("epoch"), "best_val_nme": best_row.get("val_nme"),
+               "selected_on": run.select, "last_val_nme": run.rows[-1].get("val_nme") if run.rows else None,
+               "checkpoint": BEST, "seconds": round(time.time() - t0, 1)}
+    _write_json(stage_dir / SUMMARY, summary)
+    return summary
+
+
+def train_all(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict[str, dict]:
+    """Tough teacher, Tolerant teacher, student, in order; a stage that already has summary.json is skipped."""
+    import tf_keras as keras
+
+    results = {}
+    for stage in PIPELINE:
+        done = Path(run_dir) / stage / SUMMARY
+        if done.is_file():
+            results[stage] = json.loads(done.read_text())
+            if cfg.progress:
+                print(f"{stage}: already trained ({done}), skipped")
+            continue
+        results[stage] = train(prepared_dir, run_dir, replace(cfg, stage=stage), resume=resume)
+        keras.backend.clear_session()  # free the finished stage's graphs before the next one
+    return results

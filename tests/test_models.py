@@ -1,0 +1,62 @@
+"""The teacher and student networks: flat, from scratch, right head, right size, BatchNorm recalibration."""
+import edgekd  # noqa: F401
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from edgekd.errors import ModelError
+from edgekd.models import HEAD_NAME, build_student, build_teacher, model_info, recalibrate_batchnorm
+
+
+def _is_flat(model) -> bool:
+    return not any(isinstance(layer, keras.Model) for layer in model.layers)
+
+
+def test_student_size_matches_the_method_table():
+    # METHOD.md §3: MobileNetV2-1.0 + Dense(136) at 224 has 2.432M params and about 0.30 G multiply-adds
+    info = model_info(build_student(68, 224))
+    assert info["params"] == pytest.approx(2.432e6, rel=1e-3)
+    assert info["macs"] == pytest.approx(0.30e9, rel=0.02)
+    assert info["outputs"] == 136
+
+
+def test_teacher_is_flat_efficientnet_b3_taking_unit_range_input():
+    model = build_teacher(29, 64)
+    assert _is_flat(model)
+    assert model.output_shape == (None, 58) and model.get_layer(HEAD_NAME).units == 58
+    # METHOD.md §3: EfficientNet-B3 + Dense(58) has 10.87M params (independent of input size)
+    assert model.count_params() == pytest.approx(10.87e6, rel=2e-3)
+    stem_input = keras.Model(model.input, model.get_layer("stem_conv_pad").input)
+    x = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)
+    np.testing.assert_allclose(stem_input(x).numpy(), x, atol=1e-6)  # no hidden 1/255 rescaling of [0,1] input
+
+
+def test_student_is_flat_and_wrappable_by_qat():
+    import tensorflow_model_optimization as tfmot
+
+    model = build_student(68, 96, alpha=0.35)
+    assert _is_flat(model) and model.output_shape == (None, 136)
+    qat = tfmot.quantization.keras.quantize_model(model)
+    assert qat.output_shape == (None, 136)
+
+
+@pytest.mark.parametrize("size", [48, 100, 256])
+def test_bad_input_sizes_are_refused(size):
+    with pytest.raises(ModelError, match="multiple of 32"):
+        build_student(68, size)
+
+
+def test_recalibrate_batchnorm_stores_the_average_batch_statistics():
+    model = build_student(5, 64, alpha=0.35)
+    bn = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    images = np.random.default_rng(1).random((24, 64, 64, 3), dtype=np.float32) * 0.5 + 2.0
+    ds = tf.data.Dataset.from_tensor_slices((images, np.zeros((24, 10), np.float32))).batch(8)
+    weights_before = [w.numpy().copy() for w in model.trainable_weights]
+    assert recalibrate_batchnorm(model, ds, steps=10) == 3
+    features = keras.Model(model.input, bn.input)(images).numpy()
+    np.testing.assert_allclose(bn.moving_mean.numpy(), features.mean((0, 1, 2)), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), features.var((0, 1, 2)), rtol=0.05)
+    assert bn.momentum == 0.999  # restored
+    for before, after in zip(weights_before, model.trainable_weights):
+        np.testing.assert_array_equal(before, after.numpy())

@@ -1,0 +1,158 @@
+"""Training stages end to end on a tiny real 300-W sample (input 64, alpha 0.35, a handful of steps).
+
+The EfficientNet-B3 teacher costs ~20 s of graph tracing per stage on 2 cores, so these tests swap in a small
+MobileNetV2 teacher (`small_teachers`); the teacher network itself is tested in test_models.py. The training code
+does not depend on the teacher's architecture.
+"""
+import json
+import shutil
+
+import edgekd  # noqa: F401
+import h5py
+import numpy as np
+import pytest
+import tf_keras as keras
+from click.testing import CliRunner
+
+import edgekd.data.pipeline as pipeline
+import edgekd.models as models
+from edgekd.errors import EdgekdError, ModelError
+from edgekd.train import (LAST, OPTIMIZER_GROUP, TrainConfig, TrainingDiverged, _trainer_classes, checkpoint_info,
+                          load_model, save_checkpoint, train, train_all)
+from edgekd.losses import KDLossConfig
+
+TINY = dict(epochs=2, batch_size=8, alpha=0.35, steps_per_epoch=2, bn_recalibration_samples=8, progress=False)
+STAGE_FILES = {"config.json", "model_info.json", "log.csv", "best.h5", "last.h5", "summary.json"}
+
+
+@pytest.fixture
+def small_teachers(monkeypatch):
+    monkeypatch.setattr(models, "build_teacher", lambda n, size, dropout=0.5: models.build_student(n, size, 0.35))
+
+
+def _rows(stage_dir):
+    import csv
+
+    return list(csv.DictReader((stage_dir / "log.csv").open()))
+
+
+def test_all_stages_end_to_end(tiny_prepared, tmp_path, small_teachers):
+    run = tmp_path / "run"
+    results = train_all(tiny_prepared, run, TrainConfig(**TINY))
+    assert list(results) == ["tough", "tolerant", "student"]
+    for stage in results:
+        assert STAGE_FILES <= {p.name for p in (run / stage).iterdir()}
+        rows = _rows(run / stage)
+        assert [int(r["epoch"]) for r in rows] == [1, 2]
+        assert all(np.isfinite(float(r["val_nme"])) for r in rows)
+        selected = min(rows, key=lambda r: float(r["val_nme_soft" if stage == "tolerant" else "val_nme"]))
+        assert results[stage]["best_epoch"] == int(selected["epoch"])
+        assert checkpoint_info(run / stage / "best.h5")["epoch"] == int(selected["epoch"])
+    assert {"main", "aloss_tough", "aloss_tol"} <= set(_rows(run / "student")[0])
+    assert json.loads((run / "tolerant" / "config.json").read_text())["train"]["stage"] == "tolerant"
+
+    student = load_model(run / "student" / "best.h5")
+    assert student.input_shape == (None, 64, 64, 3) and student.output_shape == (None, 136)
+    info = checkpoint_info(run / "student" / "best.h5")
+    assert (info["stage"], info["scheme"], info["num_points"], info["input_size"]) == ("student", "300w", 68, 64)
+    assert json.loads((run / "student" / "model_info.json").read_text())["params"] == student.count_params()
+
+    # a second run skips every finished stage
+    before = (run / "student" / "log.csv").read_text()
+    again = train_all(tiny_prepared, run, TrainConfig(**TINY))
+    assert again["student"] == results["student"] and (run / "student" / "log.csv").read_text() == before
+
+
+def test_distiller_updates_only_the_student():
+    _, Distiller = _trainer_classes()
+    student, tough, tolerant = (models.build_student(4, 64, 0.35) for _ in range(3))
+    distiller = Distiller(student, tough, tolerant, KDLossConfig(), nme_pair=(0, 1))
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 64, 64, 3), dtype=np.float32)
+    targets = {"hard": rng.uniform(-0.4, 0.4, (4, 8)).astype(np.float32)}
+    targets["soft"] = targets["hard"]
+    frozen = [w.numpy().copy() for w in tough.weights + tolerant.weights]  # BatchNorm moving stats included
+    learner = [w.numpy().copy() for w in student.trainable_weights]
+    logs = distiller.train_on_batch(images, targets, return_dict=True)
+    assert {"loss", "nme", "main", "aloss_tough", "aloss_tol"} <= set(logs)
+    for before, w in zip(frozen, tough.weights + tolerant.weights):
+        np.testing.assert_array_equal(before, w.numpy())
+    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(learner, student.trainable_weights))
+
+
+def _fake_teacher(path, num_points, info_points=None, size=64):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = {} if info_points is None else {"num_points": info_points, "input_size": size}
+    save_checkpoint(models.build_student(num_points, size, 0.35), path, info)
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["from-info", "from-shape"])
+def test_student_refuses_teacher_with_other_landmark_count(tiny_prepared, tmp_path, recorded):
+    _fake_teacher(tmp_path / "tough" / "best.h5", 29, 29 if recorded else None)
+    _fake_teacher(tmp_path / "tolerant" / "best.h5", 68, 68)
+    with pytest.raises(ModelError, match=r"tough teacher .*(num_points 29|29 landmarks)"):
+        train(tiny_prepared, tmp_path, TrainConfig(stage="student", **{**TINY, "epochs": 1}))
+    assert not (tmp_path / "student" / "log.csv").exists()
+
+
+def test_student_refuses_missing_teacher_in_the_cli(tiny_prepared, tmp_path):
+    from edgekd.cli import main
+
+    result = CliRunner().invoke(main, ["train", str(tiny_prepared), "--run-dir", str(tmp_path), "--stage", "student"])
+    assert result.exit_code == 2
+    assert "error:" in result.output and "no tough teacher" in result.output and "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def one_epoch_baseline(tiny_prepared, tmp_path_factory):
+    """A finished one-epoch baseline run, copied by each test that resumes it."""
+    run = tmp_path_factory.mktemp("baseline")
+    train(tiny_prepared, run, TrainConfig(stage="baseline", **{**TINY, "epochs": 1}))
+    return run
+
+
+def _copy(run, tmp_path):
+    shutil.copytree(run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def _iterations(path):
+    with h5py.File(path, "r") as f:
+        return int(f[OPTIMIZER_GROUP]["00000"][()])
+
+
+def test_resume_continues_from_last_checkpoint(tiny_prepared, tmp_path, one_epoch_baseline):
+    run = _copy(one_epoch_baseline, tmp_path)
+    (run / "baseline" / "summary.json").unlink()  # as if killed after epoch 1
+    cfg = TrainConfig(stage="baseline", **TINY)
+    with pytest.raises(EdgekdError, match="--resume"):
+        train(tiny_prepared, run, cfg)
+    train(tiny_prepared, run, cfg, resume=True)
+    assert [int(r["epoch"]) for r in _rows(run / "baseline")] == [1, 2]
+    assert checkpoint_info(run / "baseline" / LAST)["epoch"] == 2
+    assert _iterations(run / "baseline" / LAST) == 4  # optimizer state carried on: 2 steps x 2 epochs
+    assert json.loads((run / "baseline" / "config.json").read_text())["resumed_from_epoch"] == 1
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_prepared, tmp_path, one_epoch_baseline, monkeypatch):
+    run = _copy(one_epoch_baseline, tmp_path)
+    original = pipeline.make_dataset
+
+    def poisoned(prepared, split, *args, **kwargs):
+        ds = original(prepared, split, *args, **kwargs)
+        return ds.map(lambda x, y: (x * np.float32("nan"), y)) if split == "train" else ds
+
+    monkeypatch.setattr(pipeline, "make_dataset", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, step 1.*last good checkpoint"):
+        train(tiny_prepared, run, TrainConfig(stage="baseline", **{**TINY, "epochs": 3}), resume=True)
+    assert checkpoint_info(run / "baseline" / LAST)["epoch"] == 1
+    weights = load_model(run / "baseline" / LAST).get_weights()
+    assert all(np.isfinite(w).all() for w in weights)
+    assert [int(r["epoch"]) for r in _rows(run / "baseline")] == [1]
+
+
+def test_resume_refuses_a_network_of_another_width(tiny_prepared, tmp_path, one_epoch_baseline):
+    run = _copy(one_epoch_baseline, tmp_path)
+    with pytest.raises(ModelError, match="--alpha"):
+        train(tiny_prepared, run, TrainConfig(stage="baseline", **{**TINY, "alpha": 0.5}), resume=True)
