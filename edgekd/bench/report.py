@@ -1,0 +1,254 @@
+"""Benchmark outputs: results.json (the numbers), report.md (tables), ced.png, worst-case sheets, a console table."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+DLIB_NOTE = ("dlib's released 68-point model was trained on iBUG 300-W data that very likely includes these test "
+             "images (its error is the same on the 300-W training and test images), so its NME here is a reference, "
+             "not a fair bar.")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _clean(o):
+    """JSON-safe: NaN/inf become null, numpy scalars plain numbers."""
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, (np.floating, float)):
+        return None if not math.isfinite(float(o)) else float(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    return o
+
+
+def _fmt(v, digits=2, suffix=""):
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:.{digits}f}{suffix}"
+
+
+def _lat(e, key, t):
+    d = (e.get("latency_ms") or {}).get(key)
+    if isinstance(d, dict):
+        return d.get(str(t))
+    return d
+
+
+# --- console table (as Ultralytics' benchmark prints) -------------------------------------------------------------
+COLUMNS = ["Model", "Protocol", "Runtime", "Size (MB)", "NME %", "FR@0.1 %", "AUC@0.1", "Misses"]
+
+
+def _rows(results) -> tuple[list[str], list[list[str]]]:
+    threads = [str(t) for t in results.get("threads", [1])]
+    cols = COLUMNS + [f"Model ms ({t}t)" for t in threads] + ["Detector ms"] + [f"E2E ms ({t}t)" for t in threads]
+    rows = []
+    for e in results["entries"]:
+        misses = e.get("detector_failures")
+        rows.append([e["model"], e["protocol"], e.get("runtime", ""), _fmt(e.get("size_mb"), 2),
+                     _fmt(e.get("nme")), _fmt(e.get("fr")), _fmt(e.get("auc"), 4),
+                     "–" if misses is None or e["protocol"] == "gt" else f"{misses}/{e.get('count')}"]
+                    + [_fmt(_lat(e, "model", t)) for t in threads]
+                    + [_fmt(_lat(e, "detector", None))]
+                    + [_fmt(_lat(e, "end_to_end", t)) for t in threads])
+    return cols, rows
+
+
+def table(results) -> str:
+    cols, rows = _rows(results)
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
+    line = lambda cells: "  ".join(c.rjust(w) if i > 2 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    m = results.get("machine", {})
+    head = (f"Benchmarks complete for {results['dataset']} {results['split']} ({results['faces']} faces) on "
+            f"{m.get('cpu', '?')}" if results.get("faces") else
+            f"Latency benchmark on a sample face (accuracy needs --data) on {m.get('cpu', '?')}")
+    out = [head, line(cols), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    if results.get("skipped_images"):
+        out.append(f"{len(results['skipped_images'])} faces skipped: image file not found")
+    return "\n".join(out)
+
+
+# --- report.md ----------------------------------------------------------------------------------------------------
+def _md_table(cols, rows) -> str:
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def markdown(results) -> str:
+    m = results["machine"]
+    parts = [f"# edgekd benchmark: {results['dataset']} {results['split']}", ""]
+    if results.get("faces"):
+        parts.append(f"{results['faces']} faces from `{results['data']}`; protocols: {', '.join(results['protocols'])}"
+                     f"; face detector: {results.get('detector') or '–'}.")
+    else:
+        parts.append("Latency only, on a sample face (scikit-image's astronaut): accuracy needs `--data`.")
+    load = m.get("load_average_1m")
+    busy = (f" Load average {load} when the run ended" + (": other work shared the CPU, so read latencies as upper "
+            "bounds." if load and m.get("cores") and load > 0.75 * m["cores"] else ".")) if load is not None else ""
+    parts += ["", f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['platform']}.{busy}", ""]
+    cols, rows = _rows(results)
+    parts += ["## Summary", "", _md_table(cols, rows), ""]
+    parts += ["NME: " + results["metrics"]["nme"] + ". FR: " + results["metrics"]["fr"] + ". AUC: "
+              + results["metrics"]["auc"] + ". Misses: faces the protocol's detector did not find (counted as "
+              "failures in FR and AUC). Model ms: one crop through the model (median after warm-up). "
+              "E2E ms: detector on the whole image + crop + model + inverse crop for one face (median). "
+              "Latency is the same for both protocols of a model.", ""]
+    if results.get("faces"):
+        subsets = [s for e in results["entries"] for s in (e.get("subsets") or {})]
+        names = list(dict.fromkeys(subsets))
+        if names:
+            cols = ["Model", "Protocol"] + [f"{n} NME / FR / AUC" for n in names] + ["AUC (paper variant)"]
+            rows = []
+            for e in results["entries"]:
+                cells = [e["model"], e["protocol"]]
+                for n in names:
+                    s = (e.get("subsets") or {}).get(n)
+                    cells.append("–" if not s else f"{_fmt(s['nme'])} / {_fmt(s['fr'])} / {_fmt(s['auc'], 4)}")
+                cells.append(_fmt(e.get("auc_paper"), 4))
+                rows.append(cells)
+            parts += ["## Per subset", "", _md_table(cols, rows), "",
+                      "AUC (paper variant) is the KD-Loss code's formula (max 0.95; METHOD.md §6), only for "
+                      "comparison with the paper's tables.", ""]
+    lat_rows, seen = [], set()
+    for e in results["entries"]:
+        L = e.get("latency_ms") or {}
+        if e["model"] in seen:  # the same numbers for both protocols
+            continue
+        seen.add(e["model"])
+        for t in L.get("threads", []):
+            lat_rows.append([e["model"], str(t), L.get("runtime", ""),
+                             _fmt(_lat(e, "model", t)), _fmt(_lat(e, "model_p90", t)), _fmt(L.get("detector")),
+                             _fmt(L.get("crop"), 3), _fmt(_lat(e, "end_to_end", t)),
+                             _fmt(_lat(e, "end_to_end_p90", t)), L.get("detector_runtime", "")])
+    if lat_rows:
+        parts += ["## Latency (ms)", "", _md_table(["Model", "Threads", "Runtime", "Model median",
+                                                     "Model p90", "Detector", "Crop", "E2E median", "E2E p90",
+                                                     "Detector runtime"], lat_rows), ""]
+    if any(e["kind"] == "peer" for e in results["entries"]):
+        parts += ["## Peers", "", DLIB_NOTE + " dlib runs in its own pipeline: HOG detector in the `detector` "
+                  "protocol; in the `gt` protocol the ground-truth landmark box moved into the HOG box convention "
+                  "(fitted on the 300-W training faces). dlib runs single-threaded.", ""]
+    if results.get("skipped_images"):
+        parts += [f"Skipped (image file not found): {', '.join(results['skipped_images'])}", ""]
+    parts += ["## Plots", "", "![CED](ced.png)", ""]
+    parts += [f"- worst predictions, {e['model']} [{e['protocol']}]: `{e['worst_sheet']}`"
+              for e in results["entries"] if e.get("worst_sheet")]
+    return "\n".join(parts) + "\n"
+
+
+# --- plots --------------------------------------------------------------------------------------------------------
+def ced_plot(entries, path: Path, threshold: float = 0.1) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgekd.bench.metrics import auc, ced
+
+    curves = [e for e in entries if e.extra.get("errors")]
+    fig, ax = plt.subplots(figsize=(7, 5 + 0.18 * len(curves)), dpi=110)
+    for e in curves:
+        errors = e.extra["errors"]
+        t, frac = ced(errors, threshold)
+        finite = np.isfinite(errors)
+        label = (f"{e.name} [{e.protocol}]  NME {100 * np.mean(np.asarray(errors)[finite]):.2f}%  "
+                 f"AUC {auc(errors, threshold):.3f}")
+        ax.plot(100 * t, frac, ls="-" if e.protocol == "detector" else "--", lw=1.6, label=label)
+    ax.set_xlim(0, 100 * threshold)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("NME (% of outer-eye-corner distance)")
+    ax.set_ylabel("fraction of faces")
+    ax.set_title("Cumulative error distribution (solid: detector crops, dashed: ground-truth crops)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1, frameon=False)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def worst_sheet(entry, samples, path: Path, count: int = 12, tile: int = 192) -> bool:
+    """Grid of the worst faces: ground truth green, prediction red, NME (or MISSED) written on each."""
+    import cv2
+
+    from edgekd.data.crop import CropSpec, transform_points
+    from edgekd.data.readers import load_image
+    from edgekd.errors import DataError
+
+    errors = entry.extra.get("errors")
+    if not errors:
+        return False
+    order = np.argsort(-np.nan_to_num(np.asarray(errors), posinf=1e9))[:count]
+    tiles = []
+    view = CropSpec(input_size=tile, margin=0.35)
+    for i in order:
+        s = samples[i]
+        try:
+            image = load_image(s)
+        except DataError:
+            continue
+        box = view.box_from_points(s.points)
+        crop, m = view.crop(image, box)
+        crop = np.ascontiguousarray(crop[:, :, ::-1])
+        for pts, color in ((s.points, (0, 200, 0)), (entry.predictions.get(s.id), (0, 0, 255))):
+            if pts is None:
+                continue
+            for x, y in transform_points(pts, m):
+                if 0 <= x < tile and 0 <= y < tile:
+                    cv2.circle(crop, (int(round(x)), int(round(y))), 2, color, -1, cv2.LINE_AA)
+        e = errors[i]
+        text = "MISSED" if not np.isfinite(e) else f"{100 * e:.1f}%"
+        for col, th in (((0, 0, 0), 3), ((255, 255, 255), 1)):
+            cv2.putText(crop, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, col, th, cv2.LINE_AA)
+            cv2.putText(crop, s.id[-26:], (4, tile - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.35, col, th, cv2.LINE_AA)
+        tiles.append(crop)
+    if not tiles:
+        return False
+    cols = min(6, len(tiles))
+    rows = -(-len(tiles) // cols)
+    sheet = np.zeros((rows * tile, cols * tile, 3), np.uint8)
+    for k, t in enumerate(tiles):
+        r, c = divmod(k, cols)
+        sheet[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] = t
+    ok, buf = cv2.imencode(".png", sheet)
+    _atomic_write(path, buf.tobytes())
+    return True
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def write(results, entries, samples, out: Path, scheme, worst: int = 12) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    if results.get("faces"):
+        ced_plot(entries, out / "ced.png")
+        for e, row in zip(entries, results["entries"]):
+            name = f"worst_{slug(e.name)}_{e.protocol}.png"
+            if worst and worst_sheet(e, samples, out / name, worst):
+                row["worst_sheet"] = name
+        per_face = {f"{e.name} [{e.protocol}]": {s.id: e.extra["errors"][i] for i, s in enumerate(samples)}
+                    for e in entries if e.extra.get("errors")}
+        _atomic_write(out / "per_face_nme.json", json.dumps(_clean(per_face), indent=0).encode())
+    _atomic_write(out / "results.json", json.dumps(_clean(results), indent=1).encode())
+    _atomic_write(out / "report.md", markdown(results).encode())

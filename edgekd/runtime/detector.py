@@ -1,0 +1,229 @@
+"""FaceDetector: MediaPipe Tasks' BlazeFace short-range detector, the front end a phone app would use.
+
+The model file ships inside the package (edgekd/assets, Apache-2.0, taken from the mediapipe 0.10.21 wheel; see the
+NOTICE there), so nothing downloads at run time. ``fit_detector_mapping`` learns how its boxes relate to the
+landmark boxes the model was trained on, so detector crops look like training crops.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+import time
+import types
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.data.crop import CropSpec
+from edgekd.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+ASSET = Path(__file__).resolve().parents[1] / "assets" / "face_detection_short_range.tflite"
+ASSET_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
+DETECTOR_NAME = "MediaPipe BlazeFace short-range"
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: tuple[float, float, float, float]  # x, y, w, h in image pixels
+    score: float
+    keypoints: np.ndarray  # (6, 2) image pixels: eyes, nose tip, mouth, ear tragions
+
+
+def _import_mediapipe():
+    """Import mediapipe without letting it import all of TensorFlow (it only wants a docs decorator from it).
+
+    The stub lives in sys.modules just for the import: TensorFlow itself needs the real module later.
+    """
+    stubbed = "tensorflow" not in sys.modules and "tensorflow.tools.docs" not in sys.modules
+    if stubbed:
+        stub = types.ModuleType("tensorflow.tools.docs")
+        stub.doc_controls = types.SimpleNamespace(do_not_generate_docs=lambda x: x)
+        sys.modules["tensorflow.tools.docs"] = stub
+    try:
+        import mediapipe as mp
+        from mediapipe.tasks.python import vision
+        from mediapipe.tasks.python.core.base_options import BaseOptions
+    except ImportError as e:
+        raise ModelError(f"the face detector needs mediapipe (pip install mediapipe): {e}") from None
+    finally:
+        if stubbed:
+            sys.modules.pop("tensorflow.tools.docs", None)
+    return mp, vision, BaseOptions
+
+
+def check_asset(path: Path = ASSET) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        raise ModelError(f"{path}: face detector model missing (it ships with edgekd; reinstall the package)") from None
+    if path == ASSET and hashlib.sha256(data).hexdigest() != ASSET_SHA256:
+        raise ModelError(f"{path}: face detector model has the wrong sha256 (corrupt install?)")
+    return data
+
+
+class FaceDetector:
+    """``detect(rgb_uint8) -> list[Detection]``, best score first. Use as a context manager or call close():
+    MediaPipe's detector fails in ``__del__`` when left to interpreter exit."""
+
+    def __init__(self, model_path: str | Path | None = None, min_score: float = 0.5,
+                 min_suppression: float = 0.3):
+        mp, vision, BaseOptions = _import_mediapipe()
+        path = Path(model_path) if model_path else ASSET
+        data = check_asset(path)
+        self._mp = mp
+        options = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_buffer=data),
+                                             min_detection_confidence=min_score,
+                                             min_suppression_threshold=min_suppression)
+        self._det = vision.FaceDetector.create_from_options(options)
+        self.name = f"{DETECTOR_NAME} (mediapipe {mp.__version__})"
+        self.last_ms = float("nan")
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        if self._det is None:
+            raise RuntimeError("FaceDetector is closed")
+        img = np.ascontiguousarray(image, dtype=np.uint8)
+        t0 = time.perf_counter()
+        result = self._det.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=img))
+        self.last_ms = (time.perf_counter() - t0) * 1e3
+        h, w = img.shape[:2]
+        out = []
+        for d in result.detections:
+            b = d.bounding_box
+            kps = np.array([(k.x * w, k.y * h) for k in (d.keypoints or [])], dtype=np.float32).reshape(-1, 2)
+            score = d.categories[0].score if d.categories else float("nan")
+            out.append(Detection((float(b.origin_x), float(b.origin_y), float(b.width), float(b.height)),
+                                 float(score), kps))
+        return sorted(out, key=lambda d: -d.score)
+
+    def close(self) -> None:
+        if self._det is not None:
+            self._det.close()
+            self._det = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):  # best effort before interpreter shutdown tears MediaPipe's ctypes down
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+# --- matching detections to annotated faces ---------------------------------------------------------------------
+def points_box(points: np.ndarray) -> tuple[float, float, float, float]:
+    """Tight (x, y, w, h) box of landmarks."""
+    p = np.asarray(points, dtype=np.float64)
+    lo, hi = p.min(axis=0), p.max(axis=0)
+    return float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])
+
+
+def iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+def match_box(boxes, points: np.ndarray) -> int | None:
+    """Index of the box overlapping the landmark box most; None when no box overlaps it (a miss)."""
+    gt = points_box(points)
+    scores = [iou(b, gt) for b in boxes]
+    if not scores or max(scores) <= 0.0:
+        return None
+    return int(np.argmax(scores))
+
+
+# --- detector box -> landmark box ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DetectorMapping:
+    """centre = det_centre + offset * det_side, side = scale * det_side (see CropSpec.box_from_detector).
+
+    ``spread`` is the median absolute deviation of the per-face offsets and log scale: how much faces vary."""
+
+    detector_offset: tuple[float, float]
+    detector_scale: float
+    faces_used: int
+    faces_missed: int
+    spread: tuple[float, float, float]  # median absolute deviation of offset x, offset y, log scale
+
+    def apply(self, crop: CropSpec) -> CropSpec:
+        return replace(crop, detector_offset=tuple(self.detector_offset), detector_scale=self.detector_scale)
+
+    def to_dict(self) -> dict:
+        return {"detector_offset": list(self.detector_offset), "detector_scale": self.detector_scale,
+                "faces_used": self.faces_used, "faces_missed": self.faces_missed, "spread": list(self.spread)}
+
+
+def fit_box_mapping(pairs) -> tuple[tuple[float, float], float, tuple[float, float, float]]:
+    """Offset/scale taking (x, y, w, h) source boxes to (cx, cy, side) target squares: 10%-trimmed means.
+
+    Trimmed rather than plain least squares, so a few wrong matches or odd annotations do not pull the crop; means
+    rather than medians, because some detectors (dlib's HOG) give boxes in a few discrete sizes, whose median
+    is one of those sizes rather than the typical ratio.
+    """
+    pairs = list(pairs)
+    if not pairs:
+        raise ModelError("no detected faces to fit a detector box mapping on")
+    dx, dy, ls = [], [], []
+    for (x, y, w, h), (cx, cy, side) in pairs:
+        s = max(w, h)
+        dx.append((cx - (x + w / 2.0)) / s)
+        dy.append((cy - (y + h / 2.0)) / s)
+        ls.append(np.log(side / s))
+    dx, dy, ls = (np.asarray(v) for v in (dx, dy, ls))
+    mad = tuple(float(np.median(np.abs(v - np.median(v)))) for v in (dx, dy, ls))
+    return (_trimmed_mean(dx), _trimmed_mean(dy)), float(np.exp(_trimmed_mean(ls))), mad
+
+
+def _trimmed_mean(v: np.ndarray, cut: float = 0.1) -> float:
+    lo, hi = np.quantile(v, [cut, 1.0 - cut])
+    kept = v[(v >= lo) & (v <= hi)]
+    return float(kept.mean() if kept.size else np.median(v))
+
+
+def fit_detector_mapping(samples, detector: FaceDetector | None = None, progress: bool = True) -> DetectorMapping:
+    """Fit CropSpec.detector_offset/detector_scale on (training) samples: where MediaPipe's box sits relative to
+    ``CropSpec.box_from_points`` of the annotation. Faces the detector misses are counted, not used.
+
+    Apply the result with ``mapping.apply(crop_spec)``; store it in the manifest/metadata so runtime crops match.
+    """
+    from edgekd.data.readers import load_image
+    from edgekd.errors import DataError
+
+    own = detector is None
+    det = detector or FaceDetector()
+    pairs, missed = [], 0
+    try:
+        it = samples
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(samples, desc="fit detector box", unit="face", leave=False)
+        for s in it:
+            try:
+                image = load_image(s)
+            except DataError as e:
+                log.warning("%s; skipped", e)
+                continue
+            dets = det.detect(image)
+            k = match_box([d.box for d in dets], s.points)
+            if k is None:
+                missed += 1
+                continue
+            pairs.append((dets[k].box, CropSpec.box_from_points(s.points)))
+    finally:
+        if own:
+            det.close()
+    offset, scale, spread = fit_box_mapping(pairs)
+    return DetectorMapping(offset, scale, len(pairs), missed, spread)

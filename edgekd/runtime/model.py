@@ -1,0 +1,322 @@
+"""LandmarkModel: one way to run a landmark network, whether it is an exported .tflite or a Keras checkpoint.
+
+Everything downstream (Predictor, bench, predict) only sees "crop in, crop-pixel points out", so float, int8 and
+teacher checkpoints line up in one benchmark table. A .tflite carries its scheme and CropSpec in its edgekd
+metadata; a Keras checkpoint gets them from a JSON beside it or from explicit arguments.
+
+.tflite files run on ai-edge-litert (XNNPACK, the maintained desktop runtime); without it on tflite_runtime or
+tf.lite, and the runtime's name says which, because tflite_runtime runs int8 without XNNPACK (about 18x slower).
+TensorFlow is imported only for Keras checkpoints or the tf.lite fallback.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.data.crop import CropSpec
+from edgekd.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+KERAS_SUFFIXES = (".h5", ".keras", ".hdf5")
+RUNTIMES = ("auto", "litert", "tflite_runtime", "tf")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model predicts and how its crop is cut: the subset of ModelMetadata that running it needs."""
+
+    scheme: str
+    num_points: int
+    crop: CropSpec
+    quantization: str = "float32"
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib_metadata.version(dist)
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class LandmarkModel:
+    """A landmark network behind one interface.
+
+    ``predict(crop)`` takes an (S, S, 3) uint8 RGB crop cut with ``self.crop`` and returns (N, 2) crop pixels;
+    ``run(batch)`` is the raw (B, S, S, 3) float [0, 1] -> (B, 2N) normalised call. ``runtime`` names the engine and
+    its version (recorded beside every latency number).
+    """
+
+    def __init__(self, path, num_threads: int = 1, runtime: str = "auto", scheme: str | None = None,
+                 crop: CropSpec | dict | None = None):
+        self.path = Path(path)
+        self.num_threads = int(num_threads)
+        if not self.path.exists():
+            raise ModelError(f"{self.path}: no such model file")
+        if runtime not in RUNTIMES:
+            raise ModelError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+        self.kind = "tflite" if self.path.suffix.lower() == ".tflite" else "keras"
+        # a display name: checkpoints are all best.h5/last.h5, so their stage folder names them
+        self.name = (self.path.name if self.kind == "tflite" else
+                     f"{self.path.name}/best.h5" if self.path.is_dir() else f"{self.path.parent.name}/{self.path.name}")
+        if self.kind == "keras" and self.path.suffix.lower() not in KERAS_SUFFIXES and not self.path.is_dir():
+            raise ModelError(f"{self.path}: expected a .tflite file or a Keras checkpoint (.h5/.keras)")
+        self._requested_runtime = runtime
+        if self.kind == "tflite":
+            self.info = _tflite_info(self.path, scheme, crop)
+            self._backend = _TFLiteBackend(self.path, self.num_threads, runtime)
+        else:
+            self.info = _keras_info(self.path, scheme, crop)
+            self._backend = _KerasBackend(self.path)
+        size = self._backend.input_size
+        if size is not None and size != self.info.crop.input_size:
+            raise ModelError(f"{self.path}: input is {size}x{size} but its metadata says crops of "
+                             f"{self.info.crop.input_size}")
+        outputs = self._backend.output_size
+        if outputs is not None and outputs != 2 * self.info.num_points:
+            raise ModelError(f"{self.path}: outputs {outputs} values but its metadata says "
+                             f"{self.info.num_points} points ({2 * self.info.num_points} values)")
+
+    # --- identity -----------------------------------------------------------------------------------------------
+    @property
+    def crop(self) -> CropSpec:
+        return self.info.crop
+
+    @property
+    def num_points(self) -> int:
+        return self.info.num_points
+
+    @property
+    def scheme(self) -> str:
+        return self.info.scheme
+
+    @property
+    def runtime(self) -> str:
+        return self._backend.name
+
+    @property
+    def size_mb(self) -> float:
+        p = self.path
+        total = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+        return total / 1e6
+
+    def with_threads(self, num_threads: int) -> "LandmarkModel":
+        """The same model on a fresh interpreter with another thread count (Keras ignores thread counts)."""
+        return LandmarkModel(self.path, num_threads, self._requested_runtime, self.info.scheme, self.info.crop)
+
+    # --- inference ----------------------------------------------------------------------------------------------
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        x = np.asarray(batch, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        return self._backend.run(x)
+
+    def predict(self, crop: np.ndarray) -> np.ndarray:
+        out = self.run(np.asarray(crop, dtype=np.float32) / 255.0)
+        return self.info.crop.denormalize(out[0])
+
+    def close(self) -> None:
+        self._backend = _Closed()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"LandmarkModel({self.path.name}, {self.info.scheme}/{self.info.num_points} pts, "
+                f"{self.info.quantization}, {self.runtime}, threads={self.num_threads})")
+
+
+class _Closed:
+    name = "closed"
+
+    def run(self, x):
+        raise RuntimeError("LandmarkModel is closed")
+
+
+# --- metadata -------------------------------------------------------------------------------------------------
+def _tflite_info(path: Path, scheme, crop) -> ModelInfo:
+    from edgekd.metadata import read
+
+    meta = read(path)
+    spec = _as_crop(crop) if crop is not None else meta.crop
+    if scheme is not None and scheme != meta.scheme:
+        raise ModelError(f"{path}: metadata says scheme {meta.scheme!r}, but {scheme!r} was asked for")
+    return ModelInfo(meta.scheme, int(meta.num_points), spec, meta.quantization)
+
+
+def _as_crop(crop) -> CropSpec:
+    return crop if isinstance(crop, CropSpec) else CropSpec.from_dict(crop)
+
+
+def metadata_json_candidates(path: Path) -> list[Path]:
+    """Where a Keras checkpoint's scheme and crop may be written, most specific first."""
+    return [path.with_name(path.name + ".json"), path.with_suffix(".json"), path.parent / "metadata.json",
+            path.parent / "model.json"]
+
+
+def _checkpoint_attrs(path: Path) -> dict:
+    """The training engineer's JSON inside the HDF5 checkpoint (edgekd.train.checkpoint_info), if any."""
+    try:
+        from edgekd.train import checkpoint_info
+    except ImportError:
+        return {}
+    try:
+        return checkpoint_info(path) or {}
+    except ModelError:  # not HDF5 (.keras): fall back to a JSON beside it
+        return {}
+
+
+def _keras_info(path: Path, scheme, crop) -> ModelInfo:
+    found: dict = _checkpoint_attrs(path)
+    for cand in ([] if "scheme" in found else metadata_json_candidates(path)):
+        if cand.is_file() and cand != path:
+            try:
+                d = json.loads(cand.read_text())
+            except ValueError as e:
+                raise ModelError(f"{cand}: unreadable JSON ({e})") from None
+            if isinstance(d, dict) and "scheme" in d:
+                found = d
+                break
+    scheme = scheme or found.get("scheme")
+    crop_d = crop if crop is not None else found.get("crop")
+    if scheme is None or crop_d is None:
+        names = ", ".join(p.name for p in metadata_json_candidates(path))
+        raise ModelError(f"{path}: Keras checkpoint without scheme/crop (no edgekd info inside, no JSON beside it: "
+                         f"{names}); pass scheme= and crop=")
+    from edgekd.schemes import get_scheme
+
+    n = int(found.get("num_points", get_scheme(scheme).num_points))
+    return ModelInfo(scheme, n, _as_crop(crop_d), found.get("quantization", "float32 (keras)"))
+
+
+# --- backends -------------------------------------------------------------------------------------------------
+def _interpreter_class(runtime: str):
+    """(Interpreter class, runtime label). 'auto' prefers ai-edge-litert, then tflite_runtime, then tf.lite."""
+    order = ["litert", "tflite_runtime", "tf"] if runtime == "auto" else [runtime]
+    for name in order:
+        try:
+            if name == "litert":
+                from ai_edge_litert.interpreter import Interpreter
+
+                return Interpreter, f"ai-edge-litert {_version('ai-edge-litert')}"
+            if name == "tflite_runtime":
+                from tflite_runtime.interpreter import Interpreter
+
+                return Interpreter, f"tflite-runtime {_version('tflite-runtime')}"
+            import edgekd  # noqa: F401  (legacy Keras before TF loads)
+            import tensorflow as tf
+
+            return tf.lite.Interpreter, f"tensorflow {tf.__version__} (tf.lite)"
+        except ImportError:
+            continue
+    raise ModelError("no TFLite runtime found; install ai-edge-litert (pip install ai-edge-litert)")
+
+
+class _TFLiteBackend:
+    def __init__(self, path: Path, num_threads: int, runtime: str):
+        cls, label = _interpreter_class(runtime)
+        try:
+            self.interp = cls(model_path=str(path), num_threads=num_threads)
+            self.interp.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise ModelError(f"{path}: the TFLite runtime cannot load it ({str(e).splitlines()[0]})") from None
+        inputs, outputs = self.interp.get_input_details(), self.interp.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"{path}: expected one input and one output tensor, found {len(inputs)} and "
+                             f"{len(outputs)}")
+        self.inp, self.out = inputs[0], outputs[0]
+        shape = tuple(self.inp["shape"])
+        if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2]:
+            raise ModelError(f"{path}: expected an input of shape (1, S, S, 3), found {shape}")
+        self.input_size = int(shape[1])
+        self.output_size = int(np.prod(self.out["shape"][1:]))
+        self.xnnpack = _uses_delegate(self.interp)
+        self.name = f"{label}{' XNNPACK' if self.xnnpack else ''}"
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        outs = []
+        for one in x:  # exported models have batch 1
+            self.interp.set_tensor(self.inp["index"], _quantize(one[None], self.inp))
+            self.interp.invoke()
+            outs.append(_dequantize(self.interp.get_tensor(self.out["index"]), self.out).reshape(-1))
+        return np.stack(outs)
+
+
+def _uses_delegate(interp) -> bool:
+    try:
+        return any(op.get("op_name") == "DELEGATE" for op in interp._get_ops_details())
+    except Exception:  # private API; absence only loses the label
+        return False
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = detail["dtype"]
+    if np.issubdtype(dtype, np.floating):
+        return x.astype(dtype)
+    scale, zero = detail["quantization"]
+    if not scale:
+        raise ModelError(f"input tensor of type {np.dtype(dtype).name} has no quantization parameters")
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    if np.issubdtype(y.dtype, np.floating):
+        return y.astype(np.float32)
+    scale, zero = detail["quantization"]
+    return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+
+
+class _KerasBackend:
+    def __init__(self, path: Path):
+        import edgekd  # noqa: F401  (TF_USE_LEGACY_KERAS before TF loads)
+
+        import tensorflow as tf
+
+        self.model = _load_keras(path)
+        self.name = f"tf_keras {_version('tf-keras')} (TensorFlow {_version('tensorflow')}, tf.function)"
+        shape = tuple(self.model.input_shape)
+        self.input_size = int(shape[1]) if len(shape) == 4 and shape[1] else None
+        out = tuple(self.model.output_shape)
+        self.output_size = int(np.prod(out[1:])) if all(out[1:]) else None
+        # a traced graph: eager calls cost ~6x more per face, which would misstate a checkpoint's latency
+        self._call = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        out = self._call(x)
+        return np.asarray(out, dtype=np.float32).reshape(len(x), -1)
+
+
+def _load_keras(path: Path):
+    """The training engineer's loader when it exists (it knows custom layers and QAT scopes), else plain Keras."""
+    try:
+        from edgekd.train import load_model
+    except ImportError:
+        load_model = None
+    try:
+        if load_model is not None:
+            return load_model(path)
+        import tf_keras as keras
+
+        return keras.models.load_model(str(path), compile=False)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}: not a loadable Keras checkpoint ({str(e).splitlines()[0]})") from None
