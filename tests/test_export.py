@@ -1,0 +1,262 @@
+"""Export of a tiny student in every mode: metadata, model card, int8 op check, the NME guard, atomic writes."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgekd.errors import EdgekdError, ModelError
+
+SIZE = 64
+# An untrained network calibrated on 16 crops may lose a few tenths of a point (the guard has its own tests), and
+# any real QAT step moves its tiny head a lot: a near-zero learning rate keeps the QAT model comparable.
+FAST = dict(calibration_samples=16, qat_epochs=1, qat_steps_per_epoch=2, qat_learning_rate=1e-7, latency_runs=3,
+            progress=False, tolerance=2.0)
+
+
+def _save(net, path, prepared, data):
+    from edgekd.train import save_checkpoint
+
+    save_checkpoint(net, path, {"stage": "baseline", "scheme": "300w", "num_points": 68,
+                                "input_size": net.input_shape[1], "crop": data.crop.to_dict(),
+                                "prepared": str(prepared)})
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_prepared, tmp_path_factory):
+    """An untrained alpha-0.35 student whose outputs spread like landmarks: BatchNorm statistics estimated on the
+    data (so activations are O(1)) and a head = mean training shape + small image-dependent offsets."""
+    from edgekd.data.pipeline import PreparedData, make_dataset
+    from edgekd.models import build_student, recalibrate_batchnorm
+
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(0)
+    data = PreparedData.open(tiny_prepared)
+    net = build_student(68, SIZE, alpha=0.35)
+    recalibrate_batchnorm(net, make_dataset(data, "train", 16, augment=True, seed=0), 2)
+    _, hard = data.arrays("train")
+    mean = data.crop.normalize(hard).reshape(len(hard), -1).mean(0)
+    kernel, _ = net.get_layer("landmarks").get_weights()
+    net.get_layer("landmarks").set_weights([kernel * 0.02, mean])
+    return _save(net, tmp_path_factory.mktemp("ckpt") / "best.h5", tiny_prepared, data)
+
+
+@pytest.fixture(scope="module")
+def exports(checkpoint, tiny_prepared, tmp_path_factory):
+    """Each mode exported once (lazily) and shared by the tests below."""
+    from edgekd.export import export_model
+
+    out, cache = tmp_path_factory.mktemp("exports"), {}
+
+    def get(mode, **kw):
+        key = (mode, tuple(sorted(kw.items())))
+        if key not in cache:
+            name = f"{mode}{''.join(f'_{v}' for v in kw.values())}.tflite"
+            cache[key] = export_model(checkpoint, out / name, mode, tiny_prepared, **{**FAST, **kw})
+        return cache[key]
+
+    return get
+
+
+def _params(checkpoint):
+    from edgekd.train import load_model
+
+    return load_model(checkpoint).count_params()
+
+
+# bytes per parameter each mode should give (weights dominate a MobileNetV2 file)
+BYTES_PER_PARAM = {"float32": (3.5, 4.6), "float16": (1.8, 2.6), "dynamic": (0.9, 1.6), "int8": (0.9, 1.6),
+                   "qat": (0.9, 1.6)}
+
+
+@pytest.mark.parametrize("mode", ["float32", "float16", "dynamic", "int8", "qat"])
+def test_export_each_mode(mode, exports, checkpoint):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgekd.metadata import read
+    from edgekd.quantize import LABELS
+
+    r = exports(mode)
+    assert r.path.is_file() and r.card_md.is_file() and r.card_json.is_file()
+    card = json.loads(r.card_json.read_text())
+    assert card["size_bytes"] == r.path.stat().st_size
+    lo, hi = BYTES_PER_PARAM[mode]
+    assert lo < card["size_bytes"] / _params(checkpoint) < hi
+    assert read(r.path).quantization == LABELS[mode] == card["metadata"]["quantization"]
+    # the file as shipped tracks the Keras model it came from
+    assert abs(r.nme_tflite - r.nme_keras) < 1.0
+    assert card["latency_ms"]["median"] > 0 and card["latency_ms"]["threads"] == 1
+    it = Interpreter(model_path=str(r.path))
+    it.allocate_tensors()
+    want = "int8" if mode in ("int8", "qat") else "float32"
+    assert it.get_input_details()[0]["dtype"].__name__ == want == card["input"]["dtype"]
+    if mode == "qat":  # no teachers given: the card must say the fallback loss was used
+        assert abs(r.nme_tflite - card["nme"]["keras_qat"]) < 0.5
+        assert "plain L2" in card["quantization"]["qat"]["loss"]
+        assert "plain L2" in r.card_md.read_text()
+
+
+def _op_input_types(path):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(model_path=str(path),
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+    dtypes = {t["index"]: t["dtype"].__name__ for t in it.get_tensor_details()}
+    return [(op["op_name"], [dtypes[i] for i in op["inputs"] if i >= 0]) for op in it._get_ops_details()]
+
+
+@pytest.mark.parametrize("mode", ["int8", "qat"])
+def test_int8_exports_compute_in_integers(mode, exports):
+    r = exports(mode)
+    ops = _op_input_types(r.path)
+    inner = [(name, types) for name, types in ops if name not in ("QUANTIZE", "DEQUANTIZE")]
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= {name for name, _ in inner}
+    assert all(t in ("int8", "int32") for _, types in inner for t in types), ops
+    assert r.card["ops"]["all_integer"] and r.card["ops"]["float_ops"] == []
+    assert "QUANTIZE/DEQUANTIZE only at the boundary" in r.card_md.read_text()
+
+
+def test_op_check_lists_float_fallbacks(exports):
+    """A dynamic-range model keeps float activations: the same check must name those ops."""
+    r = exports("dynamic")
+    assert not r.card["ops"]["all_integer"]
+    named = {row["op"] for row in r.card["ops"]["float_ops"]}
+    assert {"CONV_2D", "FULLY_CONNECTED"} & named
+
+
+def test_output_precision_matches_the_output_error(exports, checkpoint, tiny_prepared):
+    """The int8 head's step, as reported, bounds how far the float-out int8 model strays from a rounding."""
+    from edgekd.data.pipeline import PreparedData
+    from edgekd.runtime.model import LandmarkModel
+
+    r = exports("int8")
+    prec = r.card["output_precision"]
+    assert prec["scale"] > 0 and "DEQUANTIZE" in prec["source"]
+    data = PreparedData.open(tiny_prepared)
+    images, _ = data.arrays("val")
+    with LandmarkModel(r.path) as model:
+        out = model.run(images.astype(np.float32) / 255)
+    steps = out / prec["scale"]
+    # every dequantized output value sits on the int8 grid (a whole number of steps from the zero point)
+    assert np.allclose(steps - np.round(steps), 0, atol=1e-2)
+    # the card measures what the int8 head costs against the same features through a float head
+    assert abs(prec["nme_int8_head"] - r.nme_tflite) < 0.5 and abs(prec["nme_cost"]) < 1.0
+    assert "cost of the int8 output" in r.card_md.read_text()
+
+
+def test_metadata_round_trip_and_model_still_runs(exports, tiny_prepared):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgekd.data.pipeline import PreparedData
+    from edgekd.metadata import embed, read
+
+    r = exports("float32")
+    meta = read(r.path)
+    assert meta == r.metadata
+    data = PreparedData.open(tiny_prepared)
+    assert meta.crop == data.crop and meta.num_points == 68 and meta.scheme == "300w"
+    assert meta.flip_permutation == list(data.scheme.flip_permutation)
+    assert meta.nme_pair == list(data.scheme.nme_pair)
+    assert meta.data_license == data.manifest.license and meta.edgekd_version
+    # re-embedding replaces the entry (one edgekd entry, new content) and the model still runs identically
+    changed = type(meta)(**{**meta.__dict__, "training_data": "changed"})
+    raw = r.path.read_bytes()
+    again = r.path.with_name("again.tflite")
+    again.write_bytes(embed(raw, changed))
+    assert read(again) == changed
+    x = np.random.default_rng(0).random((1, SIZE, SIZE, 3), dtype=np.float32)
+    outs = []
+    for p in (r.path, again):
+        it = Interpreter(model_path=str(p))
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        outs.append(it.get_tensor(it.get_output_details()[0]["index"]))
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_calibration_crops_are_augmented_and_seeded(tiny_prepared):
+    from edgekd.data.pipeline import PreparedData
+    from edgekd.quantize import calibration_images
+
+    data = PreparedData.open(tiny_prepared)
+    a, b, c = (calibration_images(data, 8, seed) for seed in (1, 1, 2))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.shape == (8, SIZE, SIZE, 3) and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 1
+    canonical = data.arrays("train")[0].astype(np.float32) / 255
+    assert not any(np.array_equal(img, ref) for img in a for ref in canonical)
+
+
+def test_guard_fires_and_leaves_nothing(checkpoint, tiny_prepared, tmp_path):
+    from edgekd.export import export_model
+
+    out = tmp_path / "m.tflite"
+    out.write_bytes(b"an earlier export")
+    with pytest.raises(EdgekdError, match="not written.*tolerance -1") as err:
+        export_model(checkpoint, out, "float32", tiny_prepared, **{**FAST, "tolerance": -1})
+    assert "\n" not in str(err.value)
+    assert out.read_bytes() == b"an earlier export"  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]  # no temp file, no card
+
+
+def test_allow_degradation_writes_a_flagged_card(checkpoint, tiny_prepared, tmp_path):
+    from edgekd.export import export_model
+
+    r = export_model(checkpoint, tmp_path / "m.tflite", "float32", tiny_prepared, allow_degradation=True,
+                     **{**FAST, "tolerance": -1})
+    assert r.path.is_file() and r.degraded and json.loads(r.card_json.read_text())["nme"]["degraded"]
+    assert "Degraded export" in r.card_md.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.card.json", "m.card.md", "m.tflite"]
+
+
+def test_mismatched_data_is_refused(tiny_prepared, tmp_path):
+    from edgekd.data.pipeline import PreparedData
+    from edgekd.export import export_model
+    from edgekd.models import build_student
+
+    data = PreparedData.open(tiny_prepared)
+    ck = _save(build_student(68, 96, alpha=0.35), tmp_path / "best.h5", tiny_prepared, data)
+    with pytest.raises(ModelError, match="takes 96 px input, but .* prepared at 64 px"):
+        export_model(ck, tmp_path / "m.tflite", "int8", tiny_prepared, **FAST)
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_cli_export_uint8_in_int8_out(checkpoint, tiny_prepared, tmp_path):
+    from edgekd.cli import main
+    from edgekd.runtime.model import LandmarkModel
+
+    run = lambda *a: CliRunner().invoke(main, ["export", *map(str, a)])
+    r = run(checkpoint, "--out", tmp_path / "m.tflite", "--int8", "--input-type", "uint8", "--output-type", "int8",
+            "--data", tiny_prepared, "--calibration-samples", 8, "--tolerance", 2)
+    assert r.exit_code == 0, r.output
+    assert "wrote" in r.output and (tmp_path / "m.tflite").is_file() and (tmp_path / "m.card.md").is_file()
+    card = json.loads((tmp_path / "m.card.json").read_text())
+    assert card["input"]["dtype"] == "uint8" and card["output"]["dtype"] == "int8"
+    # [0, 1] floats on a uint8 input: one step per pixel value
+    assert card["input"]["scale"] == pytest.approx(1 / 255, rel=1e-3) and card["input"]["zero_point"] == 0
+    prec = card["output_precision"]
+    assert prec["scale"] > 0 and prec["scale"] == pytest.approx(card["output"]["scale"])
+    assert prec["pixels_per_step"] == pytest.approx(prec["scale"] * SIZE)
+    with LandmarkModel(tmp_path / "m.tflite") as model:  # the runtime quantizes/dequantizes with the tensors' params
+        assert model.info.quantization == "int8-ptq"
+    assert abs(card["nme"]["tflite"] - card["nme"]["keras"]) < 2.0
+
+
+def test_cli_errors_are_one_line(checkpoint, tiny_prepared, tmp_path):
+    from edgekd.cli import main
+
+    run = lambda *a: CliRunner().invoke(main, ["export", *map(str, a)])
+    for args, msg in [((), "usage: edgekd export"),
+                      ((checkpoint, "--out", tmp_path / "x.tflite", "--int8", "--qat"), "choose one of"),
+                      ((tmp_path / "none.h5", "--out", tmp_path / "x.tflite", "--data", tiny_prepared), "not found"),
+                      ((checkpoint, "--out", tmp_path / "x.tflite", "--data", tmp_path), "no manifest"),
+                      ((checkpoint, "--out", tmp_path / "x.onnx", "--data", tiny_prepared), "must end in .tflite")]:
+        r = run(*args)
+        assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and msg in r.output, r.output
+    assert list(tmp_path.iterdir()) == []
