@@ -48,14 +48,16 @@ def data():
 @click.option("--val-fraction", default=0.1, show_default=True, help="Share of training faces kept for validation.")
 @click.option("--asm-variance", default=0.90, show_default=True, help="Variance share the ASM keeps (soft landmarks).")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--fit-detector/--no-fit-detector", default=True, show_default=True,
+              help="Fit the MediaPipe face-box -> crop-box mapping on the training faces (stored in the crop spec).")
 @click.option("--force", is_flag=True, help="Rewrite even if an identical prepared folder exists.")
 @friendly_errors
-def data_prepare(dataset, root, out, input_size, margin, val_fraction, asm_variance, seed, force):
+def data_prepare(dataset, root, out, input_size, margin, val_fraction, asm_variance, seed, fit_detector, force):
     """Prepare a dataset for training, e.g. `edgekd data prepare --root ../shared/data/300w --out runs/data/300w`."""
     from edgekd.data.prepare import PrepareConfig, prepare
 
     cfg = PrepareConfig(dataset=dataset, root=root, input_size=input_size, margin=margin,
-                        val_fraction=val_fraction, asm_variance=asm_variance, seed=seed)
+                        val_fraction=val_fraction, asm_variance=asm_variance, seed=seed, fit_detector=fit_detector)
     manifest = prepare(cfg, out, force=force)
     click.echo(manifest.summary())
 
@@ -76,19 +78,150 @@ def data_show(prepared, out, split, count, augment, seed):
     click.echo(f"wrote {path}")
 
 
-def _not_built(name: str, issue: int):
-    @main.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-    def cmd():
-        raise click.ClickException(f"`edgekd {name}` is not built yet (issue {issue})")
+@main.command("train")
+@click.argument("prepared", type=click.Path(exists=True, file_okay=False))
+@click.option("--run-dir", required=True, type=click.Path(file_okay=False), help="Run folder (one sub-folder per stage).")
+@click.option("--stage", type=click.Choice(["all", "tough", "tolerant", "student", "baseline"]), default="all",
+              show_default=True, help="all = tough, tolerant, student in order, skipping finished stages.")
+@click.option("--epochs", default=150, show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True, help="Initial Adam learning rate (inverse-time decay 1e-4/step).")
+@click.option("--alpha", default=1.0, show_default=True, help="Student MobileNetV2 width.")
+@click.option("--steps-per-epoch", type=int, default=None, help="Limit steps per epoch (default: whole train split).")
+@click.option("--teachers-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder with tough/ and tolerant/ teacher runs (default: --run-dir).")
+@click.option("--strategy", type=click.Choice(["default", "mirrored"]), default="default", show_default=True,
+              help="mirrored = data-parallel over all local GPUs.")
+@click.option("--loss-variant", type=click.Choice(["code", "paper-figure"]), default="code", show_default=True,
+              help="KD-Loss constants: the authors' code or the paper's figures (METHOD.md §9).")
+@click.option("--no-augment", is_flag=True, help="Train on the canonical crops only.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from last.h5 (weights, optimizer, epoch).")
+@friendly_errors
+def train(prepared, run_dir, stage, epochs, batch_size, lr, alpha, steps_per_epoch, teachers_dir, strategy,
+          loss_variant, no_augment, seed, resume):
+    """Train the teachers and the KD-Loss student, e.g. `edgekd train runs/data/300w --run-dir runs/train/300w`."""
+    import json
 
-    cmd.__doc__ = f"(not built yet: issue {issue})"
-    return cmd
+    from edgekd.losses import KDLossConfig
+    from edgekd.train import TrainConfig, train as train_stage, train_all
+
+    kd = KDLossConfig.paper_figure() if loss_variant == "paper-figure" else KDLossConfig()
+    cfg = TrainConfig(stage="student" if stage == "all" else stage, epochs=epochs, batch_size=batch_size,
+                      learning_rate=lr, alpha=alpha, seed=seed, augment=not no_augment, strategy=strategy,
+                      steps_per_epoch=steps_per_epoch, teachers_dir=teachers_dir, kd=kd)
+    if stage == "all":
+        result = train_all(prepared, run_dir, cfg, resume=resume)
+    else:
+        result = {stage: train_stage(prepared, run_dir, cfg, resume=resume)}
+    click.echo(json.dumps(result, indent=1))
 
 
-train = _not_built("train", 3)
-export = _not_built("export", 4)
-bench = _not_built("bench", 5)
-predict = _not_built("predict", 4)
+@main.command("export")
+@click.argument("checkpoint", required=False, type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), help="The .tflite to write (its card goes beside it).")
+@click.option("--int8", "int8", is_flag=True, help="Full-integer int8 by post-training quantization.")
+@click.option("--qat", is_flag=True, help="Full-integer int8 after quantization-aware fine-tuning.")
+@click.option("--float16", is_flag=True, help="float16 weights.")
+@click.option("--dynamic", is_flag=True, help="Dynamic-range: int8 weights, float activations.")
+@click.option("--data", "prepared", type=click.Path(file_okay=False),
+              help="Prepared data the checkpoint was trained on (default: the one its run recorded).")
+@click.option("--input-type", type=click.Choice(["int8", "uint8", "float32"]), default="int8", show_default=True,
+              help="Input tensor type of an int8/QAT export.")
+@click.option("--output-type", type=click.Choice(["float32", "int8", "uint8"]), default="float32", show_default=True,
+              help="Output tensor type of an int8/QAT export (float32 = dequantized int8 head).")
+@click.option("--calibration-samples", default=300, show_default=True, help="Augmented training crops to calibrate on.")
+@click.option("--qat-epochs", default=3, show_default=True, help="Quantization-aware fine-tuning epochs.")
+@click.option("--qat-steps", default=None, type=int, help="Steps per QAT epoch (default: the whole training split).")
+@click.option("--teachers-dir", type=click.Path(file_okay=False),
+              help="QAT: folder with tough/best.h5 and tolerant/best.h5 (default: the student run's teachers).")
+@click.option("--tolerance", default=0.1, show_default=True, help="Largest NME increase (points) over the Keras model.")
+@click.option("--allow-degradation", is_flag=True, help="Write the model even if it loses more than --tolerance.")
+@click.option("--seed", default=0, show_default=True)
+@friendly_errors
+def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, output_type, calibration_samples,
+           qat_epochs, qat_steps, teachers_dir, tolerance, allow_degradation, seed):
+    """Convert a checkpoint to .tflite with metadata and a model card, e.g.
+    `edgekd export runs/kd/student/best.h5 --out student_int8.tflite --int8 --data runs/data/300w`."""
+    from edgekd.export import export_model
+
+    if checkpoint is None or out is None:
+        raise EdgekdError("usage: edgekd export CHECKPOINT --out FILE.tflite [--int8|--qat|--float16|--dynamic] "
+                          "--data PREPARED_DIR")
+    chosen = [m for m, on in (("int8", int8), ("qat", qat), ("float16", float16), ("dynamic", dynamic)) if on]
+    if len(chosen) > 1:
+        raise EdgekdError(f"choose one of --int8, --qat, --float16, --dynamic (got {', '.join(chosen)})")
+    r = export_model(checkpoint, out, chosen[0] if chosen else "float32", prepared, input_type=input_type,
+                     output_type=output_type, calibration_samples=calibration_samples, qat_epochs=qat_epochs,
+                     qat_steps_per_epoch=qat_steps, teachers_dir=teachers_dir, tolerance=tolerance,
+                     allow_degradation=allow_degradation, seed=seed)
+    warn = " (DEGRADED, written with --allow-degradation)" if r.degraded else ""
+    click.echo(f"wrote {r.path} ({r.size_mb:.2f} MB, {r.metadata.quantization}): validation NME "
+               f"{r.nme_tflite:.3f}% vs Keras {r.nme_keras:.3f}%{warn}, {r.card['latency_ms']['median']:.2f} ms "
+               f"1 thread; card {r.card_md}")
+
+
+def _int_list(ctx, param, value):
+    try:
+        out = tuple(int(v) for v in str(value).split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated thread counts like 1,2") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter(f"{value!r}: expected thread counts >= 1")
+    return out
+
+
+@main.command()
+@click.argument("models", nargs=-1, type=click.Path())
+@click.option("--data", type=click.Path(file_okay=False), help="Dataset root as downloaded; without it, latency only.")
+@click.option("--dataset", type=click.Choice(["300w", "wflw", "cofw"]), default="300w", show_default=True)
+@click.option("--out", default="runs/bench", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for results.json, report.md and the plots.")
+@click.option("--crop", "crop", type=click.Choice(["detector", "gt", "both"]), default="detector", show_default=True,
+              help="Crop from the face detector's box (as an app does), from the ground truth (paper), or both.")
+@click.option("--threads", default="1,2", show_default=True, callback=_int_list, help="Thread counts to time.")
+@click.option("--compare", multiple=True, type=click.Choice(["dlib"]), help="Peers scored in the same run.")
+@click.option("--limit", type=int, help="Only the first N test faces (quick checks).")
+@click.option("--device", default="desktop", show_default=True,
+              help="desktop, or pixel: the one Android phone attached over adb (runs android_demo's evaluation mode).")
+@click.option("--serial", help="Phone: adb serial, when several devices are attached.")
+@click.option("--adb", "adb_path", type=click.Path(dir_okay=False), help="Phone: adb binary (default: PATH, $ANDROID_HOME).")
+@click.option("--apk", type=click.Path(dir_okay=False), help="Phone: install this android_demo APK first.")
+@click.option("--benchmark-binary", type=click.Path(dir_okay=False),
+              help="Phone: TFLite's benchmark_model binary, for model-only latency on the device.")
+@friendly_errors
+def bench(models, data, dataset, out, crop, threads, compare, limit, device, serial, adb_path, apk, benchmark_binary):
+    """Accuracy and latency of .tflite models / Keras checkpoints, e.g.
+    `edgekd bench model.tflite --data ../shared/data/300w --crop both --compare dlib`."""
+    from edgekd.bench import benchmark
+
+    phone = {k: v for k, v in (("serial", serial), ("adb", adb_path), ("apk", apk),
+                               ("benchmark_binary", benchmark_binary)) if v}
+    result = benchmark(list(models), data=data, dataset=dataset, out=out, crop=crop, threads=threads,
+                       compare=compare, limit=limit, device=device, device_options=phone)
+    click.echo(result.table)
+    click.echo(f"wrote {result.out}/results.json and report.md")
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.argument("image", type=click.Path())
+@click.option("--out", default="predicted.png", show_default=True, type=click.Path(dir_okay=False),
+              help="Image with the landmarks drawn.")
+@click.option("--pts", type=click.Path(dir_okay=False), help="Also write the first face's points as a .pts file.")
+@click.option("--threads", default=1, show_default=True)
+@friendly_errors
+def predict(model, image, out, pts, threads):
+    """Landmarks of every face in IMAGE (detector -> crop from the model's metadata -> model -> image points)."""
+    from edgekd.runtime import predict_file
+
+    faces = predict_file(model, image, out=out, num_threads=threads)
+    click.echo(f"{len(faces)} face(s) found in {image}; wrote {out}")
+    if pts and faces:
+        from edgekd.data.readers import write_pts
+
+        write_pts(pts, faces[0].points)
+        click.echo(f"wrote {pts}")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ class PrepareConfig:
     val_fraction: float = 0.1
     asm_variance: float = 0.90
     seed: int = 0
+    fit_detector: bool = True  # learn the MediaPipe box -> landmark box mapping on the training split
 
     def validate(self) -> None:
         if self.input_size % 32 or not 64 <= self.input_size <= 224:
@@ -69,6 +70,7 @@ class Manifest:
     soft_vs_hard_nme: float  # mean NME (%) between soft and hard landmarks on the training split
     sources: dict
     skipped: list = field(default_factory=list)
+    detector_fit: dict = field(default_factory=dict)  # how the MediaPipe box maps to the crop box (CropSpec)
     license: str = ""
     edgekd_version: str = edgekd.__version__
 
@@ -85,6 +87,11 @@ class Manifest:
             f"ASM: {self.asm['components']} components explain {100 * self.asm['explained']:.1f}% "
             f"(asked {100 * self.asm['variance']:.0f}%); soft vs hard landmarks: mean NME {self.soft_vs_hard_nme:.2f}%",
         ]
+        if self.detector_fit:
+            d = self.detector_fit
+            lines.append(f"face detector box -> crop box: offset ({d['detector_offset'][0]:+.3f}, "
+                         f"{d['detector_offset'][1]:+.3f}), scale {d['detector_scale']:.3f}, fitted on "
+                         f"{d['faces_used']} training faces ({d['faces_missed']} missed)")
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} unreadable faces (see manifest.json)")
         return "\n".join(lines)
@@ -140,6 +147,19 @@ def store_face(sample: Sample, crop: CropSpec, store_size: int) -> tuple[np.ndar
     return warp(load_image(sample), m, store_size), transform_points(sample.points, m)
 
 
+def _fit_detector(samples: list[Sample], crop: CropSpec, progress: bool) -> tuple[CropSpec, dict]:
+    """Crops cut from a face detector's box must look like the training crops: learn the box mapping here, on
+    training faces only, and carry it in the CropSpec that goes into every export's metadata."""
+    from edgekd.runtime.detector import fit_detector_mapping
+
+    mapping = fit_detector_mapping(samples, progress=progress)
+    if mapping.faces_used < 10:
+        log.warning("face detector found only %d training faces; keeping the identity box mapping",
+                    mapping.faces_used)
+        return crop, mapping.to_dict()
+    return mapping.apply(crop), mapping.to_dict()
+
+
 def prepare(cfg: PrepareConfig, out, force: bool = False, progress: bool = True) -> Manifest:
     """Read, split, crop, fit the ASM and write the prepared folder. Safe to rerun: an identical one is kept."""
     cfg.validate()
@@ -165,6 +185,10 @@ def prepare(cfg: PrepareConfig, out, force: bool = False, progress: bool = True)
     splits = {"train": [train_samples[i] for i in train_idx], "val": [train_samples[i] for i in val_idx]}
     if test_samples:
         splits["test"] = test_samples
+
+    detector_fit = {}
+    if cfg.fit_detector:
+        crop, detector_fit = _fit_detector(splits["train"], crop, progress)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
@@ -213,7 +237,7 @@ def prepare(cfg: PrepareConfig, out, force: bool = False, progress: bool = True)
                             crop=crop.to_dict(), store_size=store_size, counts=counts,
                             asm={"variance": asm.variance, "explained": asm.explained,
                                  "components": asm.num_components},
-                            soft_vs_hard_nme=soft_nme, sources=sources, skipped=skipped,
+                            soft_vs_hard_nme=soft_nme, sources=sources, skipped=skipped, detector_fit=detector_fit,
                             license=LICENSES.get(scheme.name, ""))
         manifest.save(tmp / "manifest.json")
         if out.exists():
