@@ -214,3 +214,39 @@ def test_other_device_goes_through_the_device_hook(tiny, monkeypatch, tmp_path):
     d = np.linalg.norm(samples[1].points[36] - samples[1].points[45])
     assert entry["nme"] == pytest.approx(100 * np.sqrt(2) / d, rel=1e-4)  # every point 1 px off in x and y
     assert entry["latency_ms"]["model"] == {"1": 3.0, "2": 6.0}
+
+
+def test_cli_passes_phone_options_to_the_device_runner(tiny, monkeypatch, tmp_path):
+    """`edgekd bench --device pixel --serial ... --adb ... --apk ...` reaches run_on_device with those options."""
+    import sys
+    import types
+
+    from edgekd.cli import main
+
+    if not W300.is_dir():
+        pytest.skip("300-W data not available")
+    data = _mini_300w(tmp_path / "300w", n=1)
+    seen = {}
+
+    class Run:
+        def __init__(self, samples):
+            self.predictions = {s.id: s.points for s in samples}
+
+        def runtime_name(self):
+            return "LiteRT on a phone"
+
+        def latency_ms(self):
+            return {"model": {"1": 2.0}, "model_p90": {"1": 2.5}, "end_to_end": {"1": 7.0},
+                    "end_to_end_p90": {"1": 8.0}, "detector": 4.0, "threads": ["1"]}
+
+    def run_on_device(model_path, samples, **kw):
+        seen.update(kw)
+        return Run(samples)
+
+    monkeypatch.setitem(sys.modules, "edgekd.bench.device", types.SimpleNamespace(run_on_device=run_on_device))
+    res = CliRunner().invoke(main, ["bench", str(tiny["float"]), "--data", str(data), "--crop", "gt", "--threads", "1",
+                                    "--device", "pixel", "--serial", "ABC123", "--adb", "/opt/adb", "--apk", "app.apk",
+                                    "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert seen == {"serial": "ABC123", "adb": "/opt/adb", "apk": "app.apk", "threads": 1, "protocol": "gt"}
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["entries"][0]["nme"] == pytest.approx(0.0, abs=1e-6)

@@ -208,3 +208,12 @@ def test_detection_dataclass_is_what_predictor_maps():
     spec = CropSpec(detector_offset=(0.1, -0.2), detector_scale=1.5)
     d = Detection((10.0, 20.0, 40.0, 30.0), 0.9, np.zeros((6, 2), np.float32))
     assert spec.box_from_detector(d.box) == pytest.approx((30.0 + 4.0, 35.0 - 8.0, 60.0))
+
+
+def test_predict_cli_without_image_uses_the_sample_face(tiny, tmp_path):
+    from edgekd.cli import main
+
+    out = tmp_path / "sample.png"
+    res = CliRunner().invoke(main, ["predict", str(tiny["float"]), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "1 face(s) found in the astronaut sample" in res.output and out.stat().st_size > 10_000

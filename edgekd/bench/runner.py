@@ -16,6 +16,7 @@ from edgekd.bench import latency as lat
 from edgekd.bench.metrics import nme, summarize, summarize_subsets
 from edgekd.bench.protocols import crop_box, parse_protocols, select_detection
 from edgekd.errors import EdgekdError, ModelError
+from edgekd.runtime.predictor import sample_face
 from edgekd.schemes import get_scheme
 
 log = logging.getLogger(__name__)
@@ -103,13 +104,6 @@ def _image_missing(sample) -> bool:
     return sample.image is None and not Path(sample.image_path).is_file()
 
 
-def _sample_face():
-    """A face to time on when no dataset is given (scikit-image's astronaut, public domain)."""
-    from skimage import data
-
-    return np.ascontiguousarray(data.astronaut())
-
-
 def benchmark(models, data=None, dataset: str = "300w", out=None, crop: str = "detector", threads=(1, 2),
               compare=(), limit: int | None = None, device: str = "desktop", split: str = "test",
               progress: bool = True, worst: int = 12, e2e_images: int = 20, detector=None,
@@ -182,7 +176,7 @@ def benchmark(models, data=None, dataset: str = "300w", out=None, crop: str = "d
         scored, skipped, det_ms, keep = _accuracy_loop(samples, model_entries, peer_entries, det, protocols,
                                                        progress, e2e_images)
         skipped = reader_skips + skipped
-        images = keep["images"] or [_sample_face()]
+        images = keep["images"] or [sample_face()]
         lat_crop = keep["crop_source"]
         for m, row in model_entries:
             _measure_latency(m, row, det, images, lat_crop, threads, det_ms)

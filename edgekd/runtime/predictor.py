@@ -78,8 +78,16 @@ def draw_faces(image: np.ndarray, faces: list[Face]) -> np.ndarray:
     return out
 
 
-def predict_file(model, image_path, out=None, num_threads: int = 1) -> list[Face]:
-    """`edgekd predict`: every face in one image file; with ``out``, a PNG with the landmarks drawn."""
+def sample_face():
+    """A face that needs no dataset: scikit-image's astronaut (Eileen Collins, NASA, public domain), 512x512 RGB."""
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut())
+
+
+def predict_file(model, image_path=None, out=None, num_threads: int = 1) -> list[Face]:
+    """`edgekd predict`: every face in one image file (default: `sample_face()`); with ``out``, a PNG with the
+    landmarks drawn."""
     import cv2
 
     from edgekd.data.readers import load_image
@@ -87,7 +95,7 @@ def predict_file(model, image_path, out=None, num_threads: int = 1) -> list[Face
     from edgekd.runtime.detector import FaceDetector
     from edgekd.runtime.model import LandmarkModel
 
-    image = load_image(image_path)
+    image = load_image(image_path) if image_path is not None else sample_face()
     m = model if hasattr(model, "predict") else LandmarkModel(model, num_threads)
     with FaceDetector() as det:
         faces = Predictor(m, det).predict(image)
