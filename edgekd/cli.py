@@ -43,7 +43,7 @@ def data():
 @click.option("--dataset", type=click.Choice(["300w", "wflw", "cofw"]), default="300w", show_default=True)
 @click.option("--root", required=True, type=click.Path(file_okay=False), help="Dataset root as downloaded.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Prepared folder to write.")
-@click.option("--input-size", default=128, show_default=True, help="Model input size (multiple of 32, 96-224).")
+@click.option("--input-size", default=128, show_default=True, help="Model input size: a multiple of 32 from 64 to 224 (64 is for quick tests).")
 @click.option("--margin", default=0.15, show_default=True, help="Crop margin on each side, fraction of the box.")
 @click.option("--val-fraction", default=0.1, show_default=True, help="Share of training faces kept for validation.")
 @click.option("--asm-variance", default=0.90, show_default=True, help="Variance share the ASM keeps (soft landmarks).")

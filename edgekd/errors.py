@@ -13,5 +13,9 @@ class DataError(EdgekdError):
     """A dataset file (image, annotation, prepared folder) is missing, corrupt or of the wrong shape."""
 
 
+class MissingSplit(DataError):
+    """A dataset root has no files at all for the asked split (e.g. a download without its test set)."""
+
+
 class ModelError(EdgekdError):
     """A checkpoint or .tflite is missing, or does not match the data (landmark count, input size)."""

@@ -135,7 +135,7 @@ def _kd_config(checkpoint: Path):
 
 # --- evaluation -----------------------------------------------------------------------------------------------
 def _keras_nme(model, images: np.ndarray, hard_px: np.ndarray, data) -> float:
-    from edgekd.train import nme
+    from edgekd.bench.metrics import batch_nme as nme
 
     preds = []
     for start in range(0, len(images), 64):
@@ -146,7 +146,7 @@ def _keras_nme(model, images: np.ndarray, hard_px: np.ndarray, data) -> float:
 def _tflite_nme(path: Path, images: np.ndarray, hard_px: np.ndarray, data) -> float:
     """NME of the written file through the runtime's own loader (metadata, input/output quantization and all)."""
     from edgekd.runtime.model import LandmarkModel
-    from edgekd.train import nme
+    from edgekd.bench.metrics import batch_nme as nme
 
     with LandmarkModel(path, num_threads=1, runtime="litert") as model:
         preds = np.stack([model.predict(img) for img in images])
@@ -157,7 +157,7 @@ def _head_cost(tflite: bytes, model, images, hard_px, data) -> dict:
     """NME of the int8 model against the same model with its landmark head in float (reference kernels)."""
     from edgekd import quantize as q
     from edgekd.models import HEAD_NAME
-    from edgekd.train import nme
+    from edgekd.bench.metrics import batch_nme as nme
 
     # by variable name: inside a QAT wrapper the Dense's ``kernel`` attribute is the fake-quantized tensor
     found = {v.name.split(":")[0]: v for v in model.weights}
@@ -210,8 +210,7 @@ def export_model(checkpoint, out, mode: str = "float32", prepared_dir=None, *, i
     checkpoint, out = Path(checkpoint), Path(out)
     if out.suffix.lower() != ".tflite":
         raise EdgekdError(f"{out}: the output file must end in .tflite")
-    if not out.parent.is_dir():
-        raise EdgekdError(f"{out.parent}: output folder does not exist")
+    out.parent.mkdir(parents=True, exist_ok=True)
     if not checkpoint.exists():
         raise ModelError(f"{checkpoint}: checkpoint not found")
     info = _checkpoint_info(checkpoint)

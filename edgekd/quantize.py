@@ -142,7 +142,11 @@ def quantization_aware_model(model, data, cfg: QuantizeConfig, teachers: dict | 
     With ``teachers`` ({"tough": model, "tolerant": model}) the loss is KD-Loss (``kd``, a KDLossConfig) exactly as
     in the student stage; without them plain L2 against the hard targets.
     """
-    import tensorflow_model_optimization as tfmot
+    try:
+        import tensorflow_model_optimization as tfmot
+    except ImportError:
+        raise EdgekdError("--qat needs tensorflow-model-optimization: "
+                          "pip install --no-deps tensorflow-model-optimization==0.8.1") from None
     import tf_keras as keras
 
     from edgekd.data.pipeline import make_dataset

@@ -30,6 +30,8 @@ import numpy as np
 
 import edgekd
 from edgekd.errors import EdgekdError, ModelError
+from edgekd.bench.metrics import batch_nme
+from edgekd.fileio import write_json, write_text
 from edgekd.losses import KDLossConfig, kd_loss, l2_loss
 
 STAGES = ("tough", "tolerant", "student", "baseline")
@@ -158,25 +160,7 @@ def _restore(path: Path, net, optimizer) -> dict:
     return info
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj) -> None:
-    _write_text(path, json.dumps(obj, indent=1) + "\n")
-
-
 # --- metrics ----------------------------------------------------------------------------------------------------
-def nme(pred, target, nme_pair) -> np.ndarray:
-    """Per-image NME (mean point error / outer-eye-corner distance); scale-free, so normalised coords will do."""
-    p = np.asarray(pred, np.float64).reshape(len(pred), -1, 2)
-    g = np.asarray(target, np.float64).reshape(len(target), -1, 2)
-    a, b = nme_pair
-    return np.linalg.norm(p - g, axis=-1).mean(-1) / np.linalg.norm(g[:, a] - g[:, b], axis=-1)
-
-
 def _forward(net):
     import tensorflow as tf
 
@@ -207,8 +191,8 @@ def evaluate(net, dataset, nme_pair, forward=None) -> dict:
         hard.append(targets["hard"].numpy())
         soft.append(targets["soft"].numpy())
     preds, hard, soft = (np.concatenate(v) for v in (preds, hard, soft))
-    return {"val_nme": float(100 * nme(preds, hard, nme_pair).mean()),
-            "val_nme_soft": float(100 * nme(preds, soft, nme_pair).mean())}
+    return {"val_nme": float(100 * batch_nme(preds, hard, nme_pair).mean()),
+            "val_nme_soft": float(100 * batch_nme(preds, soft, nme_pair).mean())}
 
 
 # --- the training step ------------------------------------------------------------------------------------------
@@ -376,7 +360,7 @@ class _Run:
         writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
-        _write_text(self.dir / "log.csv", buf.getvalue())
+        write_text(self.dir / "log.csv", buf.getvalue())
 
     def load_log(self, upto: int) -> None:
         path = self.dir / "log.csv"
@@ -479,14 +463,14 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict
 
     info = {"stage": cfg.stage, "scheme": data.scheme.name, "num_points": data.num_points,
             "input_size": data.input_size, "crop": data.crop.to_dict(), "alpha": cfg.alpha if cfg.stage in
-            ("student", "baseline") else None, "target": TARGET[cfg.stage], "prepared": str(Path(prepared_dir)),
+            ("student", "baseline") else None, "target": TARGET[cfg.stage], "prepared": str(Path(prepared_dir).resolve()),
             "data_license": data.manifest.license, "edgekd_version": edgekd.__version__}
-    _write_json(stage_dir / "config.json", {"train": cfg.to_dict(), "prepared": str(Path(prepared_dir).resolve()),
+    write_json(stage_dir / "config.json", {"train": cfg.to_dict(), "prepared": str(Path(prepared_dir).resolve()),
                                             "data": {"scheme": data.scheme.name, "input_size": data.input_size,
                                                      "counts": data.manifest.counts},
                                             "teachers": {k: str(v) for k, v in teachers.items()},
                                             "resumed_from_epoch": start or None})
-    _write_json(stage_dir / "model_info.json", model_info(net))
+    write_json(stage_dir / "model_info.json", model_info(net))
 
     run = _Run(cfg, stage_dir, data, net, optimizer, info, make_dataset)
     run.load_log(start)
@@ -502,7 +486,7 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict
                "best_epoch": best_row.get("epoch"), "best_val_nme": best_row.get("val_nme"),
                "selected_on": run.select, "last_val_nme": run.rows[-1].get("val_nme") if run.rows else None,
                "checkpoint": BEST, "seconds": round(time.time() - t0, 1)}
-    _write_json(stage_dir / SUMMARY, summary)
+    write_json(stage_dir / SUMMARY, summary)
     return summary
 
 

@@ -31,3 +31,27 @@ def test_data_show_draws_a_grid(tiny_prepared, tmp_path):
     assert r.exit_code == 0, r.output
     img = cv2.imread(str(out))
     assert img.shape == (2 * 192, 4 * 192, 3) and img.std() > 10
+
+
+def test_prepare_never_replaces_a_folder_that_is_not_prepared_data(tmp_path, tiny_300w_root):
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("precious")
+    for extra in ([], ["--force"]):
+        r = CliRunner().invoke(main, ["data", "prepare", "--root", str(tiny_300w_root), "--out", str(keep),
+                                      "--input-size", "64", "--no-fit-detector", *extra])
+        assert r.exit_code == 2 and "is not a prepared folder" in r.output
+    assert (keep / "notes.txt").read_text() == "precious"
+
+
+def test_prepare_validates_ranges_before_work(tmp_path, tiny_300w_root):
+    for opt, val in (("--asm-variance", "1.5"), ("--margin", "-0.6")):
+        r = CliRunner().invoke(main, ["data", "prepare", "--root", str(tiny_300w_root), "--out", str(tmp_path / "o"),
+                                      opt, val])
+        assert r.exit_code == 2 and r.output.startswith("error: " + opt)
+
+
+def test_data_show_with_unknown_extension_is_one_line_error(tiny_prepared, tmp_path):
+    r = CliRunner().invoke(main, ["data", "show", str(tiny_prepared), "--out", str(tmp_path / "grid")])
+    assert r.exit_code == 2 and r.output.strip().splitlines() == [
+        f"error: {tmp_path / 'grid'}: cannot write an image with this extension (use .png or .jpg)"]

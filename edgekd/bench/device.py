@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from edgekd.errors import DataError, EdgekdError, ModelError
+from edgekd.fileio import write_json
 
 PACKAGE = "org.edgekd.demo"
 ACTIVITY = f"{PACKAGE}/.EvalActivity"
@@ -348,7 +349,7 @@ def _write_inputs(samples: Sequence, work: Path, protocol: str) -> dict[str, str
     if not files:
         raise DataError("no samples to run on the device")
     request = {"format": REQUEST_FORMAT, "protocol": protocol, "images": entries}
-    _write_json(work / "request.json", request)
+    write_json(work / "request.json", request)
     return files
 
 
@@ -563,7 +564,3 @@ def _last_line(proc: subprocess.CompletedProcess) -> str:
     return f"exit status {proc.returncode}"
 
 
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

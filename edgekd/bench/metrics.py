@@ -13,6 +13,15 @@ from edgekd.schemes import LandmarkScheme
 FAILURE_THRESHOLD = 0.1
 
 
+def batch_nme(pred, target, nme_pair) -> np.ndarray:
+    """Per-face NME fractions of (B, N, 2) or (B, 2N) arrays. Scale-free: crop pixels or normalised crop
+    coordinates give the same numbers (training validation, export checks and data preparation all use this)."""
+    p = np.asarray(pred, np.float64).reshape(len(pred), -1, 2)
+    g = np.asarray(target, np.float64).reshape(len(target), -1, 2)
+    a, b = nme_pair
+    return np.linalg.norm(p - g, axis=-1).mean(-1) / np.linalg.norm(g[:, a] - g[:, b], axis=-1)
+
+
 def nme(pred: np.ndarray | None, gt: np.ndarray, scheme: LandmarkScheme) -> float:
     """One face's NME as a fraction (not %); inf when there is no prediction."""
     if pred is None:

@@ -1,30 +1,19 @@
 """Benchmark outputs: results.json (the numbers), report.md (tables), ced.png, worst-case sheets, a console table."""
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from edgekd.fileio import write_bytes
+
 DLIB_NOTE = ("dlib's released 68-point model was trained on iBUG 300-W data that very likely includes these test "
              "images (its error is the same on the 300-W training and test images), so its NME here is a reference, "
              "not a fair bar.")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _clean(o):
@@ -149,7 +138,8 @@ def markdown(results) -> str:
                   "(fitted on the 300-W training faces). dlib runs single-threaded.", ""]
     if results.get("skipped_images"):
         parts += [f"Skipped (image file not found): {', '.join(results['skipped_images'])}", ""]
-    parts += ["## Plots", "", "![CED](ced.png)", ""]
+    if results.get("faces"):
+        parts += ["## Plots", "", "![CED](ced.png)", ""]
     parts += [f"- worst predictions, {e['model']} [{e['protocol']}]: `{e['worst_sheet']}`"
               for e in results["entries"] if e.get("worst_sheet")]
     return "\n".join(parts) + "\n"
@@ -181,10 +171,10 @@ def ced_plot(entries, path: Path, threshold: float = 0.1) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1, frameon=False)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
+    write_bytes(path, buf.getvalue())
 
 
 def worst_sheet(entry, samples, path: Path, count: int = 12, tile: int = 192) -> bool:
@@ -231,7 +221,7 @@ def worst_sheet(entry, samples, path: Path, count: int = 12, tile: int = 192) ->
         r, c = divmod(k, cols)
         sheet[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] = t
     ok, buf = cv2.imencode(".png", sheet)
-    _atomic_write(path, buf.tobytes())
+    write_bytes(path, buf.tobytes())
     return True
 
 
@@ -249,6 +239,6 @@ def write(results, entries, samples, out: Path, scheme, worst: int = 12) -> None
                 row["worst_sheet"] = name
         per_face = {f"{e.name} [{e.protocol}]": {s.id: e.extra["errors"][i] for i, s in enumerate(samples)}
                     for e in entries if e.extra.get("errors")}
-        _atomic_write(out / "per_face_nme.json", json.dumps(_clean(per_face), indent=0).encode())
-    _atomic_write(out / "results.json", json.dumps(_clean(results), indent=1).encode())
-    _atomic_write(out / "report.md", markdown(results).encode())
+        write_bytes(out / "per_face_nme.json", json.dumps(_clean(per_face), indent=0).encode())
+    write_bytes(out / "results.json", json.dumps(_clean(results), indent=1).encode())
+    write_bytes(out / "report.md", markdown(results).encode())

@@ -133,8 +133,8 @@ def benchmark(models, data=None, dataset: str = "300w", out=None, crop: str = "d
             samples = samples[: int(limit)]
 
     if device != "desktop":
-        return _benchmark_device(models, samples, scheme, protocols, threads, device, out, data, dataset, worst,
-                                 device_options or {})
+        return _benchmark_device(models, samples, scheme, protocols, threads, device, out, data, dataset, split,
+                                 worst, device_options or {})
 
     loaded = [_open_model(m, threads[0]) for m in models]
     names: set = set()
@@ -341,11 +341,13 @@ def _results(entries, scored, skipped, scheme, dataset, data, split, threads, de
     }
 
 
-def _benchmark_device(models, samples, scheme, protocols, threads, device, out, data, dataset, worst, options):
+def _benchmark_device(models, samples, scheme, protocols, threads, device, out, data, dataset, split, worst,
+                      options):
     """Score predictions made on a phone by edgekd.bench.device (issue 6) with the same metric code.
 
     ``device`` is "pixel"/"phone"/"android" (the one attached phone) or an adb serial. Each protocol runs once per
-    thread count; accuracy comes from the first thread count, latencies from all of them.
+    thread count; accuracy comes from the first thread count, latencies from all of them. The APK is installed on the
+    first call only; faces whose image file is missing are skipped, as on the desktop.
     """
     from edgekd.bench import report
 
@@ -359,6 +361,10 @@ def _benchmark_device(models, samples, scheme, protocols, threads, device, out, 
     options = dict(options)
     if device.lower() not in ("pixel", "phone", "android"):
         options.setdefault("serial", device)
+    for s in [s for s in samples if _image_missing(s)]:
+        log.warning("%s: image file not found; face %s skipped", s.image_path, s.id)
+    skipped = [s.id for s in samples if _image_missing(s)]
+    samples = [s for s in samples if not _image_missing(s)]
     entries = []
     for m in models:
         path = Path(str(m))
@@ -366,6 +372,7 @@ def _benchmark_device(models, samples, scheme, protocols, threads, device, out, 
             e = Entry(path.name, p, "device", str(path), size_mb=path.stat().st_size / 1e6 if path.is_file() else None)
             for k, t in enumerate(threads):
                 run = run_on_device(path, samples, threads=t, protocol=p, **options)
+                options.pop("apk", None)  # installed once is enough
                 lat_t = run.latency_ms()
                 if k == 0:
                     e.predictions, e.runtime, e.latency_ms = dict(run.predictions), run.runtime_name(), lat_t
@@ -374,7 +381,7 @@ def _benchmark_device(models, samples, scheme, protocols, threads, device, out, 
                     e.latency_ms[key].update(lat_t[key])
                 e.latency_ms["threads"] = list(e.latency_ms["threads"]) + list(lat_t["threads"])
             entries.append(e)
-    results = _results(entries, samples, [], scheme, dataset, data, "test", threads, None, protocols)
+    results = _results(entries, samples, skipped, scheme, dataset, data, split, threads, None, protocols)
     results["device"] = device
     table = report.table(results)
     if out is not None:

@@ -47,7 +47,9 @@ class CropSpec:
         cx, cy, side = box
         full = side * (1.0 + 2.0 * self.margin)
         if not np.isfinite(full) or full <= 0:
-            raise ValueError(f"degenerate face box {box}")
+            from edgekd.errors import DataError
+
+            raise DataError(f"degenerate face box {box}: the landmarks or detection have no extent")
         s = self.input_size / full
         # pixel centres: image point (cx, cy) lands on crop point ((size - 1) / 2, (size - 1) / 2)
         c = (self.input_size - 1) / 2.0

@@ -24,10 +24,12 @@ import numpy as np
 from tqdm import tqdm
 
 import edgekd
+from edgekd.bench.metrics import batch_nme
 from edgekd.data.asm import ActiveShapeModel
 from edgekd.data.crop import CropSpec, transform_points, warp
 from edgekd.data.readers import Sample, load_image, read_dataset
-from edgekd.errors import DataError, EdgekdError
+from edgekd.errors import DataError, EdgekdError, MissingSplit
+from edgekd.fileio import write_json
 from edgekd.schemes import get_scheme
 
 log = logging.getLogger(__name__)
@@ -52,8 +54,15 @@ class PrepareConfig:
     fit_detector: bool = True  # learn the MediaPipe box -> landmark box mapping on the training split
 
     def validate(self) -> None:
-        if self.input_size % 32 or not 64 <= self.input_size <= 224:
-            raise EdgekdError(f"--input-size must be a multiple of 32 between 64 and 224, got {self.input_size}")
+        from edgekd.models import MAX_INPUT, MIN_INPUT
+
+        if self.input_size % 32 or not MIN_INPUT <= self.input_size <= MAX_INPUT:
+            raise EdgekdError(f"--input-size must be a multiple of 32 between {MIN_INPUT} and {MAX_INPUT}, "
+                              f"got {self.input_size}")
+        if not 0.0 < self.asm_variance <= 1.0:
+            raise EdgekdError(f"--asm-variance must be in (0, 1], got {self.asm_variance}")
+        if self.margin < 0:
+            raise EdgekdError(f"--margin must be >= 0, got {self.margin}")
         if not 0.0 < self.val_fraction < 0.5:
             raise EdgekdError(f"--val-fraction must be in (0, 0.5), got {self.val_fraction}")
 
@@ -97,7 +106,7 @@ class Manifest:
         return "\n".join(lines)
 
     def save(self, path) -> None:
-        _write_json(path, asdict(self))
+        write_json(path, asdict(self))
 
     @classmethod
     def load(cls, path) -> "Manifest":
@@ -108,21 +117,6 @@ class Manifest:
             raise DataError(f"{path}: no manifest; run `edgekd data prepare` first") from None
         except (ValueError, TypeError) as e:
             raise DataError(f"{path}: unreadable manifest ({e})") from None
-
-
-def _write_json(path, obj) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
-    os.replace(tmp, path)
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o))
 
 
 def _fingerprint(samples: list[Sample]) -> str:
@@ -168,13 +162,16 @@ def prepare(cfg: PrepareConfig, out, force: bool = False, progress: bool = True)
     train_samples = read_dataset(cfg.dataset, cfg.root, "train")
     try:
         test_samples = read_dataset(cfg.dataset, cfg.root, "test")
-    except DataError:
+    except MissingSplit:  # a root without a test set is fine; a broken test file is not
         test_samples = []
     sources = {"root": str(Path(cfg.root).resolve()), "train": _fingerprint(train_samples),
                "test": _fingerprint(test_samples)}
+    if out.exists() and not (out / "manifest.json").is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise EdgekdError(f"{out}: exists and is not a prepared folder; refusing to replace it (choose another --out)")
     if (out / "manifest.json").is_file() and not force:
         old = Manifest.load(out / "manifest.json")
-        if old.config == asdict(cfg) and old.sources == sources:
+        same_config = {**old.config, "root": ""} == {**asdict(cfg), "root": ""}  # sources["root"] is resolved
+        if same_config and old.sources == sources:
             log.info("%s already holds this prepared data; nothing to do (use --force to rewrite)", out)
             return old
         raise EdgekdError(f"{out}: holds data prepared with other settings or sources; use --force or another --out")
@@ -228,10 +225,10 @@ def prepare(cfg: PrepareConfig, out, force: bool = False, progress: bool = True)
             np.save(d / "hard.npy", hard)
             np.save(d / "soft.npy", soft.astype(np.float32))
             faces = [{"id": s.id, "image": s.image_path, "tags": list(s.tags)} for s in kept]
-            _write_json(d / "faces.json", faces)
+            write_json(d / "faces.json", faces)
             counts[name] = len(kept)
             if name == "train":
-                soft_nme = float(100 * np.mean(np.linalg.norm(soft - hard, axis=-1).mean(-1) / scheme.interocular(hard)))
+                soft_nme = float(100 * np.mean(batch_nme(soft, hard, scheme.nme_pair)))
 
         manifest = Manifest(config=asdict(cfg), scheme=scheme.name, num_points=scheme.num_points,
                             crop=crop.to_dict(), store_size=store_size, counts=counts,

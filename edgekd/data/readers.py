@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgekd.errors import DataError
+from edgekd.errors import DataError, MissingSplit
 from edgekd.schemes import WFLW_ATTRIBUTES, LandmarkScheme, get_scheme
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,9 @@ def write_pts(path, points: np.ndarray, header: bool = True) -> None:
     lines += [f"{x + 1:.3f} {y + 1:.3f}" for x, y in np.asarray(points, dtype=np.float64)]
     if header:
         lines.append("}")
-    Path(path).write_text("\n".join(lines) + "\n")
+    from edgekd.fileio import write_text
+
+    write_text(path, "\n".join(lines) + "\n")
 
 
 # 300-W layout: <root>/<dataset>/{trainset,testset}/ (lfpw, helen) plus flat afw/ (train) and ibug/ (challenging).
@@ -132,7 +134,7 @@ def read_300w(root, split: str) -> list[Sample]:
             tags = (_300W_TEST_SUBSET.get(name, "common"), "full")
         samples += read_pts_folder(folder, scheme, prefix=f"{name}/", tags=tags)
     if not samples:
-        raise DataError(f"{root}: no 300-W {split} annotations found (expected <dataset>/{split}set/*.pts)")
+        raise MissingSplit(f"{root}: no 300-W {split} annotations found (expected <dataset>/{split}set/*.pts)")
     return samples
 
 
@@ -190,7 +192,7 @@ def read_wflw(root, split: str) -> list[Sample]:
     candidates = [root / "WFLW_annotations" / "list_98pt_rect_attr_train_test" / name, root / name]
     list_file = next((c for c in candidates if c.is_file()), None)
     if list_file is None:
-        raise DataError(f"{root}: no {name} (looked in WFLW_annotations/list_98pt_rect_attr_train_test/ and the root)")
+        raise MissingSplit(f"{root}: no {name} (looked in WFLW_annotations/list_98pt_rect_attr_train_test/ and the root)")
     image_root = root / "WFLW_images" if (root / "WFLW_images").is_dir() else root
     return read_wflw_list(list_file, image_root)
 
@@ -255,7 +257,7 @@ def read_cofw(root, split: str) -> list[Sample]:
     for cand in (root / name, root / name.replace("_color", "")):
         if cand.is_file():
             return read_cofw_mat(cand)
-    raise DataError(f"{root}: no {name} found")
+    raise MissingSplit(f"{root}: no {name} found")
 
 
 READERS = {"300w": read_300w, "wflw": read_wflw, "cofw": read_cofw}

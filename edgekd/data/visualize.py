@@ -9,6 +9,7 @@ import numpy as np
 
 from edgekd.data.augment import AugmentConfig
 from edgekd.data.pipeline import PreparedData
+from edgekd.fileio import write_image
 
 
 def draw_points(img: np.ndarray, points: np.ndarray, color, radius: int = 1) -> None:
@@ -42,7 +43,4 @@ def draw_prepared_samples(prepared, out, split: str = "train", count: int = 12, 
     while len(tiles) % cols:
         tiles.append(np.zeros_like(tiles[0]))
     grid = np.vstack([np.hstack(tiles[r:r + cols]) for r in range(0, len(tiles), cols)])
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-    return out
+    return write_image(out, grid)

@@ -88,10 +88,7 @@ def sample_face():
 def predict_file(model, image_path=None, out=None, num_threads: int = 1) -> list[Face]:
     """`edgekd predict`: every face in one image file (default: `sample_face()`); with ``out``, a PNG with the
     landmarks drawn."""
-    import cv2
-
     from edgekd.data.readers import load_image
-    from edgekd.errors import DataError
     from edgekd.runtime.detector import FaceDetector
     from edgekd.runtime.model import LandmarkModel
 
@@ -100,14 +97,7 @@ def predict_file(model, image_path=None, out=None, num_threads: int = 1) -> list
     with FaceDetector() as det:
         faces = Predictor(m, det).predict(image)
     if out is not None:
-        from pathlib import Path
+        from edgekd.fileio import write_image
 
-        out = Path(out)
-        ok, buf = cv2.imencode(out.suffix or ".png", cv2.cvtColor(draw_faces(image, faces), cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise DataError(f"{out}: cannot encode an image with this extension (use .png or .jpg)")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp{out.suffix}")
-        tmp.write_bytes(buf.tobytes())
-        tmp.replace(out)
+        write_image(out, draw_faces(image, faces))
     return faces
