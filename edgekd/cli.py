@@ -127,8 +127,8 @@ def train(prepared, run_dir, stage, epochs, batch_size, lr, lr_decay, alpha, ste
 @click.option("--qat", is_flag=True, help="Full-integer int8 after quantization-aware fine-tuning.")
 @click.option("--float16", is_flag=True, help="float16 weights.")
 @click.option("--dynamic", is_flag=True, help="Dynamic-range: int8 weights, float activations.")
-@click.option("--data", "prepared", type=click.Path(file_okay=False),
-              help="Prepared data the checkpoint was trained on (default: the one its run recorded).")
+@click.option("--prepared", "--data", "prepared", type=click.Path(file_okay=False),
+              help="Prepared folder the checkpoint was trained on (default: the one its run recorded).")
 @click.option("--input-type", type=click.Choice(["int8", "uint8", "float32"]), default="int8", show_default=True,
               help="Input tensor type of an int8/QAT export.")
 @click.option("--output-type", type=click.Choice(["float32", "int8", "uint8"]), default="float32", show_default=True,
@@ -145,12 +145,12 @@ def train(prepared, run_dir, stage, epochs, batch_size, lr, lr_decay, alpha, ste
 def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, output_type, calibration_samples,
            qat_epochs, qat_steps, teachers_dir, tolerance, allow_degradation, seed):
     """Convert a checkpoint to .tflite with metadata and a model card, e.g.
-    `edgekd export runs/kd/student/best.h5 --out student_int8.tflite --int8 --data runs/data/300w`."""
+    `edgekd export runs/kd/student/best.h5 --out student_int8.tflite --int8 --prepared runs/data/300w`."""
     from edgekd.export import export_model
 
     if checkpoint is None or out is None:
         raise EdgekdError("usage: edgekd export CHECKPOINT --out FILE.tflite [--int8|--qat|--float16|--dynamic] "
-                          "--data PREPARED_DIR")
+                          "[--prepared PREPARED_DIR]")
     chosen = [m for m, on in (("int8", int8), ("qat", qat), ("float16", float16), ("dynamic", dynamic)) if on]
     if len(chosen) > 1:
         raise EdgekdError(f"choose one of --int8, --qat, --float16, --dynamic (got {', '.join(chosen)})")
