@@ -74,30 +74,14 @@ def _model_name(model, taken: set) -> str:
     return name
 
 
-class _SkipRecorder(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.skipped: list[str] = []
-
-    def emit(self, record):
-        msg = record.getMessage()
-        if "skipped" in msg:
-            self.skipped.append(msg.split(":", 1)[0])
-
-
 def _read_counting_skips(dataset, data, split):
-    """read_dataset, plus the annotations it skipped with a warning (image missing beside a .pts), so the report
-    can count them like faces whose image vanished later."""
+    """read_dataset, plus the annotations it skipped (image missing beside a .pts), so the report can count them
+    like faces whose image vanished later."""
     from edgekd.data.readers import read_dataset
 
-    rec = _SkipRecorder()
-    logger = logging.getLogger("edgekd.data.readers")
-    logger.addHandler(rec)
-    try:
-        samples = read_dataset(dataset, data, split)
-    finally:
-        logger.removeHandler(rec)
-    return samples, rec.skipped
+    skipped: list[str] = []
+    samples = read_dataset(dataset, data, split, skipped)
+    return samples, skipped
 
 
 def _image_missing(sample) -> bool:

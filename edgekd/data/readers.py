@@ -111,7 +111,7 @@ def write_pts(path, points: np.ndarray, header: bool = True) -> None:
 _300W_TEST_SUBSET = {"lfpw": "common", "helen": "common", "ibug": "challenging"}
 
 
-def read_300w(root, split: str) -> list[Sample]:
+def read_300w(root, split: str, skipped: list | None = None) -> list[Sample]:
     """All faces of the 300-W `split` ("train" or "test") found under `root`; any subset of the folders may exist."""
     root = Path(root)
     if not root.is_dir():
@@ -132,20 +132,24 @@ def read_300w(root, split: str) -> list[Sample]:
         tags = ()
         if split == "test":
             tags = (_300W_TEST_SUBSET.get(name, "common"), "full")
-        samples += read_pts_folder(folder, scheme, prefix=f"{name}/", tags=tags)
+        samples += read_pts_folder(folder, scheme, prefix=f"{name}/", tags=tags, skipped=skipped)
     if not samples:
         raise MissingSplit(f"{root}: no 300-W {split} annotations found (expected <dataset>/{split}set/*.pts)")
     return samples
 
 
-def read_pts_folder(folder, scheme: LandmarkScheme, prefix: str = "", tags=()) -> list[Sample]:
-    """Image + same-stem .pts pairs in one folder. A .pts without an image is skipped with a warning."""
+def read_pts_folder(folder, scheme: LandmarkScheme, prefix: str = "", tags=(), skipped: list | None = None
+                    ) -> list[Sample]:
+    """Image + same-stem .pts pairs in one folder. A .pts without an image is skipped with a warning (and its
+    path appended to ``skipped``, so reports can count it)."""
     folder = Path(folder)
     samples = []
     for pts_path in sorted(folder.glob("*.pts")):
         image = next((pts_path.with_suffix(e) for e in IMAGE_EXTENSIONS if pts_path.with_suffix(e).is_file()), None)
         if image is None:
             log.warning("%s: no image beside this annotation; skipped", pts_path)
+            if skipped is not None:
+                skipped.append(str(pts_path))
             continue
         samples.append(Sample(id=prefix + pts_path.stem, image_path=str(image),
                               points=read_pts(pts_path, scheme.num_points), tags=tuple(tags)))
@@ -184,7 +188,7 @@ def read_wflw_list(list_file, image_root) -> list[Sample]:
     return samples
 
 
-def read_wflw(root, split: str) -> list[Sample]:
+def read_wflw(root, split: str, skipped: list | None = None) -> list[Sample]:
     """WFLW as downloaded: `WFLW_annotations/list_98pt_rect_attr_train_test/list_98pt_rect_attr_{split}.txt`
     and `WFLW_images/`. Also accepts the list file directly inside `root`."""
     root = Path(root)
@@ -251,7 +255,7 @@ def _load_cofw_v5(path):
     return images, np.asarray(m[pk], dtype=np.float64), (np.asarray(m[bk]) if bk else None)
 
 
-def read_cofw(root, split: str) -> list[Sample]:
+def read_cofw(root, split: str, skipped: list | None = None) -> list[Sample]:
     root = Path(root)
     name = "COFW_train_color.mat" if split == "train" else "COFW_test_color.mat"
     for cand in (root / name, root / name.replace("_color", "")):
@@ -263,11 +267,12 @@ def read_cofw(root, split: str) -> list[Sample]:
 READERS = {"300w": read_300w, "wflw": read_wflw, "cofw": read_cofw}
 
 
-def read_dataset(dataset: str, root, split: str) -> list[Sample]:
-    """All faces of one split ("train" or "test") of a dataset as downloaded."""
+def read_dataset(dataset: str, root, split: str, skipped: list | None = None) -> list[Sample]:
+    """All faces of one split ("train" or "test") of a dataset as downloaded. Annotations that cannot be used
+    (e.g. a .pts without its image) are skipped with a warning and, given a list, recorded in ``skipped``."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     reader = READERS.get(dataset.lower())
     if reader is None:
         raise DataError(f"unknown dataset {dataset!r}; expected one of {', '.join(READERS)}")
-    return reader(root, split)
+    return reader(root, split, skipped)
