@@ -55,3 +55,16 @@ def test_data_show_with_unknown_extension_is_one_line_error(tiny_prepared, tmp_p
     r = CliRunner().invoke(main, ["data", "show", str(tiny_prepared), "--out", str(tmp_path / "grid")])
     assert r.exit_code == 2 and r.output.strip().splitlines() == [
         f"error: {tmp_path / 'grid'}: cannot write an image with this extension (use .png or .jpg)"]
+
+
+def test_atomic_writes_leave_no_temp_files_and_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from edgekd.fileio import write_json
+
+    path = write_json(tmp_path / "sub" / "x.json", {"a": 1})
+    assert os.listdir(tmp_path / "sub") == ["x.json"] and path.read_text().strip() == '{\n "a": 1\n}'
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
