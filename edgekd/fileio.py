@@ -13,8 +13,12 @@ from pathlib import Path
 import numpy as np
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+def umask() -> int:
+    """The process umask (read by setting and restoring it): temp files and folders are created private, and
+    get the mode a plain open()/mkdir() would have given them before they are moved into place."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes(path, data: bytes) -> Path:
@@ -24,7 +28,7 @@ def write_bytes(path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600 files; outputs get the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -29,7 +29,7 @@ from edgekd.data.asm import ActiveShapeModel
 from edgekd.data.crop import CropSpec, transform_points, warp
 from edgekd.data.readers import Sample, load_image, read_dataset
 from edgekd.errors import DataError, EdgekdError, MissingSplit
-from edgekd.fileio import write_json
+from edgekd.fileio import umask, write_json
 from edgekd.schemes import get_scheme
 
 log = logging.getLogger(__name__)
@@ -189,6 +189,7 @@ def prepare(cfg: PrepareConfig, out, force: bool = False, progress: bool = True)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes a 0700 folder; the prepared folder gets the usual mode
     try:
         stored, skipped = {}, []
         for name, samples in splits.items():
