@@ -19,6 +19,7 @@ import numpy as np
 
 import edgekd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgekd.errors import EdgekdError
+from edgekd.runtime.model import dequantize_output, quantize_input
 
 MODES = ("float32", "float16", "dynamic", "int8", "qat")
 IO_TYPES = ("int8", "uint8", "float32")
@@ -342,11 +343,7 @@ def latency_ms(tflite: bytes, image: np.ndarray | None = None, runs: int = 50, w
     it = _interpreter(tflite, num_threads=num_threads)
     inp = it.get_input_details()[0]
     x = np.zeros(inp["shape"], np.float32) + 0.5 if image is None else np.asarray(image, np.float32)[None]
-    if np.issubdtype(inp["dtype"], np.integer):
-        scale, zero = inp["quantization"]
-        info = np.iinfo(inp["dtype"])
-        x = np.clip(np.round(x / scale + zero), info.min, info.max)
-    it.set_tensor(inp["index"], x.astype(inp["dtype"]))
+    it.set_tensor(inp["index"], quantize_input(x, inp))
     for _ in range(warmup):
         it.invoke()
     times = []
@@ -375,21 +372,12 @@ def float_head_outputs(tflite: bytes, kernel: np.ndarray, bias: np.ndarray, imag
     fc = [op for op in it._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"][-1]
     feature = next(t for t in it.get_tensor_details() if t["index"] == fc["inputs"][0])
     inp = it.get_input_details()[0]
-    fscale, fzero = feature["quantization"]
     out = it.get_output_details()[0]
-    oscale, ozero = out["quantization"]
     model_outs, outs = [], []
     for img in images:
-        x = img[None].astype(np.float32)
-        if np.issubdtype(inp["dtype"], np.integer):
-            scale, zero = inp["quantization"]
-            info = np.iinfo(inp["dtype"])
-            x = np.clip(np.round(x / scale + zero), info.min, info.max)
-        it.set_tensor(inp["index"], x.astype(inp["dtype"]))
+        it.set_tensor(inp["index"], quantize_input(img[None].astype(np.float32), inp))
         it.invoke()
-        f = it.get_tensor(feature["index"]).astype(np.float32)
-        f = (f - fzero) * fscale if fscale else f
+        f = dequantize_output(it.get_tensor(feature["index"]), feature)
         outs.append(f.reshape(-1) @ kernel + bias)
-        y = it.get_tensor(out["index"]).astype(np.float32).reshape(-1)
-        model_outs.append((y - ozero) * oscale if oscale else y)
+        model_outs.append(dequantize_output(it.get_tensor(out["index"]), out).reshape(-1))
     return np.stack(model_outs), np.stack(outs)

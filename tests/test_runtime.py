@@ -11,7 +11,7 @@ from edgekd.data.crop import CropSpec, transform_points
 from edgekd.errors import ModelError
 from edgekd.runtime import FaceDetector, LandmarkModel, Predictor, fit_detector_mapping
 from edgekd.runtime.detector import Detection, match_box
-from edgekd.runtime.model import _dequantize, _quantize
+from edgekd.runtime.model import dequantize_output, quantize_input
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +60,9 @@ def test_fallback_runtime_is_named(tiny):
 
 def test_quantization_round_trip_uint8_and_int8():
     u8 = {"dtype": np.uint8, "quantization": (1 / 127.5, 127)}
-    np.testing.assert_array_equal(_quantize(np.array([0.0, 0.5, -1.0, 5.0]), u8), [127, 191, 0, 255])  # clipped
+    np.testing.assert_array_equal(quantize_input(np.array([0.0, 0.5, -1.0, 5.0]), u8), [127, 191, 0, 255])  # clipped
     i8 = {"dtype": np.int8, "quantization": (0.5, -1)}
-    np.testing.assert_allclose(_dequantize(np.array([-1, 1, 3], np.int8), i8), [0.0, 1.0, 2.0])
+    np.testing.assert_allclose(dequantize_output(np.array([-1, 1, 3], np.int8), i8), [0.0, 1.0, 2.0])
 
 
 def test_model_errors_are_one_line(tiny, tmp_path):

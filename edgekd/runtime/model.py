@@ -255,9 +255,9 @@ class _TFLiteBackend:
     def run(self, x: np.ndarray) -> np.ndarray:
         outs = []
         for one in x:  # exported models have batch 1
-            self.interp.set_tensor(self.inp["index"], _quantize(one[None], self.inp))
+            self.interp.set_tensor(self.inp["index"], quantize_input(one[None], self.inp))
             self.interp.invoke()
-            outs.append(_dequantize(self.interp.get_tensor(self.out["index"]), self.out).reshape(-1))
+            outs.append(dequantize_output(self.interp.get_tensor(self.out["index"]), self.out).reshape(-1))
         return np.stack(outs)
 
 
@@ -268,7 +268,8 @@ def _uses_delegate(interp) -> bool:
         return False
 
 
-def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Float values -> the tensor's dtype with its (scale, zero point); float tensors pass through."""
     dtype = detail["dtype"]
     if np.issubdtype(dtype, np.floating):
         return x.astype(dtype)
@@ -279,7 +280,8 @@ def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
     return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
 
 
-def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+def dequantize_output(y: np.ndarray, detail: dict) -> np.ndarray:
+    """A tensor's values -> float32 with its (scale, zero point); float tensors pass through."""
     if np.issubdtype(y.dtype, np.floating):
         return y.astype(np.float32)
     scale, zero = detail["quantization"]
