@@ -90,6 +90,7 @@ def data_show(prepared, out, split, count, augment, seed):
               help="Inverse-time decay per step: lr / (1 + decay * step). The paper's 1e-4 ends near lr/10 after its "
                    "~96k steps; a shorter run reaches the same end with decay = 9 / total steps.")
 @click.option("--alpha", default=1.0, show_default=True, help="Student MobileNetV2 width.")
+@click.option("--dropout", default=0.5, show_default=True, help="Dropout before the teachers' Dense head (METHOD.md §3).")
 @click.option("--steps-per-epoch", type=int, default=None, help="Limit steps per epoch (default: whole train split).")
 @click.option("--teachers-dir", type=click.Path(file_okay=False), default=None,
               help="Folder with tough/ and tolerant/ teacher runs (default: --run-dir).")
@@ -101,7 +102,7 @@ def data_show(prepared, out, split, count, augment, seed):
 @click.option("--seed", default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from last.h5 (weights, optimizer, epoch).")
 @friendly_errors
-def train(prepared, run_dir, stage, epochs, batch_size, lr, lr_decay, alpha, steps_per_epoch, teachers_dir, strategy,
+def train(prepared, run_dir, stage, epochs, batch_size, lr, lr_decay, alpha, dropout, steps_per_epoch, teachers_dir, strategy,
           loss_variant, no_augment, seed, resume):
     """Train the teachers and the KD-Loss student, e.g. `edgekd train runs/data/300w --run-dir runs/train/300w`."""
     import json
@@ -111,7 +112,7 @@ def train(prepared, run_dir, stage, epochs, batch_size, lr, lr_decay, alpha, ste
 
     kd = KDLossConfig.paper_figure() if loss_variant == "paper-figure" else KDLossConfig()
     cfg = TrainConfig(stage="student" if stage == "all" else stage, epochs=epochs, batch_size=batch_size,
-                      learning_rate=lr, lr_decay=lr_decay, alpha=alpha, seed=seed, augment=not no_augment, strategy=strategy,
+                      learning_rate=lr, lr_decay=lr_decay, alpha=alpha, dropout=dropout, seed=seed, augment=not no_augment, strategy=strategy,
                       steps_per_epoch=steps_per_epoch, teachers_dir=teachers_dir, kd=kd)
     if stage == "all":
         result = train_all(prepared, run_dir, cfg, resume=resume)
