@@ -103,14 +103,21 @@ def recalibrate_batchnorm(model, dataset, steps: int) -> int:
     the batches in training mode with momentum k/(k+1) for the k-th batch (0-based) makes the stored statistics the
     cumulative mean of the per-batch statistics. Runs eagerly so the changing momentum takes effect; only the
     moving statistics change (no weights, no optimizer). ``dataset`` yields images or (images, targets) tuples.
+    Dropout layers (EfficientNet's stochastic depth among them) are switched off meanwhile: statistics gathered
+    with randomly dropped residual branches would not match the inference-mode network they are for.
     Returns the number of batches used.
     """
     import tf_keras as keras
 
-    layers = [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    all_layers = list(_all_layers(model))
+    layers = [layer for layer in all_layers if isinstance(layer, keras.layers.BatchNormalization)]
     if not layers or steps <= 0:
         return 0
     saved = [layer.momentum for layer in layers]
+    dropouts = [layer for layer in all_layers if isinstance(layer, keras.layers.Dropout)]
+    rates = [layer.rate for layer in dropouts]
+    for layer in dropouts:
+        layer.rate = 0.0
     used = 0
     try:
         for batch in dataset.take(steps):
@@ -122,6 +129,8 @@ def recalibrate_batchnorm(model, dataset, steps: int) -> int:
     finally:
         for layer, momentum in zip(layers, saved):
             layer.momentum = momentum
+        for layer, rate in zip(dropouts, rates):
+            layer.rate = rate
     return used
 
 

@@ -60,3 +60,16 @@ def test_recalibrate_batchnorm_stores_the_average_batch_statistics():
     assert bn.momentum == 0.999  # restored
     for before, after in zip(weights_before, model.trainable_weights):
         np.testing.assert_array_equal(before, after.numpy())
+
+
+def test_recalibration_switches_dropout_off():
+    """Statistics must describe the inference-mode network: with dropout left on, the variance after a 0.9
+    dropout would be about ten times the input's."""
+    inp = keras.Input((16,))
+    drop = keras.layers.Dropout(0.9)
+    bn = keras.layers.BatchNormalization()
+    model = keras.Model(inp, bn(drop(inp)))
+    x = np.random.default_rng(2).normal(1.0, 2.0, (64, 16)).astype(np.float32)
+    assert recalibrate_batchnorm(model, tf.data.Dataset.from_tensor_slices(x).batch(64), steps=1) == 1
+    np.testing.assert_allclose(bn.moving_variance.numpy(), x.var(0), rtol=0.05)
+    assert drop.rate == 0.9  # restored
