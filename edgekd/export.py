@@ -84,7 +84,7 @@ def _resolve_data(checkpoint: Path, prepared_dir, info: dict):
     if prepared_dir is None:
         recorded = info.get("prepared") or _run_config(checkpoint).get("prepared")
         if not recorded or not (Path(recorded) / "manifest.json").is_file():
-            raise EdgekdError(f"{checkpoint}: give the prepared data it was trained on with --data PREPARED_DIR "
+            raise EdgekdError(f"{checkpoint}: give the prepared data it was trained on with --prepared PREPARED_DIR "
                               "(needed for calibration and the validation check)")
         prepared_dir = recorded
     return PreparedData.open(prepared_dir)
