@@ -91,9 +91,17 @@ def data_show(prepared, out, split, count, augment, seed):
                    "~96k steps; a shorter run reaches the same end with decay = 9 / total steps.")
 @click.option("--alpha", default=1.0, show_default=True, help="Student MobileNetV2 width.")
 @click.option("--dropout", default=0.5, show_default=True, help="Dropout before the teachers' Dense head (METHOD.md §3).")
+@click.option("--stochastic-depth", default=0.2, show_default=True,
+              help="Teachers' EfficientNet drop-connect rate; 0 trains faster in short runs (models.build_teacher).")
+@click.option("--teacher-arch", type=click.Choice(["efficientnet-b3", "mobilenetv2"]), default="efficientnet-b3",
+              show_default=True, help="Teachers' network: the paper's EfficientNet-B3, or MobileNetV2 of width --alpha "
+                                      "(e.g. continued from a trained student with --init-from when B3 is too slow).")
 @click.option("--steps-per-epoch", type=int, default=None, help="Limit steps per epoch (default: whole train split).")
 @click.option("--teachers-dir", type=click.Path(file_okay=False), default=None,
               help="Folder with tough/ and tolerant/ teacher runs (default: --run-dir).")
+@click.option("--init-from", type=click.Path(dir_okay=False), default=None,
+              help="Start from this checkpoint's weights (same network) instead of random ones, e.g. to fine-tune "
+                   "a trained student with KD-Loss.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored"]), default="default", show_default=True,
               help="mirrored = data-parallel over all local GPUs.")
 @click.option("--loss-variant", type=click.Choice(["code", "paper-figure"]), default="code", show_default=True,
@@ -102,8 +110,8 @@ def data_show(prepared, out, split, count, augment, seed):
 @click.option("--seed", default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from last.h5 (weights, optimizer, epoch).")
 @friendly_errors
-def train(prepared, run_dir, stage, epochs, batch_size, lr, lr_decay, alpha, dropout, steps_per_epoch, teachers_dir, strategy,
-          loss_variant, no_augment, seed, resume):
+def train(prepared, run_dir, stage, epochs, batch_size, lr, lr_decay, alpha, dropout, stochastic_depth, teacher_arch,
+          steps_per_epoch, teachers_dir, init_from, strategy, loss_variant, no_augment, seed, resume):
     """Train the teachers and the KD-Loss student, e.g. `edgekd train runs/data/300w --run-dir runs/train/300w`."""
     import json
 
@@ -112,8 +120,10 @@ def train(prepared, run_dir, stage, epochs, batch_size, lr, lr_decay, alpha, dro
 
     kd = KDLossConfig.paper_figure() if loss_variant == "paper-figure" else KDLossConfig()
     cfg = TrainConfig(stage="student" if stage == "all" else stage, epochs=epochs, batch_size=batch_size,
-                      learning_rate=lr, lr_decay=lr_decay, alpha=alpha, dropout=dropout, seed=seed, augment=not no_augment, strategy=strategy,
-                      steps_per_epoch=steps_per_epoch, teachers_dir=teachers_dir, kd=kd)
+                      learning_rate=lr, lr_decay=lr_decay, alpha=alpha, dropout=dropout,
+                      stochastic_depth=stochastic_depth, teacher_arch=teacher_arch, seed=seed,
+                      augment=not no_augment, strategy=strategy, steps_per_epoch=steps_per_epoch,
+                      teachers_dir=teachers_dir, init_from=init_from, kd=kd)
     if stage == "all":
         result = train_all(prepared, run_dir, cfg, resume=resume)
     else:

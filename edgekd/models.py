@@ -18,8 +18,15 @@ def check_input_size(input_size: int) -> None:
         raise ModelError(f"input size {input_size}: expected a multiple of 32 from {MIN_INPUT} to {MAX_INPUT}")
 
 
-def build_teacher(num_points: int, input_size: int, dropout: float = 0.5):
+def build_teacher(num_points: int, input_size: int, dropout: float = 0.5, stochastic_depth: float = 0.2):
     """EfficientNet-B3 -> GAP -> Dropout -> Dense(2N).
+
+    ``stochastic_depth`` is EfficientNet's drop-connect rate (0.2 in Keras and in the paper's qubvel package). It
+    regularises long runs but slows a short one: fitting 64 fixed 300-W crops at 128 px, the train NME after 80
+    Adam steps was 29.7 % with it (and head dropout 0.2) against 11.2 % with both off. It does not explain all of
+    B3's trouble on this machine, though: on the full augmented training set, from scratch, three runs (with it,
+    and without it or head dropout) stayed at the mean-shape NME (18.4-18.6 % on validation, 26 % training) for
+    8-14 epochs, where MobileNetV2 leaves it after 6-8 (benchmarks/README.md).
 
     Keras's EfficientNet starts with Rescaling(1/255) and an (un-adapted, identity) Normalization because it expects
     0-255 pixels; tf_keras has no ``include_preprocessing`` switch, so the Rescaling is rebuilt with scale 1 to take
@@ -28,7 +35,8 @@ def build_teacher(num_points: int, input_size: int, dropout: float = 0.5):
     import tf_keras as keras
 
     check_input_size(input_size)
-    base = keras.applications.EfficientNetB3(include_top=False, weights=None, input_shape=(input_size, input_size, 3))
+    base = keras.applications.EfficientNetB3(include_top=False, weights=None, input_shape=(input_size, input_size, 3),
+                                             drop_connect_rate=stochastic_depth)
     config = base.get_config()
     rescalings = [layer for layer in config["layers"] if layer["class_name"] == "Rescaling"]
     if len(rescalings) != 1:  # a future Keras changed the stem: fail loudly rather than train on mis-scaled input

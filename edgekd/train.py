@@ -37,6 +37,7 @@ from edgekd.losses import KDLossConfig, kd_loss, l2_loss
 STAGES = ("tough", "tolerant", "student", "baseline")
 PIPELINE = ("tough", "tolerant", "student")  # what `train_all` runs, in order
 TARGET = {"tough": "hard", "tolerant": "soft", "student": "hard", "baseline": "hard"}
+TEACHER_ARCHS = ("efficientnet-b3", "mobilenetv2")
 BEST, LAST, SUMMARY = "best.h5", "last.h5", "summary.json"
 INFO_ATTR, OPTIMIZER_GROUP = "edgekd", "edgekd_optimizer"
 
@@ -54,18 +55,24 @@ class TrainConfig:
     lr_decay: float = 1e-4  # InverseTimeDecay per step: lr / (1 + lr_decay * step)  (METHOD.md §5)
     alpha: float = 1.0  # student width
     dropout: float = 0.5  # teacher head
+    stochastic_depth: float = 0.2  # teachers' EfficientNet drop-connect rate (Keras and paper default)
+    teacher_arch: str = "efficientnet-b3"  # the paper's; "mobilenetv2" (width alpha) where B3 cannot be trained
     seed: int = 0
     augment: bool = True
     strategy: str = "default"  # default (one device) | mirrored (all local GPUs)
     bn_recalibration_samples: int = 256  # training crops for re-estimating BatchNorm statistics; 0 = off
     steps_per_epoch: int | None = None  # None = the whole training split each epoch
     teachers_dir: str | None = None  # folder with tough/ and tolerant/; default: the run folder
+    init_from: str | None = None  # start from these weights (same network) instead of random: fine-tuning
     kd: KDLossConfig = field(default_factory=KDLossConfig)
     progress: bool = True
 
     def validate(self) -> None:
         if self.stage not in STAGES:
             raise EdgekdError(f"unknown stage {self.stage!r}; expected one of {', '.join(STAGES)}")
+        if self.teacher_arch not in TEACHER_ARCHS:
+            raise EdgekdError(f"unknown teacher architecture {self.teacher_arch!r}; expected one of "
+                              f"{', '.join(TEACHER_ARCHS)}")
         if self.strategy not in ("default", "mirrored"):
             raise EdgekdError(f"unknown strategy {self.strategy!r}; expected default or mirrored")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
@@ -73,12 +80,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        d["kd"] = KDLossConfig(**d.get("kd", {}))
-        return cls(**d)
 
 
 # --- checkpoints ------------------------------------------------------------------------------------------------
@@ -139,15 +140,19 @@ def save_checkpoint(net, path, info: dict, optimizer=None) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _load_weights(path: Path, net) -> None:
+    try:
+        net.load_weights(path)
+    except ValueError as e:
+        raise ModelError(f"{path}: does not fit this run's network (was --alpha or --stage changed?): "
+                         f"{str(e).splitlines()[0]}") from None
+
+
 def _restore(path: Path, net, optimizer) -> dict:
     """Weights and optimizer state of ``last.h5`` into freshly built objects; returns the checkpoint info."""
     import h5py
 
-    try:
-        net.load_weights(path)
-    except ValueError as e:
-        raise ModelError(f"{path}: does not fit this run's network (was --alpha changed?): "
-                         f"{str(e).splitlines()[0]}") from None
+    _load_weights(path, net)
     optimizer.build(net.trainable_variables)
     with h5py.File(path, "r") as f:
         group = f.get(OPTIMIZER_GROUP)
@@ -378,8 +383,9 @@ def _strategy(name: str):
     return tf.distribute.MirroredStrategy() if name == "mirrored" else tf.distribute.get_strategy()
 
 
-def teacher_paths(run_dir, cfg: TrainConfig) -> dict[str, Path]:
-    root = Path(cfg.teachers_dir) if cfg.teachers_dir else Path(run_dir)
+def teacher_paths(run_dir, cfg: TrainConfig | None = None) -> dict[str, Path]:
+    """``<teachers_dir or run_dir>/{tough,tolerant}/best.h5``."""
+    root = Path(cfg.teachers_dir) if cfg and cfg.teachers_dir else Path(run_dir)
     return {name: root / name / BEST for name in ("tough", "tolerant")}
 
 
@@ -391,11 +397,11 @@ def _check_teacher(name: str, path: Path, data) -> None:
     _check_matches_data(path, f"{name} teacher", data)
 
 
-def _check_matches_data(path: Path, what: str, data) -> None:
+def _check_matches_data(path: Path, what: str, data, info: dict | None = None) -> None:
     """Compare a checkpoint's recorded landmark count, input size and crop with the prepared data."""
     from edgekd.data.crop import CropSpec
 
-    info = checkpoint_info(path)
+    info = checkpoint_info(path) if info is None else info
     for key, value in {"num_points": data.num_points, "input_size": data.input_size}.items():
         if key in info and info[key] != value:
             raise ModelError(f"{path}: {what} has {key} {info[key]}, but the data has {value}")
@@ -432,6 +438,11 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict
         raise EdgekdError(f"{stage_dir}: holds an unfinished run; pass --resume to continue it, or use another --run-dir")
     if resume and last.is_file():
         _check_matches_data(last, "the checkpoint to resume", data)
+    init = Path(cfg.init_from) if cfg.init_from and not (resume and last.is_file()) else None
+    if init is not None:
+        if not init.is_file():
+            raise ModelError(f"{init}: checkpoint to start from (--init-from) not found")
+        _check_matches_data(init, "the checkpoint to start from", data)
     teachers = teacher_paths(run_dir, cfg) if cfg.stage == "student" else {}
     for name, path in teachers.items():
         _check_teacher(name, path, data)
@@ -440,8 +451,8 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict
     keras.utils.set_random_seed(cfg.seed)
     strategy = _strategy(cfg.strategy)
     with strategy.scope():
-        if cfg.stage in ("tough", "tolerant"):
-            net = build_teacher(data.num_points, data.input_size, cfg.dropout)
+        if cfg.stage in ("tough", "tolerant") and cfg.teacher_arch == "efficientnet-b3":
+            net = build_teacher(data.num_points, data.input_size, cfg.dropout, cfg.stochastic_depth)
         else:
             net = build_student(data.num_points, data.input_size, cfg.alpha)
         LandmarkTrainer, Distiller = _trainer_classes()
@@ -460,15 +471,19 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict
         start = 0
         if resume and last.is_file():
             start = int(_restore(last, net, optimizer)["epoch"])
+        elif init is not None:
+            _load_weights(init, net)
 
     info = {"stage": cfg.stage, "scheme": data.scheme.name, "num_points": data.num_points,
-            "input_size": data.input_size, "crop": data.crop.to_dict(), "alpha": cfg.alpha if cfg.stage in
-            ("student", "baseline") else None, "target": TARGET[cfg.stage], "prepared": str(Path(prepared_dir).resolve()),
+            "input_size": data.input_size, "crop": data.crop.to_dict(),
+            "alpha": None if net.name.startswith("teacher_") else cfg.alpha, "target": TARGET[cfg.stage],
+            "prepared": str(Path(prepared_dir).resolve()),
             "data_license": data.manifest.license, "edgekd_version": edgekd.__version__}
     write_json(stage_dir / "config.json", {"train": cfg.to_dict(), "prepared": str(Path(prepared_dir).resolve()),
                                             "data": {"scheme": data.scheme.name, "input_size": data.input_size,
                                                      "counts": data.manifest.counts},
                                             "teachers": {k: str(v) for k, v in teachers.items()},
+                                            "init_from": str(Path(cfg.init_from).resolve()) if cfg.init_from else None,
                                             "resumed_from_epoch": start or None})
     write_json(stage_dir / "model_info.json", model_info(net))
 

@@ -68,3 +68,29 @@ def test_atomic_writes_leave_no_temp_files_and_normal_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
+def test_train_options_reach_the_config(tiny_prepared, tmp_path, monkeypatch):
+    import edgekd.train
+
+    seen = {}
+
+    def fake_train(prepared, run_dir, cfg, resume=False):
+        seen["cfg"] = cfg
+        return {}
+
+    monkeypatch.setattr(edgekd.train, "train", fake_train)
+    result = CliRunner().invoke(main, ["train", str(tiny_prepared), "--run-dir", str(tmp_path), "--stage", "tough",
+                                       "--teacher-arch", "mobilenetv2", "--init-from", str(tmp_path / "b.h5"),
+                                       "--stochastic-depth", "0", "--dropout", "0.1", "--lr", "3e-4"])
+    assert result.exit_code == 0, result.output
+    cfg = seen["cfg"]
+    assert (cfg.stage, cfg.teacher_arch, cfg.init_from, cfg.stochastic_depth, cfg.dropout, cfg.learning_rate) == \
+        ("tough", "mobilenetv2", str(tmp_path / "b.h5"), 0.0, 0.1, 3e-4)
+
+
+def test_train_with_missing_init_checkpoint_is_one_line_error(tiny_prepared, tmp_path):
+    result = CliRunner().invoke(main, ["train", str(tiny_prepared), "--run-dir", str(tmp_path), "--stage", "baseline",
+                                       "--init-from", str(tmp_path / "none.h5")])
+    assert result.exit_code == 2 and "none.h5: checkpoint to start from (--init-from) not found" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "baseline").exists()

@@ -32,6 +32,14 @@ def test_teacher_is_flat_efficientnet_b3_taking_unit_range_input():
     np.testing.assert_allclose(stem_input(x).numpy(), x, atol=1e-6)  # no hidden 1/255 rescaling of [0,1] input
 
 
+def test_teacher_stochastic_depth_can_be_switched_off():
+    def drops(model):
+        return [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+
+    assert max(drops(build_teacher(68, 64, dropout=0.0))) == pytest.approx(0.2 * 25 / 26, rel=1e-3)  # Keras ramp
+    assert drops(build_teacher(68, 64, dropout=0.0, stochastic_depth=0.0)) == [0.0]  # only the head's
+
+
 def test_student_is_flat_and_wrappable_by_qat():
     import tensorflow_model_optimization as tfmot
 

@@ -27,7 +27,7 @@ STAGE_FILES = {"config.json", "model_info.json", "log.csv", "best.h5", "last.h5"
 
 @pytest.fixture
 def small_teachers(monkeypatch):
-    monkeypatch.setattr(models, "build_teacher", lambda n, size, dropout=0.5: models.build_student(n, size, 0.35))
+    monkeypatch.setattr(models, "build_teacher", lambda n, size, *args: models.build_student(n, size, 0.35))
 
 
 def _rows(stage_dir):
@@ -156,3 +156,39 @@ def test_resume_refuses_a_network_of_another_width(tiny_prepared, tmp_path, one_
     run = _copy(one_epoch_baseline, tmp_path)
     with pytest.raises(ModelError, match="--alpha"):
         train(tiny_prepared, run, TrainConfig(stage="baseline", **{**TINY, "alpha": 0.5}), resume=True)
+
+
+def test_init_from_starts_a_new_run_from_trained_weights(tiny_prepared, tmp_path, one_epoch_baseline):
+    source = one_epoch_baseline / "baseline" / "best.h5"
+    cfg = TrainConfig(stage="baseline", **{**TINY, "epochs": 1, "learning_rate": 1e-9, "lr_decay": 0.0,
+                                           "bn_recalibration_samples": 0, "init_from": str(source)})
+    train(tiny_prepared, tmp_path / "ft", cfg)
+    start = load_model(source).get_weights()
+    tuned = load_model(tmp_path / "ft" / "baseline" / LAST).get_weights()
+    # lr 1e-9 leaves the kernels where --init-from put them (BatchNorm moving statistics still move in training)
+    kernels = [i for i, w in enumerate(start) if w.ndim >= 2]
+    assert all(np.allclose(start[i], tuned[i], atol=1e-6) for i in kernels)
+    assert json.loads((tmp_path / "ft" / "baseline" / "config.json").read_text())["init_from"] == str(source.resolve())
+
+
+def test_init_from_refuses_a_missing_or_foreign_checkpoint(tiny_prepared, tmp_path):
+    with pytest.raises(ModelError, match=r"missing\.h5: checkpoint to start from \(--init-from\) not found"):
+        train(tiny_prepared, tmp_path / "a", TrainConfig(stage="baseline", **TINY, init_from=str(tmp_path / "missing.h5")))
+    _fake_teacher(tmp_path / "wide.h5", 68, 68)  # alpha 0.35 MobileNetV2 ...
+    with pytest.raises(ModelError, match="does not fit this run's network"):  # ... into an alpha 0.5 student
+        train(tiny_prepared, tmp_path / "b", TrainConfig(stage="baseline", **{**TINY, "alpha": 0.5},
+                                                         init_from=str(tmp_path / "wide.h5")))
+
+
+def test_mobilenetv2_teachers_continue_from_a_student(tiny_prepared, tmp_path, one_epoch_baseline):
+    """--teacher-arch mobilenetv2 + --init-from: teachers that a 2-core machine can train, distilled as usual."""
+    start = str(one_epoch_baseline / "baseline" / "best.h5")
+    for stage in ("tough", "tolerant"):
+        train(tiny_prepared, tmp_path, TrainConfig(stage=stage, teacher_arch="mobilenetv2", init_from=start,
+                                                   **{**TINY, "epochs": 1}))
+        assert load_model(tmp_path / stage / "best.h5").name.startswith("student_mobilenetv2")
+        assert checkpoint_info(tmp_path / stage / "best.h5")["alpha"] == TINY["alpha"]
+    summary = train(tiny_prepared, tmp_path, TrainConfig(stage="student", init_from=start, **{**TINY, "epochs": 1}))
+    assert summary["epochs"] == 1
+    with pytest.raises(EdgekdError, match="unknown teacher architecture 'resnet'"):
+        TrainConfig(stage="tough", teacher_arch="resnet").validate()
