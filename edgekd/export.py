@@ -91,6 +91,8 @@ def _resolve_data(checkpoint: Path, prepared_dir, info: dict):
 
 
 def _check_match(checkpoint: Path, model, info: dict, data) -> None:
+    from edgekd.train import _check_matches_data
+
     size, outputs = model.input_shape[1], model.output_shape[-1]
     if outputs != 2 * data.num_points:
         raise ModelError(f"{checkpoint}: predicts {outputs // 2} landmarks, but {data.root} holds "
@@ -99,21 +101,15 @@ def _check_match(checkpoint: Path, model, info: dict, data) -> None:
         raise ModelError(f"{checkpoint}: takes {size} px input, but {data.root} is prepared at {data.input_size} px")
     if info.get("scheme") and info["scheme"] != data.scheme.name:
         raise ModelError(f"{checkpoint}: trained on {info['scheme']} landmarks, but {data.root} is {data.scheme.name}")
-    if info.get("crop") and info["crop"].get("margin") != data.crop.margin:
-        raise ModelError(f"{checkpoint}: trained on crops with margin {info['crop'].get('margin')}, but {data.root} "
-                         f"has margin {data.crop.margin}")
+    _check_matches_data(checkpoint, "the model", data, info)  # the whole CropSpec, as training checks it
 
 
 def _load_teachers(checkpoint: Path, teachers_dir, data) -> tuple[dict | None, dict]:
     """Frozen teachers for QAT: --teachers-dir, else the ones the student's run config names; (None, {}) if none."""
-    from edgekd.train import BEST, load_model
+    from edgekd.train import _check_loaded_teacher, _check_teacher, load_model, teacher_paths
 
     if teachers_dir is not None:
-        paths = {name: Path(teachers_dir) / name / BEST for name in ("tough", "tolerant")}
-        for name, path in paths.items():
-            if not path.is_file():
-                raise ModelError(f"{path}: no {name} teacher; --teachers-dir must hold tough/{BEST} and "
-                                 f"tolerant/{BEST}")
+        paths = teacher_paths(teachers_dir)
     else:
         recorded = _run_config(checkpoint).get("teachers") or {}
         paths = {k: Path(v) for k, v in recorded.items()}
@@ -121,8 +117,9 @@ def _load_teachers(checkpoint: Path, teachers_dir, data) -> tuple[dict | None, d
             return None, {}
     teachers = {}
     for name, path in paths.items():
+        _check_teacher(name, path, data)
         teachers[name] = load_model(path)
-        _check_match(path, teachers[name], _checkpoint_info(path), data)
+        _check_loaded_teacher(name, path, teachers[name], data)
     return teachers, {k: str(v) for k, v in paths.items()}
 
 

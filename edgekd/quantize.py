@@ -337,24 +337,18 @@ def output_precision(tflite: bytes, input_size: int) -> dict:
 
 def latency_ms(tflite: bytes, image: np.ndarray | None = None, runs: int = 50, warmup: int = 10,
                num_threads: int = 1) -> dict:
-    """Median single-image invoke time on ai-edge-litert (XNNPACK as shipped), after warm-up."""
-    import time
+    """Median single-image invoke time on ai-edge-litert (XNNPACK as shipped), after warm-up: the bench's timer."""
+    from importlib.metadata import version
+
+    from edgekd.bench.latency import stats, time_calls
 
     it = _interpreter(tflite, num_threads=num_threads)
     inp = it.get_input_details()[0]
     x = np.zeros(inp["shape"], np.float32) + 0.5 if image is None else np.asarray(image, np.float32)[None]
     it.set_tensor(inp["index"], quantize_input(x, inp))
-    for _ in range(warmup):
-        it.invoke()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        it.invoke()
-        times.append((time.perf_counter() - t0) * 1e3)
-    from importlib.metadata import version
-
-    return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)), "runs": runs,
-            "warmup": warmup, "threads": num_threads, "runtime": f"ai-edge-litert {version('ai-edge-litert')}"}
+    s = stats(time_calls(it.invoke, warmup, runs))
+    return {"median": s["median"], "p90": s["p90"], "runs": runs, "warmup": warmup, "threads": num_threads,
+            "runtime": f"ai-edge-litert {version('ai-edge-litert')}"}
 
 
 def float_head_outputs(tflite: bytes, kernel: np.ndarray, bias: np.ndarray, images: np.ndarray):

@@ -227,6 +227,25 @@ def test_mismatched_data_is_refused(tiny_prepared, tmp_path):
     assert not (tmp_path / "m.tflite").exists()
 
 
+def test_other_crop_or_missing_teachers_are_refused(checkpoint, tiny_prepared, tmp_path):
+    import h5py
+
+    from edgekd.export import export_model
+    from edgekd.train import INFO_ATTR
+
+    other = tmp_path / "other.h5"
+    other.write_bytes(checkpoint.read_bytes())
+    with h5py.File(other, "a") as f:  # same network, but recorded as trained with another context around the face
+        info = json.loads(f.attrs[INFO_ATTR])
+        info["crop"]["margin"] = info["crop"]["margin"] + 0.1
+        f.attrs[INFO_ATTR] = json.dumps(info)
+    with pytest.raises(ModelError, match="other.h5: the model was trained on another crop"):
+        export_model(other, tmp_path / "m.tflite", "int8", tiny_prepared, **FAST)
+    with pytest.raises(ModelError, match=r"nowhere/tough/best.h5: no tough teacher"):
+        export_model(checkpoint, tmp_path / "m.tflite", "qat", tiny_prepared, teachers_dir=tmp_path / "nowhere", **FAST)
+    assert not list(tmp_path.glob("m.*"))
+
+
 def test_cli_export_uint8_in_int8_out(checkpoint, tiny_prepared, tmp_path):
     from edgekd.cli import main
     from edgekd.runtime.model import LandmarkModel
