@@ -1,0 +1,48 @@
+"""The models shipped in models/ work out of the box: a card beside each, metadata inside, a plausible face shape
+on a sample image that is not in any training set (scikit-image's astronaut), and the int8 size budget."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekd.runtime import FaceDetector, LandmarkModel, Predictor
+from edgekd.runtime.predictor import sample_face
+
+SHIPPED = sorted((Path(__file__).resolve().parents[1] / "models").rglob("*.tflite"))
+
+
+def test_models_folder_ships_float_and_int8():
+    assert any("int8" in p.name for p in SHIPPED) and any("float32" in p.name for p in SHIPPED)
+
+
+@pytest.fixture(scope="module")
+def astronaut_faces():
+    image = sample_face()
+    with FaceDetector() as detector:
+        return image, detector.detect(image)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_model_runs_on_a_sample_face(path, astronaut_faces):
+    card = json.loads(path.with_name(path.stem + ".card.json").read_text())
+    assert path.with_name(path.stem + ".card.md").is_file() and card["model"] == path.name
+    image, detections = astronaut_faces
+    assert len(detections) == 1
+    with LandmarkModel(path) as model:
+        assert (model.scheme, model.num_points) == ("300w", 68)
+        if "int8" in path.name:
+            assert model.info.quantization.startswith("int8") and path.stat().st_size <= 3.5e6
+        face = Predictor(model).predict_detection(image, detections[0])
+    p = face.points
+    x0, y0, w, h = detections[0].box
+    inside_x = (p[:, 0] > x0 - 0.3 * w) & (p[:, 0] < x0 + 1.3 * w)
+    inside_y = (p[:, 1] > y0 - 0.5 * h) & (p[:, 1] < y0 + 1.3 * h)
+    assert (inside_x & inside_y).all()
+    # 300-W order: brows 17-26 above eyes 36-47 above nose tip 30 above mouth 48-67 above chin 8;
+    # the subject's right eye (36-41) is on the image's left
+    brows, eyes, mouth = p[17:27, 1].mean(), p[36:48, 1].mean(), p[48:68, 1].mean()
+    assert brows < eyes < p[30, 1] < mouth < p[8, 1]
+    assert p[36:42, 0].mean() < p[42:48, 0].mean()
+    # the eye-corner distance is a sensible fraction of the detected box
+    assert 0.25 * w < np.linalg.norm(p[45] - p[36]) < 0.8 * w
