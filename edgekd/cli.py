@@ -147,6 +147,8 @@ def train(prepared, run_dir, stage, epochs, batch_size, lr, lr_decay, alpha, dro
 @click.option("--calibration-samples", default=300, show_default=True, help="Augmented training crops to calibrate on.")
 @click.option("--qat-epochs", default=3, show_default=True, help="Quantization-aware fine-tuning epochs.")
 @click.option("--qat-steps", default=None, type=int, help="Steps per QAT epoch (default: the whole training split).")
+@click.option("--qat-lr", default=1e-4, show_default=True,
+              help="QAT Adam learning rate; keep it at or below the rate the checkpoint's training ended on.")
 @click.option("--teachers-dir", type=click.Path(file_okay=False),
               help="QAT: folder with tough/best.h5 and tolerant/best.h5 (default: the student run's teachers).")
 @click.option("--tolerance", default=0.1, show_default=True, help="Largest NME increase (points) over the Keras model.")
@@ -154,7 +156,7 @@ def train(prepared, run_dir, stage, epochs, batch_size, lr, lr_decay, alpha, dro
 @click.option("--seed", default=0, show_default=True)
 @friendly_errors
 def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, output_type, calibration_samples,
-           qat_epochs, qat_steps, teachers_dir, tolerance, allow_degradation, seed):
+           qat_epochs, qat_steps, qat_lr, teachers_dir, tolerance, allow_degradation, seed):
     """Convert a checkpoint to .tflite with metadata and a model card, e.g.
     `edgekd export runs/kd/student/best.h5 --out student_int8.tflite --int8 --prepared runs/data/300w`."""
     from edgekd.export import export_model
@@ -167,7 +169,8 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
         raise EdgekdError(f"choose one of --int8, --qat, --float16, --dynamic (got {', '.join(chosen)})")
     r = export_model(checkpoint, out, chosen[0] if chosen else "float32", prepared, input_type=input_type,
                      output_type=output_type, calibration_samples=calibration_samples, qat_epochs=qat_epochs,
-                     qat_steps_per_epoch=qat_steps, teachers_dir=teachers_dir, tolerance=tolerance,
+                     qat_steps_per_epoch=qat_steps, qat_learning_rate=qat_lr, teachers_dir=teachers_dir,
+                     tolerance=tolerance,
                      allow_degradation=allow_degradation, seed=seed)
     warn = " (DEGRADED, written with --allow-degradation)" if r.degraded else ""
     click.echo(f"wrote {r.path} ({r.size_mb:.2f} MB, {r.metadata.quantization}): validation NME "

@@ -267,6 +267,17 @@ def test_cli_export_uint8_in_int8_out(checkpoint, tiny_prepared, tmp_path):
     assert abs(card["nme"]["tflite"] - card["nme"]["keras"]) < 2.0
 
 
+def test_cli_qat_options_reach_the_recipe(checkpoint, tiny_prepared, tmp_path):
+    from edgekd.cli import main
+
+    r = CliRunner().invoke(main, ["export", str(checkpoint), "--out", str(tmp_path / "q.tflite"), "--qat",
+                                  "--qat-lr", "2e-7", "--qat-epochs", "1", "--qat-steps", "1", "--data",
+                                  str(tiny_prepared), "--calibration-samples", "8", "--tolerance", "50"])
+    assert r.exit_code == 0, r.output
+    recipe = json.loads((tmp_path / "q.card.json").read_text())["quantization"]["qat"]
+    assert (recipe["learning_rate"], recipe["epochs"], recipe["steps_per_epoch"]) == (2e-7, 1, 1)
+
+
 def test_cli_errors_are_one_line(checkpoint, tiny_prepared, tmp_path):
     from edgekd.cli import main
 
