@@ -91,14 +91,9 @@ def _resolve_data(checkpoint: Path, prepared_dir, info: dict):
 
 
 def _check_match(checkpoint: Path, model, info: dict, data) -> None:
-    from edgekd.train import _check_matches_data
+    from edgekd.train import _check_loaded, _check_matches_data
 
-    size, outputs = model.input_shape[1], model.output_shape[-1]
-    if outputs != 2 * data.num_points:
-        raise ModelError(f"{checkpoint}: predicts {outputs // 2} landmarks, but {data.root} holds "
-                         f"{data.num_points}-point {data.scheme.name} data")
-    if size != data.input_size:
-        raise ModelError(f"{checkpoint}: takes {size} px input, but {data.root} is prepared at {data.input_size} px")
+    _check_loaded(checkpoint, "the model", model, data)
     if info.get("scheme") and info["scheme"] != data.scheme.name:
         raise ModelError(f"{checkpoint}: trained on {info['scheme']} landmarks, but {data.root} is {data.scheme.name}")
     _check_matches_data(checkpoint, "the model", data, info)  # the whole CropSpec, as training checks it
@@ -106,7 +101,7 @@ def _check_match(checkpoint: Path, model, info: dict, data) -> None:
 
 def _load_teachers(checkpoint: Path, teachers_dir, data) -> tuple[dict | None, dict]:
     """Frozen teachers for QAT: --teachers-dir, else the ones the student's run config names; (None, {}) if none."""
-    from edgekd.train import _check_loaded_teacher, _check_teacher, load_model, teacher_paths
+    from edgekd.train import _check_loaded, _check_teacher, load_model, teacher_paths
 
     if teachers_dir is not None:
         paths = teacher_paths(teachers_dir)
@@ -119,7 +114,7 @@ def _load_teachers(checkpoint: Path, teachers_dir, data) -> tuple[dict | None, d
     for name, path in paths.items():
         _check_teacher(name, path, data)
         teachers[name] = load_model(path)
-        _check_loaded_teacher(name, path, teachers[name], data)
+        _check_loaded(path, f"{name} teacher", teachers[name], data)
     return teachers, {k: str(v) for k, v in paths.items()}
 
 

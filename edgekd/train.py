@@ -410,12 +410,14 @@ def _check_matches_data(path: Path, what: str, data, info: dict | None = None) -
                          f"({data.crop.to_dict()})")
 
 
-def _check_loaded_teacher(name: str, path: Path, model, data) -> None:
+def _check_loaded(path: Path, what: str, model, data) -> None:
+    """Compare a loaded network's output count and input size with the prepared data (checkpoints without info)."""
     size, outputs = model.input_shape[1], model.output_shape[-1]
     if outputs != 2 * data.num_points:
-        raise ModelError(f"{path}: {name} teacher predicts {outputs // 2} landmarks, the data has {data.num_points}")
+        raise ModelError(f"{path}: {what} predicts {outputs // 2} landmarks, but {data.root} holds "
+                         f"{data.num_points}-point {data.scheme.name} data")
     if size != data.input_size:
-        raise ModelError(f"{path}: {name} teacher takes {size} px input, the data is {data.input_size} px")
+        raise ModelError(f"{path}: {what} takes {size} px input, but {data.root} is prepared at {data.input_size} px")
 
 
 def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict:
@@ -460,7 +462,7 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict
             loaded = {}
             for name, path in teachers.items():
                 loaded[name] = load_model(path)
-                _check_loaded_teacher(name, path, loaded[name], data)
+                _check_loaded(path, f"{name} teacher", loaded[name], data)
             trainer = Distiller(net, loaded["tough"], loaded["tolerant"], cfg.kd, data.scheme.nme_pair)
         else:
             trainer = LandmarkTrainer(net, TARGET[cfg.stage], data.scheme.nme_pair)
