@@ -83,34 +83,48 @@ def data_show(prepared, out, split, count, augment, seed):
 @click.option("--run-dir", required=True, type=click.Path(file_okay=False), help="Run folder (one sub-folder per stage).")
 @click.option("--stage", type=click.Choice(["all", "tough", "tolerant", "student", "baseline"]), default="all",
               show_default=True, help="all = tough, tolerant, student in order, skipping finished stages.")
-@click.option("--epochs", default=150, show_default=True)
+@click.option("--recipe", type=click.Choice(["fast-cpu", "paper"]), default="fast-cpu", show_default=True,
+              help="Defaults of every option below: fast-cpu = L1, cosine, head at the mean shape, [-1, 1] inputs, "
+                   "light augmentation, 110 epochs, MobileNetV2 teachers; paper = L2, inverse-time decay, "
+                   "EfficientNet-B3 teachers, 150 epochs. Options given explicitly override the recipe.")
+@click.option("--epochs", type=int, default=None, help="Epochs (recipe: 110 fast-cpu, 150 paper).")
 @click.option("--batch-size", default=32, show_default=True)
-@click.option("--lr", default=1e-3, show_default=True, help="Initial Adam learning rate.")
-@click.option("--lr-decay", default=1e-4, show_default=True,
-              help="Inverse-time decay per step: lr / (1 + decay * step). The paper's 1e-4 ends near lr/10 after its "
-                   "~96k steps; a shorter run reaches the same end with decay = 9 / total steps.")
-@click.option("--alpha", default=1.0, show_default=True, help="Student MobileNetV2 width.")
-@click.option("--dropout", default=0.5, show_default=True, help="Dropout before the teachers' Dense head (METHOD.md §3).")
-@click.option("--stochastic-depth", default=0.2, show_default=True,
-              help="Teachers' EfficientNet drop-connect rate; 0 trains faster in short runs (models.build_teacher).")
-@click.option("--teacher-arch", type=click.Choice(["efficientnet-b3", "mobilenetv2"]), default="efficientnet-b3",
-              show_default=True, help="Teachers' network: the paper's EfficientNet-B3, or MobileNetV2 of width --alpha "
-                                      "(e.g. continued from a trained student with --init-from when B3 is too slow).")
+@click.option("--lr", default=1e-3, show_default=True, help="Initial (peak) Adam learning rate.")
+@click.option("--schedule", type=click.Choice(["cosine", "inverse-time"]), default=None,
+              help="cosine: to --min-lr over exactly the planned steps; inverse-time: lr / (1 + --lr-decay * step).")
+@click.option("--warmup-steps", default=0, show_default=True, help="Linear warm-up steps before the cosine.")
+@click.option("--min-lr", default=1e-5, show_default=True, help="Where the cosine schedule ends.")
+@click.option("--lr-decay", default=1e-4, show_default=True, help="Inverse-time decay per step (the paper's 1e-4).")
+@click.option("--loss", type=click.Choice(["l2", "l1", "wing"]), default=None,
+              help="Loss of teachers and plain students (the KD student uses KD-Loss).")
+@click.option("--head-init", type=click.Choice(["mean-shape", "default"]), default=None,
+              help="mean-shape: the head's bias starts at the mean training shape.")
+@click.option("--input-norm/--no-input-norm", default=None,
+              help="Scale [0, 1] pixels to the backbone's input range inside the model.")
+@click.option("--augment", "augment_preset", type=click.Choice(["light", "full"]), default=None,
+              help="light: geometry, mirror, contrast, brightness; full: also gamma, blur, noise, occlusion.")
+@click.option("--alpha", default=1.0, show_default=True, help="MobileNetV2 width.")
+@click.option("--dropout", type=float, default=None, help="Dropout before the teachers' Dense head.")
+@click.option("--stochastic-depth", type=float, default=None, help="Teachers' EfficientNet drop-connect rate.")
+@click.option("--teacher-arch", type=click.Choice(["efficientnet-b3", "mobilenetv2"]), default=None,
+              help="Teachers' network (recipe: mobilenetv2 fast-cpu, efficientnet-b3 paper).")
+@click.option("--teacher-flip", is_flag=True, help="KD student: average each teacher's output with its output on the "
+                                                     "mirrored image.")
 @click.option("--steps-per-epoch", type=int, default=None, help="Limit steps per epoch (default: whole train split).")
 @click.option("--teachers-dir", type=click.Path(file_okay=False), default=None,
               help="Folder with tough/ and tolerant/ teacher runs (default: --run-dir).")
 @click.option("--init-from", type=click.Path(dir_okay=False), default=None,
-              help="Start from this checkpoint's weights (same network) instead of random ones, e.g. to fine-tune "
-                   "a trained student with KD-Loss.")
+              help="Start from this checkpoint's weights (same network) instead of random ones.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored"]), default="default", show_default=True,
               help="mirrored = data-parallel over all local GPUs.")
 @click.option("--loss-variant", type=click.Choice(["code", "paper-figure"]), default="code", show_default=True,
-              help="KD-Loss constants: the authors' code or the paper's figures (METHOD.md §9).")
+              help="KD-Loss constants: the authors' code or the paper's figures.")
 @click.option("--no-augment", is_flag=True, help="Train on the canonical crops only.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from last.h5 (weights, optimizer, epoch).")
 @friendly_errors
-def train(prepared, run_dir, stage, epochs, batch_size, lr, lr_decay, alpha, dropout, stochastic_depth, teacher_arch,
+def train(prepared, run_dir, stage, recipe, epochs, batch_size, lr, schedule, warmup_steps, min_lr, lr_decay, loss,
+          head_init, input_norm, augment_preset, alpha, dropout, stochastic_depth, teacher_arch, teacher_flip,
           steps_per_epoch, teachers_dir, init_from, strategy, loss_variant, no_augment, seed, resume):
     """Train the teachers and the KD-Loss student, e.g. `edgekd train runs/data/300w --run-dir runs/train/300w`."""
     import json
@@ -119,11 +133,13 @@ def train(prepared, run_dir, stage, epochs, batch_size, lr, lr_decay, alpha, dro
     from edgekd.train import TrainConfig, train as train_stage, train_all
 
     kd = KDLossConfig.paper_figure() if loss_variant == "paper-figure" else KDLossConfig()
-    cfg = TrainConfig(stage="student" if stage == "all" else stage, epochs=epochs, batch_size=batch_size,
-                      learning_rate=lr, lr_decay=lr_decay, alpha=alpha, dropout=dropout,
-                      stochastic_depth=stochastic_depth, teacher_arch=teacher_arch, seed=seed,
-                      augment=not no_augment, strategy=strategy, steps_per_epoch=steps_per_epoch,
-                      teachers_dir=teachers_dir, init_from=init_from, kd=kd)
+    cfg = TrainConfig.from_recipe(
+        recipe, stage="student" if stage == "all" else stage, epochs=epochs, batch_size=batch_size,
+        learning_rate=lr, schedule=schedule, warmup_steps=warmup_steps, min_lr=min_lr, lr_decay=lr_decay, loss=loss,
+        head_init=head_init, input_norm=input_norm, augment_preset=augment_preset, alpha=alpha, dropout=dropout,
+        stochastic_depth=stochastic_depth, teacher_arch=teacher_arch, teacher_flip=teacher_flip, seed=seed,
+        augment=not no_augment, strategy=strategy, steps_per_epoch=steps_per_epoch, teachers_dir=teachers_dir,
+        init_from=init_from, kd=kd)
     if stage == "all":
         result = train_all(prepared, run_dir, cfg, resume=resume)
     else:

@@ -1,10 +1,22 @@
-"""The two networks of KD-Loss (METHOD.md §3): an EfficientNet-B3 teacher and a MobileNetV2 student.
+"""Landmark networks: a registry of backbones (``MODELS``), each a flat tf_keras functional model.
 
-Both are flat tf_keras functional models (one Model, no nested sub-model) so that tfmot quantization-aware
-training can wrap the student, both are built from scratch (``weights=None``: nothing is downloaded), and both map
-(B, S, S, 3) RGB in [0, 1] to (B, 2N) normalised crop coordinates through a Dense layer named ``landmarks``.
+Every network maps (B, S, S, 3) RGB in [0, 1] to (B, 2N) normalised crop coordinates through a Dense layer named
+``landmarks``. Models are flat (one Model, no nested sub-model) so that tfmot quantization-aware training can wrap
+them, and built from scratch (``weights=None``: nothing is downloaded).
+
+Three choices made here decide whether a from-scratch run on 2 CPU cores learns at all (STACK.md, benchmarks/README.md):
+- the input scaling each backbone was designed for is a layer inside the model (``Rescaling``), so the model's
+  contract stays [0, 1] pixels everywhere (training data, .tflite metadata, runtime, Android) whatever the backbone;
+- the head can start at the mean training shape (bias) with a tiny kernel: the network then predicts a plausible
+  face from step one instead of spending its first epochs (or, for EfficientNet-B3, every epoch) at the origin;
+- BatchNorm momentum 0.99 instead of Keras's 0.999, whose moving statistics lag far behind fast-changing weights.
+
+Adding a backbone = a builder function and one ``ModelSpec`` entry; the CLI's choices are read from ``MODELS``.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import edgekd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgekd.errors import ModelError
@@ -18,47 +30,119 @@ def check_input_size(input_size: int) -> None:
         raise ModelError(f"input size {input_size}: expected a multiple of 32 from {MIN_INPUT} to {MAX_INPUT}")
 
 
-def build_teacher(num_points: int, input_size: int, dropout: float = 0.5, stochastic_depth: float = 0.2):
-    """EfficientNet-B3 -> GAP -> Dropout -> Dense(2N).
+@dataclass(frozen=True)
+class ModelSpec:
+    """One backbone: how to build it and which input scaling it was designed for."""
 
-    ``stochastic_depth`` is EfficientNet's drop-connect rate (0.2 in Keras and in the paper's qubvel package). It
-    regularises long runs but slows a short one: fitting 64 fixed 300-W crops at 128 px, the train NME after 80
-    Adam steps was 29.7 % with it (and head dropout 0.2) against 11.2 % with both off. It does not explain all of
-    B3's trouble on this machine, though: on the full augmented training set, from scratch, three runs (with it,
-    and without it or head dropout) stayed at the mean-shape NME (18.4-18.6 % on validation, 26 % training) for
-    8-14 epochs, where MobileNetV2 leaves it after 6-8 (benchmarks/README.md).
+    name: str
+    backbone: Callable  # (input tensor, alpha, stochastic_depth) -> tf_keras Model without top, built on that tensor
+    input_range: tuple[float, float]  # what the backbone's first layer should see; [0, 1] pixels are mapped to it
+    notes: str
 
-    Keras's EfficientNet starts with Rescaling(1/255) and an (un-adapted, identity) Normalization because it expects
-    0-255 pixels; tf_keras has no ``include_preprocessing`` switch, so the Rescaling is rebuilt with scale 1 to take
-    our [0, 1] input as is (feeding 1/255-scaled pixels would drown the stem BatchNorm in its epsilon).
-    """
+
+def _mobilenetv2(x, alpha: float, stochastic_depth: float):
     import tf_keras as keras
 
-    check_input_size(input_size)
-    base = keras.applications.EfficientNetB3(include_top=False, weights=None, input_shape=(input_size, input_size, 3),
-                                             drop_connect_rate=stochastic_depth)
+    return keras.applications.MobileNetV2(include_top=False, weights=None, alpha=alpha, input_tensor=x,
+                                          input_shape=tuple(x.shape[1:]))
+
+
+def _efficientnet_b3(x, alpha: float, stochastic_depth: float):
+    """Keras's EfficientNet starts with Rescaling(1/255) and an (un-adapted, identity) Normalization because it
+    expects 0-255 pixels; tf_keras has no ``include_preprocessing`` switch, so that Rescaling is rebuilt with scale 1
+    (feeding 1/255-scaled pixels would drown the stem BatchNorm in its epsilon). ``stochastic_depth`` is its
+    drop-connect rate (0.2 in Keras and the paper): it slows short runs (29.7 % vs 11.2 % train NME after 80 steps
+    on 64 fixed crops)."""
+    import tf_keras as keras
+
+    base = keras.applications.EfficientNetB3(include_top=False, weights=None, input_tensor=x,
+                                             input_shape=tuple(x.shape[1:]), drop_connect_rate=stochastic_depth)
     config = base.get_config()
     rescalings = [layer for layer in config["layers"] if layer["class_name"] == "Rescaling"]
     if len(rescalings) != 1:  # a future Keras changed the stem: fail loudly rather than train on mis-scaled input
         raise RuntimeError(f"expected one Rescaling layer in EfficientNetB3, found {len(rescalings)}")
     rescalings[0]["config"]["scale"] = 1.0
-    base = keras.Model.from_config(config)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    out = keras.layers.Dense(2 * num_points, name=HEAD_NAME)(x)
-    return keras.Model(base.input, out, name="teacher_efficientnetb3")
+    return keras.Model.from_config(config)
 
 
-def build_student(num_points: int, input_size: int, alpha: float = 1.0):
-    """MobileNetV2(alpha) -> GAP -> Dense(2N) (the head of METHOD.md §3, no dropout)."""
+MODELS: dict[str, ModelSpec] = {
+    "mobilenetv2": ModelSpec("mobilenetv2", _mobilenetv2, (-1.0, 1.0),
+                             "the student (width --alpha); also a fast teacher"),
+    "efficientnet-b3": ModelSpec("efficientnet-b3", _efficientnet_b3, (-1.0, 1.0),
+                                 "the paper's teachers; about 4x the step time of MobileNetV2 on a CPU"),
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ModelError(f"unknown network {name!r}; expected one of {', '.join(MODELS)}") from None
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Everything that shapes a landmark network, recorded in each run's config."""
+
+    arch: str = "mobilenetv2"
+    alpha: float = 1.0  # MobileNetV2 width
+    dropout: float = 0.0  # before the head
+    stochastic_depth: float = 0.0  # EfficientNet drop-connect
+    input_norm: bool = True  # scale [0, 1] pixels to the backbone's input range inside the model
+    bn_momentum: float | None = 0.99  # None = the backbone's own (0.999 for MobileNetV2, 0.99 for EfficientNet)
+    head_init: str = "mean-shape"  # mean-shape | default (Glorot kernel, zero bias)
+
+
+def build_network(num_points: int, input_size: int, net: NetworkConfig = NetworkConfig(), mean_shape=None,
+                  name: str | None = None):
+    """backbone -> GAP -> [Dropout] -> Dense(2N) named ``landmarks``; ``mean_shape`` (2N,) seeds the head's bias."""
+    import numpy as np
     import tf_keras as keras
 
     check_input_size(input_size)
-    base = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=alpha,
-                                          input_shape=(input_size, input_size, 3))
+    spec = get_spec(net.arch)
+    inp = keras.Input((input_size, input_size, 3), name="image")
+    x = inp
+    lo, hi = spec.input_range
+    if net.input_norm and (lo, hi) != (0.0, 1.0):
+        x = keras.layers.Rescaling(hi - lo, offset=lo, name="input_norm")(x)
+    base = spec.backbone(x, net.alpha, net.stochastic_depth)  # built on our tensor: one flat graph
+    if net.bn_momentum is not None:
+        config = base.get_config()
+        for layer in config["layers"]:
+            if layer["class_name"] == "BatchNormalization":
+                layer["config"]["momentum"] = net.bn_momentum
+        base = keras.Model.from_config(config)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
-    out = keras.layers.Dense(2 * num_points, name=HEAD_NAME)(x)
-    return keras.Model(base.input, out, name=f"student_mobilenetv2_{alpha:g}")
+    if net.dropout:
+        x = keras.layers.Dropout(net.dropout, name="head_dropout")(x)
+    kernel_init = "glorot_uniform" if net.head_init == "default" else keras.initializers.RandomNormal(0.0, 1e-3)
+    out = keras.layers.Dense(2 * num_points, name=HEAD_NAME, kernel_initializer=kernel_init)(x)
+    role = "student" if net.arch == "mobilenetv2" else "teacher"
+    model = keras.Model(base.input, out, name=name or f"{role}_{net.arch.replace('-', '')}_{net.alpha:g}")
+    if net.head_init == "mean-shape":
+        if mean_shape is None:
+            raise ModelError("head_init 'mean-shape' needs the mean training shape")
+        head = model.get_layer(HEAD_NAME)
+        head.bias.assign(np.asarray(mean_shape, np.float32).reshape(-1))
+    elif net.head_init != "default":
+        raise ModelError(f"unknown head init {net.head_init!r}; expected mean-shape or default")
+    return model
+
+
+def build_student(num_points: int, input_size: int, alpha: float = 1.0, mean_shape=None):
+    """The paper's student, MobileNetV2(alpha) -> GAP -> Dense(2N), with this project's defaults."""
+    head = "mean-shape" if mean_shape is not None else "default"
+    return build_network(num_points, input_size, NetworkConfig(alpha=alpha, head_init=head), mean_shape)
+
+
+def build_teacher(num_points: int, input_size: int, dropout: float = 0.5, stochastic_depth: float = 0.2,
+                  mean_shape=None):
+    """The paper's teacher, EfficientNet-B3 -> GAP -> Dropout -> Dense(2N)."""
+    head = "mean-shape" if mean_shape is not None else "default"
+    return build_network(num_points, input_size, NetworkConfig("efficientnet-b3", dropout=dropout,
+                                                               stochastic_depth=stochastic_depth, head_init=head),
+                         mean_shape, name="teacher_efficientnetb3")
 
 
 def count_macs(model) -> int:

@@ -136,6 +136,56 @@ def init_quantizer_ranges(qat_model, float_model, images: np.ndarray) -> int:
     return len(input_vars) + sum(len(p) for p in targets.values())
 
 
+def _rescaling_config():
+    """tfmot has no quantize config for ``Rescaling`` (the in-model input normalisation, models.py): quantize its
+    output like any activation (8-bit, moving-average range), so the converter keeps the graph integer-only."""
+    import tensorflow_model_optimization as tfmot
+
+    quantizers = tfmot.quantization.keras.quantizers
+
+    class RescalingQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+        def get_config(self):
+            return {}
+
+    return RescalingQuantizeConfig
+
+
+def quantize_model(model):
+    """tfmot's default 8-bit QAT wrapping, extended to the ``Rescaling`` input layer of our networks."""
+    import tensorflow_model_optimization as tfmot
+    import tf_keras as keras
+
+    q = tfmot.quantization.keras
+    config_cls = _rescaling_config()
+    if not any(isinstance(layer, keras.layers.Rescaling) for layer in model.layers):
+        return q.quantize_model(model)
+
+    def annotate(layer):
+        if isinstance(layer, keras.layers.Rescaling):
+            return q.quantize_annotate_layer(layer, quantize_config=config_cls())
+        return q.quantize_annotate_layer(layer)
+
+    annotated = keras.models.clone_model(model, clone_function=annotate)
+    annotated.set_weights(model.get_weights())
+    with q.quantize_scope({"RescalingQuantizeConfig": config_cls}):
+        return q.quantize_apply(annotated)
+
+
 def quantization_aware_model(model, data, cfg: QuantizeConfig, teachers: dict | None = None, kd=None,
                              calibration: np.ndarray | None = None, progress: bool = True):
     """Wrap the flat tf_keras ``model`` for QAT and fine-tune it. Returns (qat_model, recipe dict).
@@ -155,7 +205,7 @@ def quantization_aware_model(model, data, cfg: QuantizeConfig, teachers: dict | 
 
     keras.utils.set_random_seed(cfg.seed)
     try:
-        qat = tfmot.quantization.keras.quantize_model(model)
+        qat = quantize_model(model)
     except ValueError as e:
         raise EdgekdError(f"{model.name}: cannot be wrapped for quantization-aware training "
                           f"({str(e).splitlines()[0]}); only flat tf_keras models can") from None

@@ -32,12 +32,11 @@ import edgekd
 from edgekd.errors import EdgekdError, ModelError
 from edgekd.bench.metrics import batch_nme
 from edgekd.fileio import write_json, write_text
-from edgekd.losses import KDLossConfig, kd_loss, l2_loss
+from edgekd.losses import LOSSES, KDLossConfig, get_loss, kd_loss
 
 STAGES = ("tough", "tolerant", "student", "baseline")
 PIPELINE = ("tough", "tolerant", "student")  # what `train_all` runs, in order
 TARGET = {"tough": "hard", "tolerant": "soft", "student": "hard", "baseline": "hard"}
-TEACHER_ARCHS = ("efficientnet-b3", "mobilenetv2")
 BEST, LAST, SUMMARY = "best.h5", "last.h5", "summary.json"
 INFO_ATTR, OPTIMIZER_GROUP = "edgekd", "edgekd_optimizer"
 
@@ -46,19 +45,42 @@ class TrainingDiverged(EdgekdError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+SCHEDULES = ("cosine", "inverse-time")
+# Recipes: one option each for the paper's settings and for the settings measured best on a 2-core CPU. A recipe
+# sets the defaults below; options given explicitly override it (benchmarks/README.md, ablation).
+RECIPES = {
+    "fast-cpu": {"loss": "l1", "schedule": "cosine", "head_init": "mean-shape", "input_norm": True,
+                 "bn_momentum": 0.99, "augment_preset": "light", "epochs": 110, "teacher_arch": "mobilenetv2",
+                 "dropout": 0.0, "stochastic_depth": 0.0},
+    "paper": {"loss": "l2", "schedule": "inverse-time", "head_init": "default", "input_norm": False,
+              "bn_momentum": None, "augment_preset": "full", "epochs": 150, "teacher_arch": "efficientnet-b3",
+              "dropout": 0.5, "stochastic_depth": 0.2},
+}
+
+
 @dataclass
 class TrainConfig:
     stage: str = "student"  # tough | tolerant | student | baseline
-    epochs: int = 150
+    recipe: str = "fast-cpu"  # the preset the fields below were taken from (recorded; see RECIPES)
+    epochs: int = 110
     batch_size: int = 32
     learning_rate: float = 1e-3
-    lr_decay: float = 1e-4  # InverseTimeDecay per step: lr / (1 + lr_decay * step)  (METHOD.md §5)
-    alpha: float = 1.0  # student width
-    dropout: float = 0.5  # teacher head
-    stochastic_depth: float = 0.2  # teachers' EfficientNet drop-connect rate (Keras and paper default)
-    teacher_arch: str = "efficientnet-b3"  # the paper's; "mobilenetv2" (width alpha) where B3 cannot be trained
+    schedule: str = "cosine"  # cosine (to min_lr over exactly the planned steps) | inverse-time (the paper's)
+    warmup_steps: int = 0  # linear warm-up from 0 before the cosine
+    min_lr: float = 1e-5  # where the cosine ends
+    lr_decay: float = 1e-4  # inverse-time only: lr / (1 + lr_decay * step)  (the paper's)
+    loss: str = "l1"  # teachers' and plain students' loss (losses.LOSSES); the KD student uses KD-Loss
+    head_init: str = "mean-shape"  # mean-shape | default
+    input_norm: bool = True  # [0, 1] pixels scaled to the backbone's range inside the model
+    bn_momentum: float | None = 0.99  # None = the backbone's own
+    alpha: float = 1.0  # MobileNetV2 width (students; mobilenetv2 teachers)
+    dropout: float = 0.0  # teacher head
+    stochastic_depth: float = 0.0  # teachers' EfficientNet drop-connect rate (Keras and paper: 0.2)
+    teacher_arch: str = "mobilenetv2"  # the paper's is efficientnet-b3 (see models.MODELS)
+    teacher_flip: bool = False  # KD student: teachers' outputs averaged over the image and its mirror
     seed: int = 0
     augment: bool = True
+    augment_preset: str = "light"  # light | full (AugmentConfig presets)
     strategy: str = "default"  # default (one device) | mirrored (all local GPUs)
     bn_recalibration_samples: int = 256  # training crops for re-estimating BatchNorm statistics; 0 = off
     steps_per_epoch: int | None = None  # None = the whole training split each epoch
@@ -67,12 +89,44 @@ class TrainConfig:
     kd: KDLossConfig = field(default_factory=KDLossConfig)
     progress: bool = True
 
+    @classmethod
+    def from_recipe(cls, recipe: str = "fast-cpu", **overrides) -> "TrainConfig":
+        """A config from a recipe's defaults; ``overrides`` (None values ignored) win over the recipe."""
+        if recipe not in RECIPES:
+            raise EdgekdError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
+        fields = {**RECIPES[recipe], **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(recipe=recipe, **fields)
+
+    def network(self, stage: str | None = None):
+        """The NetworkConfig this stage trains."""
+        from edgekd.models import NetworkConfig
+
+        stage = stage or self.stage
+        teacher = stage in ("tough", "tolerant")
+        return NetworkConfig(arch=self.teacher_arch if teacher else "mobilenetv2", alpha=self.alpha,
+                             dropout=self.dropout if teacher else 0.0,
+                             stochastic_depth=self.stochastic_depth if teacher else 0.0,
+                             input_norm=self.input_norm, bn_momentum=self.bn_momentum, head_init=self.head_init)
+
+    def augmentation(self):
+        from edgekd.data.augment import AugmentConfig
+
+        return AugmentConfig.preset(self.augment_preset) if self.augment else None
+
     def validate(self) -> None:
+        if self.loss not in LOSSES:
+            raise EdgekdError(f"unknown loss {self.loss!r}; expected one of {', '.join(LOSSES)}")
+        if not 0 < self.min_lr <= self.learning_rate:
+            raise EdgekdError(f"--min-lr {self.min_lr}: expected a value above 0 and at most --lr {self.learning_rate}")
+        if self.schedule not in SCHEDULES:
+            raise EdgekdError(f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
         if self.stage not in STAGES:
             raise EdgekdError(f"unknown stage {self.stage!r}; expected one of {', '.join(STAGES)}")
-        if self.teacher_arch not in TEACHER_ARCHS:
+        from edgekd.models import MODELS
+
+        if self.teacher_arch not in MODELS:
             raise EdgekdError(f"unknown teacher architecture {self.teacher_arch!r}; expected one of "
-                              f"{', '.join(TEACHER_ARCHS)}")
+                              f"{', '.join(MODELS)}")
         if self.strategy not in ("default", "mirrored"):
             raise EdgekdError(f"unknown strategy {self.strategy!r}; expected default or mirrored")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
@@ -201,6 +255,51 @@ def evaluate(net, dataset, nme_pair, forward=None) -> dict:
 
 
 # --- the training step ------------------------------------------------------------------------------------------
+def unflip(pred, flip_permutation, input_size: int):
+    """Predictions (B, 2N) on mirrored crops -> predictions for the original crops (normalised coordinates).
+
+    A pixel x maps to size-1-x; in normalised coordinates (x/size - 0.5) that is -x - 1/size. Points are then
+    relabelled left <-> right with the scheme's flip permutation.
+    """
+    import tensorflow as tf
+
+    p = tf.reshape(pred, (tf.shape(pred)[0], -1, 2))
+    p = tf.stack([-p[..., 0] - 1.0 / input_size, p[..., 1]], axis=-1)
+    p = tf.gather(p, flip_permutation, axis=1)
+    return tf.reshape(p, (tf.shape(pred)[0], -1))
+
+
+def make_schedule(cfg: TrainConfig, total_steps: int):
+    """The learning-rate schedule: cosine from lr to min_lr over exactly ``total_steps`` (after a linear warm-up),
+    or the paper's inverse-time decay, which barely decays within a CPU-sized run."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    if cfg.schedule == "inverse-time":
+        return keras.optimizers.schedules.InverseTimeDecay(cfg.learning_rate, decay_steps=1, decay_rate=cfg.lr_decay)
+    decay_steps = max(1, total_steps - cfg.warmup_steps)
+    cosine = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps, alpha=cfg.min_lr / cfg.learning_rate)
+    if not cfg.warmup_steps:
+        return cosine
+
+    class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            step = tf.cast(step, tf.float32)
+            warm = cfg.learning_rate * (step + 1.0) / cfg.warmup_steps
+            return tf.where(step < cfg.warmup_steps, warm, cosine(step - cfg.warmup_steps))
+
+        def get_config(self):
+            return {}
+
+    return WarmupCosine()
+
+
+def mean_shape(data) -> np.ndarray:
+    """Mean hard landmarks of the training split in normalised crop coordinates, (2N,): the head's starting bias."""
+    _, hard = data.arrays("train")
+    return data.crop.normalize(hard).mean(axis=0).reshape(-1)
+
+
 def _trainer_classes():
     import tensorflow as tf
     import tf_keras as keras
@@ -210,9 +309,10 @@ def _trainer_classes():
 
         components: tuple[str, ...] = ()
 
-        def __init__(self, net, target: str, nme_pair, **kwargs):
+        def __init__(self, net, target: str, nme_pair, loss: str = "l2", **kwargs):
             super().__init__(**kwargs)
             self.net, self.target, self.nme_pair = net, target, tuple(nme_pair)
+            self.loss_fn = get_loss(loss)
             self.trackers = {k: keras.metrics.Mean(name=k) for k in ("loss", "nme", *self.components)}
 
         @property
@@ -226,7 +326,7 @@ def _trainer_classes():
             return {}
 
         def objective(self, targets, pred, guidance):
-            return l2_loss(targets[self.target], pred), {}
+            return self.loss_fn(targets[self.target], pred), {}
 
         def train_step(self, data):
             images, targets = data
@@ -250,14 +350,22 @@ def _trainer_classes():
 
         components = ("main", "aloss_tough", "aloss_tol")
 
-        def __init__(self, student, tough, tolerant, kd: KDLossConfig, nme_pair, **kwargs):
+        def __init__(self, student, tough, tolerant, kd: KDLossConfig, nme_pair, flip_permutation=None, **kwargs):
             super().__init__(student, "hard", nme_pair, **kwargs)
             tough.trainable = tolerant.trainable = False
             self.tough, self.tolerant, self.kd = tough, tolerant, kd
+            self.flip_permutation = None if flip_permutation is None else list(flip_permutation)
+
+        def teach(self, teacher, images):
+            """A teacher's output; with a flip permutation, averaged with its output on the mirrored image."""
+            out = teacher(images, training=False)
+            if self.flip_permutation is not None:
+                mirrored = teacher(tf.reverse(images, axis=[2]), training=False)
+                out = 0.5 * (out + unflip(mirrored, self.flip_permutation, images.shape[2]))
+            return tf.stop_gradient(out)
 
         def guidance(self, images):
-            return {"A": tf.stop_gradient(self.tough(images, training=False)),
-                    "S": tf.stop_gradient(self.tolerant(images, training=False))}
+            return {"A": self.teach(self.tough, images), "S": self.teach(self.tolerant, images)}
 
         def objective(self, targets, pred, guidance):
             return kd_loss(targets["hard"], pred, guidance["A"], guidance["S"], self.kd)
@@ -328,7 +436,7 @@ class _Run:
 
         steps = math.ceil(self.cfg.bn_recalibration_samples / self.cfg.batch_size)
         if steps:
-            ds = self.make_dataset(self.data, "train", self.cfg.batch_size, augment=self.cfg.augment,
+            ds = self.make_dataset(self.data, "train", self.cfg.batch_size, augment=self.cfg.augmentation() or False,
                                    seed=self.cfg.seed + 7919 * epoch, shuffle=True)
             recalibrate_batchnorm(self.net, ds, steps)
 
@@ -425,7 +533,7 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict
     import tf_keras as keras
 
     from edgekd.data.pipeline import PreparedData, make_dataset
-    from edgekd.models import build_student, build_teacher, model_info
+    from edgekd.models import build_network, model_info
 
     cfg.validate()
     data = PreparedData.open(prepared_dir)
@@ -453,22 +561,21 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict
     keras.utils.set_random_seed(cfg.seed)
     strategy = _strategy(cfg.strategy)
     with strategy.scope():
-        if cfg.stage in ("tough", "tolerant") and cfg.teacher_arch == "efficientnet-b3":
-            net = build_teacher(data.num_points, data.input_size, cfg.dropout, cfg.stochastic_depth)
-        else:
-            net = build_student(data.num_points, data.input_size, cfg.alpha)
+        netcfg = cfg.network()
+        shape = mean_shape(data) if netcfg.head_init == "mean-shape" else None
+        net = build_network(data.num_points, data.input_size, netcfg, shape)
         LandmarkTrainer, Distiller = _trainer_classes()
         if teachers:
             loaded = {}
             for name, path in teachers.items():
                 loaded[name] = load_model(path)
                 _check_loaded(path, f"{name} teacher", loaded[name], data)
-            trainer = Distiller(net, loaded["tough"], loaded["tolerant"], cfg.kd, data.scheme.nme_pair)
+            flip = data.scheme.flip_permutation if cfg.teacher_flip else None
+            trainer = Distiller(net, loaded["tough"], loaded["tolerant"], cfg.kd, data.scheme.nme_pair, flip)
         else:
-            trainer = LandmarkTrainer(net, TARGET[cfg.stage], data.scheme.nme_pair)
-        schedule = keras.optimizers.schedules.InverseTimeDecay(cfg.learning_rate, decay_steps=1,
-                                                               decay_rate=cfg.lr_decay)
-        optimizer = keras.optimizers.Adam(learning_rate=schedule)
+            trainer = LandmarkTrainer(net, TARGET[cfg.stage], data.scheme.nme_pair, cfg.loss)
+        steps = cfg.steps_per_epoch or math.ceil(data.manifest.counts["train"] / cfg.batch_size)
+        optimizer = keras.optimizers.Adam(learning_rate=make_schedule(cfg, steps * cfg.epochs))
         trainer.compile(optimizer=optimizer)
         start = 0
         if resume and last.is_file():
@@ -478,7 +585,8 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict
 
     info = {"stage": cfg.stage, "scheme": data.scheme.name, "num_points": data.num_points,
             "input_size": data.input_size, "crop": data.crop.to_dict(),
-            "alpha": None if net.name.startswith("teacher_") else cfg.alpha, "target": TARGET[cfg.stage],
+            "arch": netcfg.arch, "alpha": cfg.alpha if netcfg.arch == "mobilenetv2" else None,
+            "target": TARGET[cfg.stage],
             "prepared": str(Path(prepared_dir).resolve()),
             "data_license": data.manifest.license, "edgekd_version": edgekd.__version__}
     write_json(stage_dir / "config.json", {"train": cfg.to_dict(), "prepared": str(Path(prepared_dir).resolve()),
@@ -494,7 +602,7 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict
     t0 = time.time()
     if start < cfg.epochs:
         (stage_dir / SUMMARY).unlink(missing_ok=True)  # unfinished again until these epochs are done
-        train_ds = make_dataset(data, "train", cfg.batch_size, augment=cfg.augment, seed=cfg.seed + start,
+        train_ds = make_dataset(data, "train", cfg.batch_size, augment=cfg.augmentation() or False, seed=cfg.seed + start,
                                 shuffle=True, repeat=cfg.steps_per_epoch is not None)
         trainer.fit(train_ds, epochs=cfg.epochs, initial_epoch=start, steps_per_epoch=cfg.steps_per_epoch,
                     callbacks=[_epoch_callback_class()(run)], verbose=0)

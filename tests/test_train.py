@@ -160,7 +160,7 @@ def test_resume_refuses_a_network_of_another_width(tiny_prepared, tmp_path, one_
 
 def test_init_from_starts_a_new_run_from_trained_weights(tiny_prepared, tmp_path, one_epoch_baseline):
     source = one_epoch_baseline / "baseline" / "best.h5"
-    cfg = TrainConfig(stage="baseline", **{**TINY, "epochs": 1, "learning_rate": 1e-9, "lr_decay": 0.0,
+    cfg = TrainConfig(stage="baseline", **{**TINY, "epochs": 1, "learning_rate": 1e-9, "schedule": "inverse-time", "lr_decay": 0.0,
                                            "bn_recalibration_samples": 0, "init_from": str(source)})
     train(tiny_prepared, tmp_path / "ft", cfg)
     start = load_model(source).get_weights()
