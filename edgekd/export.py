@@ -62,7 +62,7 @@ def _stage_dir(checkpoint: Path) -> Path:
 
 
 def _checkpoint_info(checkpoint: Path) -> dict:
-    from edgekd.train import checkpoint_info
+    from edgekd.checkpoint import checkpoint_info
 
     try:
         return checkpoint_info(checkpoint)
@@ -91,17 +91,18 @@ def _resolve_data(checkpoint: Path, prepared_dir, info: dict):
 
 
 def _check_match(checkpoint: Path, model, info: dict, data) -> None:
-    from edgekd.train import _check_loaded, _check_matches_data
+    from edgekd.checkpoint import check_loaded, check_matches_data
 
-    _check_loaded(checkpoint, "the model", model, data)
+    check_loaded(checkpoint, "the model", model, data)
     if info.get("scheme") and info["scheme"] != data.scheme.name:
         raise ModelError(f"{checkpoint}: trained on {info['scheme']} landmarks, but {data.root} is {data.scheme.name}")
-    _check_matches_data(checkpoint, "the model", data, info)  # the whole CropSpec, as training checks it
+    check_matches_data(checkpoint, "the model", data, info)  # the whole CropSpec, as training checks it
 
 
 def _load_teachers(checkpoint: Path, teachers_dir, data) -> tuple[dict | None, dict]:
     """Frozen teachers for QAT: --teachers-dir, else the ones the student's run config names; (None, {}) if none."""
-    from edgekd.train import _check_loaded, _check_teacher, load_model, teacher_paths
+    from edgekd.checkpoint import check_loaded, load_model
+    from edgekd.train import check_teacher, teacher_paths
 
     if teachers_dir is not None:
         paths = teacher_paths(teachers_dir)
@@ -112,9 +113,9 @@ def _load_teachers(checkpoint: Path, teachers_dir, data) -> tuple[dict | None, d
             return None, {}
     teachers = {}
     for name, path in paths.items():
-        _check_teacher(name, path, data)
+        check_teacher(name, path, data)
         teachers[name] = load_model(path)
-        _check_loaded(path, f"{name} teacher", teachers[name], data)
+        check_loaded(path, f"{name} teacher", teachers[name], data)
     return teachers, {k: str(v) for k, v in paths.items()}
 
 
@@ -127,7 +128,7 @@ def _kd_config(checkpoint: Path):
 
 # --- evaluation -----------------------------------------------------------------------------------------------
 def _keras_nme(model, images: np.ndarray, hard_px: np.ndarray, data) -> float:
-    from edgekd.bench.metrics import batch_nme as nme
+    from edgekd.metrics import batch_nme as nme
 
     preds = []
     for start in range(0, len(images), 64):
@@ -138,7 +139,7 @@ def _keras_nme(model, images: np.ndarray, hard_px: np.ndarray, data) -> float:
 def _tflite_nme(path: Path, images: np.ndarray, hard_px: np.ndarray, data) -> float:
     """NME of the written file through the runtime's own loader (metadata, input/output quantization and all)."""
     from edgekd.runtime.model import LandmarkModel
-    from edgekd.bench.metrics import batch_nme as nme
+    from edgekd.metrics import batch_nme as nme
 
     with LandmarkModel(path, num_threads=1, runtime="litert") as model:
         preds = np.stack([model.predict(img) for img in images])
@@ -149,7 +150,7 @@ def _head_cost(tflite: bytes, model, images, hard_px, data) -> dict:
     """NME of the int8 model against the same model with its landmark head in float (reference kernels)."""
     from edgekd import quantize as q
     from edgekd.models import HEAD_NAME
-    from edgekd.bench.metrics import batch_nme as nme
+    from edgekd.metrics import batch_nme as nme
 
     # by variable name: inside a QAT wrapper the Dense's ``kernel`` attribute is the fake-quantized tensor
     found = {v.name.split(":")[0]: v for v in model.weights}
@@ -193,7 +194,7 @@ def export_model(checkpoint, out, mode: str = "float32", prepared_dir=None, *, i
     from tqdm import tqdm
 
     from edgekd import quantize as q
-    from edgekd.train import load_model
+    from edgekd.checkpoint import load_model
 
     cfg = QuantizeConfig(mode=mode, input_type=input_type, output_type=output_type,
                          calibration_samples=calibration_samples, seed=seed, qat_epochs=qat_epochs,

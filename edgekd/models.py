@@ -19,15 +19,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import edgekd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgekd.data.crop import check_input_size
 from edgekd.errors import ModelError
 
 HEAD_NAME = "landmarks"
-MIN_INPUT, MAX_INPUT = 64, 224  # 64 only for fast tests; prepared data uses 96-224
-
-
-def check_input_size(input_size: int) -> None:
-    if input_size % 32 or not MIN_INPUT <= input_size <= MAX_INPUT:
-        raise ModelError(f"input size {input_size}: expected a multiple of 32 from {MIN_INPUT} to {MAX_INPUT}")
 
 
 @dataclass(frozen=True)

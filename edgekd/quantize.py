@@ -201,7 +201,7 @@ def quantization_aware_model(model, data, cfg: QuantizeConfig, teachers: dict | 
     import tf_keras as keras
 
     from edgekd.data.pipeline import make_dataset
-    from edgekd.train import _trainer_classes
+    from edgekd.trainers import Distiller, LandmarkTrainer
 
     keras.utils.set_random_seed(cfg.seed)
     try:
@@ -219,7 +219,6 @@ def quantization_aware_model(model, data, cfg: QuantizeConfig, teachers: dict | 
                 layer.trainable = False  # inference-mode BatchNorm: moving statistics and gamma/beta stay
                 frozen += 1
 
-    LandmarkTrainer, Distiller = _trainer_classes()
     nme_pair = data.scheme.nme_pair
     if teachers:
         from edgekd.losses import KDLossConfig
@@ -326,12 +325,9 @@ def _run_converter(conv, cfg: QuantizeConfig, types: dict, calibration) -> bytes
 
 # --- inspection -----------------------------------------------------------------------------------------------
 def _interpreter(tflite: bytes, num_threads: int = 1, delegates: bool = True):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from edgekd.runtime.model import make_interpreter
 
-    kind = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    it = Interpreter(model_content=tflite, num_threads=num_threads, experimental_op_resolver_type=kind)
-    it.allocate_tensors()
-    return it
+    return make_interpreter(content=tflite, num_threads=num_threads, delegates=delegates)[0]
 
 
 def _tensor_info(detail: dict) -> dict:
@@ -390,7 +386,7 @@ def latency_ms(tflite: bytes, image: np.ndarray | None = None, runs: int = 50, w
     """Median single-image invoke time on ai-edge-litert (XNNPACK as shipped), after warm-up: the bench's timer."""
     from importlib.metadata import version
 
-    from edgekd.bench.latency import stats, time_calls
+    from edgekd.timing import stats, time_calls
 
     it = _interpreter(tflite, num_threads=num_threads)
     inp = it.get_input_details()[0]

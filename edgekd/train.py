@@ -30,15 +30,15 @@ import numpy as np
 
 import edgekd
 from edgekd.errors import EdgekdError, ModelError
-from edgekd.bench.metrics import batch_nme
+from edgekd.metrics import batch_nme
 from edgekd.fileio import write_json, write_text
-from edgekd.losses import LOSSES, KDLossConfig, get_loss, kd_loss
+from edgekd.losses import LOSSES, KDLossConfig
 
 STAGES = ("tough", "tolerant", "student", "baseline")
 PIPELINE = ("tough", "tolerant", "student")  # what `train_all` runs, in order
 TARGET = {"tough": "hard", "tolerant": "soft", "student": "hard", "baseline": "hard"}
-BEST, LAST, SUMMARY = "best.h5", "last.h5", "summary.json"
-INFO_ATTR, OPTIMIZER_GROUP = "edgekd", "edgekd_optimizer"
+from edgekd.checkpoint import (BEST, LAST, SUMMARY, check_loaded, check_matches_data, checkpoint_info,  # noqa: F401
+                               load_model, load_weights, restore, save_checkpoint)
 
 
 class TrainingDiverged(EdgekdError):
@@ -136,89 +136,6 @@ class TrainConfig:
         return asdict(self)
 
 
-# --- checkpoints ------------------------------------------------------------------------------------------------
-def load_model(checkpoint_path):
-    """A trained network (teacher or student) from ``best.h5``/``last.h5``, or from a stage folder (its best.h5)."""
-    import tf_keras as keras
-
-    path = Path(checkpoint_path)
-    if path.is_dir():
-        path = path / BEST
-    if not path.is_file():
-        raise ModelError(f"{path}: checkpoint not found")
-    try:
-        return keras.models.load_model(path, compile=False)
-    except (OSError, ValueError, KeyError) as e:
-        raise ModelError(f"{path}: not a Keras model checkpoint ({str(e).splitlines()[0]})") from None
-
-
-def checkpoint_info(checkpoint_path) -> dict:
-    """The edgekd JSON of a checkpoint (stage, scheme, num_points, input_size, crop, epoch, val_nme, ...)."""
-    import h5py
-
-    path = Path(checkpoint_path)
-    if path.is_dir():
-        path = path / BEST
-    try:
-        with h5py.File(path, "r") as f:
-            return json.loads(f.attrs[INFO_ATTR]) if INFO_ATTR in f.attrs else {}
-    except OSError:
-        raise ModelError(f"{path}: checkpoint not found or not an HDF5 file") from None
-
-
-def save_checkpoint(net, path, info: dict, optimizer=None) -> None:
-    """Full model (+ optimizer state) into one HDF5 file, written next to ``path`` and renamed into place."""
-    import warnings
-
-    import h5py
-    import tensorflow as tf
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.h5")
-    level = tf.get_logger().level
-    try:
-        # HDF5 is "legacy" to Keras and an uncompiled model logs a metrics warning: both are noise here
-        tf.get_logger().setLevel("ERROR")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            net.save(tmp, save_format="h5", include_optimizer=False)
-        with h5py.File(tmp, "a") as f:
-            f.attrs[INFO_ATTR] = json.dumps(info)
-            if optimizer is not None:
-                group = f.create_group(OPTIMIZER_GROUP)
-                for i, v in enumerate(optimizer.variables):
-                    group.create_dataset(f"{i:05d}", data=v.numpy())
-        os.replace(tmp, path)
-    finally:
-        tf.get_logger().setLevel(level)
-        tmp.unlink(missing_ok=True)
-
-
-def _load_weights(path: Path, net) -> None:
-    try:
-        net.load_weights(path)
-    except ValueError as e:
-        raise ModelError(f"{path}: does not fit this run's network (was --alpha or --stage changed?): "
-                         f"{str(e).splitlines()[0]}") from None
-
-
-def _restore(path: Path, net, optimizer) -> dict:
-    """Weights and optimizer state of ``last.h5`` into freshly built objects; returns the checkpoint info."""
-    import h5py
-
-    _load_weights(path, net)
-    optimizer.build(net.trainable_variables)
-    with h5py.File(path, "r") as f:
-        group = f.get(OPTIMIZER_GROUP)
-        saved = [group[k][()] for k in sorted(group)] if group is not None else []
-        info = json.loads(f.attrs[INFO_ATTR])
-    if len(saved) != len(optimizer.variables):
-        raise ModelError(f"{path}: optimizer state has {len(saved)} variables, expected {len(optimizer.variables)}")
-    for var, value in zip(optimizer.variables, saved):
-        var.assign(value)
-    return info
-
-
 # --- metrics ----------------------------------------------------------------------------------------------------
 def _forward(net):
     import tensorflow as tf
@@ -227,15 +144,6 @@ def _forward(net):
         return net(images, training=False)
 
     return tf.function(forward, reduce_retracing=True, autograph=False)
-
-
-def _batch_nme(pred, target, nme_pair):
-    import tensorflow as tf
-
-    p = tf.reshape(pred, (tf.shape(pred)[0], -1, 2))
-    g = tf.reshape(target, (tf.shape(target)[0], -1, 2))
-    a, b = nme_pair
-    return 100.0 * tf.reduce_mean(tf.norm(p - g, axis=-1), axis=-1) / tf.norm(g[:, a] - g[:, b], axis=-1)
 
 
 def evaluate(net, dataset, nme_pair, forward=None) -> dict:
@@ -255,20 +163,6 @@ def evaluate(net, dataset, nme_pair, forward=None) -> dict:
 
 
 # --- the training step ------------------------------------------------------------------------------------------
-def unflip(pred, flip_permutation, input_size: int):
-    """Predictions (B, 2N) on mirrored crops -> predictions for the original crops (normalised coordinates).
-
-    A pixel x maps to size-1-x; in normalised coordinates (x/size - 0.5) that is -x - 1/size. Points are then
-    relabelled left <-> right with the scheme's flip permutation.
-    """
-    import tensorflow as tf
-
-    p = tf.reshape(pred, (tf.shape(pred)[0], -1, 2))
-    p = tf.stack([-p[..., 0] - 1.0 / input_size, p[..., 1]], axis=-1)
-    p = tf.gather(p, flip_permutation, axis=1)
-    return tf.reshape(p, (tf.shape(pred)[0], -1))
-
-
 def make_schedule(cfg: TrainConfig, total_steps: int):
     """The learning-rate schedule: cosine from lr to min_lr over exactly ``total_steps`` (after a linear warm-up),
     or the paper's inverse-time decay, which barely decays within a CPU-sized run."""
@@ -298,79 +192,6 @@ def mean_shape(data) -> np.ndarray:
     """Mean hard landmarks of the training split in normalised crop coordinates, (2N,): the head's starting bias."""
     _, hard = data.arrays("train")
     return data.crop.normalize(hard).mean(axis=0).reshape(-1)
-
-
-def _trainer_classes():
-    import tensorflow as tf
-    import tf_keras as keras
-
-    class LandmarkTrainer(keras.Model):
-        """Trains ``net`` with L2 on one target ("hard" or "soft"); logs the running loss and train NME (vs hard)."""
-
-        components: tuple[str, ...] = ()
-
-        def __init__(self, net, target: str, nme_pair, loss: str = "l2", **kwargs):
-            super().__init__(**kwargs)
-            self.net, self.target, self.nme_pair = net, target, tuple(nme_pair)
-            self.loss_fn = get_loss(loss)
-            self.trackers = {k: keras.metrics.Mean(name=k) for k in ("loss", "nme", *self.components)}
-
-        @property
-        def metrics(self):
-            return list(self.trackers.values())
-
-        def call(self, images, training=False):
-            return self.net(images, training=training)
-
-        def guidance(self, images):
-            return {}
-
-        def objective(self, targets, pred, guidance):
-            return self.loss_fn(targets[self.target], pred), {}
-
-        def train_step(self, data):
-            images, targets = data
-            guidance = self.guidance(images)  # frozen teachers run outside the tape
-            with tf.GradientTape() as tape:
-                pred = self.net(images, training=True)
-                loss, parts = self.objective(targets, pred, guidance)
-                loss = loss + tf.add_n(self.net.losses) if self.net.losses else loss
-                # the optimizer sums gradients over replicas: divide to keep the global-batch mean
-                scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
-            variables = self.net.trainable_variables
-            self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-            self.trackers["loss"].update_state(loss)
-            self.trackers["nme"].update_state(_batch_nme(pred, targets["hard"], self.nme_pair))
-            for k, v in parts.items():
-                self.trackers[k].update_state(v)
-            return {k: m.result() for k, m in self.trackers.items()}
-
-    class Distiller(LandmarkTrainer):
-        """The student under KD-Loss with two frozen teachers in inference mode on the same augmented batch."""
-
-        components = ("main", "aloss_tough", "aloss_tol")
-
-        def __init__(self, student, tough, tolerant, kd: KDLossConfig, nme_pair, flip_permutation=None, **kwargs):
-            super().__init__(student, "hard", nme_pair, **kwargs)
-            tough.trainable = tolerant.trainable = False
-            self.tough, self.tolerant, self.kd = tough, tolerant, kd
-            self.flip_permutation = None if flip_permutation is None else list(flip_permutation)
-
-        def teach(self, teacher, images):
-            """A teacher's output; with a flip permutation, averaged with its output on the mirrored image."""
-            out = teacher(images, training=False)
-            if self.flip_permutation is not None:
-                mirrored = teacher(tf.reverse(images, axis=[2]), training=False)
-                out = 0.5 * (out + unflip(mirrored, self.flip_permutation, images.shape[2]))
-            return tf.stop_gradient(out)
-
-        def guidance(self, images):
-            return {"A": self.teach(self.tough, images), "S": self.teach(self.tolerant, images)}
-
-        def objective(self, targets, pred, guidance):
-            return kd_loss(targets["hard"], pred, guidance["A"], guidance["S"], self.kd)
-
-    return LandmarkTrainer, Distiller
 
 
 # --- per-epoch bookkeeping --------------------------------------------------------------------------------------
@@ -497,35 +318,12 @@ def teacher_paths(run_dir, cfg: TrainConfig | None = None) -> dict[str, Path]:
     return {name: root / name / BEST for name in ("tough", "tolerant")}
 
 
-def _check_teacher(name: str, path: Path, data) -> None:
+def check_teacher(name: str, path: Path, data) -> None:
     """Refuse a missing teacher, or one trained for other landmarks, another input size or another crop."""
     if not path.is_file():
         raise ModelError(f"{path}: no {name} teacher; train it first (`edgekd train ... --stage {name}`) "
                          f"or point --teachers-dir at a folder holding {name}/{BEST}")
-    _check_matches_data(path, f"{name} teacher", data)
-
-
-def _check_matches_data(path: Path, what: str, data, info: dict | None = None) -> None:
-    """Compare a checkpoint's recorded landmark count, input size and crop with the prepared data."""
-    from edgekd.data.crop import CropSpec
-
-    info = checkpoint_info(path) if info is None else info
-    for key, value in {"num_points": data.num_points, "input_size": data.input_size}.items():
-        if key in info and info[key] != value:
-            raise ModelError(f"{path}: {what} has {key} {info[key]}, but the data has {value}")
-    if info.get("crop") and CropSpec.from_dict(info["crop"]) != data.crop:
-        raise ModelError(f"{path}: {what} was trained on another crop ({info['crop']}) than the data "
-                         f"({data.crop.to_dict()})")
-
-
-def _check_loaded(path: Path, what: str, model, data) -> None:
-    """Compare a loaded network's output count and input size with the prepared data (checkpoints without info)."""
-    size, outputs = model.input_shape[1], model.output_shape[-1]
-    if outputs != 2 * data.num_points:
-        raise ModelError(f"{path}: {what} predicts {outputs // 2} landmarks, but {data.root} holds "
-                         f"{data.num_points}-point {data.scheme.name} data")
-    if size != data.input_size:
-        raise ModelError(f"{path}: {what} takes {size} px input, but {data.root} is prepared at {data.input_size} px")
+    check_matches_data(path, f"{name} teacher", data)
 
 
 def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict:
@@ -547,15 +345,15 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict
     if last.is_file() and not resume:
         raise EdgekdError(f"{stage_dir}: holds an unfinished run; pass --resume to continue it, or use another --run-dir")
     if resume and last.is_file():
-        _check_matches_data(last, "the checkpoint to resume", data)
+        check_matches_data(last, "the checkpoint to resume", data)
     init = Path(cfg.init_from) if cfg.init_from and not (resume and last.is_file()) else None
     if init is not None:
         if not init.is_file():
             raise ModelError(f"{init}: checkpoint to start from (--init-from) not found")
-        _check_matches_data(init, "the checkpoint to start from", data)
+        check_matches_data(init, "the checkpoint to start from", data)
     teachers = teacher_paths(run_dir, cfg) if cfg.stage == "student" else {}
     for name, path in teachers.items():
-        _check_teacher(name, path, data)
+        check_teacher(name, path, data)
 
     stage_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
@@ -564,12 +362,13 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict
         netcfg = cfg.network()
         shape = mean_shape(data) if netcfg.head_init == "mean-shape" else None
         net = build_network(data.num_points, data.input_size, netcfg, shape)
-        LandmarkTrainer, Distiller = _trainer_classes()
+        from edgekd.trainers import Distiller, LandmarkTrainer
+
         if teachers:
             loaded = {}
             for name, path in teachers.items():
                 loaded[name] = load_model(path)
-                _check_loaded(path, f"{name} teacher", loaded[name], data)
+                check_loaded(path, f"{name} teacher", loaded[name], data)
             flip = data.scheme.flip_permutation if cfg.teacher_flip else None
             trainer = Distiller(net, loaded["tough"], loaded["tolerant"], cfg.kd, data.scheme.nme_pair, flip)
         else:
@@ -579,9 +378,9 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict
         trainer.compile(optimizer=optimizer)
         start = 0
         if resume and last.is_file():
-            start = int(_restore(last, net, optimizer)["epoch"])
+            start = int(restore(last, net, optimizer)["epoch"])
         elif init is not None:
-            _load_weights(init, net)
+            load_weights(init, net)
 
     info = {"stage": cfg.stage, "scheme": data.scheme.name, "num_points": data.num_points,
             "input_size": data.input_size, "crop": data.crop.to_dict(),

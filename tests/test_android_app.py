@@ -132,7 +132,7 @@ def test_crop_maths_match_crop_py(java):
                      + " ".join(repr(float(v)) for v in out),
                      "iou " + " ".join(map(repr, [*det.tolist(), *other.tolist()]))]
     answers = java(*commands)
-    from edgekd.runtime.detector import iou
+    from edgekd.detector import iou
 
     for k, (spec, det, pts, out, box, m, other) in enumerate(cases):
         a = answers[5 * k: 5 * k + 5]

@@ -17,7 +17,7 @@ FAST = dict(calibration_samples=16, qat_epochs=1, qat_steps_per_epoch=2, qat_lea
 
 
 def _save(net, path, prepared, data):
-    from edgekd.train import save_checkpoint
+    from edgekd.checkpoint import save_checkpoint
 
     save_checkpoint(net, path, {"stage": "baseline", "scheme": "300w", "num_points": 68,
                                 "input_size": net.input_shape[1], "crop": data.crop.to_dict(),
@@ -63,7 +63,7 @@ def exports(checkpoint, tiny_prepared, tmp_path_factory):
 
 
 def _params(checkpoint):
-    from edgekd.train import load_model
+    from edgekd.checkpoint import load_model
 
     return load_model(checkpoint).count_params()
 
@@ -231,7 +231,7 @@ def test_other_crop_or_missing_teachers_are_refused(checkpoint, tiny_prepared, t
     import h5py
 
     from edgekd.export import export_model
-    from edgekd.train import INFO_ATTR
+    from edgekd.checkpoint import INFO_ATTR
 
     other = tmp_path / "other.h5"
     other.write_bytes(checkpoint.read_bytes())

@@ -51,7 +51,7 @@ def test_student_is_flat_and_wrappable_by_qat():
 
 @pytest.mark.parametrize("size", [48, 100, 256])
 def test_bad_input_sizes_are_refused(size):
-    with pytest.raises(ModelError, match="multiple of 32"):
+    with pytest.raises(EdgekdError, match="multiple of 32"):
         build_student(68, size)
 
 

@@ -10,7 +10,7 @@ from runtime_helpers import W300, build_tiny_models
 from edgekd.data.crop import CropSpec, transform_points
 from edgekd.errors import ModelError
 from edgekd.runtime import FaceDetector, LandmarkModel, Predictor, fit_detector_mapping
-from edgekd.runtime.detector import Detection, match_box
+from edgekd.detector import Detection, match_box
 from edgekd.runtime.model import dequantize_output, quantize_input
 
 
@@ -132,7 +132,7 @@ class OracleModel:
 
 @pytest.mark.skipif(not W300.is_dir(), reason="300-W data not available")
 def test_oracle_through_detector_crop_inverse_scores_zero(detector):
-    from edgekd.bench.metrics import nme
+    from edgekd.metrics import nme
     from edgekd.bench.protocols import select_detection
     from edgekd.data.readers import load_image, read_dataset
     from edgekd.schemes import get_scheme

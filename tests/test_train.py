@@ -17,7 +17,7 @@ from click.testing import CliRunner
 import edgekd.data.pipeline as pipeline
 import edgekd.models as models
 from edgekd.errors import EdgekdError, ModelError
-from edgekd.train import (LAST, OPTIMIZER_GROUP, TrainConfig, TrainingDiverged, _trainer_classes, checkpoint_info,
+from edgekd.train import (LAST, OPTIMIZER_GROUP, TrainConfig, TrainingDiverged, checkpoint_info,
                           load_model, save_checkpoint, train, train_all)
 from edgekd.losses import KDLossConfig
 
@@ -64,7 +64,7 @@ def test_all_stages_end_to_end(tiny_prepared, tmp_path, small_teachers):
 
 
 def test_distiller_updates_only_the_student():
-    _, Distiller = _trainer_classes()
+    from edgekd.trainers import Distiller
     student, tough, tolerant = (models.build_student(4, 64, 0.35) for _ in range(3))
     distiller = Distiller(student, tough, tolerant, KDLossConfig(), nme_pair=(0, 1))
     distiller.compile(optimizer=keras.optimizers.Adam(1e-2))

@@ -88,7 +88,7 @@ class DeviceRun:
         """Medians and p90s in the bench report's ``latency_ms`` layout (edgekd.bench.runner), under this thread
         count: model = interpreter call, crop = warp + input encoding, end_to_end = detector + crop + model +
         inverse crop, faces found only)."""
-        from edgekd.bench.latency import stats
+        from edgekd.timing import stats
 
         t = str(self.runtime.get("threads"))
         model, e2e, det, crop = (stats(self.timings.get(k, []))
@@ -319,7 +319,7 @@ def _write_inputs(samples: Sequence, work: Path, protocol: str) -> dict[str, str
     import cv2
 
     from edgekd.data.crop import CropSpec
-    from edgekd.runtime.detector import points_box
+    from edgekd.detector import points_box
 
     images = work / "images"
     if images.exists():

@@ -1,46 +1,14 @@
-"""Latency: model-only (median and p90 after warm-up) per thread count, and end-to-end per face.
+"""Latency of landmark models: model-only per thread count, and end-to-end per face behind the detector.
 
-Times are wall-clock on a possibly shared machine; medians are robust to the odd slow call, p90 shows the spread.
-Each number is written with the runtime, its version, the CPU and the thread count it was measured with.
+The timer, the statistics and the machine description are ``edgekd.timing``'s.
 """
 from __future__ import annotations
 
-import os
-import platform
-import sys
 import time
 
 import numpy as np
 
-from edgekd.runtime.model import cpu_name
-
-
-def machine() -> dict:
-    """Where the numbers were taken; the load average flags timings taken on a busy (shared) machine."""
-    try:
-        load = round(os.getloadavg()[0], 2)
-    except OSError:
-        load = None
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "python": sys.version.split()[0],
-            "platform": platform.platform(terse=True), "load_average_1m": load}
-
-
-def stats(values_ms) -> dict:
-    v = np.asarray([x for x in values_ms if np.isfinite(x)], np.float64)
-    if not v.size:
-        return {"median": None, "p90": None, "n": 0}
-    return {"median": float(np.median(v)), "p90": float(np.percentile(v, 90)), "n": int(v.size)}
-
-
-def time_calls(fn, warmup: int = 10, runs: int = 50) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1e3)
-    return out
+from edgekd.timing import machine, stats, time_calls  # noqa: F401  (machine: re-exported for the bench)
 
 
 def model_latency(model, crop: np.ndarray, threads, warmup: int = 10, runs: int = 50) -> dict[str, dict]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from edgekd.data.crop import CropSpec
 from edgekd.errors import EdgekdError
-from edgekd.runtime.detector import fit_box_mapping, match_box
+from edgekd.detector import fit_box_mapping, match_box
 
 log = logging.getLogger(__name__)
 

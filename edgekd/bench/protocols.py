@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from edgekd.data.crop import CropSpec
 from edgekd.errors import EdgekdError
-from edgekd.runtime.detector import match_box
+from edgekd.detector import match_box
 
 PROTOCOLS = ("detector", "gt")
 

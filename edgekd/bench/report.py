@@ -152,7 +152,7 @@ def ced_plot(entries, path: Path, threshold: float = 0.1) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edgekd.bench.metrics import auc, ced
+    from edgekd.metrics import auc, ced
 
     curves = [e for e in entries if e.extra.get("errors")]
     fig, ax = plt.subplots(figsize=(7, 5 + 0.18 * len(curves)), dpi=110)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.bench import latency as lat
-from edgekd.bench.metrics import nme, summarize, summarize_subsets
+from edgekd.metrics import nme, summarize, summarize_subsets
 from edgekd.bench.protocols import crop_box, parse_protocols, select_detection
 from edgekd.errors import EdgekdError, ModelError
 from edgekd.runtime.predictor import sample_face
@@ -135,7 +135,7 @@ def benchmark(models, data=None, dataset: str = "300w", out=None, crop: str = "d
 
         peers.append(DlibPeer())
 
-    from edgekd.runtime.detector import FaceDetector
+    from edgekd.detector import FaceDetector
 
     own_detector = detector is None and bool(loaded)
     det = FaceDetector() if own_detector else detector

@@ -13,13 +13,23 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+MIN_INPUT, MAX_INPUT = 64, 224  # 64 only for fast tests; prepared data uses 96-224
+
+
+def check_input_size(input_size: int, option: str = "input size") -> None:
+    """The one input-size rule (prepare, models): a multiple of 32 (MobileNetV2's total stride) in range."""
+    from edgekd.errors import DataError
+
+    if input_size % 32 or not MIN_INPUT <= input_size <= MAX_INPUT:
+        raise DataError(f"{option} {input_size}: expected a multiple of 32 from {MIN_INPUT} to {MAX_INPUT}")
+
 
 @dataclass(frozen=True)
 class CropSpec:
     input_size: int = 128
     margin: float = 0.15
     # How a face detector's box maps to the landmark box the model was trained on, fitted on training faces
-    # (see edgekd.runtime.detector.fit_detector_mapping): centre = det_centre + offset * det_side,
+    # (see edgekd.detector.fit_detector_mapping): centre = det_centre + offset * det_side,
     # side = scale * det_side, where det_side = max(w, h) of the detector box.
     detector_offset: tuple[float, float] = (0.0, 0.0)
     detector_scale: float = 1.0

@@ -24,9 +24,9 @@ import numpy as np
 from tqdm import tqdm
 
 import edgekd
-from edgekd.bench.metrics import batch_nme
+from edgekd.metrics import batch_nme
 from edgekd.data.asm import ActiveShapeModel
-from edgekd.data.crop import CropSpec, transform_points, warp
+from edgekd.data.crop import CropSpec, check_input_size, transform_points, warp
 from edgekd.data.readers import Sample, load_image, read_dataset
 from edgekd.errors import DataError, EdgekdError, MissingSplit
 from edgekd.fileio import umask, write_json
@@ -54,11 +54,7 @@ class PrepareConfig:
     fit_detector: bool = True  # learn the MediaPipe box -> landmark box mapping on the training split
 
     def validate(self) -> None:
-        from edgekd.models import MAX_INPUT, MIN_INPUT
-
-        if self.input_size % 32 or not MIN_INPUT <= self.input_size <= MAX_INPUT:
-            raise EdgekdError(f"--input-size must be a multiple of 32 between {MIN_INPUT} and {MAX_INPUT}, "
-                              f"got {self.input_size}")
+        check_input_size(self.input_size, "--input-size")
         if not 0.0 < self.asm_variance <= 1.0:
             raise EdgekdError(f"--asm-variance must be in (0, 1], got {self.asm_variance}")
         if self.margin < 0:
@@ -144,7 +140,7 @@ def store_face(sample: Sample, crop: CropSpec, store_size: int) -> tuple[np.ndar
 def _fit_detector(samples: list[Sample], crop: CropSpec, progress: bool) -> tuple[CropSpec, dict]:
     """Crops cut from a face detector's box must look like the training crops: learn the box mapping here, on
     training faces only, and carry it in the CropSpec that goes into every export's metadata."""
-    from edgekd.runtime.detector import fit_detector_mapping
+    from edgekd.detector import fit_detector_mapping
 
     mapping = fit_detector_mapping(samples, progress=progress)
     if mapping.faces_used < 10:

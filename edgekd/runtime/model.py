@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
+import sys
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -43,16 +43,6 @@ def _version(dist: str) -> str:
         return importlib_metadata.version(dist)
     except importlib_metadata.PackageNotFoundError:
         return "unknown"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class LandmarkModel:
@@ -174,11 +164,9 @@ def metadata_json_candidates(path: Path) -> list[Path]:
 
 
 def _checkpoint_attrs(path: Path) -> dict:
-    """The training engineer's JSON inside the HDF5 checkpoint (edgekd.train.checkpoint_info), if any."""
-    try:
-        from edgekd.train import checkpoint_info
-    except ImportError:
-        return {}
+    """The edgekd JSON inside the HDF5 checkpoint (edgekd.checkpoint.checkpoint_info), if any."""
+    from edgekd.checkpoint import checkpoint_info
+
     try:
         return checkpoint_info(path) or {}
     except ModelError:  # not HDF5 (.keras): fall back to a JSON beside it
@@ -231,14 +219,32 @@ def _interpreter_class(runtime: str):
     raise ModelError("no TFLite runtime found; install ai-edge-litert (pip install ai-edge-litert)")
 
 
+def make_interpreter(path=None, content: bytes | None = None, num_threads: int = 1, runtime: str = "auto",
+                     delegates: bool = True):
+    """The one place a TFLite interpreter is built: (allocated interpreter, runtime label).
+
+    ``delegates=False`` runs the builtin kernels without XNNPACK, which would hide every op's types inside one
+    DELEGATE node (export's op inspection needs them); only LiteRT and tf.lite offer the switch.
+    """
+    cls, label = _interpreter_class(runtime)
+    kwargs = {"num_threads": num_threads}
+    if not delegates:
+        resolver = getattr(sys.modules[cls.__module__], "OpResolverType", None)
+        if resolver is None:
+            raise ModelError(f"{label} cannot run without its default delegates; install ai-edge-litert")
+        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    source = {"model_content": content} if content is not None else {"model_path": str(path)}
+    try:
+        interp = cls(**source, **kwargs)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise ModelError(f"{path or 'model'}: the TFLite runtime cannot load it ({str(e).splitlines()[0]})") from None
+    return interp, label
+
+
 class _TFLiteBackend:
     def __init__(self, path: Path, num_threads: int, runtime: str):
-        cls, label = _interpreter_class(runtime)
-        try:
-            self.interp = cls(model_path=str(path), num_threads=num_threads)
-            self.interp.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            raise ModelError(f"{path}: the TFLite runtime cannot load it ({str(e).splitlines()[0]})") from None
+        self.interp, label = make_interpreter(path, num_threads=num_threads, runtime=runtime)
         inputs, outputs = self.interp.get_input_details(), self.interp.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelError(f"{path}: expected one input and one output tensor, found {len(inputs)} and "
@@ -309,16 +315,10 @@ class _KerasBackend:
 
 
 def _load_keras(path: Path):
-    """The training engineer's loader when it exists (it knows custom layers and QAT scopes), else plain Keras."""
-    try:
-        from edgekd.train import load_model
-    except ImportError:
-        load_model = None
-    try:
-        if load_model is not None:
-            return load_model(path)
-        import tf_keras as keras
+    """Plain tf_keras loading through edgekd.checkpoint (no training code needed)."""
+    from edgekd.checkpoint import load_model
 
-        return keras.models.load_model(str(path), compile=False)
+    try:
+        return load_model(path)
     except (OSError, ValueError) as e:
         raise ModelError(f"{path}: not a loadable Keras checkpoint ({str(e).splitlines()[0]})") from None

@@ -89,7 +89,7 @@ def predict_file(model, image_path=None, out=None, num_threads: int = 1) -> list
     """`edgekd predict`: every face in one image file (default: `sample_face()`); with ``out``, a PNG with the
     landmarks drawn."""
     from edgekd.data.readers import load_image
-    from edgekd.runtime.detector import FaceDetector
+    from edgekd.detector import FaceDetector
     from edgekd.runtime.model import LandmarkModel
 
     image = load_image(image_path) if image_path is not None else sample_face()

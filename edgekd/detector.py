@@ -21,7 +21,7 @@ from edgekd.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-ASSET = Path(__file__).resolve().parents[1] / "assets" / "face_detection_short_range.tflite"
+ASSET = Path(__file__).resolve().parent / "assets" / "face_detection_short_range.tflite"
 ASSET_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
 DETECTOR_NAME = "MediaPipe BlazeFace short-range"
 

@@ -22,17 +22,26 @@ def batch_nme(pred, target, nme_pair) -> np.ndarray:
     return np.linalg.norm(p - g, axis=-1).mean(-1) / np.linalg.norm(g[:, a] - g[:, b], axis=-1)
 
 
+def tf_batch_nme(pred, target, nme_pair):
+    """``batch_nme`` in TensorFlow and in % (the running training NME inside ``train_step``)."""
+    import tensorflow as tf
+
+    p = tf.reshape(pred, (tf.shape(pred)[0], -1, 2))
+    g = tf.reshape(target, (tf.shape(target)[0], -1, 2))
+    a, b = nme_pair
+    return 100.0 * tf.reduce_mean(tf.norm(p - g, axis=-1), axis=-1) / tf.norm(g[:, a] - g[:, b], axis=-1)
+
+
 def nme(pred: np.ndarray | None, gt: np.ndarray, scheme: LandmarkScheme) -> float:
-    """One face's NME as a fraction (not %); inf when there is no prediction."""
+    """One face's NME as a fraction (not %), ``batch_nme`` of one face; inf when there is no prediction."""
     if pred is None:
         return float("inf")
     pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
     if pred.shape != gt.shape:
         raise ValueError(f"prediction shape {pred.shape} != ground truth {gt.shape}")
-    d = float(scheme.interocular(gt))
-    if not d > 0:
+    if not float(scheme.interocular(gt)) > 0:
         raise ValueError("ground truth has coincident normalising points")
-    return float(np.linalg.norm(pred - gt, axis=1).mean() / d)
+    return float(batch_nme(pred[None], gt[None], scheme.nme_pair)[0])
 
 
 def failure_rate(errors, threshold: float = FAILURE_THRESHOLD) -> float:

@@ -1,0 +1,96 @@
+"""The training steps: module-level tf_keras ``Model`` subclasses with a custom ``train_step`` (keras.io style).
+
+``LandmarkTrainer`` trains one network on one target with a plain loss chosen by name (losses.LOSSES);
+``Distiller`` trains the student under KD-Loss with two frozen teachers run in inference mode on the same augmented
+batch. Both log the running loss and the training NME (vs the hard targets). QAT fine-tuning (quantize.py) uses
+the same classes on the tfmot-wrapped network.
+"""
+from __future__ import annotations
+
+import edgekd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+import tensorflow as tf
+import tf_keras as keras
+
+from edgekd.losses import KDLossConfig, get_loss, kd_loss
+from edgekd.metrics import tf_batch_nme
+
+
+def unflip(pred, flip_permutation, input_size: int):
+    """Predictions (B, 2N) on mirrored crops -> predictions for the original crops (normalised coordinates).
+
+    A pixel x maps to size-1-x; in normalised coordinates (x/size - 0.5) that is -x - 1/size. Points are then
+    relabelled left <-> right with the scheme's flip permutation.
+    """
+    p = tf.reshape(pred, (tf.shape(pred)[0], -1, 2))
+    p = tf.stack([-p[..., 0] - 1.0 / input_size, p[..., 1]], axis=-1)
+    p = tf.gather(p, flip_permutation, axis=1)
+    return tf.reshape(p, (tf.shape(pred)[0], -1))
+
+
+class LandmarkTrainer(keras.Model):
+    """Trains ``net`` with a plain loss (by name) on one target ("hard" or "soft")."""
+
+    components: tuple[str, ...] = ()
+
+    def __init__(self, net, target: str, nme_pair, loss: str = "l2", **kwargs):
+        super().__init__(**kwargs)
+        self.net, self.target, self.nme_pair = net, target, tuple(nme_pair)
+        self.loss_fn = get_loss(loss)
+        self.trackers = {k: keras.metrics.Mean(name=k) for k in ("loss", "nme", *self.components)}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, images, training=False):
+        return self.net(images, training=training)
+
+    def guidance(self, images):
+        return {}
+
+    def objective(self, targets, pred, guidance):
+        return self.loss_fn(targets[self.target], pred), {}
+
+    def train_step(self, data):
+        images, targets = data
+        guidance = self.guidance(images)  # frozen teachers run outside the tape
+        with tf.GradientTape() as tape:
+            pred = self.net(images, training=True)
+            loss, parts = self.objective(targets, pred, guidance)
+            loss = loss + tf.add_n(self.net.losses) if self.net.losses else loss
+            # the optimizer sums gradients over replicas: divide to keep the global-batch mean
+            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
+        variables = self.net.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        self.trackers["loss"].update_state(loss)
+        self.trackers["nme"].update_state(tf_batch_nme(pred, targets["hard"], self.nme_pair))
+        for k, v in parts.items():
+            self.trackers[k].update_state(v)
+        return {k: m.result() for k, m in self.trackers.items()}
+
+
+class Distiller(LandmarkTrainer):
+    """The student under KD-Loss with two frozen teachers in inference mode on the same augmented batch."""
+
+    components = ("main", "aloss_tough", "aloss_tol")
+
+    def __init__(self, student, tough, tolerant, kd: KDLossConfig, nme_pair, flip_permutation=None, **kwargs):
+        super().__init__(student, "hard", nme_pair, **kwargs)
+        tough.trainable = tolerant.trainable = False
+        self.tough, self.tolerant, self.kd = tough, tolerant, kd
+        self.flip_permutation = None if flip_permutation is None else list(flip_permutation)
+
+    def teach(self, teacher, images):
+        """A teacher's output; with a flip permutation, averaged with its output on the mirrored image."""
+        out = teacher(images, training=False)
+        if self.flip_permutation is not None:
+            mirrored = teacher(tf.reverse(images, axis=[2]), training=False)
+            out = 0.5 * (out + unflip(mirrored, self.flip_permutation, images.shape[2]))
+        return tf.stop_gradient(out)
+
+    def guidance(self, images):
+        return {"A": self.teach(self.tough, images), "S": self.teach(self.tolerant, images)}
+
+    def objective(self, targets, pred, guidance):
+        return kd_loss(targets["hard"], pred, guidance["A"], guidance["S"], self.kd)
