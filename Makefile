@@ -24,11 +24,11 @@ MODEL ?= models/300w/kd_student_qat_int8.tflite
 # The shipped int8 model on a sample face (no dataset needed): landmarks drawn into a PNG, then its latency.
 demo: $(STAMP)
 	$(BIN)/edgekd predict $(MODEL) --out runs/demo/landmarks.png
-	$(BIN)/edgekd bench $(MODEL) --out runs/demo/bench --threads 1,2
+	$(BIN)/edgekd bench $(MODEL) --out-dir runs/demo/bench --threads 1,2
 
 # Data preparation on 300-W from ../shared/data, with a picture of augmented training samples.
 prepare: $(STAMP)
-	$(BIN)/edgekd data prepare --dataset 300w --root $(DATA)/300w --out runs/data/300w-128 --input-size 128
-	$(BIN)/edgekd data show runs/data/300w-128 --out runs/data/300w-128/augmented.png
+	$(BIN)/edgekd data prepare --dataset 300w --root $(DATA)/300w --out-dir runs/data/300w-128 --input-size 128
+	$(BIN)/edgekd data show runs/data/300w-128 --name 300w-128 --exist-ok
 
 .PHONY: venv test demo prepare

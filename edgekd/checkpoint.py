@@ -13,6 +13,7 @@ from pathlib import Path
 
 import edgekd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgekd.errors import ModelError
+from edgekd.fileio import remove_stale_temps
 
 BEST, LAST, SUMMARY = "best.h5", "last.h5", "summary.json"
 INFO_ATTR, OPTIMIZER_GROUP = "edgekd", "edgekd_optimizer"
@@ -55,6 +56,7 @@ def save_checkpoint(net, path, info: dict, optimizer=None) -> None:
     import tensorflow as tf
 
     path = Path(path)
+    remove_stale_temps(path)  # what a kill -9 of an earlier run left beside this checkpoint
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.h5")
     level = tf.get_logger().level
     try:

@@ -1,101 +1,221 @@
-"""The `edgekd` command: one verb per stage, each a thin layer over the Python API (no logic lives here)."""
+"""The `edgekd` command: one verb per stage, each a thin layer over the Python API (no logic lives here).
+
+Conventions every verb follows (tests/test_cli.py compares their --help):
+  --root DIR        a dataset root as downloaded          PREPARED / --prepared DIR   a prepared folder
+  --out FILE        a file to write                      --out-dir DIR                a folder to write
+  --name, --exist-ok  a run folder runs/<verb>/<name>, numbered exp, exp2, ... unless --exist-ok (Ultralytics)
+  --threads         thread counts (a list where a verb times several)
+Choices are read from the registries (datasets, networks, losses, recipes), so a new entry shows up here by itself.
+Errors are handled in one place (EdgekdGroup.main): one line, exit status 2, no traceback.
+Each command function takes one parameter per option, as click passes them: the reason they exceed eight.
+"""
 from __future__ import annotations
 
+import errno
 import sys
-from functools import wraps
+from pathlib import Path
 
 import click
 
 import edgekd
-from edgekd.errors import EdgekdError
+from edgekd import logs
+from edgekd.bench.config import DEVICES, PEERS
+from edgekd.bench.protocols import PROTOCOLS
+from edgekd.errors import EdgekdError, describe_os_error
+from edgekd.losses import LOSSES
+from edgekd.models import MODELS
+from edgekd.schemes import SCHEMES
+from edgekd.train import RECIPES, SCHEDULES, STAGES
+from edgekd.runtime.blazeface import BACKENDS as DETECTOR_BACKENDS, RANGES as DETECTOR_RANGES
+
+RUNS = Path("runs")  # run folders: runs/<verb>/<name>, relative to where the command runs (as in Ultralytics)
+DATASETS = click.Choice(sorted(SCHEMES))
 
 
-def friendly_errors(fn):
-    """User errors become one line on stderr and exit status 2; Ctrl-C exits 130 without a traceback."""
+class EdgekdGroup(click.Group):
+    """The top-level group: the one error handler of every verb. User errors (EdgekdError, bad options, OS errors
+    such as a read-only folder or a full disk) become one line on stderr and exit status 2; Ctrl-C exits 130.
+    Real bugs keep their traceback."""
 
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            return fn(*args, **kwargs)
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+        except click.exceptions.NoArgsIsHelpError as e:  # `edgekd` or `edgekd data` alone: the help, as click shows it
+            e.show()
+            code = e.exit_code
+        except click.UsageError as e:
+            code = _fail(_usage_line(e), 2)
+        except click.ClickException as e:
+            code = _fail(e.format_message(), e.exit_code)
         except EdgekdError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+            code = _fail(str(e), 2)
+        except click.exceptions.Abort:
+            code = _fail("interrupted", 130)
+        except OSError as e:
+            code = 0 if e.errno == errno.EPIPE else _fail(describe_os_error(e), 2)  # EPIPE: `| head` closed it
+        finally:
+            logs.reset()
+        sys.exit(code)
 
-    return wrapper
+
+def _fail(message: str, code: int) -> int:
+    click.echo(f"error: {' '.join(str(message).split())}", err=True)  # one line, whatever the message held
+    return code
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _usage_line(e: click.UsageError) -> str:
+    msg = e.format_message()
+    if e.ctx is None:
+        return msg
+    pieces = " ".join(e.ctx.command.collect_usage_pieces(e.ctx))
+    return f"{msg[:1].lower()}{msg[1:].rstrip('.')} (usage: {e.ctx.command_path} {pieces}; see {e.ctx.command_path} -h)"
+
+
+class Option(click.Option):
+    """A click option whose old spellings (``old=("--data",)``) keep working but are hidden from --help, so each
+    concept shows one name across verbs while scripts written for an earlier version still run."""
+
+    def __init__(self, param_decls, old=(), **kwargs):
+        super().__init__([*param_decls, *old], **kwargs)
+        self.old = tuple(old)
+
+    def get_help_record(self, ctx):
+        saved = self.opts
+        self.opts = [o for o in saved if o not in self.old]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = saved
+
+
+class ThreadCounts(click.ParamType):
+    """Thread counts, one concept for every verb: ``1,2`` where a verb times several (a tuple), one count where
+    it runs once (``many=False``: an int)."""
+
+    def __init__(self, many: bool = True):
+        self.many = many
+        self.name = "N[,N...]" if many else "N"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or (isinstance(value, tuple) and self.many):
+            counts = (value,) if isinstance(value, int) else value
+        else:
+            try:
+                counts = tuple(int(v) for v in str(value).split(",") if v.strip())
+            except ValueError:
+                self.fail(f"{value!r}: expected {'comma-separated thread counts like 1,2' if self.many else 'a count'}",
+                          param, ctx)
+        if not counts or min(counts) < 1 or max(counts) > 256:
+            self.fail(f"{value!r}: expected thread counts from 1 to 256", param, ctx)
+        if not self.many and len(counts) != 1:
+            self.fail(f"{value!r}: expected one thread count", param, ctx)
+        return counts if self.many else counts[0]
+
+
+def run_dir_options(verb: str):
+    """--name and --exist-ok, as Ultralytics users know them, for a verb whose output is a run folder."""
+    def decorate(fn):
+        fn = click.option("--exist-ok", is_flag=True, help=f"Reuse runs/{verb}/NAME instead of numbering a new "
+                                                           "folder.")(fn)
+        return click.option("--name", default="exp", show_default=True,
+                            help=f"Run folder runs/{verb}/NAME; taken names get a number: exp2, exp3, ...")(fn)
+    return decorate
+
+
+@click.group(name="edgekd", cls=EdgekdGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(edgekd.__version__, prog_name="edgekd")
-def main():
+@click.option("-v", "--verbose", is_flag=True, help="Also debug messages and the native libraries' own logs.")
+@click.option("-q", "--quiet", is_flag=True, help="Only results and errors: no progress bars, no notices.")
+def main(verbose, quiet):
     """Knowledge-distilled facial landmarks for phones: data -> train -> export -> bench / predict."""
+    if verbose and quiet:
+        raise click.UsageError("-v/--verbose and -q/--quiet exclude each other")
+    logs.setup(1 if verbose else -1 if quiet else 0)
 
 
 # --- data -------------------------------------------------------------------------------------------------------
-@main.group()
+@main.group(short_help="Prepare a dataset (crops, ASM soft landmarks) and look at it.")
 def data():
     """Read datasets, crop faces, fit the ASM, write prepared folders."""
 
 
-@data.command("prepare")
-@click.option("--dataset", type=click.Choice(["300w", "wflw", "cofw"]), default="300w", show_default=True)
-@click.option("--root", required=True, type=click.Path(file_okay=False), help="Dataset root as downloaded.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Prepared folder to write.")
-@click.option("--input-size", default=128, show_default=True, help="Model input size: a multiple of 32 from 64 to 224 (64 is for quick tests).")
-@click.option("--margin", default=0.15, show_default=True, help="Crop margin on each side, fraction of the box.")
-@click.option("--val-fraction", default=0.1, show_default=True, help="Share of training faces kept for validation.")
-@click.option("--asm-variance", default=0.90, show_default=True, help="Variance share the ASM keeps (soft landmarks).")
-@click.option("--seed", default=0, show_default=True)
+@data.command("prepare", short_help="Dataset root -> prepared folder that training streams.")
+@click.option("--dataset", type=DATASETS, default="300w", show_default=True, help="Dataset format and landmarks.")
+@click.option("--root", required=True, type=click.Path(file_okay=False),
+              help="Dataset root as downloaded (300-W: the folder holding lfpw/ and helen/).")
+@click.option("--out-dir", "out_dir", cls=Option, old=("--out",), required=True, type=click.Path(file_okay=False),
+              help="Prepared folder to write (never inside --root).")
+@click.option("--input-size", type=int, default=128, show_default=True,
+              help="Model input size: a multiple of 32 from 64 to 224 (64 is for quick tests).")
+@click.option("--margin", type=float, default=0.15, show_default=True,
+              help="Crop margin on each side, fraction of the box, 0 to 1.")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True,
+              help="Share of training faces kept for validation, above 0 and below 0.5.")
+@click.option("--asm-variance", type=float, default=0.90, show_default=True,
+              help="Variance share the ASM keeps (soft landmarks), above 0 and at most 1.")
+@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fit-detector/--no-fit-detector", default=True, show_default=True,
               help="Fit the MediaPipe face-box -> crop-box mapping on the training faces (stored in the crop spec).")
-@click.option("--force", is_flag=True, help="Rewrite even if an identical prepared folder exists.")
-@friendly_errors
-def data_prepare(dataset, root, out, input_size, margin, val_fraction, asm_variance, seed, fit_detector, force):
-    """Prepare a dataset for training, e.g. `edgekd data prepare --root ../shared/data/300w --out runs/data/300w`."""
+@click.option("--force", is_flag=True, help="Rewrite a prepared folder (only one that prepare wrote).")
+def data_prepare(dataset, root, out_dir, input_size, margin, val_fraction, asm_variance, seed, fit_detector, force):
+    """Prepare a dataset for training, e.g.
+    `edgekd data prepare --root ../shared/data/300w --out-dir runs/data/300w-128`.
+
+    A rerun with the same settings finds the folder prepared and does nothing."""
     from edgekd.data.prepare import PrepareConfig, prepare
 
     cfg = PrepareConfig(dataset=dataset, root=root, input_size=input_size, margin=margin,
                         val_fraction=val_fraction, asm_variance=asm_variance, seed=seed, fit_detector=fit_detector)
-    manifest = prepare(cfg, out, force=force)
-    click.echo(manifest.summary())
+    manifest = prepare(cfg, out_dir, force=force, progress=logs.show_progress())
+    if not manifest.reused:  # prepare itself said, in one line, that there was nothing to do
+        click.echo(manifest.summary())
+        click.echo(f"prepared data in {out_dir}")
 
 
-@data.command("show")
+@data.command("show", short_help="Draw (augmented) training crops with their landmarks into a PNG.")
 @click.argument("prepared", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", default="augmented.png", show_default=True, type=click.Path(dir_okay=False))
-@click.option("--split", default="train", show_default=True)
-@click.option("--count", default=12, show_default=True)
-@click.option("--augment/--no-augment", default=True, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@friendly_errors
-def data_show(prepared, out, split, count, augment, seed):
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="PNG to write (default: runs/show/NAME/samples.png; never inside PREPARED).")
+@run_dir_options("show")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="train", show_default=True)
+@click.option("--count", type=int, default=12, show_default=True, help="Faces to draw, 1 to 400.")
+@click.option("--augment", "augment_preset", type=click.Choice(["light", "full"]), default="full", show_default=True,
+              help="Augmentation drawn, as `train --augment` takes it.")
+@click.option("--no-augment", is_flag=True, help="Draw the canonical crops only.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def data_show(prepared, out, name, exist_ok, split, count, augment_preset, no_augment, seed):
     """Draw training samples (augmented by default) with hard (green) and soft (red) landmarks into a PNG."""
     from edgekd.data.visualize import draw_prepared_samples
+    from edgekd.fileio import next_run_dir
 
-    path = draw_prepared_samples(prepared, out, split=split, count=count, augment=augment, seed=seed)
+    if out is None:
+        out = next_run_dir(RUNS / "show", name, exist_ok) / "samples.png"
+    path = draw_prepared_samples(prepared, out, split=split, count=count, augment=not no_augment and augment_preset,
+                                 seed=seed)
     click.echo(f"wrote {path}")
 
 
-@main.command("train")
+@main.command("train", short_help="Prepared folder -> Tough and Tolerant teachers -> KD-Loss student.")
 @click.argument("prepared", type=click.Path(exists=True, file_okay=False))
 @click.option("--run-dir", required=True, type=click.Path(file_okay=False), help="Run folder (one sub-folder per stage).")
-@click.option("--stage", type=click.Choice(["all", "tough", "tolerant", "student", "baseline"]), default="all",
+@click.option("--stage", type=click.Choice(["all", *STAGES]), default="all",
               show_default=True, help="all = tough, tolerant, student in order, skipping finished stages.")
-@click.option("--recipe", type=click.Choice(["fast-cpu", "paper"]), default="fast-cpu", show_default=True,
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default="fast-cpu", show_default=True,
               help="Defaults of every option below: fast-cpu = L1, cosine, head at the mean shape, [-1, 1] inputs, "
                    "light augmentation, 110 epochs, MobileNetV2 teachers; paper = L2, inverse-time decay, "
                    "EfficientNet-B3 teachers, 150 epochs. Options given explicitly override the recipe.")
 @click.option("--epochs", type=int, default=None, help="Epochs (recipe: 110 fast-cpu, 150 paper).")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--lr", default=1e-3, show_default=True, help="Initial (peak) Adam learning rate.")
-@click.option("--schedule", type=click.Choice(["cosine", "inverse-time"]), default=None,
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
               help="cosine: to --min-lr over exactly the planned steps; inverse-time: lr / (1 + --lr-decay * step).")
 @click.option("--warmup-steps", default=0, show_default=True, help="Linear warm-up steps before the cosine.")
 @click.option("--min-lr", default=1e-5, show_default=True, help="Where the cosine schedule ends.")
 @click.option("--lr-decay", default=1e-4, show_default=True, help="Inverse-time decay per step (the paper's 1e-4).")
-@click.option("--loss", type=click.Choice(["l2", "l1", "wing"]), default=None,
+@click.option("--loss", type=click.Choice(list(LOSSES)), default=None,
               help="Loss of teachers and plain students (the KD student uses KD-Loss).")
 @click.option("--head-init", type=click.Choice(["mean-shape", "default"]), default=None,
               help="mean-shape: the head's bias starts at the mean training shape.")
@@ -106,7 +226,7 @@ def data_show(prepared, out, split, count, augment, seed):
 @click.option("--alpha", default=1.0, show_default=True, help="MobileNetV2 width.")
 @click.option("--dropout", type=float, default=None, help="Dropout before the teachers' Dense head.")
 @click.option("--stochastic-depth", type=float, default=None, help="Teachers' EfficientNet drop-connect rate.")
-@click.option("--teacher-arch", type=click.Choice(["efficientnet-b3", "mobilenetv2"]), default=None,
+@click.option("--teacher-arch", type=click.Choice(list(MODELS)), default=None,
               help="Teachers' network (recipe: mobilenetv2 fast-cpu, efficientnet-b3 paper).")
 @click.option("--teacher-flip", is_flag=True, help="KD student: average each teacher's output with its output on the "
                                                      "mirrored image.")
@@ -120,12 +240,14 @@ def data_show(prepared, out, split, count, augment, seed):
 @click.option("--loss-variant", type=click.Choice(["code", "paper-figure"]), default="code", show_default=True,
               help="KD-Loss constants: the authors' code or the paper's figures.")
 @click.option("--no-augment", is_flag=True, help="Train on the canonical crops only.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--resume", is_flag=True, help="Continue from last.h5 (weights, optimizer, epoch).")
-@friendly_errors
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from last.h5 (weights, optimizer, epoch) with the settings "
+                                              "the run recorded; options that contradict them are refused.")
+@click.option("--dry-run", is_flag=True, help="Time a few steps of each stage and print the projected run time; "
+                                               "trains nothing.")
 def train(prepared, run_dir, stage, recipe, epochs, batch_size, lr, schedule, warmup_steps, min_lr, lr_decay, loss,
           head_init, input_norm, augment_preset, alpha, dropout, stochastic_depth, teacher_arch, teacher_flip,
-          steps_per_epoch, teachers_dir, init_from, strategy, loss_variant, no_augment, seed, resume):
+          steps_per_epoch, teachers_dir, init_from, strategy, loss_variant, no_augment, seed, resume, dry_run):
     """Train the teachers and the KD-Loss student, e.g. `edgekd train runs/data/300w --run-dir runs/train/300w`."""
     import json
 
@@ -139,22 +261,52 @@ def train(prepared, run_dir, stage, recipe, epochs, batch_size, lr, schedule, wa
         head_init=head_init, input_norm=input_norm, augment_preset=augment_preset, alpha=alpha, dropout=dropout,
         stochastic_depth=stochastic_depth, teacher_arch=teacher_arch, teacher_flip=teacher_flip, seed=seed,
         augment=not no_augment, strategy=strategy, steps_per_epoch=steps_per_epoch, teachers_dir=teachers_dir,
-        init_from=init_from, kd=kd)
+        init_from=init_from, kd=kd, progress=logs.show_progress())
+    if dry_run:
+        from edgekd.train import PIPELINE, dry_run as project, format_duration
+
+        rows = project(prepared, cfg, PIPELINE if stage == "all" else (stage,))
+        for r in rows:
+            click.echo(f"{r['stage']:>9} {r['network']:<16} {r['seconds_per_step']:.2f} s/step x {r['steps']} steps"
+                       f" = {format_duration(r['projected_seconds'])}")
+        click.echo(f"projected total: {format_duration(sum(r['projected_seconds'] for r in rows))} on this machine")
+        return
+    explicit = _explicit_train_fields(click.get_current_context())
     if stage == "all":
-        result = train_all(prepared, run_dir, cfg, resume=resume)
+        result = train_all(prepared, run_dir, cfg, resume=resume, explicit=explicit)
     else:
-        result = {stage: train_stage(prepared, run_dir, cfg, resume=resume)}
+        result = {stage: train_stage(prepared, run_dir, cfg, resume=resume, explicit=explicit)}
     click.echo(json.dumps(result, indent=1))
 
 
-@main.command("export")
-@click.argument("checkpoint", required=False, type=click.Path())
-@click.option("--out", type=click.Path(dir_okay=False), help="The .tflite to write (its card goes beside it).")
+# train options whose TrainConfig field has another name
+_TRAIN_FIELDS = {"lr": "learning_rate", "no_augment": "augment", "loss_variant": "kd"}
+
+
+def _explicit_train_fields(ctx) -> set[str]:
+    """TrainConfig fields the user set on the command line (--resume refuses those that contradict the run)."""
+    from click.core import ParameterSource
+
+    from edgekd.train import TrainConfig
+
+    out = set()
+    for name in ctx.params:
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            field = _TRAIN_FIELDS.get(name, name)
+            if field in TrainConfig.__dataclass_fields__:
+                out.add(field)
+    return out
+
+
+@main.command("export", short_help="Checkpoint -> .tflite (float32, float16, dynamic, int8, QAT) with a card.")
+@click.argument("checkpoint", required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The .tflite to write (its card goes beside it).")
 @click.option("--int8", "int8", is_flag=True, help="Full-integer int8 by post-training quantization.")
 @click.option("--qat", is_flag=True, help="Full-integer int8 after quantization-aware fine-tuning.")
 @click.option("--float16", is_flag=True, help="float16 weights.")
 @click.option("--dynamic", is_flag=True, help="Dynamic-range: int8 weights, float activations.")
-@click.option("--prepared", "--data", "prepared", type=click.Path(file_okay=False),
+@click.option("--prepared", "prepared", cls=Option, old=("--data",), type=click.Path(file_okay=False),
               help="Prepared folder the checkpoint was trained on (default: the one its run recorded).")
 @click.option("--input-type", type=click.Choice(["int8", "uint8", "float32"]), default="int8", show_default=True,
               help="Input tensor type of an int8/QAT export.")
@@ -170,12 +322,11 @@ def train(prepared, run_dir, stage, recipe, epochs, batch_size, lr, schedule, wa
 @click.option("--tolerance", default=0.1, show_default=True, help="Largest NME increase (points) over the Keras model.")
 @click.option("--allow-degradation", is_flag=True, help="Write the model even if it loses more than --tolerance.")
 @click.option("--seed", default=0, show_default=True)
-@friendly_errors
 def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, output_type, calibration_samples,
            qat_epochs, qat_steps, qat_lr, teachers_dir, tolerance, allow_degradation, seed):
     """Convert a checkpoint to .tflite with metadata and a model card, e.g.
     `edgekd export runs/kd/student/best.h5 --out student_int8.tflite --int8 --prepared runs/data/300w`."""
-    from edgekd.export import export_model
+    from edgekd.export import ExportConfig, export_model
 
     if checkpoint is None or out is None:
         raise EdgekdError("usage: edgekd export CHECKPOINT --out FILE.tflite [--int8|--qat|--float16|--dynamic] "
@@ -183,80 +334,140 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
     chosen = [m for m, on in (("int8", int8), ("qat", qat), ("float16", float16), ("dynamic", dynamic)) if on]
     if len(chosen) > 1:
         raise EdgekdError(f"choose one of --int8, --qat, --float16, --dynamic (got {', '.join(chosen)})")
-    r = export_model(checkpoint, out, chosen[0] if chosen else "float32", prepared, input_type=input_type,
-                     output_type=output_type, calibration_samples=calibration_samples, qat_epochs=qat_epochs,
-                     qat_steps_per_epoch=qat_steps, qat_learning_rate=qat_lr, teachers_dir=teachers_dir,
-                     tolerance=tolerance,
-                     allow_degradation=allow_degradation, seed=seed)
+    r = export_model(ExportConfig(
+        checkpoint, out, chosen[0] if chosen else "float32", prepared, input_type=input_type, output_type=output_type,
+        calibration_samples=calibration_samples, qat_epochs=qat_epochs, qat_steps_per_epoch=qat_steps,
+        qat_learning_rate=qat_lr, teachers_dir=teachers_dir, tolerance=tolerance, allow_degradation=allow_degradation,
+        seed=seed))
     warn = " (DEGRADED, written with --allow-degradation)" if r.degraded else ""
     click.echo(f"wrote {r.path} ({r.size_mb:.2f} MB, {r.metadata.quantization}): validation NME "
-               f"{r.nme_tflite:.3f}% vs Keras {r.nme_keras:.3f}%{warn}, {r.card['latency_ms']['median']:.2f} ms "
+               f"{r.nme_tflite:.3f}% vs Keras {r.nme_keras:.3f}%{warn}, {r.latency['median']:.2f} ms "
                f"1 thread; card {r.card_md}")
 
 
-def _int_list(ctx, param, value):
-    try:
-        out = tuple(int(v) for v in str(value).split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: expected comma-separated thread counts like 1,2") from None
-    if not out or min(out) < 1:
-        raise click.BadParameter(f"{value!r}: expected thread counts >= 1")
-    return out
-
-
-@main.command()
+@main.command(short_help="Accuracy (NME, FR, AUC) and latency of models behind the face detector.")
 @click.argument("models", nargs=-1, type=click.Path())
-@click.option("--data", type=click.Path(file_okay=False), help="Dataset root as downloaded; without it, latency only.")
-@click.option("--dataset", type=click.Choice(["300w", "wflw", "cofw"]), default="300w", show_default=True)
-@click.option("--out", default="runs/bench", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for results.json, report.md and the plots.")
-@click.option("--crop", "crop", type=click.Choice(["detector", "gt", "both"]), default="detector", show_default=True,
+@click.option("--root", "root", cls=Option, old=("--data",), type=click.Path(file_okay=False),
+              help="Dataset root as downloaded (test split); without it, latency only.")
+@click.option("--dataset", type=DATASETS, default="300w", show_default=True, help="Dataset format and landmarks.")
+@click.option("--out-dir", "out_dir", cls=Option, old=("--out",), type=click.Path(file_okay=False),
+              help="Folder for results.json, report.md and the plots (default: runs/bench/NAME).")
+@run_dir_options("bench")
+@click.option("--crop", "crop", type=click.Choice([*PROTOCOLS, "both"]), default="detector", show_default=True,
               help="Crop from the face detector's box (as an app does), from the ground truth (paper), or both.")
-@click.option("--threads", default="1,2", show_default=True, callback=_int_list, help="Thread counts to time.")
-@click.option("--compare", multiple=True, type=click.Choice(["dlib"]), help="Peers scored in the same run.")
-@click.option("--limit", type=int, help="Only the first N test faces (quick checks).")
-@click.option("--device", default="desktop", show_default=True,
+@click.option("--threads", type=ThreadCounts(), default="1,2", show_default=True, help="Thread counts to time.")
+@click.option("--compare", multiple=True, type=click.Choice(PEERS), help="Peers scored in the same run.")
+@click.option("--limit", type=int, help="Only the first N test faces (quick checks), 1 or more.")
+@click.option("--device", type=click.Choice(DEVICES), default="desktop", show_default=True,
               help="desktop, or pixel: the one Android phone attached over adb (runs android_demo's evaluation mode).")
 @click.option("--serial", help="Phone: adb serial, when several devices are attached.")
 @click.option("--adb", "adb_path", type=click.Path(dir_okay=False), help="Phone: adb binary (default: PATH, $ANDROID_HOME).")
 @click.option("--apk", type=click.Path(dir_okay=False), help="Phone: install this android_demo APK first.")
 @click.option("--benchmark-binary", type=click.Path(dir_okay=False),
               help="Phone: TFLite's benchmark_model binary, for model-only latency on the device.")
-@friendly_errors
-def bench(models, data, dataset, out, crop, threads, compare, limit, device, serial, adb_path, apk, benchmark_binary):
+def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare, limit, device, serial, adb_path, apk,
+          benchmark_binary):
     """Accuracy and latency of .tflite models / Keras checkpoints, e.g.
-    `edgekd bench model.tflite --data ../shared/data/300w --crop both --compare dlib`."""
+    `edgekd bench models/300w/kd_student_qat_int8.tflite --root ../shared/data/300w --crop both --compare dlib`.
+
+    Each run writes into a new folder runs/bench/exp, exp2, ... unless --out-dir or --exist-ok says otherwise."""
     from edgekd.bench import benchmark
+    from edgekd.fileio import next_run_dir
 
     phone = {k: v for k, v in (("serial", serial), ("adb", adb_path), ("apk", apk),
                                ("benchmark_binary", benchmark_binary)) if v}
-    result = benchmark(list(models), data=data, dataset=dataset, out=out, crop=crop, threads=threads,
-                       compare=compare, limit=limit, device=device, device_options=phone)
+    out = out_dir if out_dir is not None else next_run_dir(RUNS / "bench", name, exist_ok)
+    result = benchmark(list(models), data=root, dataset=dataset, out=out, crop=crop, threads=threads,
+                       compare=compare, limit=limit, device=device, device_options=phone,
+                       progress=logs.show_progress())
     click.echo(result.table)
-    click.echo(f"wrote {result.out}/results.json and report.md")
+    click.echo(f"results saved to {result.out}")
 
 
-@main.command()
+@main.command(short_help="Landmarks of every face in an image, a video or a camera stream.")
 @click.argument("model", type=click.Path())
-@click.argument("image", type=click.Path(), required=False)
-@click.option("--out", default="predicted.png", show_default=True, type=click.Path(dir_okay=False),
-              help="Image with the landmarks drawn.")
-@click.option("--pts", type=click.Path(dir_okay=False), help="Also write the first face's points as a .pts file.")
-@click.option("--threads", default=1, show_default=True)
-@friendly_errors
-def predict(model, image, out, pts, threads):
-    """Landmarks of every face in IMAGE (detector -> crop from the model's metadata -> model -> image points).
+@click.argument("source", required=False)
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Annotated copy: an image (.png/.jpg) of a still, a video (.mp4/.avi) of a video or camera "
+                   "(default: runs/predict/NAME/<source>.png or .mp4).")
+@run_dir_options("predict")
+@click.option("--pts", type=click.Path(dir_okay=False),
+              help="Points. Still image: .pts, one file per face (FILE for one face; FILE_1.pts, FILE_2.pts, ... "
+                   "for several), or one .json with every face's box, score and points. Video: .csv or .json, "
+                   "every frame.")
+@click.option("--detector", type=click.Choice(DETECTOR_RANGES), default="short-range", show_default=True,
+              help="MediaPipe BlazeFace short-range (faces within ~2 m of a camera) or full-range (smaller, "
+                   "more distant faces); many small faces in a large photo need --tiles.")
+@click.option("--detector-backend", type=click.Choice(DETECTOR_BACKENDS), default="auto", show_default=True,
+              help="auto = litert: BlazeFace on LiteRT (the boxes MediaPipe Tasks finds, without its wrapper's "
+                   "cost); tasks: MediaPipe Tasks' FaceDetector, as bench and the Android app run it.")
+@click.option("--min-score", type=float, default=0.5, show_default=True, help="Detector score threshold, 0 to 1.")
+@click.option("--tiles", type=int, default=1, show_default=True,
+              help="Also detect on NxN overlapping tiles, for small faces in large photos (N*N+1 detector calls); "
+                   "1 to 8.")
+@click.option("--redetect-every", type=int, default=10, show_default=True,
+              help="Video: run the detector every N frames, and whenever a tracked face is lost.")
+@click.option("--smooth/--no-smooth", default=True, show_default=True,
+              help="Video: One Euro smoothing of the points (the Android demo's constants).")
+@click.option("--max-faces", type=int, help="Video: track at most N faces (default: every face found).")
+@click.option("--max-frames", type=int, help="Video: stop after N frames (a camera otherwise runs until Ctrl-C).")
+@click.option("--threads", type=ThreadCounts(many=False), default=1, show_default=True,
+              help="Interpreter threads.")
+def predict(model, source, out, name, exist_ok, pts, detector, detector_backend, min_score, tiles, redetect_every,
+            smooth, max_faces, max_frames, threads):
+    """Landmarks of every face in SOURCE: an image, a video file, or a camera index (0, 1, ...), e.g.
+    `edgekd predict models/300w/kd_student_qat_int8.tflite group.jpg --pts faces.json`.
 
-    Without IMAGE, scikit-image's astronaut photo (public domain) is used, so a model can be tried with no dataset."""
-    from edgekd.runtime import predict_file
+    Still images: detector -> crop from the model's metadata -> model -> image points, for every face. Video: faces
+    are tracked (each crop from the previous frame's landmarks, the detector every --redetect-every frames or when a
+    track is lost) and smoothed. Without SOURCE, scikit-image's astronaut photo (public domain) is used."""
+    from edgekd.errors import check_range
+    from edgekd.fileio import check_outside_inputs, next_run_dir
+    from edgekd.runtime.video import check_points_path, is_video
 
-    faces = predict_file(model, image, out=out, num_threads=threads)
-    click.echo(f"{len(faces)} face(s) found in {image or 'the astronaut sample'}; wrote {out}")
-    if pts and faces:
-        from edgekd.data.readers import write_pts
+    check_range("--min-score", min_score, 0, 1)
+    check_range("--tiles", tiles, 1, 8, integer=True)
+    check_range("--redetect-every", redetect_every, 1, integer=True)
+    for option, value in (("--max-faces", max_faces), ("--max-frames", max_frames)):
+        if value is not None:
+            check_range(option, value, 1, integer=True)
+    video = is_video(source)
+    check_points_path(pts, video)
+    if out is None:
+        stem = f"camera{source}" if video and str(source).isdigit() else Path(source).stem if source else "astronaut"
+        out = next_run_dir(RUNS / "predict", name, exist_ok) / f"{stem}{'.mp4' if video else '.png'}"
+    for option, path in (("--out", out), ("--pts", pts)):
+        if path is not None:
+            check_outside_inputs(path, option, {"MODEL": model, "SOURCE": source})
+    detector_options = {"detector": detector, "min_score": min_score, "backend": detector_backend, "tiles": tiles}
+    if video:
+        from edgekd.runtime.video import predict_video
 
-        write_pts(pts, faces[0].points)
-        click.echo(f"wrote {pts}")
+        r = predict_video(model, source, out, pts, detector_options, max_frames=max_frames, num_threads=threads,
+                          tracking={"redetect_every": redetect_every, "max_faces": max_faces, "smoothing": smooth})
+        ms = sorted(r.frame_ms)[len(r.frame_ms) // 2]
+        click.echo(f"{r.frames} frames of {r.source} ({r.size[0]}x{r.size[1]}, {r.fps:.3g} fps): faces in "
+                   f"{sum(n > 0 for n in r.faces_per_frame)} frames, detector on {r.stats.detector_runs}, "
+                   f"{ms:.2f} ms per frame (median); wrote {', '.join(map(str, r.written))}")
+        return
+    from edgekd.runtime import predict_file, write_face_points
+    from edgekd.runtime.predictor import remove_stale
+
+    faces = predict_file(model, source, out=out, num_threads=threads, detector=detector_options)
+    label, how = source or "the astronaut sample", f"{detector} detector, score >= {min_score:.2f}"
+    written, removed = write_face_points(pts, faces, str(label)) if pts else ([], [])
+    if not faces:
+        removed += remove_stale([out])
+        stale = f"; removed the earlier {', '.join(map(str, removed))}" if removed else ""
+        click.echo(f"no face found in {label} ({how}): nothing written{stale}; for small or distant faces try "
+                   f"--detector full-range, --tiles 3 or a lower --min-score")
+        return
+    click.echo(f"{len(faces)} face{'s' if len(faces) > 1 else ''} found in {label} ({how}):")
+    for k, f in enumerate(faces, 1):
+        x, y, w, h = f.detection.box
+        click.echo(f"  face {k}: box x={x:.0f} y={y:.0f} w={w:.0f} h={h:.0f}, score {f.score:.3f}, "
+                   f"{len(f.points)} points")
+    click.echo(f"wrote {', '.join(map(str, [out, *written]))}")
 
 
 if __name__ == "__main__":

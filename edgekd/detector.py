@@ -1,8 +1,10 @@
 """FaceDetector: MediaPipe Tasks' BlazeFace short-range detector, the front end a phone app would use.
 
-The model file ships inside the package (edgekd/assets, Apache-2.0, taken from the mediapipe 0.10.21 wheel; see the
-NOTICE there), so nothing downloads at run time. ``fit_detector_mapping`` learns how its boxes relate to the
-landmark boxes the model was trained on, so detector crops look like training crops.
+The model files ship inside the package (edgekd/assets, Apache-2.0, taken from the mediapipe 0.10.21 wheel; see the
+NOTICEs there), so nothing downloads at run time: short-range (faces within ~2 m of a selfie camera) and
+full-range (smaller, more distant faces). FaceDetector runs them through MediaPipe Tasks; edgekd.runtime.blazeface
+runs the same models on LiteRT without the Tasks wrapper. ``fit_detector_mapping`` learns how the boxes relate to
+the landmark boxes the model was trained on, so detector crops look like training crops.
 """
 from __future__ import annotations
 
@@ -21,8 +23,13 @@ from edgekd.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-ASSET = Path(__file__).resolve().parent / "assets" / "face_detection_short_range.tflite"
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+ASSET = ASSETS_DIR / "face_detection_short_range.tflite"
 ASSET_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
+FULL_RANGE_ASSET = ASSETS_DIR / "face_detection_full_range_sparse.tflite"
+# every shipped detector file and its sha256, checked on load
+SHIPPED = {ASSET: ASSET_SHA256,
+           FULL_RANGE_ASSET: "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1"}
 DETECTOR_NAME = "MediaPipe BlazeFace short-range"
 
 
@@ -60,7 +67,8 @@ def check_asset(path: Path = ASSET) -> bytes:
         data = Path(path).read_bytes()
     except OSError:
         raise ModelError(f"{path}: face detector model missing (it ships with edgekd; reinstall the package)") from None
-    if path == ASSET and hashlib.sha256(data).hexdigest() != ASSET_SHA256:
+    expected = SHIPPED.get(Path(path))
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
         raise ModelError(f"{path}: face detector model has the wrong sha256 (corrupt install?)")
     return data
 
@@ -79,7 +87,10 @@ class FaceDetector:
                                              min_detection_confidence=min_score,
                                              min_suppression_threshold=min_suppression)
         self._det = vision.FaceDetector.create_from_options(options)
-        self.name = f"{DETECTOR_NAME} (mediapipe {mp.__version__})"
+        kind = DETECTOR_NAME if path == ASSET else \
+            "MediaPipe BlazeFace full-range" if path == FULL_RANGE_ASSET else f"MediaPipe Tasks {path.name}"
+        self.name = f"{kind} (mediapipe {mp.__version__})"
+        self.min_score = float(min_score)
         self.last_ms = float("nan")
 
     def detect(self, image: np.ndarray) -> list[Detection]:

@@ -1,54 +1,41 @@
 """`edgekd export`: a trained checkpoint -> a .tflite with edgekd metadata and a model card, or a loud failure.
 
-The exported model is checked the way it will be used: the file (metadata embedded) is loaded by the runtime's
-LandmarkModel on ai-edge-litert and run on the canonical validation crops of the prepared data; its NME is
-compared with the Keras model's. An export that loses more than ``tolerance`` NME points raises EdgekdError and
-writes nothing (an existing file at ``out`` is left as it was); with ``allow_degradation`` it is written and its
-card says it is degraded. The model is written last, after its card, each through a temporary file in the same
-folder and ``os.replace``, so no half-written file is ever left behind and a present .tflite has its card.
+The export reads as the user's story, one function per step (``export_model`` calls them in order):
+1. ``resolve_inputs``: the checkpoint, the prepared data it was trained on (and, for QAT, its teachers), checked
+   against each other before any slow work, and the model as it will be converted (BatchNorm statistics re-estimated
+   for checkpoints edgekd did not write);
+2. ``reference_score``: the Keras model's NME on the canonical validation crops;
+3. ``convert_model``: float32, float16, dynamic-range, int8 PTQ (calibrated on augmented training crops) or int8
+   after quantization-aware fine-tuning (edgekd.qat), with the metadata embedded;
+4. ``verify``: the file as shipped, loaded by the runtime's LandmarkModel on ai-edge-litert, scored on the same
+   crops; an export that loses more than ``tolerance`` NME points raises EdgekdError and writes nothing (an
+   existing file at ``out`` is left as it was), unless ``allow_degradation`` (then its card says it is degraded);
+   then its ops, output precision and latency;
+5. ``write``: the card (JSON and Markdown, built from the ExportResult) and then the model, each atomically
+   (edgekd.fileio), so no half-written file is ever left behind and a present .tflite has its card.
+
+Every option lives in one ``ExportConfig`` and is checked in one place, ``ExportConfig.validate``.
 """
 from __future__ import annotations
 
 import datetime
 import hashlib
 import json
-import os
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 import edgekd
-from edgekd.errors import EdgekdError, ModelError
+from edgekd.errors import EdgekdError, ModelError, OptionError, check_range
+from edgekd.fileio import check_outside_inputs, write_bytes, write_json, write_text
 from edgekd.metadata import ModelMetadata, embed
-from edgekd.quantize import FULL_INTEGER, QuantizeConfig
+from edgekd.qat import QATConfig, calibration_images, quantization_aware_model
+from edgekd.quantize import (CONVERTER_SETTINGS, FULL_INTEGER, IO_TYPES, MODES, QuantizeConfig, convert,
+                             float_head_outputs, inspect_ops, latency_ms, output_precision)
 
 DEFAULT_TOLERANCE = 0.1  # NME points (percent of the outer-eye-corner distance)
-
-
-@dataclass
-class ExportResult:
-    path: Path
-    card_md: Path
-    card_json: Path
-    metadata: ModelMetadata
-    card: dict = field(default_factory=dict)
-
-    @property
-    def nme_keras(self) -> float:
-        return self.card["nme"]["keras"]
-
-    @property
-    def nme_tflite(self) -> float:
-        return self.card["nme"]["tflite"]
-
-    @property
-    def size_mb(self) -> float:
-        return self.card["size_mb"]
-
-    @property
-    def degraded(self) -> bool:
-        return self.card["nme"]["degraded"]
 
 
 def card_paths(out) -> tuple[Path, Path]:
@@ -56,7 +43,127 @@ def card_paths(out) -> tuple[Path, Path]:
     return out.with_name(out.stem + ".card.md"), out.with_name(out.stem + ".card.json")
 
 
-# --- inputs ---------------------------------------------------------------------------------------------------
+# --- configuration ----------------------------------------------------------------------------------------------
+@dataclass
+class ExportConfig:
+    """Everything one export needs: `edgekd export`'s options and the Python API's extras (the last four fields),
+    so the CLI and the API build the same object and one ``validate`` serves both.
+
+    ``prepared``: the prepared folder the checkpoint was trained on (default: the one its run recorded).
+    ``bn_recalibration_samples``: training crops for re-estimating BatchNorm statistics before conversion
+    (STACK.md, BatchNorm trap); None = 0 for edgekd checkpoints (training re-estimates them before saving) and 256
+    for any other Keras file. ``val_limit`` caps the validation faces (tests).
+    """
+
+    checkpoint: Path
+    out: Path
+    mode: str = "float32"
+    prepared: Path | None = None
+    input_type: str = "int8"
+    output_type: str = "float32"
+    calibration_samples: int = 300
+    qat_epochs: int = 3
+    qat_steps_per_epoch: int | None = None
+    qat_learning_rate: float = 1e-4
+    teachers_dir: Path | None = None
+    tolerance: float = DEFAULT_TOLERANCE
+    allow_degradation: bool = False
+    seed: int = 0
+    bn_recalibration_samples: int | None = None
+    latency_runs: int = 50
+    val_limit: int | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        for name in ("checkpoint", "out", "prepared", "teachers_dir"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                setattr(self, name, Path(value))
+
+    def validate(self) -> None:
+        """The one check of every option, before anything is read: each problem is one line naming the option as
+        the command line spells it (the API-only fields by their own names)."""
+        _choice("the export mode", self.mode, MODES)
+        _choice("--input-type", self.input_type, IO_TYPES)
+        _choice("--output-type", self.output_type, IO_TYPES)
+        check_range("--calibration-samples", self.calibration_samples, 1, integer=True)
+        check_range("--qat-epochs", self.qat_epochs, 1, integer=True)
+        if self.qat_steps_per_epoch is not None:
+            check_range("--qat-steps", self.qat_steps_per_epoch, 1, integer=True)
+        check_range("--qat-lr", self.qat_learning_rate, 0, lo_open=True)
+        check_range("--tolerance", self.tolerance, 0)
+        check_range("--seed", self.seed, 0, 2**32 - 1, integer=True)
+        if self.bn_recalibration_samples is not None:
+            check_range("bn_recalibration_samples", self.bn_recalibration_samples, 0, integer=True)
+        check_range("latency_runs", self.latency_runs, 1, integer=True)
+        if self.val_limit is not None:
+            check_range("val_limit", self.val_limit, 1, integer=True)
+        self._check_paths()
+
+    def _check_paths(self) -> None:
+        if self.out.suffix.lower() != ".tflite":
+            raise OptionError(f"--out {self.out}: the output file must end in .tflite")
+        if self.checkpoint.suffix.lower() == ".tflite":
+            raise ModelError(f"{self.checkpoint}: is already a .tflite; export expects the Keras checkpoint (.h5) "
+                             f"it was converted from, or its stage folder")
+        check_outside_inputs(self.out, "--out", {"CHECKPOINT": self.checkpoint, "--prepared": self.prepared,
+                                                 "--teachers-dir": self.teachers_dir})
+        if self.out.is_dir():
+            raise OptionError(f"--out {self.out}: is a folder; expected the path of the .tflite file to write")
+        if not self.checkpoint.exists():
+            raise ModelError(f"{self.checkpoint}: checkpoint not found")
+
+    @property
+    def quantize_config(self) -> QuantizeConfig:
+        return QuantizeConfig(self.mode, self.input_type, self.output_type)
+
+    @property
+    def qat_config(self) -> QATConfig:
+        return QATConfig(epochs=self.qat_epochs, steps_per_epoch=self.qat_steps_per_epoch,
+                         learning_rate=self.qat_learning_rate, calibration_samples=self.calibration_samples,
+                         seed=self.seed)
+
+    def to_dict(self) -> dict:
+        return {f.name: str(v) if isinstance(v := getattr(self, f.name), Path) else v for f in fields(self)}
+
+
+def _choice(option: str, value, allowed) -> None:
+    if value not in allowed:
+        raise OptionError(f"{option} {value!r}: expected one of {', '.join(allowed)}")
+
+
+# --- 1. inputs --------------------------------------------------------------------------------------------------
+@dataclass
+class ExportInputs:
+    """What the export reads, resolved and checked against each other."""
+
+    checkpoint: Path
+    info: dict  # the checkpoint's edgekd JSON ({} for Keras files edgekd did not write)
+    data: object  # PreparedData
+    model: object  # the tf_keras model, its BatchNorm statistics re-estimated when asked
+    batchnorm_samples: int
+    val_images: np.ndarray  # canonical validation crops, uint8 (N, S, S, 3)
+    val_hard: np.ndarray  # their ground-truth landmarks in crop pixels
+    teachers: dict | None = None  # QAT: {"tough": model, "tolerant": model}, or None for plain L2
+    teacher_paths: dict = field(default_factory=dict)
+
+
+def resolve_inputs(cfg: ExportConfig) -> ExportInputs:
+    """Load and cross-check everything before the slow steps, so a wrong folder fails in seconds, not minutes."""
+    from edgekd.checkpoint import load_model
+
+    info = _checkpoint_info(cfg.checkpoint)
+    data = _resolve_data(cfg, info)
+    model = load_model(cfg.checkpoint)
+    _check_match(cfg.checkpoint, model, info, data)
+    if data.manifest.counts.get("val", 0) < 1:
+        raise EdgekdError(f"{data.root}: no validation split to check the export on")
+    teachers, teacher_paths = _load_teachers(cfg, data) if cfg.mode == "qat" else (None, {})
+    recal = _recalibrate_batchnorm(model, data, cfg, info)
+    images, hard = data.arrays("val", limit=cfg.val_limit)
+    return ExportInputs(cfg.checkpoint, info, data, model, recal, images, hard, teachers, teacher_paths)
+
+
 def _stage_dir(checkpoint: Path) -> Path:
     return checkpoint if checkpoint.is_dir() else checkpoint.parent
 
@@ -78,16 +185,18 @@ def _run_config(checkpoint: Path) -> dict:
         return {}
 
 
-def _resolve_data(checkpoint: Path, prepared_dir, info: dict):
+def _resolve_data(cfg: ExportConfig, info: dict):
     from edgekd.data.pipeline import PreparedData
 
-    if prepared_dir is None:
-        recorded = info.get("prepared") or _run_config(checkpoint).get("prepared")
+    prepared = cfg.prepared
+    if prepared is None:
+        recorded = info.get("prepared") or _run_config(cfg.checkpoint).get("prepared")
         if not recorded or not (Path(recorded) / "manifest.json").is_file():
-            raise EdgekdError(f"{checkpoint}: give the prepared data it was trained on with --prepared PREPARED_DIR "
-                              "(needed for calibration and the validation check)")
-        prepared_dir = recorded
-    return PreparedData.open(prepared_dir)
+            raise EdgekdError(f"{cfg.checkpoint}: give the prepared data it was trained on with --prepared "
+                              "PREPARED_DIR (needed for calibration and the validation check)")
+        prepared = Path(recorded)
+        check_outside_inputs(cfg.out, "--out", {"PREPARED (recorded in the checkpoint)": prepared})
+    return PreparedData.open(prepared)
 
 
 def _check_match(checkpoint: Path, model, info: dict, data) -> None:
@@ -99,15 +208,15 @@ def _check_match(checkpoint: Path, model, info: dict, data) -> None:
     check_matches_data(checkpoint, "the model", data, info)  # the whole CropSpec, as training checks it
 
 
-def _load_teachers(checkpoint: Path, teachers_dir, data) -> tuple[dict | None, dict]:
+def _load_teachers(cfg: ExportConfig, data) -> tuple[dict | None, dict]:
     """Frozen teachers for QAT: --teachers-dir, else the ones the student's run config names; (None, {}) if none."""
     from edgekd.checkpoint import check_loaded, load_model
     from edgekd.train import check_teacher, teacher_paths
 
-    if teachers_dir is not None:
-        paths = teacher_paths(teachers_dir)
+    if cfg.teachers_dir is not None:
+        paths = teacher_paths(cfg.teachers_dir)
     else:
-        recorded = _run_config(checkpoint).get("teachers") or {}
+        recorded = _run_config(cfg.checkpoint).get("teachers") or {}
         paths = {k: Path(v) for k, v in recorded.items()}
         if set(paths) != {"tough", "tolerant"} or not all(p.is_file() for p in paths.values()):
             return None, {}
@@ -119,49 +228,73 @@ def _load_teachers(checkpoint: Path, teachers_dir, data) -> tuple[dict | None, d
     return teachers, {k: str(v) for k, v in paths.items()}
 
 
+def _recalibrate_batchnorm(model, data, cfg: ExportConfig, info: dict) -> int:
+    """Re-estimate BatchNorm statistics on augmented training crops; returns how many crops were used."""
+    samples = cfg.bn_recalibration_samples
+    if samples is None:
+        samples = 0 if info.get("stage") else 256
+    if samples > 0:
+        from edgekd.data.pipeline import make_dataset
+        from edgekd.models import recalibrate_batchnorm
+
+        ds = make_dataset(data, "train", 32, augment=True, seed=cfg.seed, shuffle=True)
+        recalibrate_batchnorm(model, ds, -(-samples // 32))
+    return samples
+
+
+# --- 2. the reference -------------------------------------------------------------------------------------------
+def _nme(inputs: ExportInputs, predicted_px: np.ndarray) -> float:
+    from edgekd.metrics import batch_nme
+
+    data = inputs.data
+    return float(100 * batch_nme(predicted_px, inputs.val_hard, data.scheme.nme_pair).mean())
+
+
+def keras_score(model, inputs: ExportInputs) -> float:
+    """Validation NME (percent) of a Keras model on the canonical crops."""
+    images = inputs.val_images
+    preds = [np.asarray(model(images[i:i + 64].astype(np.float32) / 255.0, training=False))
+             for i in range(0, len(images), 64)]
+    return _nme(inputs, inputs.data.crop.denormalize(np.concatenate(preds)))
+
+
+def reference_score(inputs: ExportInputs) -> float:
+    """What the export is held to: the Keras model's validation NME, before any conversion."""
+    return keras_score(inputs.model, inputs)
+
+
+# --- 3. conversion ----------------------------------------------------------------------------------------------
+@dataclass
+class Converted:
+    """The converted model and how it came about."""
+
+    model: object  # the Keras model that was converted (for QAT the fine-tuned, fake-quantized one)
+    tflite: bytes = field(repr=False)  # metadata embedded
+    metadata: ModelMetadata
+    qat_recipe: dict | None = None
+    nme_keras_qat: float | None = None  # the QAT Keras model's validation NME
+
+
+def convert_model(cfg: ExportConfig, inputs: ExportInputs) -> Converted:
+    """Convert in ``cfg.mode``; full-integer modes calibrate on augmented training crops, QAT fine-tunes first."""
+    qcfg = cfg.quantize_config
+    calibration = calibration_images(inputs.data, cfg.calibration_samples, cfg.seed) if qcfg.full_integer else None
+    model, recipe, nme_qat = inputs.model, None, None
+    if cfg.mode == "qat":
+        model, recipe = quantization_aware_model(inputs.model, inputs.data, cfg.qat_config, inputs.teachers,
+                                                 _kd_config(inputs.checkpoint), calibration, cfg.progress)
+        recipe["teachers"] = inputs.teacher_paths or None
+        nme_qat = keras_score(model, inputs)
+    meta = _metadata(inputs.data, qcfg, inputs.checkpoint)
+    return Converted(model, embed(convert(model, qcfg, calibration), meta), meta, recipe, nme_qat)
+
+
 def _kd_config(checkpoint: Path):
+    """The KD-Loss the student was trained with (its run config), so QAT fine-tunes under the same objective."""
     from edgekd.losses import KDLossConfig
 
     kd = _run_config(checkpoint).get("train", {}).get("kd")
     return KDLossConfig(**kd) if kd else KDLossConfig()
-
-
-# --- evaluation -----------------------------------------------------------------------------------------------
-def _keras_nme(model, images: np.ndarray, hard_px: np.ndarray, data) -> float:
-    from edgekd.metrics import batch_nme as nme
-
-    preds = []
-    for start in range(0, len(images), 64):
-        preds.append(np.asarray(model(images[start:start + 64].astype(np.float32) / 255.0, training=False)))
-    return float(100 * nme(data.crop.denormalize(np.concatenate(preds)), hard_px, data.scheme.nme_pair).mean())
-
-
-def _tflite_nme(path: Path, images: np.ndarray, hard_px: np.ndarray, data) -> float:
-    """NME of the written file through the runtime's own loader (metadata, input/output quantization and all)."""
-    from edgekd.runtime.model import LandmarkModel
-    from edgekd.metrics import batch_nme as nme
-
-    with LandmarkModel(path, num_threads=1, runtime="litert") as model:
-        preds = np.stack([model.predict(img) for img in images])
-    return float(100 * nme(preds, hard_px, data.scheme.nme_pair).mean())
-
-
-def _head_cost(tflite: bytes, model, images, hard_px, data) -> dict:
-    """NME of the int8 model against the same model with its landmark head in float (reference kernels)."""
-    from edgekd import quantize as q
-    from edgekd.models import HEAD_NAME
-    from edgekd.metrics import batch_nme as nme
-
-    # by variable name: inside a QAT wrapper the Dense's ``kernel`` attribute is the fake-quantized tensor
-    found = {v.name.split(":")[0]: v for v in model.weights}
-    if f"{HEAD_NAME}/kernel" not in found or f"{HEAD_NAME}/bias" not in found:
-        return {}
-    kernel, bias = found[f"{HEAD_NAME}/kernel"].numpy(), found[f"{HEAD_NAME}/bias"].numpy()
-    own, floated = q.float_head_outputs(tflite, kernel, bias, images.astype(np.float32) / 255.0)
-    score = lambda out: float(100 * nme(data.crop.denormalize(out), hard_px, data.scheme.nme_pair).mean())
-    int8_head, float_head = score(own), score(floated)
-    return {"nme_int8_head": int8_head, "nme_float_head": float_head, "nme_cost": int8_head - float_head,
-            "measured_with": "reference kernels (no XNNPACK), preserved int8 features x float head weights"}
 
 
 def _metadata(data, cfg: QuantizeConfig, checkpoint: Path) -> ModelMetadata:
@@ -170,7 +303,7 @@ def _metadata(data, cfg: QuantizeConfig, checkpoint: Path) -> ModelMetadata:
     training = (f"{m.scheme} ({counts.get('train', 0)} train + {counts.get('val', 0)} val faces, prepared at "
                 f"{m.crop['input_size']} px from {Path(m.sources.get('root', '?')).name})")
     extra = {"checkpoint": checkpoint.name}
-    if cfg.mode in FULL_INTEGER:
+    if cfg.full_integer:
         extra.update(input_type=cfg.input_type, output_type=cfg.output_type)
     return ModelMetadata(scheme=data.scheme.name, num_points=data.num_points,
                          flip_permutation=list(data.scheme.flip_permutation), nme_pair=list(data.scheme.nme_pair),
@@ -178,128 +311,177 @@ def _metadata(data, cfg: QuantizeConfig, checkpoint: Path) -> ModelMetadata:
                          edgekd_version=edgekd.__version__, extra=extra)
 
 
-# --- the export -----------------------------------------------------------------------------------------------
-def export_model(checkpoint, out, mode: str = "float32", prepared_dir=None, *, input_type: str = "int8",
-                 output_type: str = "float32", calibration_samples: int = 300, qat_epochs: int = 3,
-                 qat_steps_per_epoch: int | None = None, qat_learning_rate: float = 1e-4, teachers_dir=None,
-                 tolerance: float = DEFAULT_TOLERANCE, allow_degradation: bool = False, seed: int = 0,
-                 bn_recalibration_samples: int | None = None, latency_runs: int = 50, val_limit: int | None = None,
-                 progress: bool = True) -> ExportResult:
-    """Convert ``checkpoint`` (best.h5, last.h5 or a stage folder) into ``out`` (.tflite) with metadata and card.
+# --- 4. verification --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Scores:
+    """Validation NME (percent) of the Keras reference and of the file as shipped, on the same canonical crops."""
 
-    ``bn_recalibration_samples``: training crops for re-estimating BatchNorm statistics before conversion
-    (STACK.md, BatchNorm trap); None = 0 for edgekd checkpoints (training re-estimates them before saving) and
-    256 for any other Keras file. ``val_limit`` caps the validation faces (tests).
+    keras: float
+    tflite: float
+    faces: int
+    keras_qat: float | None = None
+
+    @property
+    def delta(self) -> float:
+        return self.tflite - self.keras
+
+
+@dataclass
+class ExportResult:
+    """What an export produced and measured; the model card is built from it (``card``)."""
+
+    config: ExportConfig
+    metadata: ModelMetadata
+    nme: Scores
+    sha256: str
+    size_bytes: int
+    checkpoint_info: dict
+    prepared: Path
+    batchnorm_samples: int
+    ops: dict
+    precision: dict
+    latency: dict
+    qat_recipe: dict | None = None
+    created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds"))
+
+    path = property(lambda self: self.config.out)
+    card_md = property(lambda self: card_paths(self.config.out)[0])
+    card_json = property(lambda self: card_paths(self.config.out)[1])
+    nme_keras = property(lambda self: self.nme.keras)
+    nme_tflite = property(lambda self: self.nme.tflite)
+    size_mb = property(lambda self: round(self.size_bytes / 1e6, 3))
+    degraded = property(lambda self: self.nme.delta > self.config.tolerance)
+
+    @property
+    def card(self) -> dict:
+        return build_card(self)
+
+
+def verify(cfg: ExportConfig, inputs: ExportInputs, reference: float, converted: Converted) -> ExportResult:
+    """The file as shipped: its NME through the runtime (the tolerance guard comes first, so a failing export
+    stops there), then its ops, output precision and latency."""
+    scores = Scores(reference, _tflite_score(converted.tflite, cfg.out.name, inputs), len(inputs.val_images),
+                    converted.nme_keras_qat)
+    check_tolerance(cfg, scores)
+    tflite = converted.tflite
+    precision = output_precision(tflite, inputs.data.input_size)
+    if cfg.quantize_config.full_integer:
+        precision.update(_head_cost(tflite, converted.model, inputs))
+    latency = latency_ms(tflite, inputs.val_images[0].astype(np.float32) / 255.0, runs=cfg.latency_runs)
+    return ExportResult(cfg, converted.metadata, scores, hashlib.sha256(tflite).hexdigest(), len(tflite),
+                        inputs.info, inputs.data.root, inputs.batchnorm_samples, inspect_ops(tflite), precision,
+                        latency, converted.qat_recipe)
+
+
+def _tflite_score(tflite: bytes, name: str, inputs: ExportInputs) -> float:
+    """NME of the file through the runtime's own loader (metadata, input/output quantization and all), run from a
+    temporary copy: nothing appears at ``out`` before the export has passed."""
+    from edgekd.runtime.model import LandmarkModel
+
+    with tempfile.TemporaryDirectory(prefix="edgekd-verify-") as folder:
+        path = Path(folder) / name
+        path.write_bytes(tflite)
+        with LandmarkModel(path, num_threads=1, runtime="litert") as model:
+            preds = np.stack([model.predict(img) for img in inputs.val_images])
+    return _nme(inputs, preds)
+
+
+def check_tolerance(cfg: ExportConfig, scores: Scores) -> None:
+    """Refuse an export that loses more than ``cfg.tolerance`` NME points, unless degradation is allowed."""
+    if scores.delta <= cfg.tolerance or cfg.allow_degradation:
+        return
+    label = cfg.quantize_config.label
+    hint = {"int8": "try --qat or more --calibration-samples, or ", "qat": "try more --qat-epochs, or "}.get(
+        cfg.mode, "")
+    raise EdgekdError(f"{cfg.out}: not written: the {label} model's validation NME is {scores.tflite:.3f}% "
+                      f"against {scores.keras:.3f}% for the Keras model ({scores.delta:+.3f} > tolerance "
+                      f"{cfg.tolerance:g}); {hint}pass --allow-degradation to write it anyway")
+
+
+def _head_cost(tflite: bytes, model, inputs: ExportInputs) -> dict:
+    """NME of the int8 model against the same model with its landmark head in float (reference kernels)."""
+    from edgekd.models import HEAD_NAME
+
+    # by variable name: inside a QAT wrapper the Dense's ``kernel`` attribute is the fake-quantized tensor
+    found = {v.name.split(":")[0]: v for v in model.weights}
+    if f"{HEAD_NAME}/kernel" not in found or f"{HEAD_NAME}/bias" not in found:
+        return {}
+    kernel, bias = found[f"{HEAD_NAME}/kernel"].numpy(), found[f"{HEAD_NAME}/bias"].numpy()
+    own, floated = float_head_outputs(tflite, kernel, bias, inputs.val_images.astype(np.float32) / 255.0)
+    int8_head, float_head = (_nme(inputs, inputs.data.crop.denormalize(out)) for out in (own, floated))
+    return {"nme_int8_head": int8_head, "nme_float_head": float_head, "nme_cost": int8_head - float_head,
+            "measured_with": "reference kernels (no XNNPACK), preserved int8 features x float head weights"}
+
+
+# --- 5. writing -------------------------------------------------------------------------------------------------
+def write(result: ExportResult, tflite: bytes) -> None:
+    """Card first, model last, each atomically: a .tflite that is present always has its card beside it."""
+    card = result.card
+    write_json(result.card_json, card)
+    write_text(result.card_md, render_card(card))
+    write_bytes(result.path, tflite)
+
+
+# --- the export -------------------------------------------------------------------------------------------------
+STEPS = ("reference", "convert", "verify", "write")  # the slow part, behind a progress bar
+
+
+def export_model(cfg: ExportConfig) -> ExportResult:
+    """Convert ``cfg.checkpoint`` (best.h5, last.h5 or a stage folder) into ``cfg.out`` (.tflite) with metadata
+    and card, e.g. ``export_model(ExportConfig("runs/kd/student/best.h5", "student.tflite", "int8"))``.
+
+    The progress bar starts once the inputs are resolved, so a refused export prints its one-line error alone.
     """
     from tqdm import tqdm
 
-    from edgekd import quantize as q
-    from edgekd.checkpoint import load_model
-
-    cfg = QuantizeConfig(mode=mode, input_type=input_type, output_type=output_type,
-                         calibration_samples=calibration_samples, seed=seed, qat_epochs=qat_epochs,
-                         qat_steps_per_epoch=qat_steps_per_epoch, qat_learning_rate=qat_learning_rate)
     cfg.validate()
-    checkpoint, out = Path(checkpoint), Path(out)
-    if out.suffix.lower() != ".tflite":
-        raise EdgekdError(f"{out}: the output file must end in .tflite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not checkpoint.exists():
-        raise ModelError(f"{checkpoint}: checkpoint not found")
-    info = _checkpoint_info(checkpoint)
-    data = _resolve_data(checkpoint, prepared_dir, info)
-    model = load_model(checkpoint)
-    _check_match(checkpoint, model, info, data)
-    if data.manifest.counts.get("val", 0) < 1:
-        raise EdgekdError(f"{data.root}: no validation split to check the export on")
-    steps = ["batchnorm", "keras NME", "calibration", "convert", "check"]
-    bar = tqdm(total=len(steps), desc=f"export {cfg.mode}", unit="step", disable=not progress, leave=False)
+    inputs = resolve_inputs(cfg)
+    with tqdm(total=len(STEPS), desc=f"export {cfg.mode}", unit="step", disable=not cfg.progress,
+              leave=False) as bar:
+        def step(name: str):
+            bar.set_postfix_str(name)
+            bar.update(1)
 
-    def step(name):
-        bar.set_postfix_str(name)
-        bar.update(1)
-
-    # 1. BatchNorm statistics of the model that is converted
-    recal = bn_recalibration_samples
-    if recal is None:
-        recal = 0 if info.get("stage") else 256
-    if recal > 0:
-        from edgekd.data.pipeline import make_dataset
-        from edgekd.models import recalibrate_batchnorm
-
-        ds = make_dataset(data, "train", 32, augment=True, seed=seed, shuffle=True)
-        recalibrate_batchnorm(model, ds, -(-recal // 32))
-    step(steps[0])
-
-    # 2. the Keras reference on the canonical validation crops
-    val_images, val_hard = data.arrays("val", limit=val_limit)
-    keras_nme = _keras_nme(model, val_images, val_hard, data)
-    step(steps[1])
-
-    # 3. calibration crops (full-integer modes) and, for QAT, the fine-tune
-    calibration, recipe = None, {}
-    to_convert = model
-    if cfg.mode in FULL_INTEGER:
-        calibration = q.calibration_images(data, cfg.calibration_samples, cfg.seed)
-    extra_nme = {}
-    if cfg.mode == "qat":
-        teachers, teacher_paths = _load_teachers(checkpoint, teachers_dir, data)
-        to_convert, recipe = q.quantization_aware_model(model, data, cfg, teachers, _kd_config(checkpoint),
-                                                        calibration, progress)
-        recipe["teachers"] = teacher_paths or None
-        extra_nme["keras_qat"] = _keras_nme(to_convert, val_images, val_hard, data)
-    step(steps[2])
-
-    # 4. conversion and metadata
-    meta = _metadata(data, cfg, checkpoint)
-    tflite = embed(q.convert(to_convert, cfg, calibration), meta)
-    step(steps[3])
-
-    # 5. the file as shipped: NME, ops, output precision, latency; then the guard
-    card_md, card_json = card_paths(out)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.tflite")
-    tmps = [tmp, card_md.with_name(card_md.name + ".tmp"), card_json.with_name(card_json.name + ".tmp")]
-    try:
-        tmp.write_bytes(tflite)
-        tflite_nme = _tflite_nme(tmp, val_images, val_hard, data)
-        ops = q.inspect_ops(tflite)
-        precision = q.output_precision(tflite, data.input_size)
-        if cfg.mode in FULL_INTEGER:
-            precision.update(_head_cost(tflite, to_convert, val_images, val_hard, data))
-        latency = q.latency_ms(tflite, val_images[0].astype(np.float32) / 255.0, runs=latency_runs)
-        step(steps[4])
-        delta = tflite_nme - keras_nme
-        degraded = delta > tolerance
-        if degraded and not allow_degradation:
-            hint = {"int8": "try --qat or more --calibration-samples, or ", "qat": "try more --qat-epochs, or "}.get(
-                cfg.mode, "")
-            raise EdgekdError(f"{out}: not written: the {cfg.label} model's validation NME is {tflite_nme:.3f}% "
-                              f"against {keras_nme:.3f}% for the Keras model ({delta:+.3f} > tolerance "
-                              f"{tolerance:g}); {hint}pass --allow-degradation to write it anyway")
-        card = _card(out, tflite, meta, cfg, checkpoint, data, info, recal, keras_nme, tflite_nme, extra_nme,
-                     len(val_images), tolerance, degraded, ops, precision, latency, recipe)
-        tmps[2].write_text(json.dumps(card, indent=1) + "\n")
-        tmps[1].write_text(render_card(card))
-        os.replace(tmps[2], card_json)
-        os.replace(tmps[1], card_md)
-        os.replace(tmp, out)
-    finally:
-        bar.close()
-        for t in tmps:
-            t.unlink(missing_ok=True)
-    return ExportResult(out, card_md, card_json, meta, card)
+        reference = reference_score(inputs)
+        step("reference")
+        converted = convert_model(cfg, inputs)
+        step("convert")
+        result = verify(cfg, inputs, reference, converted)
+        step("verify")
+        write(result, converted.tflite)
+        step("write")
+    return result
 
 
-# --- the model card -------------------------------------------------------------------------------------------
-def _card(out, tflite, meta, cfg, checkpoint, data, info, recal, keras_nme, tflite_nme, extra_nme, n_val,
-          tolerance, degraded, ops, precision, latency, recipe) -> dict:
-    conversion = {"float32": "TFLiteConverter.from_keras_model, no optimization",
-                  "float16": "optimizations=[DEFAULT], supported_types=[float16] (float16 weights, float32 compute)",
-                  "dynamic": "optimizations=[DEFAULT] (int8 weights, float activations, dynamic-range kernels)",
-                  "int8": "optimizations=[DEFAULT], supported_ops=[TFLITE_BUILTINS_INT8], representative_dataset",
-                  "qat": "optimizations=[DEFAULT] on the fake-quantized QAT model (its trained ranges fix every "
-                         "op's int8 parameters; no representative dataset)"}[cfg.mode]
-    quant = {"mode": cfg.mode, "label": cfg.label, "converter": conversion,
+# --- the model card ---------------------------------------------------------------------------------------------
+def build_card(result: ExportResult) -> dict:
+    """The model card as JSON: what was converted, how, and what the file as shipped measured."""
+    cfg, nme = result.config, result.nme
+    return {
+        "model": result.path.name, "created": result.created, "sha256": result.sha256,
+        "size_bytes": result.size_bytes, "size_mb": result.size_mb,
+        "checkpoint": str(cfg.checkpoint),
+        "checkpoint_info": {k: result.checkpoint_info[k] for k in ("stage", "epoch", "val_nme", "alpha")
+                            if k in result.checkpoint_info},
+        "prepared": str(result.prepared),
+        "nme": {"split": "val", "faces": nme.faces, "crops": "canonical (ground-truth box)", "keras": nme.keras,
+                "tflite": nme.tflite, "delta": nme.delta,
+                **({"keras_qat": nme.keras_qat} if nme.keras_qat is not None else {}),
+                "tolerance": cfg.tolerance, "degraded": bool(result.degraded)},
+        "latency_ms": result.latency,
+        "input": result.ops["input"], "output": result.ops["output"], "output_precision": result.precision,
+        "ops": {"total": result.ops["total"], "all_integer": result.ops["all_integer"],
+                "float_ops": result.ops["float_ops"], "by_type": result.ops["ops"]},
+        "quantization": _card_quantization(result),
+        "metadata": json.loads(result.metadata.to_json()),
+        "config": cfg.to_dict(),  # every export option, to redo this export
+    }
+
+
+def _card_quantization(result: ExportResult) -> dict:
+    cfg, recal = result.config, result.batchnorm_samples
+    quant = {"mode": cfg.mode, "label": cfg.quantize_config.label, "converter": CONVERTER_SETTINGS[cfg.mode],
              "batchnorm_recalibration": f"{recal} augmented training crops" if recal else
              "none (the checkpoint's statistics were re-estimated by edgekd training before it was saved)"}
     if cfg.mode in FULL_INTEGER:
@@ -307,87 +489,22 @@ def _card(out, tflite, meta, cfg, checkpoint, data, info, recal, keras_nme, tfli
                      calibration=f"{cfg.calibration_samples} augmented training crops (seed {cfg.seed})"
                      + (", used for the initial fake-quant ranges" if cfg.mode == "qat" else ""))
     if cfg.mode == "qat":
-        quant["qat"] = recipe
-    return {
-        "model": out.name, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "sha256": hashlib.sha256(tflite).hexdigest(), "size_bytes": len(tflite),
-        "size_mb": round(len(tflite) / 1e6, 3),
-        "checkpoint": str(checkpoint), "checkpoint_info": {k: info[k] for k in ("stage", "epoch", "val_nme", "alpha")
-                                                           if k in info},
-        "prepared": str(data.root),
-        "nme": {"split": "val", "faces": n_val, "crops": "canonical (ground-truth box)", "keras": keras_nme,
-                "tflite": tflite_nme, "delta": tflite_nme - keras_nme, **extra_nme, "tolerance": tolerance,
-                "degraded": bool(degraded)},
-        "latency_ms": latency,
-        "input": ops["input"], "output": ops["output"], "output_precision": precision,
-        "ops": {"total": ops["total"], "all_integer": ops["all_integer"], "float_ops": ops["float_ops"],
-                "by_type": ops["ops"]},
-        "quantization": quant,
-        "metadata": json.loads(meta.to_json()),
-    }
+        quant["qat"] = result.qat_recipe
+    return quant
 
 
 def render_card(card: dict) -> str:
-    nme, lat, meta, quant = card["nme"], card["latency_ms"], card["metadata"], card["quantization"]
-    prec = card["output_precision"]
+    """The card as Markdown, for people: summary table, output precision, ops, quantization recipe."""
     lines = [f"# {card['model']}", ""]
+    nme = card["nme"]
     if nme["degraded"]:
         lines += [f"> **Degraded export** (written with --allow-degradation): the validation NME rose by "
                   f"{nme['delta']:.3f} points, more than the tolerance of {nme['tolerance']:g}.", ""]
-    lines += [
-        "| | |", "| --- | --- |",
-        f"| quantization | {quant['label']} |",
-        f"| size | {card['size_mb']:.3f} MB ({card['size_bytes']:,} bytes) |",
-        f"| validation NME (tflite, ai-edge-litert) | {nme['tflite']:.3f} % |",
-        f"| validation NME (Keras checkpoint) | {nme['keras']:.3f} % |",
-    ]
-    if "keras_qat" in nme:
-        lines.append(f"| validation NME (Keras QAT model) | {nme['keras_qat']:.3f} % |")
-    lines += [
-        f"| difference | {nme['delta']:+.3f} points (tolerance {nme['tolerance']:g}) |",
-        f"| latency, 1 thread | {lat['median']:.2f} ms median ({lat['runs']} runs after {lat['warmup']} warm-up, "
-        f"{lat['runtime']}) |",
-        f"| input | {card['input']['dtype']} {card['input']['shape']}, RGB, pixel/255"
-        + (f", scale {card['input']['scale']:.6g} zero point {card['input']['zero_point']}" if card['input']['scale']
-           else "") + " |",
-        f"| output | {card['output']['dtype']} {card['output']['shape']}, x0,y0,x1,y1,... crop_px = (v + 0.5) * "
-        f"{meta['crop']['input_size']} |",
-        f"| landmarks | {meta['scheme']}, {meta['num_points']} points |",
-        f"| crop | margin {meta['crop']['margin']}, input {meta['crop']['input_size']} px, detector offset "
-        f"{meta['crop']['detector_offset']}, scale {meta['crop']['detector_scale']} |",
-        f"| training data | {meta['training_data']} |",
-        f"| data licence | {meta['data_license']} |",
-        f"| checkpoint | {card['checkpoint']} |",
-        f"| edgekd | {meta['edgekd_version']} |",
-        "",
-        f"Validation: {nme['faces']} faces of the `val` split of `{card['prepared']}`, {nme['crops']} crops.",
-        "",
-    ]
-    if prec["scale"]:
-        lines += ["## Output precision", "",
-                  f"The landmark head is quantized with scale {prec['scale']:.6g} ({prec['source']}): "
-                  f"{prec['pixels_per_step']:.3f} crop pixels per int8 step, at most "
-                  f"{prec['max_rounding_error_px']:.3f} px rounding error per coordinate. "
-                  + ("The model hands out float32 (a DEQUANTIZE after the int8 head)."
-                     if card["output"]["dtype"] == "float32" else
-                     "The model hands out the raw int8 values; dequantize with the output scale and zero point.")]
-        if "nme_cost" in prec:
-            lines += ["", f"Measured on the validation crops: {prec['nme_int8_head']:.3f} % with the int8 head, "
-                          f"{prec['nme_float_head']:.3f} % with the same int8 features through the head in float "
-                          f"(cost of the int8 output: {prec['nme_cost']:+.3f} NME points; {prec['measured_with']})."]
-        lines.append("")
-    lines += ["## Ops", "", f"{card['ops']['total']} ops; "
-              + ("every op computes on integer inputs (QUANTIZE/DEQUANTIZE only at the boundary)."
-                 if card["ops"]["all_integer"] else
-                 f"{sum(r['count'] for r in card['ops']['float_ops'])} ops take float inputs."), "",
-              "| op | count | input types | output types |", "| --- | --- | --- | --- |"]
-    for r in card["ops"]["by_type"]:
-        lines.append(f"| {r['op']} | {r['count']} | {', '.join(r['input_types'])} | {', '.join(r['output_types'])} |")
-    if card["ops"]["float_ops"] and quant["mode"] in FULL_INTEGER:
-        lines += ["", "Ops that fall back to float: "
-                  + ", ".join(f"{r['op']} x{r['count']}" for r in card["ops"]["float_ops"])]
+    lines += _summary_table(card)
+    lines += _precision_section(card)
+    lines += _ops_section(card)
     lines += ["", "## Quantization recipe", ""]
-    for k, v in quant.items():
+    for k, v in card["quantization"].items():
         if k == "qat":
             lines.append("- QAT fine-tune:")
             lines += [f"  - {kk}: {vv}" for kk, vv in v.items() if vv is not None and kk != "kd"]
@@ -395,3 +512,67 @@ def render_card(card: dict) -> str:
             lines.append(f"- {k}: {v}")
     lines += ["", f"sha256 `{card['sha256']}`, created {card['created']}.", ""]
     return "\n".join(lines)
+
+
+def _summary_table(card: dict) -> list[str]:
+    nme, lat, meta, inp = card["nme"], card["latency_ms"], card["metadata"], card["input"]
+    crop = meta["crop"]
+    rows = [
+        ("quantization", card["quantization"]["label"]),
+        ("size", f"{card['size_mb']:.3f} MB ({card['size_bytes']:,} bytes)"),
+        ("validation NME (tflite, ai-edge-litert)", f"{nme['tflite']:.3f} %"),
+        ("validation NME (Keras checkpoint)", f"{nme['keras']:.3f} %"),
+    ]
+    if "keras_qat" in nme:
+        rows.append(("validation NME (Keras QAT model)", f"{nme['keras_qat']:.3f} %"))
+    rows += [
+        ("difference", f"{nme['delta']:+.3f} points (tolerance {nme['tolerance']:g})"),
+        ("latency, 1 thread", f"{lat['median']:.2f} ms median ({lat['runs']} runs after {lat['warmup']} warm-up, "
+                              f"{lat['runtime']})"),
+        ("input", f"{inp['dtype']} {inp['shape']}, RGB, pixel/255"
+                  + (f", scale {inp['scale']:.6g} zero point {inp['zero_point']}" if inp["scale"] else "")),
+        ("output", f"{card['output']['dtype']} {card['output']['shape']}, x0,y0,x1,y1,... crop_px = (v + 0.5) * "
+                   f"{crop['input_size']}"),
+        ("landmarks", f"{meta['scheme']}, {meta['num_points']} points"),
+        ("crop", f"margin {crop['margin']}, input {crop['input_size']} px, detector offset "
+                 f"{crop['detector_offset']}, scale {crop['detector_scale']}"),
+        ("training data", meta["training_data"]),
+        ("data licence", meta["data_license"]),
+        ("checkpoint", card["checkpoint"]),
+        ("edgekd", meta["edgekd_version"]),
+    ]
+    return (["| | |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in rows]
+            + ["", f"Validation: {nme['faces']} faces of the `val` split of `{card['prepared']}`, {nme['crops']} "
+                   "crops.", ""])
+
+
+def _precision_section(card: dict) -> list[str]:
+    prec = card["output_precision"]
+    if not prec["scale"]:
+        return []
+    lines = ["## Output precision", "",
+             f"The landmark head is quantized with scale {prec['scale']:.6g} ({prec['source']}): "
+             f"{prec['pixels_per_step']:.3f} crop pixels per int8 step, at most "
+             f"{prec['max_rounding_error_px']:.3f} px rounding error per coordinate. "
+             + ("The model hands out float32 (a DEQUANTIZE after the int8 head)."
+                if card["output"]["dtype"] == "float32" else
+                "The model hands out the raw int8 values; dequantize with the output scale and zero point.")]
+    if "nme_cost" in prec:
+        lines += ["", f"Measured on the validation crops: {prec['nme_int8_head']:.3f} % with the int8 head, "
+                      f"{prec['nme_float_head']:.3f} % with the same int8 features through the head in float "
+                      f"(cost of the int8 output: {prec['nme_cost']:+.3f} NME points; {prec['measured_with']})."]
+    return lines + [""]
+
+
+def _ops_section(card: dict) -> list[str]:
+    ops = card["ops"]
+    lines = ["## Ops", "", f"{ops['total']} ops; "
+             + ("every op computes on integer inputs (QUANTIZE/DEQUANTIZE only at the boundary)."
+                if ops["all_integer"] else f"{sum(r['count'] for r in ops['float_ops'])} ops take float inputs."),
+             "", "| op | count | input types | output types |", "| --- | --- | --- | --- |"]
+    for r in ops["by_type"]:
+        lines.append(f"| {r['op']} | {r['count']} | {', '.join(r['input_types'])} | {', '.join(r['output_types'])} |")
+    if ops["float_ops"] and card["quantization"]["mode"] in FULL_INTEGER:
+        lines += ["", "Ops that fall back to float: "
+                  + ", ".join(f"{r['op']} x{r['count']}" for r in ops["float_ops"])]
+    return lines

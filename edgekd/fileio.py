@@ -1,16 +1,27 @@
 """Atomic file writes: a crash or Ctrl-C mid-write leaves the old file (or none), never half of a new one.
 
 Every checkpoint, export, manifest, log and report goes through here: write a uniquely named temporary file in the
-target's folder, then ``os.replace`` it over the target (atomic on one filesystem).
+target's folder, then ``os.replace`` it over the target (atomic on one filesystem). Temporary names carry the
+writer's process id (``.<name>.<pid>.<random>.tmp``), so what a ``kill -9`` leaves behind is recognised and removed
+at the next write of the same target (``remove_stale_temps``) without touching a live writer's files.
+
+Also here, because every verb needs them the same way: run folders as Ultralytics users know them
+(``runs/<verb>/exp``, ``exp2``, ...; ``next_run_dir``) and the rule that an output never equals or lies inside an
+input (``check_outside_inputs``).
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def umask() -> int:
@@ -24,7 +35,8 @@ def umask() -> int:
 def write_bytes(path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -56,6 +68,93 @@ def write_image(path, rgb: np.ndarray) -> Path:
     if not ok:
         raise EdgekdError(f"{path}: cannot write an image with this extension (use .png or .jpg)")
     return write_bytes(path, buf.tobytes())
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process (or a number no process can have)
+        return pid < 2**31
+    return True
+
+
+def temp_names(target) -> re.Pattern:
+    """The temporary names edgekd's writers give ``target`` while writing it (group ``pid``): ``write_bytes``'s
+    ``.<name>.<pid>.<random>.tmp``, checkpoints' and exports' ``.<stem>.<pid>.tmp<suffix>`` and prepare's folder
+    ``.<name>.<pid>.tmp-<random>``."""
+    t = Path(target)
+    name, stem, suffix = (re.escape(x) for x in (t.name, t.stem, t.suffix))
+    return re.compile(rf"^\.(?:{name}\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp|{stem}\.(?P<pid2>\d+)\.tmp{suffix}"
+                      rf"|{name}\.(?P<pid3>\d+)\.tmp-[A-Za-z0-9_]+)$")
+
+
+def remove_stale_temps(target) -> list[Path]:
+    """Remove the temporary files (and prepare's temporary folders) that an interrupted writer of ``target`` left
+    beside it; a process still alive keeps its own. Each removal is named in one log line."""
+    target = Path(target)
+    pattern = temp_names(target)
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        m = pattern.match(entry.name)
+        if m is None or _pid_alive(int(m["pid"] or m["pid2"] or m["pid3"])):
+            continue
+        path = Path(entry.path)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError as e:
+            log.warning("%s: temporary file of an interrupted run; could not remove it (%s)", path, e.strerror)
+            continue
+        log.info("removed %s, left by an interrupted run", path)
+        removed.append(path)
+    return removed
+
+
+def next_run_dir(base, name: str = "exp", exist_ok: bool = False, option: str = "--name") -> Path:
+    """``base/name``, or with ``exist_ok=False`` the first of ``name``, ``name2``, ``name3``, ... that does not exist
+    yet, as Ultralytics numbers its run folders: a rerun never mixes its files with an earlier run's."""
+    from edgekd.errors import OptionError
+
+    if not name or name in (".", "..") or "/" in name or os.sep in name:
+        raise OptionError(f"{option} {name!r}: expected a plain folder name (no '/'), e.g. exp")
+    base = Path(base)
+    if exist_ok or not (base / name).exists():
+        return base / name
+    n = 2
+    while (base / f"{name}{n}").exists():
+        n += 1
+    return base / f"{name}{n}"
+
+
+def is_within(path, folder) -> bool:
+    """Whether ``path`` is ``folder`` or inside it, after resolving links (both may not exist yet)."""
+    p, f = Path(path).resolve(), Path(folder).resolve()
+    return p == f or f in p.parents
+
+
+def check_outside_inputs(out, option: str, inputs: dict) -> None:
+    """Refuse an output that equals an input, lies inside an input folder, or would contain one (a command that
+    replaces its output folder must not take an input with it). ``inputs``: option name -> path (None skipped)."""
+    from edgekd.errors import OutputError
+
+    for name, path in inputs.items():
+        if path is None or str(path) == "":
+            continue
+        if is_within(out, path):
+            where = "is" if Path(out).resolve() == Path(path).resolve() else "lies inside"
+            raise OutputError(f"{option} {out}: {where} the input {name} {path}; choose an output outside the inputs")
+        if Path(path).exists() and is_within(path, out):
+            raise OutputError(f"{option} {out}: contains the input {name} {path}; choose an output outside the inputs")
 
 
 def _json_default(o):

@@ -53,7 +53,8 @@ def _efficientnet_b3(x, alpha: float, stochastic_depth: float):
     base = keras.applications.EfficientNetB3(include_top=False, weights=None, input_tensor=x,
                                              input_shape=tuple(x.shape[1:]), drop_connect_rate=stochastic_depth)
     config = base.get_config()
-    rescalings = [layer for layer in config["layers"] if layer["class_name"] == "Rescaling"]
+    rescalings = [layer for layer in config["layers"]
+                  if layer["class_name"] == "Rescaling" and layer["config"]["name"] != "input_norm"]
     if len(rescalings) != 1:  # a future Keras changed the stem: fail loudly rather than train on mis-scaled input
         raise RuntimeError(f"expected one Rescaling layer in EfficientNetB3, found {len(rescalings)}")
     rescalings[0]["config"]["scale"] = 1.0

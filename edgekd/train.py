@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import edgekd
-from edgekd.errors import EdgekdError, ModelError
+from edgekd.errors import EdgekdError, ModelError, check_range
 from edgekd.metrics import batch_nme
 from edgekd.fileio import write_json, write_text
 from edgekd.losses import LOSSES, KDLossConfig
@@ -116,8 +116,6 @@ class TrainConfig:
     def validate(self) -> None:
         if self.loss not in LOSSES:
             raise EdgekdError(f"unknown loss {self.loss!r}; expected one of {', '.join(LOSSES)}")
-        if not 0 < self.min_lr <= self.learning_rate:
-            raise EdgekdError(f"--min-lr {self.min_lr}: expected a value above 0 and at most --lr {self.learning_rate}")
         if self.schedule not in SCHEDULES:
             raise EdgekdError(f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
         if self.stage not in STAGES:
@@ -129,11 +127,78 @@ class TrainConfig:
                               f"{', '.join(MODELS)}")
         if self.strategy not in ("default", "mirrored"):
             raise EdgekdError(f"unknown strategy {self.strategy!r}; expected default or mirrored")
-        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
-            raise EdgekdError("epochs and batch size must be at least 1 and the learning rate positive")
+        check_range("--epochs", self.epochs, 1, integer=True)
+        check_range("--batch-size", self.batch_size, 1, integer=True)
+        check_range("--lr", self.learning_rate, 0, lo_open=True)
+        check_range("--lr-decay", self.lr_decay, 0)
+        if self.schedule == "cosine":
+            check_range("--min-lr", self.min_lr, 0, self.learning_rate, lo_open=True)
+        check_range("--warmup-steps", self.warmup_steps, 0, integer=True)
+        check_range("--alpha", self.alpha, 0, 4.0, lo_open=True)
+        check_range("--dropout", self.dropout, 0, 1.0, hi_open=True)
+        check_range("--stochastic-depth", self.stochastic_depth, 0, 1.0, hi_open=True)
+        if self.bn_momentum is not None:
+            check_range("--bn-momentum", self.bn_momentum, 0, 1.0, lo_open=True, hi_open=True)
+        if self.steps_per_epoch is not None:
+            check_range("--steps-per-epoch", self.steps_per_epoch, 1, integer=True)
+        check_range("--bn-recalibration-samples", self.bn_recalibration_samples, 0, integer=True)
+        for name in ("c", "w_main", "w_tough", "w_tol", "main_slope"):
+            check_range(f"KD-Loss {name}", getattr(self.kd, name), 0, lo_open=True)
+        from edgekd.data.augment import AugmentConfig
+
+        AugmentConfig.preset(self.augment_preset)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """A config recorded in a run's config.json; keys this version does not know are refused, not dropped."""
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise EdgekdError(f"recorded training settings hold unknown keys {unknown}; written by another edgekd?")
+        kd = KDLossConfig(**d["kd"]) if isinstance(d.get("kd"), dict) else KDLossConfig()
+        return cls(**{**d, "kd": kd})
+
+
+# settings that may differ between the first run of a stage and its --resume without changing what it trains
+RESUMABLE_CHANGES = ("progress", "strategy", "teachers_dir", "init_from")
+
+
+def resumed_config(stage_dir: Path, cfg: TrainConfig, explicit=None) -> TrainConfig:
+    """The settings a stage was started with, for ``--resume``; explicit options that contradict them are refused.
+
+    ``explicit`` names the TrainConfig fields the user set on this command line (the rest are defaults and give way
+    to the recorded values; None, as from the Python API, counts every field that differs from the defaults).
+    A cosine run's schedule is planned over its epochs, so asking a resumed cosine run for
+    other epochs would bend its learning rate mid-way: refused with the command that trains longer instead.
+    """
+    path = stage_dir / "config.json"
+    if not path.is_file():
+        return cfg
+    try:
+        recorded = TrainConfig.from_dict(json.loads(path.read_text())["train"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise EdgekdError(f"{path}: unreadable training settings ({e}); cannot resume") from None
+    if explicit is None:
+        default = TrainConfig()
+        explicit = {k for k in cfg.__dataclass_fields__ if getattr(cfg, k) != getattr(default, k)}
+    for name in sorted(explicit):
+        mine, theirs = getattr(cfg, name), getattr(recorded, name)
+        if name in RESUMABLE_CHANGES or mine == theirs:
+            continue
+        if name == "epochs" and recorded.schedule == "inverse-time":
+            continue  # the paper's schedule does not depend on the planned length: more epochs just continue
+        if name == "epochs":
+            raise EdgekdError(f"{stage_dir}: planned {theirs} epochs with a cosine schedule (it ends at --min-lr); "
+                              f"to train longer, start a new run from it: --init-from {stage_dir / BEST} "
+                              f"--run-dir <new folder>")
+        raise EdgekdError(f"{stage_dir}: --{name.replace('_', '-')} {mine} contradicts the run's recorded {theirs}; "
+                          f"leave it out to resume with the recorded settings, or use another --run-dir")
+    keep = {k: getattr(cfg, k) for k in RESUMABLE_CHANGES}
+    if "epochs" in explicit:
+        keep["epochs"] = cfg.epochs
+    return replace(recorded, stage=cfg.stage, **keep)
 
 
 # --- metrics ----------------------------------------------------------------------------------------------------
@@ -242,6 +307,8 @@ class _Run:
         self.select = "val_nme_soft" if cfg.stage == "tolerant" else "val_nme"
         self.rows: list[dict] = []
         self.best = math.inf
+        self.epoch_seconds: list[float] = []  # train + validation of each epoch run in this session
+        self.later_epochs = 0.0  # epochs of the stages train_all runs after this one, in this stage's epoch units
         self.steps = cfg.steps_per_epoch or math.ceil(data.manifest.counts["train"] / cfg.batch_size)
         self.val = datasets(data, "val", cfg.batch_size, augment=False, shuffle=False).cache()
         self.forward = _forward(net)
@@ -280,13 +347,29 @@ class _Run:
             self.best = val[self.select]
             save_checkpoint(self.net, self.dir / BEST, info)
         self.write_log()
+        self.epoch_seconds.append(seconds + eval_seconds)
         if self.cfg.progress:
             from tqdm import tqdm
 
-            extra = f", soft {val['val_nme_soft']:.2f}%" if self.cfg.stage == "tolerant" else ""
-            tqdm.write(f"{self.cfg.stage} epoch {epoch}/{self.cfg.epochs}: loss {logs.get('loss', math.nan):.4f}, "
-                       f"train NME {logs.get('nme', math.nan):.2f}%, val NME {val['val_nme']:.2f}%{extra}"
-                       f"{' (best)' if improved else ''} [{seconds:.0f} s]")
+            tqdm.write(self.progress_line(epoch, logs, val, seconds, eval_seconds))
+
+    def stage_eta(self, epoch: int) -> float:
+        """Seconds left in this stage: the median epoch of this session (the first one carries tracing) x epochs."""
+        times = self.epoch_seconds[1:] or self.epoch_seconds
+        return float(np.median(times)) * (self.cfg.epochs - epoch) if times else math.nan
+
+    def progress_line(self, epoch: int, logs: dict, val: dict, seconds: float, eval_seconds: float) -> str:
+        extra = f", soft {val['val_nme_soft']:.2f}%" if self.cfg.stage == "tolerant" else ""
+        best = min(r.get(self.select, math.inf) for r in self.rows)
+        stage_left = self.stage_eta(epoch)
+        times = self.epoch_seconds[1:] or self.epoch_seconds
+        run_left = stage_left + self.later_epochs * float(np.median(times))
+        later = f", run {format_duration(run_left)}" if self.later_epochs else ""
+        return (f"{self.cfg.stage} {epoch}/{self.cfg.epochs}: loss {logs.get('loss', math.nan):.4f}, "
+                f"train NME {logs.get('nme', math.nan):.2f}%, val NME {val[self.select]:.2f}%{extra} "
+                f"(best {best:.2f}%) | {seconds:.0f} s + {eval_seconds:.0f} s val | "
+                f"ETA stage {format_duration(stage_left)}{later}")
+
 
     def write_log(self) -> None:
         fields = list(dict.fromkeys(k for row in self.rows for k in row))
@@ -303,6 +386,18 @@ class _Run:
                      for r in rows if int(r["epoch"]) <= upto]
         if self.rows:
             self.best = min(r.get(self.select, math.inf) for r in self.rows)
+
+
+def format_duration(seconds: float) -> str:
+    """12 s, 7 min, 1 h 05 min: what a person reads at a glance."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 # --- stages -----------------------------------------------------------------------------------------------------
@@ -326,106 +421,212 @@ def check_teacher(name: str, path: Path, data) -> None:
     check_matches_data(path, f"{name} teacher", data)
 
 
-def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict:
-    """Train one stage into ``<run_dir>/<stage>/``; returns the stage summary (also written as summary.json)."""
-    import tf_keras as keras
+def _open_data(prepared_dir):
+    from edgekd.data.pipeline import PreparedData
 
-    from edgekd.data.pipeline import PreparedData, make_dataset
-    from edgekd.models import build_network, model_info
-
-    cfg.validate()
     data = PreparedData.open(prepared_dir)
     if data.manifest.counts.get("val", 0) < 1:
         raise EdgekdError(f"{prepared_dir}: no validation split; prepare the data with --val-fraction > 0")
-    stage_dir = Path(run_dir) / cfg.stage
+    return data
+
+
+def _check_stage_folder(stage_dir: Path, cfg: TrainConfig, resume: bool, data) -> None:
+    """Refuse to mix runs: a finished or unfinished stage continues only with --resume, and with its own data."""
     last = stage_dir / LAST
     if (stage_dir / SUMMARY).is_file() and not resume:
-        raise EdgekdError(f"{stage_dir}: stage already trained; pass --resume with more --epochs to continue it, "
-                          f"or use another --run-dir")
+        raise EdgekdError(f"{stage_dir}: stage already trained; pass --resume to continue it (inverse-time runs "
+                          f"can take more --epochs), or use another --run-dir")
     if last.is_file() and not resume:
         raise EdgekdError(f"{stage_dir}: holds an unfinished run; pass --resume to continue it, or use another --run-dir")
     if resume and last.is_file():
         check_matches_data(last, "the checkpoint to resume", data)
-    init = Path(cfg.init_from) if cfg.init_from and not (resume and last.is_file()) else None
-    if init is not None:
+    if cfg.init_from and not (resume and last.is_file()):
+        init = Path(cfg.init_from)
         if not init.is_file():
             raise ModelError(f"{init}: checkpoint to start from (--init-from) not found")
         check_matches_data(init, "the checkpoint to start from", data)
-    teachers = teacher_paths(run_dir, cfg) if cfg.stage == "student" else {}
-    for name, path in teachers.items():
-        check_teacher(name, path, data)
 
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(cfg.seed)
-    strategy = _strategy(cfg.strategy)
-    with strategy.scope():
-        netcfg = cfg.network()
-        shape = mean_shape(data) if netcfg.head_init == "mean-shape" else None
-        net = build_network(data.num_points, data.input_size, netcfg, shape)
-        from edgekd.trainers import Distiller, LandmarkTrainer
 
-        if teachers:
-            loaded = {}
-            for name, path in teachers.items():
-                loaded[name] = load_model(path)
-                check_loaded(path, f"{name} teacher", loaded[name], data)
-            flip = data.scheme.flip_permutation if cfg.teacher_flip else None
-            trainer = Distiller(net, loaded["tough"], loaded["tolerant"], cfg.kd, data.scheme.nme_pair, flip)
-        else:
-            trainer = LandmarkTrainer(net, TARGET[cfg.stage], data.scheme.nme_pair, cfg.loss)
-        steps = cfg.steps_per_epoch or math.ceil(data.manifest.counts["train"] / cfg.batch_size)
-        optimizer = keras.optimizers.Adam(learning_rate=make_schedule(cfg, steps * cfg.epochs))
-        trainer.compile(optimizer=optimizer)
-        start = 0
-        if resume and last.is_file():
-            start = int(restore(last, net, optimizer)["epoch"])
-        elif init is not None:
-            load_weights(init, net)
+def _build(cfg: TrainConfig, data, teachers: dict, steps: int):
+    """(network, trainer, optimizer) of a stage, in the distribution strategy's scope."""
+    import tf_keras as keras
 
-    info = {"stage": cfg.stage, "scheme": data.scheme.name, "num_points": data.num_points,
-            "input_size": data.input_size, "crop": data.crop.to_dict(),
-            "arch": netcfg.arch, "alpha": cfg.alpha if netcfg.arch == "mobilenetv2" else None,
-            "target": TARGET[cfg.stage],
-            "prepared": str(Path(prepared_dir).resolve()),
-            "data_license": data.manifest.license, "edgekd_version": edgekd.__version__}
-    write_json(stage_dir / "config.json", {"train": cfg.to_dict(), "prepared": str(Path(prepared_dir).resolve()),
+    from edgekd.models import build_network
+    from edgekd.trainers import Distiller, LandmarkTrainer
+
+    netcfg = cfg.network()
+    shape = mean_shape(data) if netcfg.head_init == "mean-shape" else None
+    net = build_network(data.num_points, data.input_size, netcfg, shape)
+    if teachers:
+        loaded = {}
+        for name, path in teachers.items():
+            loaded[name] = load_model(path)
+            check_loaded(path, f"{name} teacher", loaded[name], data)
+        flip = data.scheme.flip_permutation if cfg.teacher_flip else None
+        trainer = Distiller(net, loaded["tough"], loaded["tolerant"], cfg.kd, data.scheme.nme_pair, flip)
+    else:
+        trainer = LandmarkTrainer(net, TARGET[cfg.stage], data.scheme.nme_pair, cfg.loss)
+    optimizer = keras.optimizers.Adam(learning_rate=make_schedule(cfg, steps * cfg.epochs))
+    trainer.compile(optimizer=optimizer)
+    return net, trainer, optimizer
+
+
+def _write_config(stage_dir: Path, cfg: TrainConfig, prepared_dir, data, teachers: dict, start: int, net) -> dict:
+    """config.json and model_info.json of the stage; returns the info stored inside every checkpoint."""
+    from edgekd.models import model_info
+
+    netcfg = cfg.network()
+    prepared = str(Path(prepared_dir).resolve())
+    write_json(stage_dir / "config.json", {"train": cfg.to_dict(), "prepared": prepared,
                                             "data": {"scheme": data.scheme.name, "input_size": data.input_size,
                                                      "counts": data.manifest.counts},
                                             "teachers": {k: str(v) for k, v in teachers.items()},
                                             "init_from": str(Path(cfg.init_from).resolve()) if cfg.init_from else None,
                                             "resumed_from_epoch": start or None})
     write_json(stage_dir / "model_info.json", model_info(net))
+    return {"stage": cfg.stage, "scheme": data.scheme.name, "num_points": data.num_points,
+            "input_size": data.input_size, "crop": data.crop.to_dict(), "arch": netcfg.arch,
+            "alpha": cfg.alpha if netcfg.arch == "mobilenetv2" else None, "target": TARGET[cfg.stage],
+            "prepared": prepared, "data_license": data.manifest.license, "edgekd_version": edgekd.__version__}
+
+
+def steps_per_epoch(cfg: TrainConfig, data) -> int:
+    return cfg.steps_per_epoch or math.ceil(data.manifest.counts["train"] / cfg.batch_size)
+
+
+def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explicit=None, later_epochs: float = 0.0
+          ) -> dict:
+    """Train one stage into ``<run_dir>/<stage>/``; returns the stage summary (also written as summary.json).
+
+    ``resume`` continues from last.h5 with the settings recorded in the stage's config.json (``explicit``: the
+    fields set on the command line, which must not contradict them); the data order of every epoch is a function
+    of (seed, epoch), so a resumed seeded run sees the batches an uninterrupted one would have seen.
+    """
+    import tf_keras as keras
+
+    from edgekd.data.pipeline import make_dataset, make_training_dataset
+
+    cfg.validate()
+    stage_dir = Path(run_dir) / cfg.stage
+    if resume:
+        cfg = resumed_config(stage_dir, cfg, explicit)
+    data = _open_data(prepared_dir)
+    _check_stage_folder(stage_dir, cfg, resume, data)
+    teachers = teacher_paths(run_dir, cfg) if cfg.stage == "student" else {}
+    for name, path in teachers.items():
+        check_teacher(name, path, data)
+
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    steps = steps_per_epoch(cfg, data)
+    with _strategy(cfg.strategy).scope():
+        net, trainer, optimizer = _build(cfg, data, teachers, steps)
+        start = 0
+        if resume and (stage_dir / LAST).is_file():
+            start = int(restore(stage_dir / LAST, net, optimizer)["epoch"])
+        elif cfg.init_from:
+            load_weights(Path(cfg.init_from), net)
+    info = _write_config(stage_dir, cfg, prepared_dir, data, teachers, start, net)
 
     run = _Run(cfg, stage_dir, data, net, optimizer, info, make_dataset)
+    run.later_epochs = later_epochs
     run.load_log(start)
     t0 = time.time()
     if start < cfg.epochs:
         (stage_dir / SUMMARY).unlink(missing_ok=True)  # unfinished again until these epochs are done
-        train_ds = make_dataset(data, "train", cfg.batch_size, augment=cfg.augmentation() or False, seed=cfg.seed + start,
-                                shuffle=True, repeat=cfg.steps_per_epoch is not None)
-        trainer.fit(train_ds, epochs=cfg.epochs, initial_epoch=start, steps_per_epoch=cfg.steps_per_epoch,
+        train_ds = make_training_dataset(data, cfg.batch_size, cfg.augmentation(), cfg.seed, start, cfg.epochs,
+                                         cfg.steps_per_epoch)
+        trainer.fit(train_ds, epochs=cfg.epochs, initial_epoch=start, steps_per_epoch=steps,
                     callbacks=[_epoch_callback_class()(run)], verbose=0)
+    return _summarize(run, stage_dir, start, time.time() - t0)
+
+
+def _summarize(run: "_Run", stage_dir: Path, start: int, seconds: float) -> dict:
     best_row = min(run.rows, key=lambda r: r.get(run.select, math.inf)) if run.rows else {}
-    summary = {"stage": cfg.stage, "epochs": run.rows[-1]["epoch"] if run.rows else start,
+    summary = {"stage": run.cfg.stage, "epochs": run.rows[-1]["epoch"] if run.rows else start,
                "best_epoch": best_row.get("epoch"), "best_val_nme": best_row.get("val_nme"),
                "selected_on": run.select, "last_val_nme": run.rows[-1].get("val_nme") if run.rows else None,
-               "checkpoint": BEST, "seconds": round(time.time() - t0, 1)}
+               "checkpoint": BEST, "seconds": round(seconds, 1),
+               "seconds_per_epoch": round(float(np.median([r["seconds"] + r.get("eval_seconds", 0)
+                                                            for r in run.rows])), 1) if run.rows else None}
     write_json(stage_dir / SUMMARY, summary)
     return summary
 
 
-def train_all(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False) -> dict[str, dict]:
-    """Tough teacher, Tolerant teacher, student, in order; a stage that already has summary.json is skipped."""
+# relative cost of one training step, MobileNetV2-1.0 = 1 (STACK.md, 128 px on 2 cores: 0.30 vs 1.24 s); a frozen
+# teacher's forward pass costs about a third of its training step
+STEP_COST = {"mobilenetv2": 1.0, "efficientnet-b3": 4.1}
+FORWARD_SHARE = 1 / 3
+
+
+def stage_cost(cfg: TrainConfig, stage: str) -> float:
+    """A stage's step cost relative to a plain MobileNetV2 step: for planning ETAs of stages not yet started."""
+    teacher = STEP_COST.get(cfg.teacher_arch, 1.0)
+    if stage in ("tough", "tolerant"):
+        return teacher
+    if stage == "student":
+        return 1.0 + 2 * FORWARD_SHARE * teacher * (2 if cfg.teacher_flip else 1)
+    return 1.0
+
+
+def _finished_matches(stage_dir: Path, cfg: TrainConfig) -> None:
+    """A finished stage is only skipped by train_all when it was trained with these settings."""
+    path = stage_dir / "config.json"
+    if not path.is_file():
+        return
+    recorded = TrainConfig.from_dict(json.loads(path.read_text())["train"])
+    differ = [k for k in cfg.__dataclass_fields__ if k not in (*RESUMABLE_CHANGES, "stage")
+              and getattr(recorded, k) != getattr(cfg, k)]
+    if differ:
+        shown = ", ".join(f"{k} {getattr(recorded, k)} (asked {getattr(cfg, k)})" for k in differ[:3])
+        raise EdgekdError(f"{stage_dir}: finished with other settings: {shown}; use another --run-dir")
+
+
+def train_all(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explicit=None) -> dict[str, dict]:
+    """Tough teacher, Tolerant teacher, student, in order; a finished stage with the same settings is skipped."""
     import tf_keras as keras
 
     results = {}
-    for stage in PIPELINE:
+    for i, stage in enumerate(PIPELINE):
         done = Path(run_dir) / stage / SUMMARY
         if done.is_file():
+            _finished_matches(done.parent, replace(cfg, stage=stage))
             results[stage] = json.loads(done.read_text())
             if cfg.progress:
                 print(f"{stage}: already trained ({done}), skipped")
             continue
-        results[stage] = train(prepared_dir, run_dir, replace(cfg, stage=stage), resume=resume)
+        own = stage_cost(cfg, stage)
+        later = sum(cfg.epochs * stage_cost(cfg, s) / own for s in PIPELINE[i + 1:])
+        results[stage] = train(prepared_dir, run_dir, replace(cfg, stage=stage), resume=resume, explicit=explicit,
+                               later_epochs=later)
         keras.backend.clear_session()  # free the finished stage's graphs before the next one
     return results
+
+
+def dry_run(prepared_dir, cfg: TrainConfig, stages=PIPELINE, timed_steps: int = 5) -> list[dict]:
+    """Projected time of each stage: a few real training steps of each stage's network on the prepared data,
+    timed after warm-up, times its planned steps (validation adds about 15 %). Writes nothing."""
+    import tf_keras as keras
+
+    from edgekd.data.pipeline import make_training_dataset
+
+    data = _open_data(prepared_dir)
+    steps = steps_per_epoch(cfg, data)
+    rows = []
+    for stage in stages:
+        scfg = replace(cfg, stage=stage)
+        scfg.validate()
+        trainer = _build(replace(scfg, stage="baseline") if stage == "student" else scfg, data, {}, steps)[1]
+        ds = iter(make_training_dataset(data, cfg.batch_size, scfg.augmentation(), cfg.seed, 0, 1, timed_steps + 3))
+        for _ in range(3):
+            trainer.train_on_batch(*next(ds))
+        t0 = time.perf_counter()
+        for _ in range(timed_steps):
+            trainer.train_on_batch(*next(ds))
+        step = (time.perf_counter() - t0) / timed_steps
+        if stage == "student":  # measured without teachers: add their forward passes
+            step *= stage_cost(scfg, "student")
+        rows.append({"stage": stage, "network": scfg.network().arch, "seconds_per_step": round(step, 3),
+                     "steps": steps * cfg.epochs, "projected_seconds": round(1.15 * step * steps * cfg.epochs)})
+        keras.backend.clear_session()
+    return rows

@@ -2,7 +2,7 @@
 
 ``LandmarkTrainer`` trains one network on one target with a plain loss chosen by name (losses.LOSSES);
 ``Distiller`` trains the student under KD-Loss with two frozen teachers run in inference mode on the same augmented
-batch. Both log the running loss and the training NME (vs the hard targets). QAT fine-tuning (quantize.py) uses
+batch. Both log the running loss and the training NME (vs the hard targets). QAT fine-tuning (qat.py) uses
 the same classes on the tfmot-wrapped network.
 """
 from __future__ import annotations

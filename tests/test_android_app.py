@@ -338,6 +338,41 @@ def test_one_euro_filter_kotlin(tmp_path):
     assert lag < 0.5 * np.abs(slow[30:, 0] - (100 + 300 * t[30:])).mean()  # follows motion better than a plain low-pass
 
 
+@pytest.mark.skipif(not (KOTLINC and JAVAC and JAVA), reason="kotlinc not installed (apt-get install kotlin)")
+def test_face_tracker_kotlin_makes_the_desktop_decisions(tmp_path):
+    """FaceTracker.kt and edgekd/runtime/tracker.py, driven by one scripted camera (tests/tracking_world.py), track
+    the same faces with the same ids, detections, crop boxes and smoothed points on every frame."""
+    from tracking_world import HEIGHT, WIDTH, run_python, script
+
+    classes = tmp_path / "classes"
+    proc = subprocess.run([JAVAC, "--release", "8", "-d", str(classes), str(SRC / "CropSpec.java")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    jar = tmp_path / "tracker.jar"
+    proc = subprocess.run([KOTLINC, str(SRC / "FaceTracker.kt"), str(SRC / "OneEuroFilter.kt"),
+                           str(DRIVER.parent / "FaceTrackerMain.kt"), "-cp", str(classes), "-include-runtime",
+                           "-d", str(jar)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    for redetect, max_faces, smooth in ((10, 2, True), (4, 1, False)):
+        lines = [f"{redetect} {max_faces} {int(smooth)} {WIDTH} {HEIGHT}"]
+        for t, faces, boxes in script():
+            values = [t, len(faces), *[v for f in faces for v in f], len(boxes), *[v for b in boxes for v in b]]
+            lines.append(" ".join(repr(float(v)) for v in values))
+        run = subprocess.run([JAVA, "-cp", f"{jar}:{classes}", "FaceTrackerMainKt"], input="\n".join(lines) + "\n",
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        kotlin = run.stdout.splitlines()
+        python, _ = run_python({"redetect_every": redetect, "max_faces": max_faces, "smoothing": smooth})
+        assert len(kotlin) == len(python) == 100
+        for k, (line, faces) in enumerate(zip(kotlin, python)):
+            got = [part.split() for part in line.split(" | ")] if line.strip() else []
+            assert [(int(g[0]), g[1] == "1") for g in got] == [(f[0], f[1]) for f in faces], (k, line)
+            for g, f in zip(got, faces):
+                np.testing.assert_allclose([float(v) for v in g[2:5]], f[2], rtol=0, atol=1e-9, err_msg=str(k))
+                np.testing.assert_allclose([float(v) for v in g[5:]], np.ravel(f[3]), rtol=0, atol=1e-3,
+                                           err_msg=str(k))
+
+
 # --- Gradle, manifest and resources, as text --------------------------------------------------------------------
 def test_gradle_manifest_and_resources_are_consistent():
     gradle = (APP / "app" / "build.gradle.kts").read_text()

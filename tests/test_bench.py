@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import time
 
 import cv2
 import numpy as np
@@ -10,9 +11,12 @@ from click.testing import CliRunner
 from runtime_helpers import W300, build_tiny_models
 from test_runtime import OracleModel
 
-from edgekd.bench import benchmark
+from edgekd.bench import BenchConfig, benchmark
+from edgekd.bench import latency as lat
 from edgekd.data.crop import CropSpec
-from edgekd.errors import DataError, ModelError
+from edgekd.detector import Detection
+from edgekd.errors import DataError, EdgekdError, ModelError
+from edgekd.timing import cpu_name
 
 needs_data = pytest.mark.skipif(not W300.is_dir(), reason="300-W data not available")
 try:
@@ -63,6 +67,13 @@ def test_benchmark_end_to_end_writes_results_and_report(tiny, tmp_path):
         assert set(e["latency_ms"]["model"]) == {"1", "2"} and set(e["latency_ms"]["end_to_end"]) == {"1", "2"}
         assert e["latency_ms"]["end_to_end"]["1"] >= e["latency_ms"]["model"]["1"]
         assert "ai-edge-litert" in e["runtime"]
+        for t in ("1", "2"):  # the end-to-end time by stage, measured inside the same loop, adds up to it
+            stages, e2e = e["latency_ms"]["end_to_end_stages"][t], e["latency_ms"]["end_to_end"][t]
+            assert list(stages) == ["detector", "crop", "model", "post", "other"]
+            assert all(stages[k] > 0 for k in ("detector", "crop", "model", "post")), stages
+            assert sum(stages.values()) == pytest.approx(e2e, rel=0.25, abs=0.3), (stages, e2e)
+        assert e["latency_ms"]["cpu"] == cpu_name()
+    assert results["machine"]["cpu"] == cpu_name() and results["config"]["crop"] == "both"
     if compare:
         dl = [e for e in entries if e["kind"] == "peer"]
         assert all(e["nme"] < 10.0 for e in dl)  # a real predictor on real faces
@@ -72,6 +83,8 @@ def test_benchmark_end_to_end_writes_results_and_report(tiny, tmp_path):
     assert all((out / e["worst_sheet"]).is_file() for e in entries)
     report = (out / "report.md").read_text()
     assert "CED" in report and ("likely includes these test images" in report) == bool(compare)
+    assert f"Machine: {cpu_name()}" in report and f"## Latency (ms) on {cpu_name()}" in report
+    assert "## Where the end-to-end time goes" in report
     assert "NME %" in res.table and "float.tflite" in res.table
 
 
@@ -101,7 +114,8 @@ def test_latency_only_without_data(tiny, tmp_path):
     (entry,) = res.results["entries"]
     assert res.results["faces"] == 0 and "nme" not in entry
     assert entry["latency_ms"]["model"]["1"] > 0 and entry["latency_ms"]["end_to_end"]["1"] > 0
-    assert "accuracy needs --data" in res.table
+    assert entry["latency_ms"]["end_to_end_stages"]["1"]["model"] > 0
+    assert "accuracy needs --data" in res.table and cpu_name() in res.table
 
 
 @needs_data
@@ -120,7 +134,7 @@ def test_corrupt_image_is_one_line_cli_error(tiny, tmp_path):
     pts = next(folder.glob("*.pts"))
     shutil.copy(pts, folder / "zz_broken.pts")
     (folder / "zz_broken.png").write_bytes(b"\x89PNG garbage")
-    res = CliRunner().invoke(main, ["bench", str(tiny["float"]), "--data", str(data), "--out", str(tmp_path / "o")])
+    res = CliRunner().invoke(main, ["bench", str(tiny["float"]), "--root", str(data), "--out-dir", str(tmp_path / "o")])
     assert res.exit_code == 2
     lines = res.output.strip().splitlines()
     assert lines[-1].startswith("error:") and "zz_broken.png" in lines[-1] and "not a readable image" in lines[-1]
@@ -176,8 +190,7 @@ def test_compare_without_dlib_is_clear(tiny, monkeypatch):
 def test_other_device_goes_through_the_device_hook(tiny, monkeypatch, tmp_path):
     """`--device pixel` hands the samples to edgekd.bench.device.run_on_device (faked here: no phone) and scores
     what comes back with the desktop metric code."""
-    import sys
-    import types
+    from edgekd.bench import device
 
     if not W300.is_dir():
         pytest.skip("300-W data not available")
@@ -199,13 +212,14 @@ def test_other_device_goes_through_the_device_hook(tiny, monkeypatch, tmp_path):
         def latency_ms(self):
             t = str(self.threads)
             return {"model": {t: 3.0 * self.threads}, "model_p90": {t: 4.0}, "end_to_end": {t: 9.0},
-                    "end_to_end_p90": {t: 10.0}, "detector": 5.0, "threads": [t]}
+                    "end_to_end_p90": {t: 10.0}, "detector": 5.0, "threads": [t],
+                    "end_to_end_stages": {t: {"detector": 5.0, "crop": 0.5, "model": 3.0, "post": 0.4, "other": 0.1}}}
 
-    def run_on_device(model_path, samples, serial=None, threads=4, protocol="detector", **kw):
-        calls.append((model_path, protocol, serial, threads))
-        return FakeRun(threads)
+    def run_on_device(model_path, samples, options):
+        calls.append((model_path, options.protocol, options.serial, options.threads))
+        return FakeRun(options.threads)
 
-    monkeypatch.setitem(sys.modules, "edgekd.bench.device", types.SimpleNamespace(run_on_device=run_on_device))
+    monkeypatch.setattr(device, "run_on_device", run_on_device)
     res = benchmark([tiny["float"]], data=data, dataset="300w", crop="gt", threads=(1, 2), device="pixel",
                     progress=False)
     (entry,) = res.results["entries"]
@@ -214,19 +228,22 @@ def test_other_device_goes_through_the_device_hook(tiny, monkeypatch, tmp_path):
     d = np.linalg.norm(samples[1].points[36] - samples[1].points[45])
     assert entry["nme"] == pytest.approx(100 * np.sqrt(2) / d, rel=1e-4)  # every point 1 px off in x and y
     assert entry["latency_ms"]["model"] == {"1": 3.0, "2": 6.0}
+    assert set(entry["latency_ms"]["end_to_end_stages"]) == {"1", "2"}
+    assert res.results["device"] == "pixel" and res.results["machine"]["cpu"]
 
 
 def test_cli_passes_phone_options_to_the_device_runner(tiny, monkeypatch, tmp_path):
-    """`edgekd bench --device pixel --serial ... --adb ... --apk ...` reaches run_on_device with those options."""
-    import sys
-    import types
-
+    """`edgekd bench --device pixel --serial ... --adb ... --apk ...` reaches run_on_device with those options,
+    the APK on the first run only."""
+    from edgekd.bench import device
     from edgekd.cli import main
 
     if not W300.is_dir():
         pytest.skip("300-W data not available")
     data = _mini_300w(tmp_path / "300w", n=1)
-    seen = {}
+    apk = tmp_path / "app.apk"
+    apk.write_bytes(b"PK fake")
+    seen = []
 
     class Run:
         def __init__(self, samples):
@@ -239,14 +256,108 @@ def test_cli_passes_phone_options_to_the_device_runner(tiny, monkeypatch, tmp_pa
             return {"model": {"1": 2.0}, "model_p90": {"1": 2.5}, "end_to_end": {"1": 7.0},
                     "end_to_end_p90": {"1": 8.0}, "detector": 4.0, "threads": ["1"]}
 
-    def run_on_device(model_path, samples, **kw):
-        seen.update(kw)
+    def run_on_device(model_path, samples, options):
+        seen.append(options)
         return Run(samples)
 
-    monkeypatch.setitem(sys.modules, "edgekd.bench.device", types.SimpleNamespace(run_on_device=run_on_device))
-    res = CliRunner().invoke(main, ["bench", str(tiny["float"]), "--data", str(data), "--crop", "gt", "--threads", "1",
-                                    "--device", "pixel", "--serial", "ABC123", "--adb", "/opt/adb", "--apk", "app.apk",
-                                    "--out", str(tmp_path / "out")])
+    monkeypatch.setattr(device, "run_on_device", run_on_device)
+    res = CliRunner().invoke(main, ["bench", str(tiny["float"]), "--root", str(data), "--crop", "both", "--threads",
+                                    "1", "--device", "pixel", "--serial", "ABC123", "--adb", "/opt/adb", "--apk",
+                                    str(apk), "--out-dir", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
-    assert seen == {"serial": "ABC123", "adb": "/opt/adb", "apk": "app.apk", "threads": 1, "protocol": "gt"}
-    assert json.loads((tmp_path / "out" / "results.json").read_text())["entries"][0]["nme"] == pytest.approx(0.0, abs=1e-6)
+    first, second = seen
+    assert (first.serial, first.adb, first.apk, first.threads, first.protocol) == ("ABC123", "/opt/adb", str(apk), 1,
+                                                                                   "detector")
+    assert (second.serial, second.apk, second.protocol) == ("ABC123", None, "gt")
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["entries"][1]["nme"] == pytest.approx(0.0, abs=1e-6)
+    assert results["config"]["device_options"] == {"serial": "ABC123", "adb": "/opt/adb", "apk": str(apk)}
+
+
+# --- BenchConfig: every option checked before any work ----------------------------------------------------------
+@pytest.mark.parametrize("options, message", [
+    ({"limit": 0}, r"^--limit 0: expected a whole number >= 1$"),
+    ({"limit": 2.5}, r"^--limit 2.5: expected a whole number >= 1$"),
+    ({"device": "phone"}, r"^--device phone: expected desktop or pixel"),
+    ({"device": "pixel"}, r"^--device pixel needs --root, the dataset"),
+    ({"threads": (1, 0)}, r"^--threads 0: expected a whole number >= 1$"),
+    ({"threads": ("two",)}, r"^--threads 'two': expected whole numbers"),
+    ({"crop": "middle"}, r"^--crop 'middle': expected detector, gt or both$"),
+    ({"compare": ("mtcnn",)}, r"^--compare 'mtcnn': expected one of dlib$"),
+    ({"models": []}, r"^nothing to benchmark"),
+    ({"dataset": "wflw", "compare": ("dlib",)}, r"^--compare dlib predicts 68 points; --dataset wflw has 98$"),
+    ({"device_options": {"serial": "ABC"}}, r"^--serial is a phone option: add --device pixel$"),
+    ({"device": "pixel", "data": "d", "device_options": {"speed": 1}}, r"^device option 'speed': expected one of "),
+    ({"device": "pixel", "data": "d", "device_options": {"threads": 2}}, r"^device option 'threads': expected"),
+    ({"device": "pixel", "data": "d", "device_options": {"apk": "/nowhere.apk"}}, r"^/nowhere.apk: no such APK"),
+])
+def test_bench_config_rejects_bad_options_in_one_line(options, message):
+    with pytest.raises(EdgekdError, match=message) as e:
+        BenchConfig(**{"models": ["m.tflite"], **options})
+    assert "\n" not in str(e.value)
+
+
+def test_bench_config_normalises_and_records_itself():
+    cfg = BenchConfig(models=["a.tflite"], crop="both", threads=["1", 2], compare=["DLIB"], limit=5)
+    assert cfg.protocols == ("detector", "gt") and cfg.threads == (1, 2) and cfg.compare == ("dlib",)
+    assert cfg.device == "desktop" and cfg.scheme.num_points == 68
+    phone = BenchConfig(models=["a.tflite"], device="Pixel", data="d", device_options={"serial": "ABC"})
+    assert phone.device == "pixel" and phone.device_run_options(2, "gt").threads == 2
+    with pytest.raises(EdgekdError, match=r"^--compare runs on the desktop only"):
+        BenchConfig(models=["a.tflite"], device="pixel", data="d", compare=["dlib"])
+    assert json.loads(json.dumps(cfg.to_json()))["threads"] == [1, 2]
+    with pytest.raises(TypeError, match="takes no other options"):
+        benchmark(cfg, limit=3)
+
+
+def test_cli_bad_limit_fails_before_any_work(tmp_path):
+    from edgekd.cli import main
+
+    res = CliRunner().invoke(main, ["bench", str(tmp_path / "never-read.tflite"), "--limit", "0", "--out-dir",
+                                    str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines()[-1] == "error: --limit 0: expected a whole number >= 1"
+
+
+# --- the end-to-end time by stage -------------------------------------------------------------------------------
+class SleepyDetector:
+    """Takes 2 ms per image and finds one face, except in images whose first pixel is 255."""
+
+    name = "sleepy"
+
+    def detect(self, image):
+        time.sleep(0.002)
+        return [] if image[0, 0, 0] == 255 else [Detection((8.0, 8.0, 40.0, 40.0), 0.9, np.zeros((6, 2)))]
+
+
+class SleepyModel:
+    """A stand-in landmark model that takes 1 ms per crop."""
+
+    crop = CropSpec(input_size=32, margin=0.2)
+    num_points = 3
+
+    def predict(self, patch):
+        time.sleep(0.001)
+        return np.full((3, 2), 16.0, np.float32)
+
+
+def test_stages_are_measured_inside_the_pipeline_and_add_up():
+    images = [np.zeros((64, 64, 3), np.uint8) for _ in range(3)] + [np.full((64, 64, 3), 255, np.uint8)]
+    out = lat.end_to_end_latency(SleepyModel(), SleepyDetector(), images, threads=(1,), repeats=4)["1"]
+    assert out["n"] == 12  # 3 faces found x 4 passes; the image without a face is not timed
+    stages = out["stages"]
+    assert list(stages) == list(lat.PIPELINE_STAGES)
+    assert 2.0 <= stages["detector"] < 6.0 and 1.0 <= stages["model"] < 5.0, stages
+    assert 0 < stages["crop"] < 1.0 and 0 < stages["post"] < 1.0 and abs(stages["other"]) < 1.0, stages
+    assert sum(stages.values()) == pytest.approx(out["median"], rel=0.15, abs=0.2), (stages, out)
+
+
+def test_stage_breakdown_accounts_for_the_rest():
+    records = [{"detector": 2.0, "crop": 0.5, "model": 1.0, "post": 0.1, "total": 4.0},
+               {"detector": 2.2, "crop": 0.4, "model": 1.2, "post": 0.1, "total": 4.1},
+               {"detector": None, "crop": 0.5, "model": 1.0, "post": 0.1, "total": 1.7}]  # no detector (gt crops)
+    stages = lat.stage_breakdown(records)
+    assert stages["detector"] == pytest.approx(2.1) and stages["model"] == pytest.approx(1.0)
+    assert stages["other"] == pytest.approx(0.2)  # median of each face's total minus its stages: 0.4, 0.2, 0.1
+    assert lat.stage_breakdown([{"detector": None, "crop": 1.0, "model": 2.0, "post": 0.5, "total": 3.5}])[
+        "detector"] is None

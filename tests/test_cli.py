@@ -1,4 +1,7 @@
 """The CLI as a user meets it: verbs listed, user errors as one line with exit status 2."""
+from pathlib import Path
+
+import pytest
 from click.testing import CliRunner
 
 from edgekd.cli import main
@@ -23,11 +26,12 @@ def test_prepare_refuses_bad_input_size(tmp_path):
     assert r.exit_code == 2 and "multiple of 32" in r.output
 
 
-def test_data_show_draws_a_grid(tiny_prepared, tmp_path):
+@pytest.mark.parametrize("augment", [[], ["--no-augment"], ["--augment", "light"]])
+def test_data_show_draws_a_grid(tiny_prepared, tmp_path, augment):
     import cv2
 
     out = tmp_path / "grid.png"
-    r = CliRunner().invoke(main, ["data", "show", str(tiny_prepared), "--out", str(out), "--count", "8"])
+    r = CliRunner().invoke(main, ["data", "show", str(tiny_prepared), "--out", str(out), "--count", "8", *augment])
     assert r.exit_code == 0, r.output
     img = cv2.imread(str(out))
     assert img.shape == (2 * 192, 4 * 192, 3) and img.std() > 10
@@ -75,7 +79,7 @@ def test_train_options_reach_the_config(tiny_prepared, tmp_path, monkeypatch):
 
     seen = {}
 
-    def fake_train(prepared, run_dir, cfg, resume=False):
+    def fake_train(prepared, run_dir, cfg, resume=False, **kw):
         seen["cfg"] = cfg
         return {}
 
@@ -94,3 +98,210 @@ def test_train_with_missing_init_checkpoint_is_one_line_error(tiny_prepared, tmp
                                        "--init-from", str(tmp_path / "none.h5")])
     assert result.exit_code == 2 and "none.h5: checkpoint to start from (--init-from) not found" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "baseline").exists()
+
+
+# --- issue 15: help texts, one name per concept, run folders, quiet output -----------------------------------------
+def _commands(group=None, path=()):
+    """(path, command) of every verb, nested groups included."""
+    import click
+
+    group = group or main
+    for name, cmd in sorted(group.commands.items()):
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*path, name))
+        else:
+            yield (*path, name), cmd
+
+
+def _visible(cmd):
+    """Option spellings --help shows (hidden old spellings left out) -> the parameter; arguments by NAME."""
+    import click
+
+    names = {}
+    for p in cmd.params:
+        if isinstance(p, click.Argument):
+            names[p.name.upper()] = p
+        elif not p.hidden:
+            for o in p.opts:
+                if o not in getattr(p, "old", ()):
+                    names[o] = p
+    return names
+
+
+# One name per concept across verbs: the name, and the verbs that take that concept.
+CONCEPTS = {
+    "dataset root": ("--root", {("data", "prepare"), ("bench",)}),
+    "prepared folder (main input)": ("PREPARED", {("data", "show"), ("train",)}),
+    "prepared folder (option)": ("--prepared", {("export",)}),
+    "output file": ("--out", {("data", "show"), ("export",), ("predict",)}),
+    "output folder": ("--out-dir", {("data", "prepare"), ("bench",)}),
+    "run folder name": ("--name", {("data", "show"), ("bench",), ("predict",)}),
+    "reuse a run folder": ("--exist-ok", {("data", "show"), ("bench",), ("predict",)}),
+    "thread counts": ("--threads", {("bench",), ("predict",)}),
+    "dataset format": ("--dataset", {("data", "prepare"), ("bench",)}),
+    "augmentation preset": ("--augment", {("data", "show"), ("train",)}),
+    "no augmentation": ("--no-augment", {("data", "show"), ("train",)}),
+}
+
+
+def test_every_verb_uses_the_same_names_for_the_same_things():
+    import click
+
+    from edgekd.cli import ThreadCounts
+
+    verbs = dict(_commands())
+    for concept, (name, users) in CONCEPTS.items():
+        have = {path for path, cmd in verbs.items() if name in _visible(cmd)}
+        assert have == users, f"{concept}: {name} shown by {sorted(have)}, expected {sorted(users)}"
+    for path, cmd in verbs.items():
+        shown = _visible(cmd)
+        assert "--data" not in shown, f"{' '.join(path)} shows --data (a dataset root is --root, a prepared folder " \
+                                       f"--prepared)"
+        if "--out" in shown:  # a file
+            assert isinstance(shown["--out"].type, click.Path) and not shown["--out"].type.dir_okay, path
+        if "--out-dir" in shown:  # a folder
+            assert isinstance(shown["--out-dir"].type, click.Path) and not shown["--out-dir"].type.file_okay, path
+        if "--threads" in shown:
+            assert isinstance(shown["--threads"].type, ThreadCounts), path
+        if "--augment" in shown:
+            assert shown["--augment"].type.choices == _visible(verbs[("train",)])["--augment"].type.choices, path
+        if "--dataset" in shown:
+            assert shown["--dataset"].type.choices == verbs[("data", "prepare")].params[0].type.choices
+
+
+def test_choices_come_from_the_registries():
+    from edgekd.bench.config import DEVICES, PEERS
+    from edgekd.losses import LOSSES
+    from edgekd.models import MODELS
+    from edgekd.schemes import SCHEMES
+    from edgekd.train import RECIPES, SCHEDULES, STAGES
+
+    verbs = dict(_commands())
+    train, bench = _visible(verbs[("train",)]), _visible(verbs[("bench",)])
+    assert list(train["--loss"].type.choices) == list(LOSSES)
+    assert list(train["--teacher-arch"].type.choices) == list(MODELS)
+    assert list(train["--recipe"].type.choices) == list(RECIPES)
+    assert list(train["--schedule"].type.choices) == list(SCHEDULES)
+    assert list(train["--stage"].type.choices) == ["all", *STAGES]
+    assert sorted(bench["--dataset"].type.choices) == sorted(SCHEMES)
+    assert list(bench["--device"].type.choices) == list(DEVICES) and list(bench["--compare"].type.choices) == list(PEERS)
+
+
+def test_top_level_help_shows_whole_verb_descriptions_and_required_arguments():
+    out = CliRunner().invoke(main, ["--help"]).output
+    assert "e.g." not in out and "..." not in out.split("Commands:")[1]
+    assert "-q, --quiet" in out and "-v, --verbose" in out
+    export_help = CliRunner().invoke(main, ["export", "--help"]).output
+    assert "Usage: edgekd export [OPTIONS] CHECKPOINT\n" in export_help  # no [CHECKPOINT]: required
+    assert "[required]" in export_help.split("--out FILE")[1].split("--int8")[0]
+
+
+def test_old_spellings_still_work_but_are_hidden(tiny_300w_root, tmp_path):
+    out = tmp_path / "p"
+    r = CliRunner().invoke(main, ["-q", "data", "prepare", "--root", str(tiny_300w_root), "--out", str(out),
+                                  "--input-size", "64", "--no-fit-detector"])
+    assert r.exit_code == 0, r.output
+    assert (out / "manifest.json").is_file()
+    assert "--out " not in CliRunner().invoke(main, ["data", "prepare", "--help"]).output
+    assert "--data " not in CliRunner().invoke(main, ["bench", "--help"]).output  # (--dataset is another option)
+
+
+def test_rerun_of_prepare_says_already_prepared_in_one_line(tiny_prepared):
+    from edgekd.data.prepare import Manifest
+
+    m = Manifest.load(tiny_prepared / "manifest.json")
+    r = CliRunner().invoke(main, ["data", "prepare", "--root", m.config["root"], "--out-dir", str(tiny_prepared),
+                                  "--input-size", "64"])
+    assert r.exit_code == 0, r.output
+    assert r.output.strip().splitlines() == [f"{tiny_prepared}: already prepared with these settings; nothing to do "
+                                             f"(--force rewrites it)"]
+    assert CliRunner().invoke(main, ["-q", "data", "prepare", "--root", m.config["root"], "--out-dir",
+                                     str(tiny_prepared), "--input-size", "64"]).output == ""
+
+
+def test_run_folders_are_numbered_and_printed(tiny_prepared, tmp_path, monkeypatch):
+    from edgekd.fileio import next_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    for expected in ("exp", "exp2", "exp3"):
+        r = CliRunner().invoke(main, ["data", "show", str(tiny_prepared), "--count", "4"])
+        assert r.exit_code == 0, r.output
+        assert r.output.strip().splitlines()[-1] == f"wrote {Path('runs/show') / expected / 'samples.png'}"
+    r = CliRunner().invoke(main, ["data", "show", str(tiny_prepared), "--count", "4", "--name", "exp", "--exist-ok"])
+    assert r.output.strip().endswith(f"{Path('runs/show/exp/samples.png')}")
+    assert sorted(p.name for p in (tmp_path / "runs" / "show").iterdir()) == ["exp", "exp2", "exp3"]
+    assert next_run_dir(tmp_path / "runs" / "show", "night") == tmp_path / "runs" / "show" / "night"
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    for args, words in ((["data", "prepare", "--root", str(tmp_path)], "missing option '--out-dir'"),
+                        (["-v", "-q", "data"], "exclude each other"),
+                        (["export"], "missing argument 'CHECKPOINT' (usage: edgekd export [OPTIONS] CHECKPOINT")):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and words in r.output, r.output
+
+
+def test_quiet_hides_notices_and_verbose_shows_debug(tmp_path):
+    from edgekd.fileio import write_text
+
+    stale = tmp_path / f".x.txt.{2**22 + 12345}.abcdefgh.tmp"  # a pid no process has (above pid_max's default)
+    for flag, shown in (("-q", False), (None, True)):
+        stale.write_text("left by a kill -9")
+        import logging
+
+        from edgekd import logs
+
+        logs.setup(-1 if flag else 0)
+        try:
+            import io
+            import sys
+
+            buf, saved = io.StringIO(), sys.stderr
+            sys.stderr = buf
+            try:
+                write_text(tmp_path / "x.txt", "x")
+            finally:
+                sys.stderr = saved
+        finally:
+            logs.reset()
+        assert ("removed" in buf.getvalue()) == shown and not stale.exists()
+        assert logging.getLogger("edgekd").level == logging.NOTSET
+
+
+NOISY = r"""
+import os, sys
+from edgekd import logs
+logs.setup(int(sys.argv[1]))
+for line in (b"I0000 00:00:1795816739.735987    7733 port.cc:153] oneDNN custom operations are on.",
+             b"E0000 00:00:1795816743.658324    7733 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)",
+             b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+             b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+             b"W0000 00:00:1795816717.573597    7271 inference_runner_litert.cc:1433] Input tensor memory is not aligned",
+             b"F0000 a fatal native line stays"):
+    os.write(2, line + b"\n")
+print("python's own stderr", file=sys.stderr)
+import time; time.sleep(0.3)
+"""
+
+
+def test_native_library_logs_are_filtered_unless_verbose():
+    import subprocess
+    import sys
+
+    quiet = subprocess.run([sys.executable, "-c", NOISY, "0"], capture_output=True, text=True, timeout=60)
+    assert sorted(quiet.stderr.strip().splitlines()) == ["F0000 a fatal native line stays", "python's own stderr"]
+    loud = subprocess.run([sys.executable, "-c", NOISY, "1"], capture_output=True, text=True, timeout=60)
+    assert len(loud.stderr.strip().splitlines()) == 7
+
+
+def test_predict_on_the_shipped_model_prints_no_native_log_lines(tmp_path):
+    """TensorFlow Lite, LiteRT and MediaPipe all load here; only edgekd's own lines may reach the terminal."""
+    import subprocess
+    import sys
+
+    model = Path(__file__).resolve().parents[1] / "models" / "300w" / "kd_student_qat_int8.tflite"
+    r = subprocess.run([sys.executable, "-m", "edgekd.cli", "predict", str(model), "--out", str(tmp_path / "p.png")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stderr.strip() == "", r.stderr
+    assert r.stdout.strip().endswith(str(tmp_path / "p.png"))

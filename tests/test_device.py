@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import stat
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ import numpy as np
 import pytest
 
 import edgekd  # noqa: F401
-from edgekd.bench import device
+from edgekd.bench import adb as adb_client
+from edgekd.bench import device, device_result, device_schema
 from edgekd.data.crop import CropSpec
 from edgekd.errors import DataError, EdgekdError
 from edgekd.metadata import ModelMetadata, embed
@@ -138,7 +140,7 @@ def test_run_on_device_pushes_runs_polls_and_parses(tmp_path, model, samples):
 
     # The images went over as lossless PNGs of exactly the given pixels, with the boxes of both protocols.
     request = json.loads((work / "request.json").read_text())
-    assert device.schema_errors(request, definition="request") == []
+    assert device_schema.schema_errors(request, definition="request") == []
     assert request["protocol"] == "detector"
     for entry, s in zip(request["images"], samples):
         png = cv2.cvtColor(cv2.imread(str(work / "images" / entry["file"])), cv2.COLOR_BGR2RGB)
@@ -209,7 +211,7 @@ def test_adb_found_under_android_home(monkeypatch, tmp_path):
     _no_adb_anywhere(monkeypatch, tmp_path)
     fake = FakeAdb(tmp_path / "sdk" / "platform-tools")
     monkeypatch.setenv("ANDROID_HOME", str(tmp_path / "sdk"))
-    assert device.find_adb() == str(fake.path)
+    assert adb_client.find_adb() == str(fake.path)
 
 
 @pytest.mark.parametrize("devices, serial, message", [
@@ -260,8 +262,8 @@ def test_gt_protocol_needs_points(tmp_path, model):
 
 # --- the JSON format --------------------------------------------------------------------------------------------
 def test_example_fixture_matches_schema():
-    assert device.schema_errors(json.loads(EXAMPLE.read_text())) == []
-    schema = device.load_schema()
+    assert device_schema.schema_errors(json.loads(EXAMPLE.read_text())) == []
+    schema = device_schema.load_schema()
     # every object lists all its properties as required, so a valid document carries every key the schema names
     for node in (schema, schema["properties"]["app"], schema["properties"]["device"], schema["properties"]["runtime"],
                  schema["$defs"]["image"], schema["$defs"]["image"]["properties"]["timings_ms"]):
@@ -269,45 +271,118 @@ def test_example_fixture_matches_schema():
 
 
 @pytest.mark.parametrize("mutate, problem", [
-    (lambda d: d.update(extra=1), "unexpected key 'extra'"),
-    (lambda d: d["device"].pop("soc_model"), "$.device: missing 'soc_model'"),
-    (lambda d: d["runtime"].update(threads="4"), "$.runtime.threads"),
-    (lambda d: d["runtime"].update(delegate="npu"), "$.runtime.delegate"),
-    (lambda d: d["images"][0].update(points=[[1.0, 2.0, 3.0]]), "$.images[0].points"),
-    (lambda d: d["images"][1]["timings_ms"].update(total=-1), "below the minimum"),
-    (lambda d: d.update(format="edgekd-device-eval/2"), "$.format"),
+    (lambda d: d.update(extra=1), "$: Additional properties are not allowed ('extra' was unexpected)"),
+    (lambda d: d["device"].pop("soc_model"), "$.device: 'soc_model' is a required property"),
+    (lambda d: d["runtime"].update(threads="4"), "$.runtime.threads: '4' is not of type 'integer'"),
+    (lambda d: d["runtime"].update(delegate="npu"), "$.runtime.delegate: 'npu' is not one of"),
+    (lambda d: d["images"][0].update(points=[[1.0, 2.0, 3.0]]), "$.images[0].points: [[1.0, 2.0, 3.0]] is not valid"),
+    (lambda d: d["images"][1]["timings_ms"].update(total=-1), "$.images[1].timings_ms.total: -1 is less than the min"),
+    (lambda d: d.update(format="edgekd-device-eval/2"), '$.format: "edgekd-device-eval/2", but \'edgekd-device-eval/1\''),
 ])
 def test_schema_check_catches_bad_documents(tmp_path, mutate, problem):
     doc = copy.deepcopy(json.loads(EXAMPLE.read_text()))
     mutate(doc)
-    errors = device.schema_errors(doc)
-    assert errors and any(problem in e for e in errors), errors
+    errors = device_schema.schema_errors(doc)
+    assert len(errors) == 1 and errors[0].startswith(problem), errors
     path = tmp_path / "result.json"
     path.write_text(json.dumps(doc))
     with pytest.raises(DataError, match=r"result.json: not an edgekd-device-eval/1 result: ") as e:
-        device.read_result(path)
+        device_result.read_result(path)
     assert "\n" not in str(e.value)
 
 
 def test_read_result_file_problems(tmp_path):
     with pytest.raises(DataError, match="no such file"):
-        device.read_result(tmp_path / "missing.json")
+        device_result.read_result(tmp_path / "missing.json")
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(DataError, match="not JSON"):
-        device.read_result(tmp_path / "broken.json")
+        device_result.read_result(tmp_path / "broken.json")
 
 
 def test_benchmark_output_parser():
-    out = device.parse_benchmark_output(BENCHMARK_OUTPUT)
+    out = device_result.parse_benchmark_output(BENCHMARK_OUTPUT)
     assert out == {"init_us": 21302.0, "first_inference_us": 5012.0, "warmup_avg_us": 1905.4,
                    "inference_avg_us": 1861.22, "inference_count": 530, "inference_min_us": 1781.0,
                    "inference_max_us": 2403.0, "inference_std_us": 61.0, "memory_init_mb": 3.83984,
                    "memory_overall_mb": 6.77734}
     with pytest.raises(EdgekdError, match="no 'Inference timings in us' line; it ended with: .*Segmentation fault"):
-        device.parse_benchmark_output("INFO: STARTING!\nSegmentation fault\n")
+        device_result.parse_benchmark_output("INFO: STARTING!\nSegmentation fault\n")
 
 
 def test_schema_ships_with_the_package():
     assert device.SCHEMA_PATH.is_file() and device.SCHEMA_PATH.parent == Path(device.__file__).parent
     setup = (Path(device.__file__).resolve().parents[2] / "setup.cfg").read_text()
     assert "bench/*.json" in setup  # package_data, so installed copies can validate too
+    assert "jsonschema==" in setup  # the schema check is the maintained validator, a pinned dependency
+
+
+# --- the schema check is jsonschema's ---------------------------------------------------------------------------
+def test_schema_is_standard_2020_12_checked_by_jsonschema():
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator.check_schema(device_schema.load_schema())  # the schema file itself is well formed
+    assert isinstance(device_schema.validator(), Draft202012Validator)
+    # standard keywords the schema does not use yet are understood too (a hand-written checker knew a subset)
+    strict = {"type": "object", "properties": {"file": {"type": "string", "pattern": r"^\d{6}\.png$"}},
+              "patternProperties": {"^x_": {"type": "integer"}}}
+    assert device_schema.schema_errors({"file": "000001.png", "x_a": 3}, schema=strict) == []
+    errors = device_schema.schema_errors({"file": "../etc/passwd", "x_a": "3"}, schema=strict)
+    assert [e.split(":")[0] for e in errors] == ["$.file", "$.x_a"], errors
+
+
+@pytest.mark.parametrize("mutate, problem", [
+    (lambda r: r.update(protocol="both"), "$.protocol: 'both' is not one of ['detector', 'gt']"),
+    (lambda r: r["images"][0].update(box=[1.0, 2.0]), "$.images[0].box: [1.0, 2.0] is not valid"),
+    (lambda r: r["images"][1].pop("match"), "$.images[1]: 'match' is a required property"),
+])
+def test_request_definition_rejects_bad_requests(mutate, problem):
+    request = {"format": device.REQUEST_FORMAT, "protocol": "gt",
+               "images": [{"file": "000000.png", "box": [10.0, 12.0, 30.0], "match": None},
+                          {"file": "000001.png", "box": [5.0, 5.0, 8.0], "match": [1.0, 1.0, 8.0, 8.0]}]}
+    assert device_schema.schema_errors(request, definition="request") == []
+    mutate(request)
+    errors = device_schema.schema_errors(request, definition="request")
+    assert len(errors) == 1 and errors[0].startswith(problem), errors
+
+
+def test_schema_errors_stay_one_short_line():
+    doc = json.loads(EXAMPLE.read_text())
+    doc["runtime"] = {"note": "a\nb " * 400}  # jsonschema quotes the whole offending value
+    errors = device_schema.schema_errors(doc)
+    assert errors and all("\n" not in e and len(e) <= device_schema.MAX_LINE for e in errors), errors
+
+
+# --- options and the stage breakdown ----------------------------------------------------------------------------
+@pytest.mark.parametrize("options, message", [
+    ({"delegate": "npu"}, r"^delegate 'npu': expected cpu or gpu$"),
+    ({"protocol": "both"}, r"^protocol 'both': expected one of detector, gt$"),
+    ({"threads": 0}, r"^threads 0: expected a whole number >= 1$"),
+    ({"timeout": 0}, r"^timeout 0: expected a number > 0$"),
+    ({"apk": "/nowhere/app.apk"}, r"^/nowhere/app.apk: no such APK; build android_demo"),
+    ({"benchmark_binary": "bench.apk"}, r"^bench.apk: the benchmark_model APK is not supported"),
+    ({"benchmark_binary": "/nowhere/benchmark_model"}, r"^/nowhere/benchmark_model: no such benchmark_model binary$"),
+])
+def test_device_options_are_checked_on_creation(options, message):
+    with pytest.raises(EdgekdError, match=message) as e:
+        device.DeviceOptions(**options)
+    assert "\n" not in str(e.value)
+
+
+def test_device_run_breaks_end_to_end_into_stages():
+    run = device_result.to_device_run(json.loads(EXAMPLE.read_text()))
+    assert len(run.stages) == 2  # images with landmarks only: the detector miss is left out, as in end_to_end
+    stages = run.latency_ms()["end_to_end_stages"]["4"]
+    assert stages["detector"] == pytest.approx(3.3) and stages["model"] == pytest.approx(1.925)
+    assert stages["crop"] == pytest.approx(0.465) and stages["post"] == pytest.approx(0.08)  # landmarks-crop-model
+    assert sum(stages.values()) == pytest.approx(run.latency_ms()["end_to_end"]["4"], abs=0.01)
+    assert run.latency_ms()["cpu"].startswith("Google Pixel 7 (Android 14, GS201")
+
+
+def test_protocols_are_named_once():
+    from edgekd.bench import protocols
+
+    assert device.PROTOCOLS is protocols.PROTOCOLS
+    package = Path(device.__file__).resolve().parents[1]
+    defining = [p.relative_to(package).as_posix() for p in package.rglob("*.py")
+                if re.search(r"^PROTOCOLS\s*=", p.read_text(), re.M)]
+    assert defining == ["bench/protocols.py"]

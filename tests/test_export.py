@@ -1,4 +1,5 @@
-"""Export of a tiny student in every mode: metadata, model card, int8 op check, the NME guard, atomic writes."""
+"""Export of a tiny student in every mode: metadata, model card, int8 op check, the NME guard, atomic writes, and
+the option checks that refuse a bad export before any work (one line each, naming the option)."""
 from __future__ import annotations
 
 import json
@@ -48,7 +49,7 @@ def checkpoint(tiny_prepared, tmp_path_factory):
 @pytest.fixture(scope="module")
 def exports(checkpoint, tiny_prepared, tmp_path_factory):
     """Each mode exported once (lazily) and shared by the tests below."""
-    from edgekd.export import export_model
+    from edgekd.export import ExportConfig, export_model
 
     out, cache = tmp_path_factory.mktemp("exports"), {}
 
@@ -56,7 +57,7 @@ def exports(checkpoint, tiny_prepared, tmp_path_factory):
         key = (mode, tuple(sorted(kw.items())))
         if key not in cache:
             name = f"{mode}{''.join(f'_{v}' for v in kw.values())}.tflite"
-            cache[key] = export_model(checkpoint, out / name, mode, tiny_prepared, **{**FAST, **kw})
+            cache[key] = export_model(ExportConfig(checkpoint, out / name, mode, tiny_prepared, **{**FAST, **kw}))
         return cache[key]
 
     return get
@@ -90,6 +91,8 @@ def test_export_each_mode(mode, exports, checkpoint):
     # the file as shipped tracks the Keras model it came from
     assert abs(r.nme_tflite - r.nme_keras) < 1.0
     assert card["latency_ms"]["median"] > 0 and card["latency_ms"]["threads"] == 1
+    assert card == json.loads(json.dumps(r.card, default=str))  # the card on disk is the result's card
+    assert card["config"]["mode"] == mode and card["config"]["checkpoint"] == str(checkpoint)
     it = Interpreter(model_path=str(r.path))
     it.allocate_tensors()
     want = "int8" if mode in ("int8", "qat") else "float32"
@@ -182,7 +185,7 @@ def test_metadata_round_trip_and_model_still_runs(exports, tiny_prepared):
 
 def test_calibration_crops_are_augmented_and_seeded(tiny_prepared):
     from edgekd.data.pipeline import PreparedData
-    from edgekd.quantize import calibration_images
+    from edgekd.qat import calibration_images
 
     data = PreparedData.open(tiny_prepared)
     a, b, c = (calibration_images(data, 8, seed) for seed in (1, 1, 2))
@@ -193,44 +196,74 @@ def test_calibration_crops_are_augmented_and_seeded(tiny_prepared):
     assert not any(np.array_equal(img, ref) for img in a for ref in canonical)
 
 
-def test_guard_fires_and_leaves_nothing(checkpoint, tiny_prepared, tmp_path):
-    from edgekd.export import export_model
+@pytest.fixture(scope="module")
+def fragile_checkpoint(checkpoint, tiny_prepared, tmp_path_factory):
+    """The tiny student with one output coordinate pushed far out (bias +200): its int8 head must cover that range,
+    so its step is ~50 crop pixels and every other coordinate collapses onto the crop centre; int8 loses tens of
+    NME points (a rounding of a few pixels would not do: it adds to the untrained model's error in quadrature)."""
+    from edgekd.checkpoint import load_model
+    from edgekd.data.pipeline import PreparedData
+
+    net = load_model(checkpoint)
+    kernel, bias = net.get_layer("landmarks").get_weights()
+    bias[0] += 200.0
+    net.get_layer("landmarks").set_weights([kernel, bias])
+    return _save(net, tmp_path_factory.mktemp("fragile") / "best.h5", tiny_prepared, PreparedData.open(tiny_prepared))
+
+
+def test_guard_fires_and_leaves_nothing(fragile_checkpoint, tiny_prepared, tmp_path):
+    from edgekd.export import ExportConfig, export_model
 
     out = tmp_path / "m.tflite"
     out.write_bytes(b"an earlier export")
-    with pytest.raises(EdgekdError, match="not written.*tolerance -1") as err:
-        export_model(checkpoint, out, "float32", tiny_prepared, **{**FAST, "tolerance": -1})
+    with pytest.raises(EdgekdError, match=r"m.tflite: not written: the int8-ptq model.*> tolerance 2\);.*--qat") as err:
+        export_model(ExportConfig(fragile_checkpoint, out, "int8", tiny_prepared, **FAST))
     assert "\n" not in str(err.value)
     assert out.read_bytes() == b"an earlier export"  # untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]  # no temp file, no card
 
 
-def test_allow_degradation_writes_a_flagged_card(checkpoint, tiny_prepared, tmp_path):
-    from edgekd.export import export_model
+def test_allow_degradation_writes_a_flagged_card(fragile_checkpoint, tiny_prepared, tmp_path):
+    from edgekd.export import ExportConfig, export_model
 
-    r = export_model(checkpoint, tmp_path / "m.tflite", "float32", tiny_prepared, allow_degradation=True,
-                     **{**FAST, "tolerance": -1})
-    assert r.path.is_file() and r.degraded and json.loads(r.card_json.read_text())["nme"]["degraded"]
+    r = export_model(ExportConfig(fragile_checkpoint, tmp_path / "m.tflite", "int8", tiny_prepared,
+                                  allow_degradation=True, **FAST))
+    assert r.path.is_file() and r.degraded and r.nme.delta > FAST["tolerance"]
+    card = json.loads(r.card_json.read_text())
+    assert card["nme"]["degraded"] and card["nme"]["delta"] == pytest.approx(r.nme_tflite - r.nme_keras)
     assert "Degraded export" in r.card_md.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.card.json", "m.card.md", "m.tflite"]
 
 
+def test_tolerance_guard_compares_the_nme_rise_with_the_tolerance(tmp_path):
+    from edgekd.export import ExportConfig, Scores, check_tolerance
+
+    cfg = ExportConfig(tmp_path / "best.h5", tmp_path / "m.tflite", "qat", tolerance=0.1)
+    check_tolerance(cfg, Scores(keras=5.0, tflite=5.1, faces=4))  # exactly the tolerance passes
+    check_tolerance(cfg, Scores(keras=5.0, tflite=4.0, faces=4))  # an improvement passes
+    with pytest.raises(EdgekdError, match=r"int8-qat model's validation NME is 5.300% against 5.000%.*"
+                                          r"\+0.300 > tolerance 0.1.*--qat-epochs"):
+        check_tolerance(cfg, Scores(keras=5.0, tflite=5.3, faces=4))
+    cfg.allow_degradation = True
+    check_tolerance(cfg, Scores(keras=5.0, tflite=5.3, faces=4))
+
+
 def test_mismatched_data_is_refused(tiny_prepared, tmp_path):
     from edgekd.data.pipeline import PreparedData
-    from edgekd.export import export_model
+    from edgekd.export import ExportConfig, export_model
     from edgekd.models import build_student
 
     data = PreparedData.open(tiny_prepared)
     ck = _save(build_student(68, 96, alpha=0.35), tmp_path / "best.h5", tiny_prepared, data)
     with pytest.raises(ModelError, match="takes 96 px input, but .* prepared at 64 px"):
-        export_model(ck, tmp_path / "m.tflite", "int8", tiny_prepared, **FAST)
+        export_model(ExportConfig(ck, tmp_path / "m.tflite", "int8", tiny_prepared, **FAST))
     assert not (tmp_path / "m.tflite").exists()
 
 
 def test_other_crop_or_missing_teachers_are_refused(checkpoint, tiny_prepared, tmp_path):
     import h5py
 
-    from edgekd.export import export_model
+    from edgekd.export import ExportConfig, export_model
     from edgekd.checkpoint import INFO_ATTR
 
     other = tmp_path / "other.h5"
@@ -240,9 +273,10 @@ def test_other_crop_or_missing_teachers_are_refused(checkpoint, tiny_prepared, t
         info["crop"]["margin"] = info["crop"]["margin"] + 0.1
         f.attrs[INFO_ATTR] = json.dumps(info)
     with pytest.raises(ModelError, match="other.h5: the model was trained on another crop"):
-        export_model(other, tmp_path / "m.tflite", "int8", tiny_prepared, **FAST)
+        export_model(ExportConfig(other, tmp_path / "m.tflite", "int8", tiny_prepared, **FAST))
     with pytest.raises(ModelError, match=r"nowhere/tough/best.h5: no tough teacher"):
-        export_model(checkpoint, tmp_path / "m.tflite", "qat", tiny_prepared, teachers_dir=tmp_path / "nowhere", **FAST)
+        export_model(ExportConfig(checkpoint, tmp_path / "m.tflite", "qat", tiny_prepared,
+                                  teachers_dir=tmp_path / "nowhere", **FAST))
     assert not list(tmp_path.glob("m.*"))
 
 
@@ -285,8 +319,82 @@ def test_cli_errors_are_one_line(checkpoint, tiny_prepared, tmp_path):
     for args, msg in [((), "usage: edgekd export"),
                       ((checkpoint, "--out", tmp_path / "x.tflite", "--int8", "--qat"), "choose one of"),
                       ((tmp_path / "none.h5", "--out", tmp_path / "x.tflite", "--data", tiny_prepared), "not found"),
-                      ((checkpoint, "--out", tmp_path / "x.tflite", "--data", tmp_path), "no manifest"),
+                      ((checkpoint, "--out", tmp_path / "x.tflite", "--data", checkpoint.parent), "no manifest"),
                       ((checkpoint, "--out", tmp_path / "x.onnx", "--data", tiny_prepared), "must end in .tflite")]:
         r = run(*args)
         assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and msg in r.output, r.output
     assert list(tmp_path.iterdir()) == []
+
+
+# --- options refused before any work ---------------------------------------------------------------------------
+@pytest.mark.parametrize("options, message", [
+    (dict(tolerance=-1), "--tolerance -1: expected a number >= 0"),
+    (dict(tolerance=float("nan")), "--tolerance nan: expected a number >= 0"),
+    (dict(tolerance=float("inf")), "--tolerance inf: expected a number >= 0"),
+    (dict(calibration_samples=0), "--calibration-samples 0: expected a whole number >= 1"),
+    (dict(calibration_samples=2.5), "--calibration-samples 2.5: expected a whole number >= 1"),
+    (dict(qat_epochs=0), "--qat-epochs 0: expected a whole number >= 1"),
+    (dict(qat_steps_per_epoch=0), "--qat-steps 0: expected a whole number >= 1"),
+    (dict(qat_learning_rate=0.0), "--qat-lr 0.0: expected a number > 0"),
+    (dict(mode="int4"), "the export mode 'int4': expected one of float32, float16, dynamic, int8, qat"),
+    (dict(input_type="int16"), "--input-type 'int16': expected one of int8, uint8, float32"),
+    (dict(latency_runs=0), "latency_runs 0: expected a whole number >= 1"),
+])
+def test_bad_options_are_refused_in_one_line(options, message, checkpoint, tiny_prepared, tmp_path):
+    from edgekd.export import ExportConfig, export_model
+
+    with pytest.raises(EdgekdError) as err:
+        export_model(ExportConfig(checkpoint, tmp_path / "m.tflite", prepared=tiny_prepared, **options))
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_never_overwrites_or_enters_an_input(checkpoint, tiny_prepared, tmp_path):
+    """The output must not be an input nor sit inside one: not the prepared folder (given or recorded in the
+    checkpoint), not the stage folder given as the checkpoint, not the teachers folder."""
+    from edgekd.export import ExportConfig, export_model
+
+    before = sorted(p.name for p in tiny_prepared.iterdir())
+    as_folder = tmp_path / "data.tflite"
+    as_folder.mkdir()
+    cases = [
+        (dict(checkpoint=checkpoint, out=tiny_prepared / "m.tflite", prepared=tiny_prepared),
+         "lies inside the input --prepared"),
+        (dict(checkpoint=checkpoint, out=tiny_prepared / "val" / "m.tflite"),
+         "lies inside the input PREPARED (recorded in the checkpoint)"),
+        (dict(checkpoint=checkpoint.parent, out=checkpoint.parent / "m.tflite", prepared=tiny_prepared),
+         "lies inside the input CHECKPOINT"),
+        (dict(checkpoint=checkpoint, out=as_folder, prepared=as_folder), "is the input --prepared"),
+        (dict(checkpoint=checkpoint, out=tmp_path / "t" / "m.tflite", prepared=tiny_prepared, mode="qat",
+              teachers_dir=tmp_path / "t"), "lies inside the input --teachers-dir"),
+    ]
+    for kw, what in cases:
+        with pytest.raises(EdgekdError) as err:
+            export_model(ExportConfig(**kw, **FAST))
+        msg = str(err.value)
+        assert msg.startswith(f"--out {kw['out']}: {what}") and "\n" not in msg, msg
+    assert sorted(p.name for p in tiny_prepared.iterdir()) == before
+    assert not list(checkpoint.parent.glob("*.tflite"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.tflite"]
+
+
+def test_cli_refuses_a_tflite_checkpoint_and_bad_options(checkpoint, tiny_prepared, tmp_path):
+    from edgekd.cli import main
+
+    run = lambda *a: CliRunner().invoke(main, ["export", *map(str, a)])
+    shipped = tmp_path / "in" / "model.tflite"
+    shipped.parent.mkdir()
+    shipped.write_bytes(b"a tflite")
+    out = tmp_path / "x.tflite"
+    for args, msg in [((shipped, "--out", out, "--data", tiny_prepared), "Keras checkpoint (.h5)"),
+                      ((checkpoint, "--out", out, "--data", tiny_prepared, "--tolerance", -0.5), "--tolerance -0.5"),
+                      ((checkpoint, "--out", out, "--data", tiny_prepared, "--tolerance", "nan"), "--tolerance nan"),
+                      ((checkpoint, "--out", out, "--data", tiny_prepared, "--calibration-samples", 0, "--int8"),
+                       "--calibration-samples 0"),
+                      ((checkpoint, "--out", out, "--data", tiny_prepared, "--qat", "--qat-epochs", 0),
+                       "--qat-epochs 0"),
+                      ((checkpoint, "--out", tiny_prepared / "x.tflite", "--data", tiny_prepared, "--int8"),
+                       "lies inside the input --prepared")]:
+        r = run(*args)
+        assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and msg in r.output, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"] and not (tiny_prepared / "x.tflite").exists()

@@ -12,15 +12,16 @@ REPO = PACKAGE.parent
 
 # floor of every module; a module may import its own floor and the floors below it
 FLOORS = {
-    0: ["edgekd", "edgekd.errors", "edgekd.fileio", "edgekd.schemes", "edgekd.timing", "edgekd.metrics",
-        "edgekd.metadata", "edgekd.checkpoint", "edgekd.detector", "edgekd.data", "edgekd.data.crop",
+    0: ["edgekd", "edgekd.errors", "edgekd.logs", "edgekd.fileio", "edgekd.schemes", "edgekd.timing",
+        "edgekd.metrics", "edgekd.metadata", "edgekd.checkpoint", "edgekd.detector", "edgekd.data", "edgekd.data.crop",
         "edgekd.data.readers"],
     1: ["edgekd.data.asm", "edgekd.data.augment", "edgekd.data.prepare", "edgekd.data.pipeline",
         "edgekd.data.visualize"],
     2: ["edgekd.models", "edgekd.losses"],
     3: ["edgekd.trainers", "edgekd.train", "edgekd.qat"],
     # runtime: free of training code; it stands on the foundations only (see RUNTIME_MAY_IMPORT)
-    4: ["edgekd.runtime", "edgekd.runtime.model", "edgekd.runtime.predictor", "edgekd.runtime.tracker"],
+    4: ["edgekd.runtime", "edgekd.runtime.model", "edgekd.runtime.predictor", "edgekd.runtime.tracker",
+        "edgekd.runtime.blazeface", "edgekd.runtime.video"],
     5: ["edgekd.quantize", "edgekd.export"],
     6: ["edgekd.bench"],  # and every edgekd.bench.* module
     7: ["edgekd.cli"],

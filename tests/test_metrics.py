@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from edgekd.bench import metrics as M
+from edgekd import metrics as M
 from edgekd.schemes import get_scheme
 
 S300 = get_scheme("300w")

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from edgekd.errors import ModelError
+from edgekd.errors import EdgekdError
 from edgekd.models import HEAD_NAME, build_student, build_teacher, model_info, recalibrate_batchnorm
 
 
@@ -21,7 +21,7 @@ def test_student_size_matches_the_method_table():
     assert info["outputs"] == 136
 
 
-def test_teacher_is_flat_efficientnet_b3_taking_unit_range_input():
+def test_teacher_is_flat_efficientnet_b3_scaling_unit_range_input_to_its_own():
     model = build_teacher(29, 64)
     assert _is_flat(model)
     assert model.output_shape == (None, 58) and model.get_layer(HEAD_NAME).units == 58
@@ -29,7 +29,8 @@ def test_teacher_is_flat_efficientnet_b3_taking_unit_range_input():
     assert model.count_params() == pytest.approx(10.87e6, rel=2e-3)
     stem_input = keras.Model(model.input, model.get_layer("stem_conv_pad").input)
     x = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)
-    np.testing.assert_allclose(stem_input(x).numpy(), x, atol=1e-6)  # no hidden 1/255 rescaling of [0,1] input
+    # the model takes [0, 1] pixels and its backbone sees [-1, 1] (models.MODELS), no hidden 1/255 rescaling
+    np.testing.assert_allclose(stem_input(x).numpy(), 2 * x - 1, atol=1e-6)
 
 
 def test_teacher_stochastic_depth_can_be_switched_off():
@@ -37,15 +38,15 @@ def test_teacher_stochastic_depth_can_be_switched_off():
         return [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
 
     assert max(drops(build_teacher(68, 64, dropout=0.0))) == pytest.approx(0.2 * 25 / 26, rel=1e-3)  # Keras ramp
-    assert drops(build_teacher(68, 64, dropout=0.0, stochastic_depth=0.0)) == [0.0]  # only the head's
+    assert drops(build_teacher(68, 64, dropout=0.0, stochastic_depth=0.0)) == []  # no head dropout either
 
 
 def test_student_is_flat_and_wrappable_by_qat():
-    import tensorflow_model_optimization as tfmot
+    from edgekd.qat import quantize_model
 
     model = build_student(68, 96, alpha=0.35)
     assert _is_flat(model) and model.output_shape == (None, 136)
-    qat = tfmot.quantization.keras.quantize_model(model)
+    qat = quantize_model(model)
     assert qat.output_shape == (None, 136)
 
 
@@ -65,7 +66,7 @@ def test_recalibrate_batchnorm_stores_the_average_batch_statistics():
     features = keras.Model(model.input, bn.input)(images).numpy()
     np.testing.assert_allclose(bn.moving_mean.numpy(), features.mean((0, 1, 2)), rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(bn.moving_variance.numpy(), features.var((0, 1, 2)), rtol=0.05)
-    assert bn.momentum == 0.999  # restored
+    assert bn.momentum == 0.99  # restored (models.NetworkConfig.bn_momentum)
     for before, after in zip(weights_before, model.trainable_weights):
         np.testing.assert_array_equal(before, after.numpy())
 
@@ -81,3 +82,23 @@ def test_recalibration_switches_dropout_off():
     assert recalibrate_batchnorm(model, tf.data.Dataset.from_tensor_slices(x).batch(64), steps=1) == 1
     np.testing.assert_allclose(bn.moving_variance.numpy(), x.var(0), rtol=0.05)
     assert drop.rate == 0.9  # restored
+
+
+def test_head_starts_at_the_mean_shape():
+    """With head_init mean-shape the untrained network predicts the mean training shape for any image."""
+    from edgekd.models import NetworkConfig, build_network
+
+    mean = np.linspace(-0.4, 0.4, 136).astype(np.float32)
+    model = build_network(68, 64, NetworkConfig(alpha=0.35), mean_shape=mean)
+    out = model(np.random.default_rng(3).random((2, 64, 64, 3), dtype=np.float32), training=False).numpy()
+    np.testing.assert_allclose(out, np.broadcast_to(mean, out.shape), atol=0.05)
+    with pytest.raises(EdgekdError, match="mean training shape"):
+        build_network(68, 64, NetworkConfig(alpha=0.35))
+
+
+def test_every_registered_backbone_builds_flat():
+    from edgekd.models import MODELS, NetworkConfig, build_network
+
+    for name in MODELS:
+        model = build_network(5, 64, NetworkConfig(arch=name, alpha=0.35, head_init="default"))
+        assert _is_flat(model) and model.output_shape == (None, 10), name

@@ -1,17 +1,20 @@
 """Runtime: LandmarkModel over .tflite (float/int8) and Keras, the MediaPipe detector, and the inverse-crop path."""
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from runtime_helpers import W300, build_tiny_models
 
-from edgekd.data.crop import CropSpec, transform_points
+from edgekd.data.crop import CropSpec, transform_points, warp
 from edgekd.errors import ModelError
 from edgekd.runtime import FaceDetector, LandmarkModel, Predictor, fit_detector_mapping
 from edgekd.detector import Detection, match_box
 from edgekd.runtime.model import dequantize_output, quantize_input
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -106,18 +109,17 @@ def test_match_box_picks_most_overlapping_face():
 class OracleModel:
     """Stand-in LandmarkModel that 'predicts' the ground truth mapped into whatever crop it is shown.
 
-    It learns the crop's transform by watching CropSpec.crop, so the whole detector -> crop -> model -> inverse path
-    is exercised: scoring its output must give NME ~0 (any convention slip in the crop/inverse would show).
+    It learns the crop's transform by watching CropSpec.matrix, so the whole detector -> crop -> model -> inverse
+    path is exercised: scoring its output must give NME ~0 (any convention slip in the crop/inverse would show).
     """
 
     def __init__(self, spec: CropSpec):
         oracle = self
 
         class Watching(CropSpec):
-            def crop(self, image, box):
-                patch, m = super().crop(image, box)
-                oracle.matrix = m
-                return patch, m
+            def matrix(self, box):
+                oracle.matrix = super().matrix(box)
+                return oracle.matrix
 
         self.crop = Watching(**spec.to_dict())
         self.num_points = 68
@@ -185,7 +187,7 @@ def test_predict_cli_draws_faces(tiny, tmp_path, astronaut):
     out, pts = tmp_path / "out.png", tmp_path / "face.pts"
     res = CliRunner().invoke(main, ["predict", str(tiny["float"]), str(img), "--out", str(out), "--pts", str(pts)])
     assert res.exit_code == 0, res.output
-    assert "1 face(s)" in res.output
+    assert "1 face found" in res.output and "score 0.9" in res.output
     drawn = cv2.imread(str(out))
     assert drawn.shape == astronaut.shape and np.any(drawn != cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
     from edgekd.data.readers import read_pts
@@ -216,4 +218,221 @@ def test_predict_cli_without_image_uses_the_sample_face(tiny, tmp_path):
     out = tmp_path / "sample.png"
     res = CliRunner().invoke(main, ["predict", str(tiny["float"]), "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "1 face(s) found in the astronaut sample" in res.output and out.stat().st_size > 10_000
+    assert "1 face found in the astronaut sample" in res.output and out.stat().st_size > 10_000
+
+
+# --- the fast still-image path ----------------------------------------------------------------------------------------
+SHIPPED_INT8 = REPO / "models" / "300w" / "kd_student_qat_int8.tflite"
+
+
+def _whole_image_warp(image, matrix, size):
+    """The warp before region-only downsampling: pyrDown over the whole image, then the forward warpAffine."""
+    import cv2
+
+    m = np.array(matrix, dtype=np.float64)
+    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    while scale < 0.5 and min(image.shape[:2]) >= 4:
+        image = cv2.pyrDown(image)
+        m[:, :2] *= 2.0
+        scale *= 2.0
+    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=0)
+
+
+def test_warp_downsamples_only_the_region_bit_identically(astronaut):
+    import cv2
+
+    rng = np.random.default_rng(7)
+    big = cv2.resize(astronaut, (1531, 1203), interpolation=cv2.INTER_CUBIC)  # odd sizes: pyramid edge cases
+    images = [big, astronaut, rng.integers(0, 256, (37, 23, 3), np.uint8), big[:, :, 0].copy()]
+    checked = pyramid = 0
+    for image in images:
+        h, w = image.shape[:2]
+        for k in range(150):
+            spec = CropSpec(input_size=int(rng.choice([64, 128])), margin=float(rng.uniform(0, 0.4)))
+            box = (float(rng.uniform(-0.3 * w, 1.3 * w)), float(rng.uniform(-0.3 * h, 1.3 * h)),
+                   float(np.exp(rng.uniform(np.log(4), np.log(3 * max(w, h))))))
+            m = spec.matrix(box)
+            if k % 5 == 0:  # rotated maps take the whole-image path; still identical
+                c, s_ = np.cos(0.3), np.sin(0.3)
+                m[:, :2] = np.array([[c, -s_], [s_, c]]) @ m[:, :2]
+            expected = _whole_image_warp(image, m, spec.input_size)
+            np.testing.assert_array_equal(warp(image, m, spec.input_size), expected, err_msg=str((image.shape, box)))
+            checked += 1
+            pyramid += spec.matrix(box)[0, 0] < 0.5
+    assert checked == 600 and pyramid > 200
+    out = np.full((128, 128, 3), 7, np.uint8)  # into a caller's buffer, also when the crop misses the image
+    m = CropSpec().matrix((700.0, 600.0, 900.0))
+    assert warp(big, m, 128, out) is out and np.array_equal(out, _whole_image_warp(big, m, 128))
+    m = CropSpec().matrix((-5000.0, 600.0, 900.0))
+    assert warp(big, m, 128, out) is out and not out.any()
+
+
+def test_int8_input_takes_the_pixels_directly_and_matches_the_quantizer():
+    from edgekd.data.crop import invert
+    from edgekd.runtime.model import input_encoding
+
+    crop = (np.random.default_rng(3).random((128, 128, 3)) * 255).astype(np.uint8)
+    crop[0, 0] = (0, 255, 128)
+    with LandmarkModel(SHIPPED_INT8) as model:
+        backend = model._backend
+        assert backend.input_encoding == "int8-xor"  # the shipped model: int8, zero point -128, scale 1/255
+        model.set_input(crop)
+        reference = quantize_input(crop[None].astype(np.float32) / 255.0, backend.inp)
+        np.testing.assert_array_equal(backend.interp.get_tensor(backend.inp["index"]), reference)
+        model.invoke()
+        m = CropSpec().matrix((250.0, 180.0, 120.0))
+        folded = model.points(invert(m))
+        stepwise = transform_points(model.crop.denormalize(dequantize_output(backend.output(), backend.out)[0]),
+                                    invert(m))
+    np.testing.assert_allclose(folded, stepwise, rtol=0, atol=2e-3)
+    assert input_encoding({"dtype": np.uint8, "quantization": (1 / 255, 0)}) == "uint8"
+    assert input_encoding({"dtype": np.int8, "quantization": (1 / 127.5, 0)}) == "quantize"  # [-1, 1] inputs
+    assert input_encoding({"dtype": np.int8, "quantization": (1 / 255, -127)}) == "quantize"
+    assert input_encoding({"dtype": np.float32, "quantization": (0.0, 0)}) == "float"
+
+
+def test_staged_calls_give_predict_for_every_backend(tiny):
+    from edgekd.data.crop import invert
+
+    crop = _crop()
+    m = CropSpec(input_size=64).matrix((40.0, 50.0, 30.0))
+    for kind in ("float", "int8", "keras"):
+        with LandmarkModel(tiny[kind]) as model:
+            expected = model.crop.denormalize(model.run(crop.astype(np.float32) / 255.0)[0])
+            np.testing.assert_allclose(model.predict(crop), expected, rtol=0, atol=1e-3, err_msg=kind)
+            model.set_input(crop)
+            model.invoke()
+            np.testing.assert_allclose(model.points(invert(m)), transform_points(expected, invert(m)), rtol=0,
+                                       atol=1e-3, err_msg=kind)
+
+
+# --- detectors ----------------------------------------------------------------------------------------------------
+def _grid(image, rows, tile=(slice(40, 340), slice(110, 350))):
+    """rows x rows copies of the astronaut's face tile (300x240, the face 95 px wide): a group photo of real faces."""
+    face = image[tile]
+    return np.ascontiguousarray(np.vstack([np.hstack([face] * rows)] * rows)), \
+        [(67 + 240 * i, 42 + 300 * j, 95, 95) for j in range(rows) for i in range(rows)]
+
+
+@pytest.mark.skipif(not W300.is_dir(), reason="300-W data not available")
+def test_blazeface_on_litert_finds_the_boxes_tasks_finds(detector, astronaut):
+    from edgekd.data.readers import load_image, read_dataset
+    from edgekd.detector import iou
+    from edgekd.runtime import BlazeFace
+
+    images = [astronaut, _grid(astronaut, 2)[0]] + [load_image(s) for s in read_dataset("300w", W300, "test")[:12]]
+    compared = 0
+    with BlazeFace() as litert:
+        for image in images:
+            ours, theirs = litert.detect(image), detector.detect(image)
+            assert len(ours) == len(theirs)
+            for d in theirs:
+                x, y, w, h = d.box
+                if x <= 0 or y <= 0:  # Tasks moves a box that crosses the left/top edge inside the image
+                    continue
+                best = max(ours, key=lambda e: iou(e.box, d.box))
+                assert iou(best.box, d.box) >= 0.95 and abs(best.score - d.score) < 0.01
+                np.testing.assert_allclose(best.keypoints, d.keypoints, atol=0.02 * w)
+                compared += 1
+    assert compared >= 14
+
+
+def test_full_range_and_tiles_find_small_faces(astronaut):
+    from edgekd.detector import iou
+    from edgekd.runtime import open_detector
+
+    grid, truth = _grid(astronaut, 4)
+
+    def recall(**options):
+        with open_detector(**options) as det:
+            found = det.detect(grid)
+        return sum(any(iou(d.box, t) > 0.3 for d in found) for t in truth), len(found)
+
+    assert recall() == (0, 0)  # short-range sees 10 px faces in a 1200 px photo letterboxed to 128
+    hits, n = recall(detector="full-range")
+    assert 3 <= hits == n < 8
+    assert recall(tiles=2) == (16, 16)
+    assert recall(detector="full-range", tiles=2) == (16, 16)
+    with pytest.raises(ModelError, match="tiles 9"):
+        open_detector(tiles=9)
+
+
+def test_detector_asset_checksums():
+    from edgekd.detector import SHIPPED, check_asset
+
+    for path in SHIPPED:
+        assert check_asset(path)[4:8] == b"TFL3"
+
+
+# --- predict: every face, points per face, no face ------------------------------------------------------------------
+def _write(path, rgb):
+    import cv2
+
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def test_predict_writes_one_pts_per_face_and_no_stale_ones(tiny, tmp_path, astronaut):
+    from edgekd.cli import main
+    from edgekd.data.readers import read_pts
+
+    group = _write(tmp_path / "group.png", _grid(astronaut, 2)[0])
+    single = _write(tmp_path / "single.png", astronaut)
+    pts = tmp_path / "faces.pts"
+    (tmp_path / "faces_7.pts").write_text("left by an earlier run")
+    res = CliRunner().invoke(main, ["predict", str(tiny["float"]), str(group), "--out", str(tmp_path / "g.png"),
+                                    "--pts", str(pts)])
+    assert res.exit_code == 0, res.output
+    assert "4 faces found" in res.output and res.output.count("score 0.9") == 4
+    written = sorted(p.name for p in tmp_path.glob("faces*"))
+    assert written == ["faces_1.pts", "faces_2.pts", "faces_3.pts", "faces_4.pts"]
+    centres = sorted(tuple(np.round(read_pts(tmp_path / n, 68).mean(0) / 100)) for n in written)
+    assert len(set(centres)) == 4  # four different faces, not one face four times
+    res = CliRunner().invoke(main, ["predict", str(tiny["float"]), str(single), "--out", str(tmp_path / "s.png"),
+                                    "--pts", str(pts)])
+    assert res.exit_code == 0 and "1 face found" in res.output
+    assert sorted(p.name for p in tmp_path.glob("faces*")) == ["faces.pts"]
+
+
+def test_predict_json_holds_every_face_with_box_and_score(tiny, tmp_path, astronaut):
+    import json
+
+    from edgekd.cli import main
+
+    group = _write(tmp_path / "group.png", _grid(astronaut, 2)[0])
+    out = tmp_path / "faces.json"
+    res = CliRunner().invoke(main, ["predict", str(tiny["float"]), str(group), "--out", str(tmp_path / "g.png"),
+                                    "--pts", str(out), "--detector-backend", "litert", "--min-score", "0.6"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert len(doc["faces"]) == 4 and doc["source"] == str(group)
+    for face in doc["faces"]:
+        assert len(face["box"]) == 4 and face["score"] >= 0.6 and np.array(face["points"]).shape == (68, 2)
+
+
+def test_predict_without_a_face_says_so_and_leaves_nothing(tiny, tmp_path):
+    from edgekd.cli import main
+
+    blank = _write(tmp_path / "wall.png", np.full((240, 320, 3), 128, np.uint8))
+    out, pts = tmp_path / "wall_out.png", tmp_path / "wall.pts"
+    out.write_bytes(b"an earlier run's image")
+    pts.write_text("an earlier run's points")
+    res = CliRunner().invoke(main, ["predict", str(tiny["float"]), str(blank), "--out", str(out), "--pts", str(pts)])
+    assert res.exit_code == 0, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"no face found in {blank}") and "nothing written" in lines[0]
+    assert not out.exists() and not pts.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wall.png"]
+
+
+def test_predict_option_errors_are_one_line(tiny, tmp_path, astronaut):
+    from edgekd.cli import main
+
+    img = _write(tmp_path / "a.png", astronaut)
+    for args, expected in ((["--min-score", "1.5"], "error: --min-score 1.5"),
+                           (["--pts", str(tmp_path / "p.csv")], "error: --pts"),
+                           (["--tiles", "0"], "error: --tiles 0"),
+                           (["--out", str(img)], "error: --out")):
+        res = CliRunner().invoke(main, ["predict", str(tiny["float"]), str(img), *args])
+        assert res.exit_code == 2 and res.output.strip().splitlines()[-1].startswith(expected), (args, res.output)

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 import edgekd.data.pipeline as pipeline
 import edgekd.models as models
 from edgekd.errors import EdgekdError, ModelError
-from edgekd.train import (LAST, OPTIMIZER_GROUP, TrainConfig, TrainingDiverged, checkpoint_info,
-                          load_model, save_checkpoint, train, train_all)
+from edgekd.checkpoint import LAST, OPTIMIZER_GROUP, checkpoint_info, load_model, save_checkpoint
+from edgekd.train import TrainConfig, TrainingDiverged, train, train_all
 from edgekd.losses import KDLossConfig
 
 TINY = dict(epochs=2, batch_size=8, alpha=0.35, steps_per_epoch=2, bn_recalibration_samples=8, progress=False)
@@ -122,13 +122,49 @@ def _iterations(path):
         return int(f[OPTIMIZER_GROUP]["00000"][()])
 
 
-def test_resume_continues_from_last_checkpoint(tiny_prepared, tmp_path, one_epoch_baseline):
+def _planned_two_killed_after_one(one_epoch_baseline, tmp_path):
+    """The one-epoch run, rewritten as a two-epoch run killed after its first epoch."""
     run = _copy(one_epoch_baseline, tmp_path)
-    (run / "baseline" / "summary.json").unlink()  # as if killed after epoch 1
+    (run / "baseline" / "summary.json").unlink()
+    config = json.loads((run / "baseline" / "config.json").read_text())
+    config["train"]["epochs"] = 2
+    (run / "baseline" / "config.json").write_text(json.dumps(config))
+    return run
+
+
+def test_resume_refuses_options_that_contradict_the_recorded_run(tiny_prepared, tmp_path, one_epoch_baseline):
+    run = _planned_two_killed_after_one(one_epoch_baseline, tmp_path)
+    with pytest.raises(EdgekdError, match="--learning-rate 0.5 contradicts the run's recorded 0.001"):
+        train(tiny_prepared, run, TrainConfig(stage="baseline", learning_rate=0.5), resume=True,
+              explicit={"learning_rate"})
+    with pytest.raises(EdgekdError, match="cosine schedule.*--init-from"):
+        train(tiny_prepared, run, TrainConfig(stage="baseline", epochs=5), resume=True, explicit={"epochs"})
+    assert not (run / "baseline" / "summary.json").exists()  # nothing trained
+
+
+def test_epoch_order_is_a_function_of_seed_and_epoch():
+    from edgekd.data.pipeline import epoch_order
+
+    a, b = epoch_order(10, 3, 7), epoch_order(10, 3, 7)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert sorted(a[0]) == list(range(10))
+    assert not np.array_equal(a[0], epoch_order(10, 3, 8)[0])
+    assert len(epoch_order(10, 3, 7, count=25)[0]) == 25
+
+
+def test_bad_settings_name_the_option():
+    for field, value, option in (("dropout", 2.0, "--dropout"), ("steps_per_epoch", 0, "--steps-per-epoch"),
+                                 ("learning_rate", float("nan"), "--lr"), ("alpha", -1.0, "--alpha")):
+        with pytest.raises(EdgekdError, match=f"^{option} "):
+            TrainConfig(**{field: value}).validate()
+
+
+def test_resume_continues_from_last_checkpoint(tiny_prepared, tmp_path, one_epoch_baseline):
+    run = _planned_two_killed_after_one(one_epoch_baseline, tmp_path)
     cfg = TrainConfig(stage="baseline", **TINY)
     with pytest.raises(EdgekdError, match="--resume"):
         train(tiny_prepared, run, cfg)
-    train(tiny_prepared, run, cfg, resume=True)
+    train(tiny_prepared, run, TrainConfig(stage="baseline", progress=False), resume=True)  # recorded settings win
     assert [int(r["epoch"]) for r in _rows(run / "baseline")] == [1, 2]
     assert checkpoint_info(run / "baseline" / LAST)["epoch"] == 2
     assert _iterations(run / "baseline" / LAST) == 4  # optimizer state carried on: 2 steps x 2 epochs
@@ -136,16 +172,15 @@ def test_resume_continues_from_last_checkpoint(tiny_prepared, tmp_path, one_epoc
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_prepared, tmp_path, one_epoch_baseline, monkeypatch):
-    run = _copy(one_epoch_baseline, tmp_path)
-    original = pipeline.make_dataset
+    run = _planned_two_killed_after_one(one_epoch_baseline, tmp_path)
+    original = pipeline.make_training_dataset
 
-    def poisoned(prepared, split, *args, **kwargs):
-        ds = original(prepared, split, *args, **kwargs)
-        return ds.map(lambda x, y: (x * np.float32("nan"), y)) if split == "train" else ds
+    def poisoned(*args, **kwargs):
+        return original(*args, **kwargs).map(lambda x, y: (x * np.float32("nan"), y))
 
-    monkeypatch.setattr(pipeline, "make_dataset", poisoned)
+    monkeypatch.setattr(pipeline, "make_training_dataset", poisoned)
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, step 1.*last good checkpoint"):
-        train(tiny_prepared, run, TrainConfig(stage="baseline", **{**TINY, "epochs": 3}), resume=True)
+        train(tiny_prepared, run, TrainConfig(stage="baseline", progress=False), resume=True)
     assert checkpoint_info(run / "baseline" / LAST)["epoch"] == 1
     weights = load_model(run / "baseline" / LAST).get_weights()
     assert all(np.isfinite(w).all() for w in weights)
@@ -154,7 +189,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_prepared, tmp_path, 
 
 def test_resume_refuses_a_network_of_another_width(tiny_prepared, tmp_path, one_epoch_baseline):
     run = _copy(one_epoch_baseline, tmp_path)
-    with pytest.raises(ModelError, match="--alpha"):
+    with pytest.raises(EdgekdError, match="--alpha 0.5 contradicts the run's recorded 0.35"):
         train(tiny_prepared, run, TrainConfig(stage="baseline", **{**TINY, "alpha": 0.5}), resume=True)
 
 

@@ -8,7 +8,7 @@ no detection overlaps is a detector failure.
 from __future__ import annotations
 
 from edgekd.data.crop import CropSpec
-from edgekd.errors import EdgekdError
+from edgekd.errors import OptionError
 from edgekd.detector import match_box
 
 PROTOCOLS = ("detector", "gt")
@@ -18,7 +18,7 @@ def parse_protocols(crop: str) -> tuple[str, ...]:
     if crop == "both":
         return PROTOCOLS
     if crop not in PROTOCOLS:
-        raise EdgekdError(f"--crop {crop!r}: expected detector, gt or both")
+        raise OptionError(f"--crop {crop!r}: expected detector, gt or both")
     return (crop,)
 
 

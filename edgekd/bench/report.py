@@ -83,17 +83,8 @@ def _md_table(cols, rows) -> str:
 
 
 def markdown(results) -> str:
-    m = results["machine"]
-    parts = [f"# edgekd benchmark: {results['dataset']} {results['split']}", ""]
-    if results.get("faces"):
-        parts.append(f"{results['faces']} faces from `{results['data']}`; protocols: {', '.join(results['protocols'])}"
-                     f"; face detector: {results.get('detector') or '–'}.")
-    else:
-        parts.append("Latency only, on a sample face (scikit-image's astronaut): accuracy needs `--data`.")
-    load = m.get("load_average_1m")
-    busy = (f" Load average {load} when the run ended" + (": other work shared the CPU, so read latencies as upper "
-            "bounds." if load and m.get("cores") and load > 0.75 * m["cores"] else ".")) if load is not None else ""
-    parts += ["", f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['platform']}.{busy}", ""]
+    """report.md: what ran where, the summary table, then per-subset accuracy, latency and its stages, peers."""
+    parts = _intro(results)
     cols, rows = _rows(results)
     parts += ["## Summary", "", _md_table(cols, rows), ""]
     parts += ["NME: " + results["metrics"]["nme"] + ". FR: " + results["metrics"]["fr"] + ". AUC: "
@@ -101,37 +92,7 @@ def markdown(results) -> str:
               "failures in FR and AUC). Model ms: one crop through the model (median after warm-up). "
               "E2E ms: detector on the whole image + crop + model + inverse crop for one face (median). "
               "Latency is the same for both protocols of a model.", ""]
-    if results.get("faces"):
-        subsets = [s for e in results["entries"] for s in (e.get("subsets") or {})]
-        names = list(dict.fromkeys(subsets))
-        if names:
-            cols = ["Model", "Protocol"] + [f"{n} NME / FR / AUC" for n in names] + ["AUC (paper variant)"]
-            rows = []
-            for e in results["entries"]:
-                cells = [e["model"], e["protocol"]]
-                for n in names:
-                    s = (e.get("subsets") or {}).get(n)
-                    cells.append("–" if not s else f"{_fmt(s['nme'])} / {_fmt(s['fr'])} / {_fmt(s['auc'], 4)}")
-                cells.append(_fmt(e.get("auc_paper"), 4))
-                rows.append(cells)
-            parts += ["## Per subset", "", _md_table(cols, rows), "",
-                      "AUC (paper variant) is the KD-Loss code's formula (max 0.95; METHOD.md §6), only for "
-                      "comparison with the paper's tables.", ""]
-    lat_rows, seen = [], set()
-    for e in results["entries"]:
-        L = e.get("latency_ms") or {}
-        if e["model"] in seen:  # the same numbers for both protocols
-            continue
-        seen.add(e["model"])
-        for t in L.get("threads", []):
-            lat_rows.append([e["model"], str(t), L.get("runtime", ""),
-                             _fmt(_lat(e, "model", t)), _fmt(_lat(e, "model_p90", t)), _fmt(L.get("detector")),
-                             _fmt(L.get("crop"), 3), _fmt(_lat(e, "end_to_end", t)),
-                             _fmt(_lat(e, "end_to_end_p90", t)), L.get("detector_runtime", "")])
-    if lat_rows:
-        parts += ["## Latency (ms)", "", _md_table(["Model", "Threads", "Runtime", "Model median",
-                                                     "Model p90", "Detector", "Crop", "E2E median", "E2E p90",
-                                                     "Detector runtime"], lat_rows), ""]
+    parts += _subset_section(results) + _latency_section(results) + _stage_section(results)
     if any(e["kind"] == "peer" for e in results["entries"]):
         parts += ["## Peers", "", DLIB_NOTE + " dlib runs in its own pipeline: HOG detector in the `detector` "
                   "protocol; in the `gt` protocol the ground-truth landmark box moved into the HOG box convention "
@@ -143,6 +104,88 @@ def markdown(results) -> str:
     parts += [f"- worst predictions, {e['model']} [{e['protocol']}]: `{e['worst_sheet']}`"
               for e in results["entries"] if e.get("worst_sheet")]
     return "\n".join(parts) + "\n"
+
+
+def _intro(results) -> list[str]:
+    """Title, data, and the machine every desktop number was measured on (with its load: a shared machine's
+    latencies are upper bounds)."""
+    m = results["machine"]
+    parts = [f"# edgekd benchmark: {results['dataset']} {results['split']}", ""]
+    if results.get("faces"):
+        parts.append(f"{results['faces']} faces from `{results['data']}`; protocols: {', '.join(results['protocols'])}"
+                     f"; face detector: {results.get('detector') or '–'}.")
+    else:
+        parts.append("Latency only, on a sample face (scikit-image's astronaut): accuracy needs `--data`.")
+    load = m.get("load_average_1m")
+    busy = (f" Load average {load} when the run ended" + (": other work shared the CPU, so read latencies as upper "
+            "bounds." if load and m.get("cores") and load > 0.75 * m["cores"] else ".")) if load is not None else ""
+    parts += ["", f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['platform']}.{busy}", ""]
+    if results.get("device", "desktop") != "desktop":
+        parts += [f"Landmarks and latency measured on the phone (--device {results['device']}); each row's runtime "
+                  "names it. Scoring ran on the machine above.", ""]
+    return parts
+
+
+def _subset_section(results) -> list[str]:
+    names = list(dict.fromkeys(s for e in results["entries"] for s in (e.get("subsets") or {})))
+    if not results.get("faces") or not names:
+        return []
+    cols = ["Model", "Protocol"] + [f"{n} NME / FR / AUC" for n in names] + ["AUC (paper variant)"]
+    rows = []
+    for e in results["entries"]:
+        cells = [e["model"], e["protocol"]]
+        for n in names:
+            s = (e.get("subsets") or {}).get(n)
+            cells.append("–" if not s else f"{_fmt(s['nme'])} / {_fmt(s['fr'])} / {_fmt(s['auc'], 4)}")
+        cells.append(_fmt(e.get("auc_paper"), 4))
+        rows.append(cells)
+    return ["## Per subset", "", _md_table(cols, rows), "",
+            "AUC (paper variant) is the KD-Loss code's formula (max 0.95; METHOD.md §6), only for "
+            "comparison with the paper's tables.", ""]
+
+
+def _latency_rows(results):
+    """(entry, its latency_ms) once per model: both protocols of a model share their latencies."""
+    seen = set()
+    for e in results["entries"]:
+        if e["model"] not in seen:
+            seen.add(e["model"])
+            yield e, e.get("latency_ms") or {}
+
+
+def _latency_section(results) -> list[str]:
+    rows = [[e["model"], str(t), L.get("runtime", ""), _fmt(_lat(e, "model", t)), _fmt(_lat(e, "model_p90", t)),
+             _fmt(L.get("detector")), _fmt(L.get("crop"), 3), _fmt(_lat(e, "end_to_end", t)),
+             _fmt(_lat(e, "end_to_end_p90", t)), L.get("detector_runtime", "")]
+            for e, L in _latency_rows(results) for t in L.get("threads", [])]
+    if not rows:
+        return []
+    cols = ["Model", "Threads", "Runtime", "Model median", "Model p90", "Detector", "Crop", "E2E median", "E2E p90",
+            "Detector runtime"]
+    return [f"## Latency (ms) on {results['machine']['cpu']}", "", _md_table(cols, rows), ""]
+
+
+STAGE_NOTE = ("Measured inside the end-to-end loop, one face per image: detector = the face detector on the whole "
+              "image; crop = the CropSpec warp; model = the crop into the model's input and the invoke; post = the "
+              "model's output to image points (dequantise, denormalise, inverse crop); each as the Predictor times "
+              "it; other = the rest of each face's time (box mapping, bookkeeping). The stages' medians add up to about the E2E median. The model stage is often "
+              "slower than the model-only median above: there the model runs in a tight loop with its weights in "
+              "cache, here it takes turns with the detector, as in an app.")
+
+
+def _stage_section(results) -> list[str]:
+    """Where each model's end-to-end time goes, with the CPU (or phone) it was measured on."""
+    rows = []
+    for e, L in _latency_rows(results):
+        for t, st in (L.get("end_to_end_stages") or {}).items():
+            known = [st.get(k) for k in ("detector", "crop", "model", "post", "other")]
+            total = sum(v for v in known if v is not None)
+            rows.append([e["model"], str(t)] + [_fmt(v, 3) for v in known]
+                        + [_fmt(total, 3), _fmt(_lat(e, "end_to_end", t), 3), L.get("cpu", "")])
+    if not rows:
+        return []
+    cols = ["Model", "Threads", "Detector", "Crop", "Model", "Post", "Other", "Sum", "E2E median", "Measured on"]
+    return ["## Where the end-to-end time goes (ms, medians)", "", _md_table(cols, rows), "", STAGE_NOTE, ""]
 
 
 # --- plots --------------------------------------------------------------------------------------------------------

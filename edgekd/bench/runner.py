@@ -2,10 +2,12 @@
 
 Each image is read once and detected once; every model then cuts its own crop from the shared detection, so
 models differ only in what they are. Latency is measured afterwards on real crops and images, with fresh
-interpreters per thread count.
+interpreters per thread count; the end-to-end time is broken into the pipeline stages it was spent in, and every
+result names the CPU it was measured on (edgekd.timing.machine), because machines differ between sessions.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,15 +15,18 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.bench import latency as lat
+from edgekd.bench.config import PEERS, BenchConfig  # noqa: F401  (PEERS: the choices, importable from here)
+from edgekd.bench.protocols import crop_box, select_detection
+from edgekd.errors import ModelError
 from edgekd.metrics import nme, summarize, summarize_subsets
-from edgekd.bench.protocols import crop_box, parse_protocols, select_detection
-from edgekd.errors import EdgekdError, ModelError
 from edgekd.runtime.predictor import sample_face
-from edgekd.schemes import get_scheme
 
 log = logging.getLogger(__name__)
 
-PEERS = ("dlib",)
+METRICS = {"nme": "% of outer-eye-corner distance, mean over detected faces, original image",
+           "fr": "% of faces with NME > 0.1, detector failures included",
+           "auc": "standard AUC@0.1 of the CED (0..1), detector failures included",
+           "auc_paper": "KD-Loss paper's AUC variant (max 0.95), for comparison with its tables only"}
 
 
 @dataclass
@@ -53,12 +58,99 @@ class BenchResult:
     table: str
 
 
-def _open_model(m, threads: int):
+def benchmark(config=None, /, *, detector=None, **options) -> BenchResult:
+    """Benchmark models on a dataset: ``benchmark(BenchConfig(...))`` or ``benchmark(models, data=..., ...)`` with
+    BenchConfig's fields as keywords.
+
+    Without ``data`` only latency is measured, on a sample face. ``device="pixel"`` runs the models on the attached
+    phone (edgekd.bench.device, given ``device_options``) and scores what comes back here. Writes results.json,
+    report.md, ced.png and worst-case sheets to ``out`` (when given) and returns them with the printed table.
+    ``detector``: a FaceDetector to use instead of a fresh one.
+    """
+    cfg = _as_config(config, options)
+    samples, skipped = _read_samples(cfg)
+    if cfg.device != "desktop":
+        return _benchmark_device(cfg, samples, skipped)
+    return _benchmark_desktop(cfg, samples, skipped, detector)
+
+
+def _as_config(config, options: dict) -> BenchConfig:
+    if isinstance(config, BenchConfig):
+        if options:
+            raise TypeError(f"benchmark(BenchConfig, ...) takes no other options ({', '.join(options)})")
+        return config
+    if config is not None:
+        options = {"models": config, **options}
+    return BenchConfig(**options)
+
+
+def _read_samples(cfg: BenchConfig) -> tuple[list, list[str]]:
+    """The test faces (the first --limit of them), and the annotations the reader skipped (image missing beside a
+    .pts), so the report counts them like faces whose image vanished later."""
+    if cfg.data is None:
+        return [], []
+    from edgekd.data.readers import read_dataset
+
+    skipped: list[str] = []
+    samples = read_dataset(cfg.dataset, cfg.data, cfg.split, skipped)
+    return samples[: cfg.limit], skipped
+
+
+def _image_missing(sample) -> bool:
+    return sample.image is None and not Path(sample.image_path).is_file()
+
+
+# --- desktop ----------------------------------------------------------------------------------------------------------
+def _benchmark_desktop(cfg: BenchConfig, samples, reader_skips, detector) -> BenchResult:
+    from edgekd.detector import FaceDetector
+
+    loaded = _open_models(cfg)
+    peers = _open_peers(cfg)
+    own_detector = detector is None and bool(loaded)
+    det = FaceDetector() if own_detector else detector
+    try:
+        taken: set = set()
+        model_rows = [(m, _entries_of_model(m, cfg.protocols, taken)) for m in loaded]
+        peer_rows = [(p, {pr: Entry(p.name, pr, "peer", str(p.path), p.runtime, "float64 (dlib)", p.size_mb)
+                          for pr in cfg.protocols}) for p in peers]
+        scored, skipped, det_ms, keep = _accuracy_loop(cfg, samples, model_rows, peer_rows, det)
+        images = keep["images"] or [sample_face()]
+        for m, row in model_rows:
+            _measure_latency(m, row, det, images, keep["crop_source"], cfg.threads, det_ms)
+        for peer, row in peer_rows:
+            _peer_latency(peer, row, images if not samples else None)
+        entries = [e for _, row in model_rows + peer_rows for e in row.values()]
+        return _finish(cfg, entries, scored, reader_skips + skipped, getattr(det, "name", None))
+    finally:
+        if own_detector and det is not None:
+            det.close()
+
+
+def _open_models(cfg: BenchConfig) -> list:
+    """Each model loaded (paths) or taken as it is (LandmarkModel-like objects), checked against the dataset."""
     from edgekd.runtime.model import LandmarkModel
 
-    if isinstance(m, (str, Path)):
-        return LandmarkModel(m, num_threads=threads)
-    return m  # an already-built model (LandmarkModel or a stand-in with .crop/.predict/.num_points)
+    loaded = [LandmarkModel(m, num_threads=cfg.threads[0]) if isinstance(m, (str, Path)) else m for m in cfg.models]
+    for m, src in zip(loaded, cfg.models):
+        n = getattr(m, "num_points", None)
+        if n is not None and n != cfg.scheme.num_points:
+            raise ModelError(f"{getattr(m, 'path', src)}: predicts {n} points but --dataset {cfg.dataset} has "
+                             f"{cfg.scheme.num_points}")
+    return loaded
+
+
+def _open_peers(cfg: BenchConfig) -> list:
+    if "dlib" not in cfg.compare:
+        return []
+    from edgekd.bench.peers import DlibPeer
+
+    return [DlibPeer()]
+
+
+def _entries_of_model(m, protocols, taken: set) -> dict:
+    name = _model_name(m, taken)
+    return {p: Entry(name, p, "edgekd", str(getattr(m, "path", "")), getattr(m, "runtime", "custom"),
+                     getattr(getattr(m, "info", None), "quantization", ""), _size(m)) for p in protocols}
 
 
 def _model_name(model, taken: set) -> str:
@@ -74,108 +166,6 @@ def _model_name(model, taken: set) -> str:
     return name
 
 
-def _read_counting_skips(dataset, data, split):
-    """read_dataset, plus the annotations it skipped (image missing beside a .pts), so the report can count them
-    like faces whose image vanished later."""
-    from edgekd.data.readers import read_dataset
-
-    skipped: list[str] = []
-    samples = read_dataset(dataset, data, split, skipped)
-    return samples, skipped
-
-
-def _image_missing(sample) -> bool:
-    return sample.image is None and not Path(sample.image_path).is_file()
-
-
-def benchmark(models, data=None, dataset: str = "300w", out=None, crop: str = "detector", threads=(1, 2),
-              compare=(), limit: int | None = None, device: str = "desktop", split: str = "test",
-              progress: bool = True, worst: int = 12, e2e_images: int = 20, detector=None,
-              device_options: dict | None = None) -> BenchResult:
-    """Benchmark ``models`` (.tflite paths, Keras checkpoints or LandmarkModel-like objects) on ``data``.
-
-    Without ``data`` only latency is measured, on a sample face. ``device`` other than "desktop" hands the
-    predictions to ``edgekd.bench.device.run_on_device`` (given ``device_options``: serial, adb, apk,
-    benchmark_binary, ...) and scores them here. Writes results.json, report.md,
-    ced.png and worst-case sheets to ``out`` (when given) and returns them with the printed table.
-    """
-    from edgekd.bench import report
-
-    protocols = parse_protocols(crop)
-    threads = tuple(int(t) for t in threads) or (1,)
-    compare = tuple(c.lower() for c in compare)
-    for c in compare:
-        if c not in PEERS:
-            raise EdgekdError(f"--compare {c!r}: expected one of {', '.join(PEERS)}")
-    if not models and not compare:
-        raise EdgekdError("nothing to benchmark: give at least one model (or --compare dlib)")
-    scheme = get_scheme(dataset)
-    samples, reader_skips = [], []
-    if data is not None:
-        samples, reader_skips = _read_counting_skips(dataset, data, split)
-        if limit:
-            samples = samples[: int(limit)]
-
-    if device != "desktop":
-        return _benchmark_device(models, samples, scheme, protocols, threads, device, out, data, dataset, split,
-                                 worst, device_options or {})
-
-    loaded = [_open_model(m, threads[0]) for m in models]
-    names: set = set()
-    for m, src in zip(loaded, models):
-        n = getattr(m, "num_points", None)
-        if n is not None and n != scheme.num_points:
-            raise ModelError(f"{getattr(m, 'path', src)}: predicts {n} points but --dataset {dataset} has "
-                             f"{scheme.num_points}")
-    peers = []
-    if "dlib" in compare:
-        if scheme.num_points != 68:
-            raise EdgekdError(f"--compare dlib predicts 68 points; --dataset {dataset} has {scheme.num_points}")
-        from edgekd.bench.peers import DlibPeer
-
-        peers.append(DlibPeer())
-
-    from edgekd.detector import FaceDetector
-
-    own_detector = detector is None and bool(loaded)
-    det = FaceDetector() if own_detector else detector
-    try:
-        entries = []
-        model_entries = []
-        for m in loaded:
-            name = _model_name(m, names)
-            row = {}
-            for p in protocols:
-                row[p] = Entry(name, p, "edgekd", str(getattr(m, "path", "")), getattr(m, "runtime", "custom"),
-                               getattr(getattr(m, "info", None), "quantization", ""), _size(m))
-                entries.append(row[p])
-            model_entries.append((m, row))
-        peer_entries = []
-        for peer in peers:
-            row = {p: Entry(peer.name, p, "peer", str(peer.path), peer.runtime, "float64 (dlib)", peer.size_mb)
-                   for p in protocols}
-            entries += row.values()
-            peer_entries.append((peer, row))
-
-        scored, skipped, det_ms, keep = _accuracy_loop(samples, model_entries, peer_entries, det, protocols,
-                                                       progress, e2e_images)
-        skipped = reader_skips + skipped
-        images = keep["images"] or [sample_face()]
-        lat_crop = keep["crop_source"]
-        for m, row in model_entries:
-            _measure_latency(m, row, det, images, lat_crop, threads, det_ms)
-        for peer, row in peer_entries:
-            _peer_latency(peer, row, images if not samples else None)
-        results = _results(entries, scored, skipped, scheme, dataset, data, split, threads, det, protocols)
-        table = report.table(results)
-        if out is not None:
-            report.write(results, entries, scored, Path(out), scheme, worst=worst)
-        return BenchResult(results, entries, Path(out) if out is not None else None, table)
-    finally:
-        if own_detector and det is not None:
-            det.close()
-
-
 def _size(m):
     try:
         return float(m.size_mb)
@@ -183,59 +173,72 @@ def _size(m):
         return None
 
 
-def _accuracy_loop(samples, model_entries, peer_entries, det, protocols, progress, e2e_images):
-    from edgekd.bench.peers import run_peer
+def _accuracy_loop(cfg: BenchConfig, samples, model_rows, peer_rows, det):
+    """Every face through every model and peer: (scored samples, skipped ids, detector ms, images kept for
+    latency)."""
     from edgekd.data.readers import load_image
     from edgekd.runtime.predictor import Predictor
 
-    predictors = [(Predictor(m), row) for m, row in model_entries]
+    predictors = [(Predictor(m), row) for m, row in model_rows]
     scored, skipped, det_ms = [], [], []
     keep = {"images": [], "crop_source": None}
-    it = samples
-    if progress and samples:
-        from tqdm import tqdm
-
-        it = tqdm(samples, desc="bench", unit="face")
-    for s in it:
+    for s in _progress(samples, cfg.progress):
         if _image_missing(s):
             log.warning("%s: image file not found; face %s skipped", s.image_path, s.id)
             skipped.append(s.id)
             continue
         image = load_image(s)  # an unreadable (corrupt) image is a DataError: the data set needs fixing
         detection = None
-        if predictors and "detector" in protocols:
-            dets = det.detect(image)
+        if predictors and "detector" in cfg.protocols:
+            detection = select_detection(det.detect(image), s.points)
             det_ms.append(det.last_ms)
-            detection = select_detection(dets, s.points)
         for pred, row in predictors:
-            for p in protocols:
-                entry = row[p]
-                box = crop_box(p, pred.crop, s.points, detection)
-                if box is None:
-                    entry.predictions[s.id] = None
-                    continue
-                face = pred.predict_box(image, box)
-                entry.predictions[s.id] = face.points
-                for k, v in face.timings_ms.items():
-                    entry.timings.setdefault(k, []).append(v)
-        for peer, row in peer_entries:
-            points, times = run_peer(peer, image, s.points, protocols)
-            for p in protocols:
-                row[p].predictions[s.id] = points[p]
-            timings = row[protocols[0]].timings  # one set of timings per peer
-            for k, v in times.items():
-                timings.setdefault(k, []).append(v)
-            if "detector" in times and points.get("detector") is not None:
-                timings.setdefault("end_to_end", []).append(times["detector"] + times["model"])
+            _score_model(pred, row, image, s, detection)
+        for peer, row in peer_rows:
+            _score_peer(peer, row, image, s, cfg.protocols)
         scored.append(s)
-        if len(keep["images"]) < e2e_images:
+        if len(keep["images"]) < cfg.e2e_images:
             keep["images"].append(image)
         if keep["crop_source"] is None:
             keep["crop_source"] = (image, s.points)
     return scored, skipped, det_ms, keep
 
 
+def _progress(samples, progress: bool):
+    if not (progress and samples):
+        return samples
+    from tqdm import tqdm
+
+    return tqdm(samples, desc="bench", unit="face")
+
+
+def _score_model(pred, row: dict, image, sample, detection) -> None:
+    for p, entry in row.items():
+        box = crop_box(p, pred.crop, sample.points, detection)
+        if box is None:
+            entry.predictions[sample.id] = None
+            continue
+        face = pred.predict_box(image, box)
+        entry.predictions[sample.id] = face.points
+        for k, v in face.timings_ms.items():
+            entry.timings.setdefault(k, []).append(v)
+
+
+def _score_peer(peer, row: dict, image, sample, protocols) -> None:
+    from edgekd.bench.peers import run_peer
+
+    points, times = run_peer(peer, image, sample.points, protocols)
+    for p in protocols:
+        row[p].predictions[sample.id] = points[p]
+    timings = row[protocols[0]].timings  # one set of timings per peer
+    for k, v in times.items():
+        timings.setdefault(k, []).append(v)
+    if "detector" in times and points.get("detector") is not None:
+        timings.setdefault("end_to_end", []).append(times["detector"] + times["model"])
+
+
 def _measure_latency(m, row, det, images, crop_source, threads, det_ms):
+    """Model-only and end-to-end latency (with its stages) of one model, shared by its protocols' entries."""
     if not hasattr(m, "with_threads"):  # a stand-in model: accuracy only
         return
     first = next(iter(row.values()))
@@ -260,8 +263,10 @@ def _measure_latency(m, row, det, images, crop_source, threads, det_ms):
         "crop": lat.stats(crop_ms)["median"],
         "end_to_end": {t: v["median"] for t, v in e2e.items()},
         "end_to_end_p90": {t: v["p90"] for t, v in e2e.items()},
+        "end_to_end_stages": {t: v["stages"] for t, v in e2e.items()},
         "runtime": m.runtime,
         "detector_runtime": getattr(det, "name", ""),
+        "cpu": lat.machine()["cpu"],
         "threads": list(model),
     }
     for e in row.values():
@@ -284,90 +289,98 @@ def _peer_latency(peer, row, images=None):
                   "end_to_end": {"1": e2e["median"]}, "end_to_end_p90": {"1": e2e["p90"]},
                   "runtime": peer.runtime, "detector_runtime": f"dlib HOG frontal face detector (upsample "
                                                                f"{peer.upsample}), {peer.runtime}",
-                  "threads": ["1"]}
+                  "cpu": lat.machine()["cpu"], "threads": ["1"]}
     for e in row.values():
         e.latency_ms = latency_ms
 
 
-def _results(entries, scored, skipped, scheme, dataset, data, split, threads, det, protocols) -> dict:
+# --- results ----------------------------------------------------------------------------------------------------------
+def _finish(cfg: BenchConfig, entries, scored, skipped, detector_name) -> BenchResult:
+    """results.json's document, the console table, and (given ``out``) the files of the report."""
+    from edgekd.bench import report
+
+    results = _results(cfg, entries, scored, skipped, detector_name)
+    out = Path(cfg.out) if cfg.out is not None else None
+    if out is not None:
+        report.write(results, entries, scored, out, cfg.scheme, worst=cfg.worst)
+    return BenchResult(results, entries, out, report.table(results))
+
+
+def _results(cfg: BenchConfig, entries, scored, skipped, detector_name) -> dict:
     import edgekd
 
-    out_entries = []
-    for e in entries:
-        row = {"model": e.name, "protocol": e.protocol, "kind": e.kind, "path": e.path, "runtime": e.runtime,
-               "quantization": e.quantization,
-               "size_mb": None if e.size_mb is None else round(e.size_mb, 3)}
-        if scored:
-            errors = [nme(e.predictions.get(s.id), s.points, scheme) for s in scored]
-            row.update(summarize(errors))
-            row["subsets"] = summarize_subsets(errors, [s.tags for s in scored], scheme)
-            e.extra["errors"] = errors
-        row["skipped_images"] = len(skipped)
-        row["latency_ms"] = e.latency_ms
-        row.update({k: v for k, v in e.extra.items() if k != "errors"})
-        out_entries.append(row)
     return {
         "edgekd_version": edgekd.__version__,
-        "dataset": dataset,
-        "split": split,
-        "data": str(data) if data is not None else None,
+        "dataset": cfg.dataset,
+        "split": cfg.split,
+        "data": str(cfg.data) if cfg.data is not None else None,
         "faces": len(scored),
         "skipped_images": list(skipped),
-        "protocols": list(protocols),
-        "threads": list(threads),
-        "detector": getattr(det, "name", None),
+        "protocols": list(cfg.protocols),
+        "threads": list(cfg.threads),
+        "detector": detector_name,
+        "device": cfg.device,
         "machine": lat.machine(),
-        "metrics": {"nme": "% of outer-eye-corner distance, mean over detected faces, original image",
-                    "fr": "% of faces with NME > 0.1, detector failures included",
-                    "auc": "standard AUC@0.1 of the CED (0..1), detector failures included",
-                    "auc_paper": "KD-Loss paper's AUC variant (max 0.95), for comparison with its tables only"},
-        "entries": out_entries,
+        "metrics": dict(METRICS),
+        "config": cfg.to_json(),
+        "entries": [_entry_row(e, scored, skipped, cfg.scheme) for e in entries],
     }
 
 
-def _benchmark_device(models, samples, scheme, protocols, threads, device, out, data, dataset, split, worst,
-                      options):
-    """Score predictions made on a phone by edgekd.bench.device (issue 6) with the same metric code.
+def _entry_row(e: Entry, scored, skipped, scheme) -> dict:
+    row = {"model": e.name, "protocol": e.protocol, "kind": e.kind, "path": e.path, "runtime": e.runtime,
+           "quantization": e.quantization, "size_mb": None if e.size_mb is None else round(e.size_mb, 3)}
+    if scored:
+        errors = [nme(e.predictions.get(s.id), s.points, scheme) for s in scored]
+        row.update(summarize(errors))
+        row["subsets"] = summarize_subsets(errors, [s.tags for s in scored], scheme)
+        e.extra["errors"] = errors
+    row["skipped_images"] = len(skipped)
+    row["latency_ms"] = e.latency_ms
+    row.update({k: v for k, v in e.extra.items() if k != "errors"})
+    return row
 
-    ``device`` is "pixel"/"phone"/"android" (the one attached phone) or an adb serial. Each protocol runs once per
-    thread count; accuracy comes from the first thread count, latencies from all of them. The APK is installed on the
-    first call only; faces whose image file is missing are skipped, as on the desktop.
+
+# --- on a phone -------------------------------------------------------------------------------------------------------
+def _benchmark_device(cfg: BenchConfig, samples, reader_skips) -> BenchResult:
+    """Score predictions made on a phone by edgekd.bench.device with the same metric code.
+
+    Each model and protocol runs once per thread count; accuracy comes from the first thread count, latencies from
+    all of them. The APK is installed on the first run only; faces whose image file is missing are skipped, as on
+    the desktop.
     """
-    from edgekd.bench import report
-
-    try:
-        from edgekd.bench.device import run_on_device
-    except ImportError:
-        raise EdgekdError(f"--device {device}: on-device benchmarking is not available (edgekd.bench.device); "
-                          f"use --device desktop") from None
-    if not samples:
-        raise EdgekdError(f"--device {device} needs --data (accuracy is scored on the desktop)")
-    options = dict(options)
-    if device.lower() not in ("pixel", "phone", "android"):
-        options.setdefault("serial", device)
-    for s in [s for s in samples if _image_missing(s)]:
-        log.warning("%s: image file not found; face %s skipped", s.image_path, s.id)
-    skipped = [s.id for s in samples if _image_missing(s)]
+    for s in samples:
+        if _image_missing(s):
+            log.warning("%s: image file not found; face %s skipped", s.image_path, s.id)
+    skipped = reader_skips + [s.id for s in samples if _image_missing(s)]
     samples = [s for s in samples if not _image_missing(s)]
-    entries = []
-    for m in models:
-        path = Path(str(m))
-        for p in protocols:
-            e = Entry(path.name, p, "device", str(path), size_mb=path.stat().st_size / 1e6 if path.is_file() else None)
-            for k, t in enumerate(threads):
-                run = run_on_device(path, samples, threads=t, protocol=p, **options)
-                options.pop("apk", None)  # installed once is enough
-                lat_t = run.latency_ms()
-                if k == 0:
-                    e.predictions, e.runtime, e.latency_ms = dict(run.predictions), run.runtime_name(), lat_t
-                    continue
-                for key in ("model", "model_p90", "end_to_end", "end_to_end_p90"):
-                    e.latency_ms[key].update(lat_t[key])
-                e.latency_ms["threads"] = list(e.latency_ms["threads"]) + list(lat_t["threads"])
-            entries.append(e)
-    results = _results(entries, samples, skipped, scheme, dataset, data, split, threads, None, protocols)
-    results["device"] = device
-    table = report.table(results)
-    if out is not None:
-        report.write(results, entries, samples, Path(out), scheme, worst=worst)
-    return BenchResult(results, entries, Path(out) if out is not None else None, table)
+    entries: list[Entry] = []
+    for m in cfg.models:
+        for p in cfg.protocols:
+            entries.append(_device_entry(cfg, Path(str(m)), p, samples, install=not entries))
+    return _finish(cfg, entries, samples, skipped, None)
+
+
+def _device_entry(cfg: BenchConfig, path: Path, protocol: str, samples, install: bool) -> Entry:
+    from edgekd.bench import device
+
+    e = Entry(path.name, protocol, "device", str(path), size_mb=path.stat().st_size / 1e6 if path.is_file() else None)
+    for k, t in enumerate(cfg.threads):
+        options = cfg.device_run_options(t, protocol)
+        if not (install and k == 0):
+            options = dataclasses.replace(options, apk=None)  # installed once is enough
+        run = device.run_on_device(path, samples, options)
+        _merge_device_run(e, run, first=k == 0)
+    return e
+
+
+def _merge_device_run(e: Entry, run, first: bool) -> None:
+    """Accuracy and runtime from the first thread count; each thread count's latencies beside the others."""
+    lat_t = run.latency_ms()
+    if first:
+        e.predictions, e.runtime, e.latency_ms = dict(run.predictions), run.runtime_name(), lat_t
+        return
+    for key in ("model", "model_p90", "end_to_end", "end_to_end_p90", "end_to_end_stages"):
+        if key in lat_t:
+            e.latency_ms.setdefault(key, {}).update(lat_t[key])
+    e.latency_ms["threads"] = list(e.latency_ms["threads"]) + list(lat_t["threads"])

@@ -91,16 +91,60 @@ class CropSpec:
         return cls(**{k: d[k] for k in ("input_size", "margin", "detector_offset", "detector_scale") if k in d})
 
 
-def warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
-    """Affine warp to a size x size crop. Pre-shrinks by powers of two so big downscales do not alias."""
+def warp(image: np.ndarray, matrix: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Affine warp of ``image`` to a size x size crop; ``out`` is an optional (size, size, C) buffer to fill.
+
+    Big downscales pre-shrink by powers of two (cv2.pyrDown) so they do not alias, and only the pyramid region
+    under the crop is computed (a 400 px face in a 2001x1503 photo: 0.7 ms against 10.9 ms for the whole-image
+    pyramid on one Xeon core). The crop is bit-identical to shrinking the whole image: each level's region carries
+    the 2-pixel margin pyrDown's 5-tap filter reads, so only cut edges that are the image's own borders reflect,
+    as they would in the whole image, and the final warp gets the exact inverse map shifted by the region's
+    integer offset (OpenCV's fixed-point sampler then reads the same pixels with the same weights). Rotated
+    maps shrink whole levels: their shifted translation could round one sample differently.
+    """
     m = np.array(matrix, dtype=np.float64)
-    img = image
-    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
-    while scale < 0.5 and min(img.shape[:2]) >= 4:
-        img = cv2.pyrDown(img)
+    levels = [image.shape[1::-1]]  # (width, height) of each pyramid level
+    scale = float(np.sqrt(abs(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])))
+    while scale < 0.5 and min(levels[-1]) >= 4:
+        levels.append(((levels[-1][0] + 1) // 2, (levels[-1][1] + 1) // 2))
         m[:, :2] *= 2.0  # pyrDown's pixel j is centred on source pixel 2j, so the offset stays
         scale *= 2.0
-    return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    inv = invert(m)  # what warpAffine computes from a forward matrix (same operations, bit for bit)
+    if len(levels) > 1 and m[0, 1] == 0 and m[1, 0] == 0:
+        regions = [_footprint(inv, size, *levels[-1])]  # half-open (x0, y0, x1, y1) per level, top level last
+        if regions[0] is None:  # the crop misses the image: all border
+            out = np.empty((size, size) + image.shape[2:], image.dtype) if out is None else out
+            out[...] = 0
+            return out
+        for lw, lh in reversed(levels[:-1]):
+            x0, y0, x1, y1 = regions[0]
+            regions.insert(0, (max(0, 2 * x0 - 2), max(0, 2 * y0 - 2), min(lw, 2 * x1 + 1), min(lh, 2 * y1 + 1)))
+        x0, y0, x1, y1 = regions[0]
+        image = image[y0:y1, x0:x1]
+        for (px0, py0, _, _), (x0, y0, x1, y1) in zip(regions, regions[1:]):
+            down = cv2.pyrDown(image)  # starts at an even pixel (or the image edge), so its pixel i is px0 / 2 + i
+            image = down[y0 - py0 // 2:y1 - py0 // 2, x0 - px0 // 2:x1 - px0 // 2]
+        inv[:, 2] -= (x0, y0)
+    else:  # rotated maps (augmentation): a shifted rotation rounds differently in the sampler; whole levels
+        for _ in levels[1:]:
+            image = cv2.pyrDown(image)
+    return _sample(image, inv, size, out)
+
+
+def _footprint(inv: np.ndarray, size: int, w: int, h: int):
+    """Half-open (x0, y0, x1, y1) of the level's pixels the bilinear sampling can read (1-pixel safety margin
+    for the sampler's 1/32-pixel fixed point), or None when the crop lies wholly outside the level."""
+    corners = np.array([[0, 0, 1], [size - 1, 0, 1], [0, size - 1, 1], [size - 1, size - 1, 1]], np.float64)
+    src = corners @ inv.T
+    lo, hi = np.floor(src.min(axis=0)), np.floor(src.max(axis=0))
+    x0, y0 = max(0, int(lo[0]) - 1), max(0, int(lo[1]) - 1)
+    x1, y1 = min(w, int(hi[0]) + 3), min(h, int(hi[1]) + 3)
+    return (x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None
+
+
+def _sample(image: np.ndarray, inv: np.ndarray, size: int, out) -> np.ndarray:
+    return cv2.warpAffine(image, inv, (size, size), dst=out, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:

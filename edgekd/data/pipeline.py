@@ -55,9 +55,17 @@ class PreparedData:
             if not (d / "images.npy").is_file():
                 have = ", ".join(sorted(self.manifest.counts))
                 raise DataError(f"{self.root}: no '{name}' split (this folder has: {have})")
-            self._splits[name] = SplitArrays(
-                images=np.load(d / "images.npy", mmap_mode="r"), hard=np.load(d / "hard.npy"),
-                soft=np.load(d / "soft.npy"), faces=json.loads((d / "faces.json").read_text()))
+            try:  # a truncated or hand-edited array: one line, not numpy's traceback
+                arrays = SplitArrays(
+                    images=np.load(d / "images.npy", mmap_mode="r"), hard=np.load(d / "hard.npy"),
+                    soft=np.load(d / "soft.npy"), faces=json.loads((d / "faces.json").read_text()))
+            except (ValueError, EOFError) as e:
+                raise DataError(f"{d}: unreadable prepared arrays ({e}); run `edgekd data prepare --force` "
+                                f"again") from None
+            if not len(arrays.images) == len(arrays.hard) == len(arrays.soft) == len(arrays.faces):
+                raise DataError(f"{d}: images.npy, hard.npy, soft.npy and faces.json disagree on the number of "
+                                f"faces; run `edgekd data prepare --force` again")
+            self._splits[name] = arrays
         return self._splits[name]
 
     def sample(self, split: str, index: int, rng=None, augment: AugmentConfig | None = None):
@@ -77,15 +85,11 @@ class PreparedData:
         return np.ascontiguousarray(s.images[:n, lo:hi, lo:hi]), s.hard[:n] - offset
 
 
-def make_dataset(prepared, split: str, batch_size: int, augment: bool | AugmentConfig = True, seed: int = 0,
-                 shuffle: bool = True, repeat: bool = False, drop_remainder: bool = False):
-    """Batches of (images float32 (B,S,S,3) in [0,1], {"hard": (B,2N), "soft": (B,2N)}) in normalised crop space."""
+def _loader(data: PreparedData, split: str, aug):
+    """The tf.data map function: (index, element seed) -> (image float32 in [0, 1], {"hard", "soft"})."""
     import tensorflow as tf
 
-    data = prepared if isinstance(prepared, PreparedData) else PreparedData(prepared)
-    arrays = data.split(split)
-    n, size, k = len(arrays), data.input_size, data.num_points
-    aug = AugmentConfig() if augment is True else (augment or None)
+    size, k = data.input_size, data.num_points
 
     def load(index, element_seed):
         rng = np.random.default_rng(int(element_seed)) if aug is not None else None
@@ -100,6 +104,20 @@ def make_dataset(prepared, split: str, batch_size: int, augment: bool | AugmentC
         soft.set_shape((2 * k,))
         return tf.cast(img, tf.float32) / 255.0, {"hard": hard, "soft": soft}
 
+    return tf_load
+
+
+def _augmentation(augment):
+    return AugmentConfig() if augment is True else (augment or None)
+
+
+def make_dataset(prepared, split: str, batch_size: int, augment: bool | AugmentConfig = True, seed: int = 0,
+                 shuffle: bool = True, repeat: bool = False, drop_remainder: bool = False):
+    """Batches of (images float32 (B,S,S,3) in [0,1], {"hard": (B,2N), "soft": (B,2N)}) in normalised crop space."""
+    import tensorflow as tf
+
+    data = prepared if isinstance(prepared, PreparedData) else PreparedData(prepared)
+    n = len(data.split(split))
     indices = tf.data.Dataset.range(n)
     if shuffle:
         indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
@@ -107,5 +125,42 @@ def make_dataset(prepared, split: str, batch_size: int, augment: bool | AugmentC
     ds = tf.data.Dataset.zip((indices, seeds))
     if repeat:
         ds = ds.repeat()
-    ds = ds.map(tf_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(_loader(data, split, _augmentation(augment)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_order(n: int, seed: int, epoch: int, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(sample indices, augmentation seeds) of one training epoch, a pure function of (seed, epoch).
+
+    That makes a resumed run see exactly the data an uninterrupted one would have seen from that epoch on.
+    ``count`` > n chains further permutations (fixed steps per epoch larger than the split).
+    """
+    rng = np.random.default_rng([seed, epoch])
+    count = n if count is None else count
+    order = np.concatenate([rng.permutation(n) for _ in range(-(-count // n))])[:count]
+    return order.astype(np.int64), rng.integers(0, 2**31 - 1, size=count, dtype=np.int64)
+
+
+def make_training_dataset(prepared, batch_size: int, augment, seed: int, first_epoch: int, epochs: int,
+                          steps_per_epoch: int | None = None):
+    """The training stream for epochs ``first_epoch`` .. ``epochs - 1``, each ordered by ``epoch_order``.
+
+    Each epoch is batched on its own (its last batch may be smaller), so ``fit(steps_per_epoch=...)`` stays on
+    epoch boundaries, and a run resumed at epoch k continues with the very batches of an uninterrupted run.
+    """
+    import tensorflow as tf
+
+    data = prepared if isinstance(prepared, PreparedData) else PreparedData(prepared)
+    n = len(data.split("train"))
+    count = None if steps_per_epoch is None else steps_per_epoch * batch_size
+    tables = [epoch_order(n, seed, e, count) for e in range(first_epoch, epochs)]
+    idx = np.stack([t[0] for t in tables]) if tables else np.zeros((0, count or n), np.int64)
+    seeds = np.stack([t[1] for t in tables]) if tables else np.zeros((0, count or n), np.int64)
+    load = _loader(data, "train", _augmentation(augment))
+
+    def one_epoch(i, s):
+        ds = tf.data.Dataset.from_tensor_slices((i, s))
+        return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(batch_size)
+
+    ds = tf.data.Dataset.from_tensor_slices((idx, seeds)).flat_map(one_epoch)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -8,6 +8,11 @@ Layout (all written into a temporary folder, then renamed into place, so a crash
   <split>/faces.json          id, source image and subset tags of each face
 Splits: train and val (a seeded share of the training faces; checkpoints are chosen on it) and, when the dataset
 root has one, test (for quick ground-truth-crop checks; benchmarks read the original images instead).
+
+Guarantees: a test image never reaches train or val (checked by the image's content, not only its folder: a
+training face whose image is also a test image is left out and named in the manifest); the output is never the
+dataset root or inside it; ``--force`` replaces only a folder that its manifest and contents show to be prepared
+data; a temporary folder left by a killed run is removed at the next run for the same output.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from tqdm import tqdm
@@ -27,14 +33,18 @@ import edgekd
 from edgekd.metrics import batch_nme
 from edgekd.data.asm import ActiveShapeModel
 from edgekd.data.crop import CropSpec, check_input_size, transform_points, warp
-from edgekd.data.readers import Sample, load_image, read_dataset
-from edgekd.errors import DataError, EdgekdError, MissingSplit
-from edgekd.fileio import umask, write_json
+from edgekd.data.readers import READERS, Sample, image_identity, load_image, read_dataset
+from edgekd.errors import DataError, EdgekdError, MissingSplit, OptionError, OutputError, check_range
+from edgekd.fileio import check_outside_inputs, remove_stale_temps, umask, write_json
 from edgekd.schemes import get_scheme
 
 log = logging.getLogger(__name__)
 
 CONTEXT = 1.5  # stored side / crop side: room for rotation and scale augmentation
+SPLITS = ("train", "val", "test")
+SPLIT_FILES = ("images.npy", "hard.npy", "soft.npy", "faces.json")
+PREPARED_FILES = ("manifest.json", "asm.npz", *SPLITS)  # everything prepare writes at the top of its folder
+MIN_INSIDE = 0.5  # a face is usable when at least this share of its landmarks lies inside its image
 LICENSES = {
     "300w": "300-W (iBUG, Imperial College London): non-commercial research only",
     "wflw": "WFLW (Wu et al., CVPR 2018): non-commercial research only",
@@ -54,13 +64,17 @@ class PrepareConfig:
     fit_detector: bool = True  # learn the MediaPipe box -> landmark box mapping on the training split
 
     def validate(self) -> None:
-        check_input_size(self.input_size, "--input-size")
-        if not 0.0 < self.asm_variance <= 1.0:
-            raise EdgekdError(f"--asm-variance must be in (0, 1], got {self.asm_variance}")
-        if self.margin < 0:
-            raise EdgekdError(f"--margin must be >= 0, got {self.margin}")
-        if not 0.0 < self.val_fraction < 0.5:
-            raise EdgekdError(f"--val-fraction must be in (0, 0.5), got {self.val_fraction}")
+        """Every field checked before any work, each error naming the option and its valid range."""
+        if self.dataset not in READERS:
+            raise OptionError(f"--dataset {self.dataset!r}: expected one of {', '.join(READERS)}")
+        if not str(self.root).strip():
+            raise OptionError("--root: expected the dataset folder as downloaded")
+        check_range("--input-size", self.input_size, integer=True)
+        check_input_size(int(self.input_size), "--input-size")
+        check_range("--margin", self.margin, 0.0, 1.0)
+        check_range("--val-fraction", self.val_fraction, 0.0, 0.5, lo_open=True, hi_open=True)
+        check_range("--asm-variance", self.asm_variance, 0.0, 1.0, lo_open=True)
+        check_range("--seed", self.seed, 0, 2**32 - 1, integer=True)
 
 
 @dataclass
@@ -78,6 +92,10 @@ class Manifest:
     detector_fit: dict = field(default_factory=dict)  # how the MediaPipe box maps to the crop box (CropSpec)
     license: str = ""
     edgekd_version: str = edgekd.__version__
+    # Training faces left out because their image is also a test image (by content): "<train image>: <test image>"
+    excluded_test_overlap: list = field(default_factory=list)
+    # True on the manifest `prepare` returns when it found this very data already prepared and did nothing
+    reused: ClassVar[bool] = False
 
     @property
     def crop_spec(self) -> CropSpec:
@@ -99,6 +117,9 @@ class Manifest:
                          f"{d['faces_used']} training faces ({d['faces_missed']} missed)")
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} unreadable faces (see manifest.json)")
+        if self.excluded_test_overlap:
+            lines.append(f"left out {len(self.excluded_test_overlap)} training faces whose image is also a test "
+                         f"image (see manifest.json)")
         return "\n".join(lines)
 
     def save(self, path) -> None:
@@ -111,7 +132,7 @@ class Manifest:
             return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
         except FileNotFoundError:
             raise DataError(f"{path}: no manifest; run `edgekd data prepare` first") from None
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, AttributeError) as e:
             raise DataError(f"{path}: unreadable manifest ({e})") from None
 
 
@@ -129,12 +150,28 @@ def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray,
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def check_face(sample: Sample, image_shape) -> None:
+    """A face that cannot give a real crop (landmarks with no extent, or mostly outside a tiny or wrong image) is
+    a DataError naming its file, so it is skipped and counted instead of becoming an all-black training crop."""
+    pts = np.asarray(sample.points, dtype=np.float64)
+    extent = float(np.max(pts.max(axis=0) - pts.min(axis=0))) if pts.size else 0.0
+    if not np.isfinite(extent) or extent < 2.0:
+        raise DataError(f"{sample.image_path}: degenerate face {sample.id} (its landmarks span {extent:.1f} px)")
+    h, w = image_shape[:2]
+    inside = int(np.sum((pts[:, 0] >= -0.5) & (pts[:, 0] <= w - 0.5) & (pts[:, 1] >= -0.5) & (pts[:, 1] <= h - 0.5)))
+    if inside < MIN_INSIDE * len(pts):
+        raise DataError(f"{sample.image_path}: only {inside} of {len(pts)} landmarks of face {sample.id} lie inside "
+                        f"the {w}x{h} image")
+
+
 def store_face(sample: Sample, crop: CropSpec, store_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Cut one face with context: the stored image's centre square of side input_size is exactly the model crop."""
+    image = load_image(sample)
+    check_face(sample, image.shape)
     wide = CropSpec(input_size=store_size, margin=(1 + 2 * crop.margin) * CONTEXT / 2 - 0.5)
     box = crop.box_from_points(sample.points)
     m = wide.matrix(box)
-    return warp(load_image(sample), m, store_size), transform_points(sample.points, m)
+    return warp(image, m, store_size), transform_points(sample.points, m)
 
 
 def _fit_detector(samples: list[Sample], crop: CropSpec, progress: bool) -> tuple[CropSpec, dict]:
@@ -144,104 +181,183 @@ def _fit_detector(samples: list[Sample], crop: CropSpec, progress: bool) -> tupl
 
     mapping = fit_detector_mapping(samples, progress=progress)
     if mapping.faces_used < 10:
-        log.warning("face detector found only %d training faces; keeping the identity box mapping",
-                    mapping.faces_used)
+        log.warning("the face detector found only %d training faces; keeping the identity box mapping "
+                    "(--no-fit-detector skips this fit)", mapping.faces_used)
         return crop, mapping.to_dict()
     return mapping.apply(crop), mapping.to_dict()
 
 
+# --- the output folder ---------------------------------------------------------------------------------------------
+def _existing_prepared(out: Path) -> Manifest | None:
+    """The manifest of the prepared folder at ``out``, None when there is nothing there (or an empty folder), and
+    an OutputError for anything else: prepare replaces only what it made."""
+    if not out.exists() and not out.is_symlink():
+        return None
+    if not out.is_dir() or out.is_symlink():
+        raise OutputError(f"{out}: exists and is not a prepared folder; refusing to replace it (choose another "
+                          f"--out-dir)")
+    if not any(out.iterdir()):
+        return None
+    try:
+        return Manifest.load(out / "manifest.json")
+    except DataError:
+        raise OutputError(f"{out}: exists and is not a prepared folder (no readable manifest.json); refusing to "
+                          f"replace it (choose another --out-dir)") from None
+
+
+def _check_replaceable(out: Path) -> None:
+    """Before ``--force`` (or a rewrite) deletes a prepared folder: it must hold only what prepare writes."""
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in PREPARED_FILES)
+    foreign += sorted(f"{s}/{p.name}" for s in SPLITS if (out / s).is_dir() and not (out / s).is_symlink()
+                      for p in (out / s).iterdir() if p.name not in SPLIT_FILES)
+    links = [p.name for p in out.iterdir() if p.is_symlink()]
+    if foreign or links:
+        raise OutputError(f"{out}: also holds files prepare did not write ({', '.join((foreign + links)[:3])}); "
+                          f"move them or choose another --out-dir")
+
+
+def _install(tmp: Path, out: Path) -> None:
+    """Move the finished temporary folder into place. A folder being replaced goes first into a fresh temporary
+    holder (never a fixed name such as ``X.old``, which could be the user's) and is deleted from there."""
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    if not out.exists():
+        tmp.rename(out)
+        return
+    holder = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.tmp-", dir=out.parent))
+    out.rename(holder / "replaced")
+    tmp.rename(out)
+    shutil.rmtree(holder, ignore_errors=True)
+
+
+# --- reading -------------------------------------------------------------------------------------------------------
+def leave_out_test_images(train: list[Sample], test: list[Sample]) -> tuple[list[Sample], list[str]]:
+    """Training faces whose image is also a test image (same content, whatever its name or folder) are left out;
+    returns the kept faces and one "<train image>: same image as <test image>" line per face left out."""
+    test_images = {}
+    for s in test:
+        test_images.setdefault(image_identity(s), s.image_path)
+    known: dict[str, str] = {}
+    kept, excluded = [], []
+    for s in train:
+        key = s.image_path if s.image is None else f"{s.image_path}#{s.id}"
+        ident = known.setdefault(key, image_identity(s))
+        if ident in test_images:
+            excluded.append(f"{s.image_path}: same image as test image {test_images[ident]}")
+        else:
+            kept.append(s)
+    if excluded:
+        log.warning("left out %d training faces whose image is also a test image (listed in manifest.json)",
+                    len(excluded))
+    if not kept:
+        raise DataError("every training image is also a test image; the dataset root mixes its splits")
+    return kept, excluded
+
+
+def _read_splits(cfg: PrepareConfig) -> tuple[list[Sample], list[Sample], list[str]]:
+    train = read_dataset(cfg.dataset, cfg.root, "train")
+    try:
+        test = read_dataset(cfg.dataset, cfg.root, "test")
+    except MissingSplit:  # a root without a test set is fine; a broken test file is not
+        test = []
+    train, excluded = leave_out_test_images(train, test)
+    return train, test, excluded
+
+
 def prepare(cfg: PrepareConfig, out, force: bool = False, progress: bool = True) -> Manifest:
-    """Read, split, crop, fit the ASM and write the prepared folder. Safe to rerun: an identical one is kept."""
+    """Read, split, crop, fit the ASM and write the prepared folder. Safe to rerun: an identical one is kept (the
+    returned manifest then has ``reused`` set)."""
     cfg.validate()
     out = Path(out)
-    scheme = get_scheme(cfg.dataset)
-    train_samples = read_dataset(cfg.dataset, cfg.root, "train")
-    try:
-        test_samples = read_dataset(cfg.dataset, cfg.root, "test")
-    except MissingSplit:  # a root without a test set is fine; a broken test file is not
-        test_samples = []
+    check_outside_inputs(out, "--out-dir", {"--root": cfg.root})
+    existing = _existing_prepared(out)
+    remove_stale_temps(out)
+    train_samples, test_samples, excluded = _read_splits(cfg)
     sources = {"root": str(Path(cfg.root).resolve()), "train": _fingerprint(train_samples),
                "test": _fingerprint(test_samples)}
-    if out.exists() and not (out / "manifest.json").is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise EdgekdError(f"{out}: exists and is not a prepared folder; refusing to replace it (choose another --out)")
-    if (out / "manifest.json").is_file() and not force:
-        old = Manifest.load(out / "manifest.json")
-        same_config = {**old.config, "root": ""} == {**asdict(cfg), "root": ""}  # sources["root"] is resolved
-        if same_config and old.sources == sources:
-            log.info("%s already holds this prepared data; nothing to do (use --force to rewrite)", out)
-            return old
-        raise EdgekdError(f"{out}: holds data prepared with other settings or sources; use --force or another --out")
+    if existing is not None:
+        same_config = {**existing.config, "root": ""} == {**asdict(cfg), "root": ""}  # sources["root"] is resolved
+        if same_config and existing.sources == sources and not force:
+            log.info("%s: already prepared with these settings; nothing to do (--force rewrites it)", out)
+            existing.reused = True
+            return existing
+        if not force:
+            raise EdgekdError(f"{out}: holds data prepared with other settings or sources; use --force or another "
+                              f"--out-dir")
+        _check_replaceable(out)
 
-    crop = CropSpec(input_size=cfg.input_size, margin=cfg.margin)
-    store_size = int(round(cfg.input_size * CONTEXT))
     train_idx, val_idx = split_train_val(len(train_samples), cfg.val_fraction, cfg.seed)
     splits = {"train": [train_samples[i] for i in train_idx], "val": [train_samples[i] for i in val_idx]}
     if test_samples:
         splits["test"] = test_samples
-
+    crop = CropSpec(input_size=cfg.input_size, margin=cfg.margin)
     detector_fit = {}
     if cfg.fit_detector:
         crop, detector_fit = _fit_detector(splits["train"], crop, progress)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.tmp-", dir=out.parent))
     os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes a 0700 folder; the prepared folder gets the usual mode
     try:
-        stored, skipped = {}, []
-        for name, samples in splits.items():
-            images, hard, kept = [], [], []
-            for s in tqdm(samples, desc=f"crop {name}", unit="face", disable=not progress):
-                try:
-                    img, pts = store_face(s, crop, store_size)
-                except DataError as e:
-                    log.warning("skipped: %s", e)
-                    skipped.append(str(e))
-                    continue
-                images.append(img)
-                hard.append(pts)
-                kept.append(s)
-            if not kept:
-                raise DataError(f"{cfg.root}: no readable faces in the {name} split")
-            stored[name] = (np.stack(images), np.stack(hard).astype(np.float32), kept)
-
-        # ASM on normalised canonical-crop shapes of the training split, mirrored copies included so that
-        # soft landmarks of flipped faces stay plausible.
-        offset = (store_size - cfg.input_size) / 2.0
-        train_hard = stored["train"][1]
-        canon = crop.normalize(train_hard - offset)
-        mirrored = np.stack([crop.normalize(scheme.flip(p - offset, cfg.input_size)) for p in train_hard])
-        asm = ActiveShapeModel.fit(np.concatenate([canon, mirrored]), cfg.asm_variance)
-        asm.save(tmp / "asm.npz")
-
-        counts = {}
-        for name, (images, hard, kept) in stored.items():
-            soft = (asm.project(crop.normalize(hard - offset)) + 0.5) * cfg.input_size + offset
-            d = tmp / name
-            d.mkdir()
-            np.save(d / "images.npy", images)
-            np.save(d / "hard.npy", hard)
-            np.save(d / "soft.npy", soft.astype(np.float32))
-            faces = [{"id": s.id, "image": s.image_path, "tags": list(s.tags)} for s in kept]
-            write_json(d / "faces.json", faces)
-            counts[name] = len(kept)
-            if name == "train":
-                soft_nme = float(100 * np.mean(batch_nme(soft, hard, scheme.nme_pair)))
-
-        manifest = Manifest(config=asdict(cfg), scheme=scheme.name, num_points=scheme.num_points,
-                            crop=crop.to_dict(), store_size=store_size, counts=counts,
-                            asm={"variance": asm.variance, "explained": asm.explained,
-                                 "components": asm.num_components},
-                            soft_vs_hard_nme=soft_nme, sources=sources, skipped=skipped, detector_fit=detector_fit,
-                            license=LICENSES.get(scheme.name, ""))
+        manifest = _write(cfg, tmp, splits, crop, progress)
+        manifest.sources, manifest.detector_fit, manifest.excluded_test_overlap = sources, detector_fit, excluded
         manifest.save(tmp / "manifest.json")
-        if out.exists():
-            old = out.with_name(out.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        _install(tmp, out)
         return manifest
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- writing -------------------------------------------------------------------------------------------------------
+def _crop_split(cfg: PrepareConfig, name: str, samples: list[Sample], crop: CropSpec, store_size: int,
+                skipped: list, progress: bool):
+    images, hard, kept = [], [], []
+    for s in tqdm(samples, desc=f"crop {name}", unit="face", disable=not progress):
+        try:
+            img, pts = store_face(s, crop, store_size)
+        except DataError as e:
+            log.warning("skipped: %s", e)
+            skipped.append(str(e))
+            continue
+        images.append(img)
+        hard.append(pts)
+        kept.append(s)
+    if not kept:
+        raise DataError(f"{cfg.root}: no usable faces in the {name} split ({len(samples)} read, all skipped)")
+    return np.stack(images), np.stack(hard).astype(np.float32), kept
+
+
+def _write(cfg: PrepareConfig, tmp: Path, splits: dict, crop: CropSpec, progress: bool) -> Manifest:
+    """Crop every split, fit the ASM on the training split and write the arrays into ``tmp``; returns the
+    manifest (sources and detector fit filled in by the caller)."""
+    scheme = get_scheme(cfg.dataset)
+    store_size = int(round(cfg.input_size * CONTEXT))
+    skipped: list[str] = []
+    stored = {name: _crop_split(cfg, name, samples, crop, store_size, skipped, progress)
+              for name, samples in splits.items()}
+
+    # ASM on normalised canonical-crop shapes of the training split, mirrored copies included so that
+    # soft landmarks of flipped faces stay plausible.
+    offset = (store_size - cfg.input_size) / 2.0
+    train_hard = stored["train"][1]
+    canon = crop.normalize(train_hard - offset)
+    mirrored = np.stack([crop.normalize(scheme.flip(p - offset, cfg.input_size)) for p in train_hard])
+    asm = ActiveShapeModel.fit(np.concatenate([canon, mirrored]), cfg.asm_variance)
+    asm.save(tmp / "asm.npz")
+
+    counts, soft_nme = {}, 0.0
+    for name, (images, hard, kept) in stored.items():
+        soft = (asm.project(crop.normalize(hard - offset)) + 0.5) * cfg.input_size + offset
+        d = tmp / name
+        d.mkdir()
+        np.save(d / "images.npy", images)
+        np.save(d / "hard.npy", hard)
+        np.save(d / "soft.npy", soft.astype(np.float32))
+        write_json(d / "faces.json", [{"id": s.id, "image": s.image_path, "tags": list(s.tags)} for s in kept])
+        counts[name] = len(kept)
+        if name == "train":
+            soft_nme = float(100 * np.mean(batch_nme(soft, hard, scheme.nme_pair)))
+    return Manifest(config=asdict(cfg), scheme=scheme.name, num_points=scheme.num_points, crop=crop.to_dict(),
+                    store_size=store_size, counts=counts,
+                    asm={"variance": asm.variance, "explained": asm.explained, "components": asm.num_components},
+                    soft_vs_hard_nme=soft_nme, sources={}, skipped=skipped, license=LICENSES.get(scheme.name, ""))

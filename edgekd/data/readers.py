@@ -5,6 +5,7 @@ Points are float32 (N, 2), 0-based pixel coordinates with pixel centres at integ
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,26 +108,52 @@ def write_pts(path, points: np.ndarray, header: bool = True) -> None:
     write_text(path, "\n".join(lines) + "\n")
 
 
-# 300-W layout: <root>/<dataset>/{trainset,testset}/ (lfpw, helen) plus flat afw/ (train) and ibug/ (challenging).
+# 300-W layout as downloaded (ibug_300W_large_face_landmark_dataset): <root>/{lfpw,helen}/{trainset,testset}/ and
+# the flat folders afw/ (training) and ibug/ (the challenging test set); any of them may be missing, but a root must
+# hold at least one, so a folder one level too deep or too high is refused instead of half-read.
+W300_SPLIT_SUBSETS = ("lfpw", "helen")  # each with trainset/ and/or testset/
+W300_FLAT_SUBSETS = {"afw": "train", "ibug": "test"}
 _300W_TEST_SUBSET = {"lfpw": "common", "helen": "common", "ibug": "challenging"}
+W300_LAYOUT = "lfpw/ and helen/ each with trainset/ and testset/ (afw/ and ibug/ optional)"
+
+
+def _300w_subsets(root: Path) -> dict[str, Path]:
+    """The recognised 300-W subset folders of ``root`` (lower-case name -> folder), or a DataError that says
+    what was expected and, where it can tell, which folder the user meant."""
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset root not found")
+    children = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
+    if root.name.lower() in ("trainset", "testset") or "trainset" in children or "testset" in children \
+            or any(root.glob("*.pts")):
+        raise DataError(f"{root}: one 300-W subset folder, not the dataset root; give the folder that holds "
+                        f"{W300_LAYOUT}")
+    known = {n: p for n, p in children.items() if n in W300_SPLIT_SUBSETS or n in W300_FLAT_SUBSETS}
+    if not known:
+        inner = [p for p in children.values()
+                 if any((p / n).is_dir() for n in (*W300_SPLIT_SUBSETS, *W300_FLAT_SUBSETS))]
+        hint = f" ({inner[0]} looks like one)" if inner else ""
+        raise DataError(f"{root}: not a 300-W dataset root{hint}; expected {W300_LAYOUT}")
+    for n in W300_SPLIT_SUBSETS:
+        if n in known and not any((known[n] / s).is_dir() for s in ("trainset", "testset")):
+            raise DataError(f"{known[n]}: expected trainset/ and testset/ inside (300-W layout: {W300_LAYOUT})")
+    for n, p in children.items():
+        if n not in known:
+            log.info("%s: not a 300-W subset folder; ignored", p)
+    return known
 
 
 def read_300w(root, split: str, skipped: list | None = None) -> list[Sample]:
-    """All faces of the 300-W `split` ("train" or "test") found under `root`; any subset of the folders may exist."""
+    """All faces of the 300-W `split` ("train" or "test") found under `root` (see W300_LAYOUT). Test faces come
+    only from testset/ folders and ibug/, training faces only from trainset/ folders and afw/."""
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: dataset root not found")
     scheme = get_scheme("300w")
     folders: list[tuple[str, Path]] = []
-    for ds_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        name = ds_dir.name.lower()
-        sub = ds_dir / ("trainset" if split == "train" else "testset")
-        if sub.is_dir():
-            folders.append((name, sub))
-        elif not (ds_dir / "trainset").is_dir() and not (ds_dir / "testset").is_dir():
-            flat_split = "test" if name == "ibug" else "train"  # afw trains; ibug is the challenging test set
-            if flat_split == split:
-                folders.append((name, ds_dir))
+    for name, folder in sorted(_300w_subsets(root).items()):
+        if name in W300_FLAT_SUBSETS:
+            if W300_FLAT_SUBSETS[name] == split:
+                folders.append((name, folder))
+        elif (folder / f"{split}set").is_dir():
+            folders.append((name, folder / f"{split}set"))
     samples = []
     for name, folder in folders:
         tags = ()
@@ -265,6 +292,25 @@ def read_cofw(root, split: str, skipped: list | None = None) -> list[Sample]:
 
 
 READERS = {"300w": read_300w, "wflw": read_wflw, "cofw": read_cofw}
+
+
+def image_identity(sample: Sample) -> str:
+    """What makes two faces' images the same picture, whatever their names or folders: the SHA-1 of the image
+    file's bytes (or of the pixels, for images stored inside a .mat). Prepare uses it to keep every test image
+    out of training and validation, also when a download or a copy put one under a training folder."""
+    h = hashlib.sha1()
+    if sample.image is not None:
+        img = np.ascontiguousarray(sample.image)
+        h.update(str(img.shape).encode())
+        h.update(img.tobytes())
+        return "pixels:" + h.hexdigest()
+    try:
+        with open(sample.image_path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError as e:
+        raise DataError(f"{sample.image_path}: cannot read image ({e.strerror})") from None
+    return "file:" + h.hexdigest()
 
 
 def read_dataset(dataset: str, root, split: str, skipped: list | None = None) -> list[Sample]:

@@ -9,7 +9,8 @@ import numpy as np
 
 from edgekd.data.augment import AugmentConfig
 from edgekd.data.pipeline import PreparedData
-from edgekd.fileio import write_image
+from edgekd.errors import check_range
+from edgekd.fileio import check_outside_inputs, write_image
 
 
 def draw_points(img: np.ndarray, points: np.ndarray, color, radius: int = 1) -> None:
@@ -18,18 +19,27 @@ def draw_points(img: np.ndarray, points: np.ndarray, color, radius: int = 1) -> 
             cv2.circle(img, (int(round(x)), int(round(y))), radius, color, -1, cv2.LINE_AA)
 
 
-def draw_prepared_samples(prepared, out, split: str = "train", count: int = 12, augment: bool = True,
+MAX_COUNT = 400  # a grid of 100 rows of 192 px tiles is already a 19,200 px tall picture
+
+
+def draw_prepared_samples(prepared, out, split: str = "train", count: int = 12, augment: bool | str = True,
                           seed: int = 0, tile: int = 192) -> Path:
     """Hard landmarks green, soft red; the scheme's first eye-corner point (image left in an upright face) is
-    drawn large in blue and the second in yellow, so a wrong mirror relabelling shows as swapped colours."""
+    drawn large in blue and the second in yellow, so a wrong mirror relabelling shows as swapped colours.
+    ``augment``: True (the full preset), False (canonical crops) or a preset name as `train --augment` takes.
+    The picture goes outside the prepared folder: ``data prepare --force`` replaces only what it wrote there."""
+    check_range("--count", count, 1, MAX_COUNT, integer=True)
+    check_range("--seed", seed, 0, 2**32 - 1, integer=True)
+    check_range("tile", tile, 16, 1024, integer=True)
+    check_outside_inputs(out, "--out", {"PREPARED": prepared})
+    aug = AugmentConfig.preset(augment) if isinstance(augment, str) else AugmentConfig() if augment else None
     data = PreparedData(prepared)
     rng = np.random.default_rng(seed)
     n = len(data.split(split))
     left, right = data.scheme.nme_pair
     tiles = []
     for i in rng.choice(n, size=min(count, n), replace=False):
-        crop, hard, soft, flipped = data.sample(split, int(i), rng if augment else None,
-                                                AugmentConfig() if augment else None)
+        crop, hard, soft, flipped = data.sample(split, int(i), rng if aug is not None else None, aug)
         scale = tile / data.input_size
         img = cv2.resize(crop, (tile, tile), interpolation=cv2.INTER_LINEAR)
         draw_points(img, soft * scale + (scale - 1) / 2, (255, 0, 0))

@@ -1,7 +1,11 @@
-"""Runtime: run an exported (or Keras) landmark model on images the way a phone app would."""
+"""Runtime: run an exported (or Keras) landmark model on images and video the way a phone app would."""
 from edgekd.detector import Detection, DetectorMapping, FaceDetector, fit_detector_mapping
+from edgekd.runtime.blazeface import BlazeFace, TiledDetector, open_detector
 from edgekd.runtime.model import LandmarkModel, ModelInfo
-from edgekd.runtime.predictor import Face, Predictor, draw_faces, predict_file
+from edgekd.runtime.predictor import Face, Predictor, draw_faces, predict_file, write_face_points
+from edgekd.runtime.tracker import FaceTracker, OneEuroFilter
+from edgekd.runtime.video import track_video
 
-__all__ = ["Detection", "DetectorMapping", "Face", "FaceDetector", "LandmarkModel", "ModelInfo", "Predictor",
-           "draw_faces", "fit_detector_mapping", "predict_file"]
+__all__ = ["BlazeFace", "Detection", "DetectorMapping", "Face", "FaceDetector", "FaceTracker", "LandmarkModel",
+           "ModelInfo", "OneEuroFilter", "Predictor", "TiledDetector", "draw_faces", "fit_detector_mapping",
+           "open_detector", "predict_file", "track_video", "write_face_points"]

@@ -49,8 +49,9 @@ class LandmarkModel:
     """A landmark network behind one interface.
 
     ``predict(crop)`` takes an (S, S, 3) uint8 RGB crop cut with ``self.crop`` and returns (N, 2) crop pixels;
-    ``run(batch)`` is the raw (B, S, S, 3) float [0, 1] -> (B, 2N) normalised call. ``runtime`` names the engine and
-    its version (recorded beside every latency number).
+    the staged form ``set_input(crop)``, ``invoke()``, ``points(to_image)`` lets a pipeline time each stage and
+    get image pixels straight away. ``run(batch)`` is the raw (B, S, S, 3) float [0, 1] -> (B, 2N) normalised
+    call. ``runtime`` names the engine and its version (recorded beside every latency number).
     """
 
     def __init__(self, path, num_threads: int = 1, runtime: str = "auto", scheme: str | None = None,
@@ -82,6 +83,8 @@ class LandmarkModel:
         if outputs is not None and outputs != 2 * self.info.num_points:
             raise ModelError(f"{self.path}: outputs {outputs} values but its metadata says "
                              f"{self.info.num_points} points ({2 * self.info.num_points} values)")
+        self._raw_xy = np.empty((self.info.num_points, 2), np.float32)  # the output as float, reused per call
+        self._gain, self._offset = self._backend.output_affine(self.info.crop.input_size)
 
     # --- identity -----------------------------------------------------------------------------------------------
     @property
@@ -118,8 +121,29 @@ class LandmarkModel:
         return self._backend.run(x)
 
     def predict(self, crop: np.ndarray) -> np.ndarray:
-        out = self.run(np.asarray(crop, dtype=np.float32) / 255.0)
-        return self.info.crop.denormalize(out[0])
+        """(N, 2) crop pixels of one uint8 crop."""
+        self._backend.set_input(crop)
+        self._backend.invoke()
+        return self.points()
+
+    def set_input(self, crop: np.ndarray) -> None:
+        """Write one (S, S, 3) uint8 crop into the model's input (no conversion when the tensor allows it)."""
+        self._backend.set_input(crop)
+
+    def invoke(self) -> None:
+        self._backend.invoke()
+
+    def points(self, to_image: np.ndarray | None = None) -> np.ndarray:
+        """The last invoke's (N, 2) points: crop pixels, or through ``to_image`` (2x3 crop -> image affine) image
+        pixels. Dequantization, denormalisation and the inverse crop are one affine map of the raw output, so
+        this is one small matrix product whatever the tensor types."""
+        a = _IDENTITY if to_image is None else np.asarray(to_image, dtype=np.float64)
+        k = a[:, :2] * self._gain  # crop px = raw * gain + offset, then the crop -> image affine
+        t = a[:, :2].sum(axis=1) * self._offset + a[:, 2]
+        np.copyto(self._raw_xy, self._backend.output().reshape(-1, 2))
+        out = self._raw_xy @ k.T.astype(np.float32)
+        out += t.astype(np.float32)
+        return out
 
     def close(self) -> None:
         self._backend = _Closed()
@@ -135,11 +159,16 @@ class LandmarkModel:
                 f"{self.info.quantization}, {self.runtime}, threads={self.num_threads})")
 
 
+_IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
 class _Closed:
     name = "closed"
 
-    def run(self, x):
+    def _closed(self, *args):
         raise RuntimeError("LandmarkModel is closed")
+
+    run = set_input = invoke = output = _closed
 
 
 # --- metadata -------------------------------------------------------------------------------------------------
@@ -220,11 +249,12 @@ def _interpreter_class(runtime: str):
 
 
 def make_interpreter(path=None, content: bytes | None = None, num_threads: int = 1, runtime: str = "auto",
-                     delegates: bool = True):
+                     delegates: bool = True, preserve_all_tensors: bool = False):
     """The one place a TFLite interpreter is built: (allocated interpreter, runtime label).
 
     ``delegates=False`` runs the builtin kernels without XNNPACK, which would hide every op's types inside one
     DELEGATE node (export's op inspection needs them); only LiteRT and tf.lite offer the switch.
+    ``preserve_all_tensors`` keeps every intermediate tensor readable after ``invoke`` (export reads the head's input).
     """
     cls, label = _interpreter_class(runtime)
     kwargs = {"num_threads": num_threads}
@@ -233,6 +263,8 @@ def make_interpreter(path=None, content: bytes | None = None, num_threads: int =
         if resolver is None:
             raise ModelError(f"{label} cannot run without its default delegates; install ai-edge-litert")
         kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if preserve_all_tensors:
+        kwargs["experimental_preserve_all_tensors"] = True
     source = {"model_content": content} if content is not None else {"model_path": str(path)}
     try:
         interp = cls(**source, **kwargs)
@@ -257,6 +289,8 @@ class _TFLiteBackend:
         self.output_size = int(np.prod(self.out["shape"][1:]))
         self.xnnpack = _uses_delegate(self.interp)
         self.name = f"{label}{' XNNPACK' if self.xnnpack else ''}"
+        self.input_encoding = input_encoding(self.inp)
+        self._input = np.zeros(tuple(shape), self.inp["dtype"])  # reused by every set_input
 
     def run(self, x: np.ndarray) -> np.ndarray:
         outs = []
@@ -265,6 +299,48 @@ class _TFLiteBackend:
             self.interp.invoke()
             outs.append(dequantize_output(self.interp.get_tensor(self.out["index"]), self.out).reshape(-1))
         return np.stack(outs)
+
+    def set_input(self, crop: np.ndarray) -> None:
+        """uint8 pixels into the input tensor. With int8 (zero point -128, scale 1/255) the tensor value is
+        pixel - 128, the pixel's bits with the top one flipped; with uint8 (0, 1/255) the pixel itself; float
+        tensors get pixel / 255; anything else goes through the general quantizer."""
+        dst = self._input[0]
+        if self.input_encoding == "int8-xor":
+            np.bitwise_xor(crop, 0x80, out=dst.view(np.uint8))
+        elif self.input_encoding == "uint8":
+            np.copyto(dst, crop)
+        elif self.input_encoding == "float":
+            np.divide(crop, np.float32(255.0), out=dst, dtype=dst.dtype)
+        else:
+            dst[...] = quantize_input(np.asarray(crop, np.float32) / 255.0, self.inp)
+        self.interp.set_tensor(self.inp["index"], self._input)
+
+    def invoke(self) -> None:
+        self.interp.invoke()
+
+    def output(self) -> np.ndarray:
+        return self.interp.get_tensor(self.out["index"])
+
+    def output_affine(self, input_size: int) -> tuple[float, float]:
+        """(gain, offset) with crop pixels = raw * gain + offset: dequantize then denormalise
+        ((q - zero) * scale + 0.5) * input_size, folded."""
+        scale, zero = (1.0, 0) if np.issubdtype(self.out["dtype"], np.floating) else self.out["quantization"]
+        return input_size * scale, input_size * (0.5 - zero * scale)
+
+
+def input_encoding(detail: dict) -> str:
+    """How uint8 pixels reach an input tensor: 'int8-xor' and 'uint8' write them without arithmetic (the tensor's
+    quantization is exactly pixel / 255 there), 'float' divides by 255, 'quantize' runs the general quantizer."""
+    dtype = np.dtype(detail["dtype"])
+    if np.issubdtype(dtype, np.floating):
+        return "float"
+    scale, zero = detail["quantization"]
+    exact = bool(scale) and abs(scale * 255.0 - 1.0) < 1e-6  # off by < 255e-6 of a step: rounding cannot differ
+    if exact and dtype == np.int8 and zero == -128:
+        return "int8-xor"
+    if exact and dtype == np.uint8 and zero == 0:
+        return "uint8"
+    return "quantize"
 
 
 def _uses_delegate(interp) -> bool:
@@ -308,10 +384,24 @@ class _KerasBackend:
         self.output_size = int(np.prod(out[1:])) if all(out[1:]) else None
         # a traced graph: eager calls cost ~6x more per face, which would misstate a checkpoint's latency
         self._call = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+        self._x = self._y = None
 
     def run(self, x: np.ndarray) -> np.ndarray:
         out = self._call(x)
         return np.asarray(out, dtype=np.float32).reshape(len(x), -1)
+
+    def set_input(self, crop: np.ndarray) -> None:
+        self._x = np.asarray(crop, dtype=np.float32)[None] / 255.0
+
+    def invoke(self) -> None:
+        self._y = self.run(self._x)[0]
+
+    def output(self) -> np.ndarray:
+        return self._y
+
+    @staticmethod
+    def output_affine(input_size: int) -> tuple[float, float]:
+        return float(input_size), 0.5 * input_size
 
 
 def _load_keras(path: Path):

@@ -1,24 +1,48 @@
 """Predictor: image -> face detector -> CropSpec crop -> landmark model -> inverse crop -> points in the image.
 
 This is the phone pipeline on the desktop: the same CropSpec (read from the model's metadata) cuts the crop the
-model was trained on, and the inverse of the same similarity transform puts the points back.
+model was trained on, and the inverse of the same similarity transform puts the points back. The crop is warped
+into one reused buffer, and a LandmarkModel folds dequantization, denormalisation and the inverse crop into one
+affine map of its raw output, so a face costs the warp, the invoke and one small matrix product.
 """
 from __future__ import annotations
 
+import glob
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from edgekd.data.crop import CropSpec, invert, transform_points
+from edgekd.data.crop import CropSpec, invert, transform_points, warp
 
 
 @dataclass
 class Face:
-    points: np.ndarray  # (N, 2) image pixels
+    points: np.ndarray  # (N, 2) image pixels (smoothed, for a tracked face)
     box: tuple[float, float, float]  # (cx, cy, side) landmark box the crop was cut from
     detection: object | None = None  # the detector's Detection, when the box came from a detector
     timings_ms: dict = field(default_factory=dict)  # detector (whole image), crop, model, inverse
+    track_id: int | None = None  # video: the track this face belongs to
+    raw_points: np.ndarray | None = None  # video: the model's points before smoothing
+
+    @property
+    def score(self) -> float | None:
+        """The detector's score, when the crop came from a detection."""
+        return None if self.detection is None else float(self.detection.score)
+
+    def to_dict(self) -> dict:
+        """JSON form: detector box (x, y, w, h) and score when a detection came with the face, the crop square
+        (cx, cy, side) it was cut from, the points, and the track id of a tracked face."""
+        d = {}
+        if self.detection is not None:
+            d["box"] = [round(float(v), 2) for v in self.detection.box]
+            d["score"] = round(self.score, 4)
+        d["crop_box"] = [round(float(v), 2) for v in self.box]
+        if self.track_id is not None:
+            d["track_id"] = self.track_id
+        d["points"] = np.asarray(self.points, np.float64).round(3).tolist()
+        return d
 
 
 class Predictor:
@@ -32,14 +56,25 @@ class Predictor:
         self.model = model
         self.detector = detector
         self.crop = crop or model.crop
+        self._patch = np.empty((self.crop.input_size, self.crop.input_size, 3), np.uint8)  # reused by every face
+        self._staged = all(hasattr(model, k) for k in ("set_input", "invoke", "points"))
 
     def predict_box(self, image: np.ndarray, box: tuple[float, float, float]) -> Face:
+        """One face from a known (cx, cy, side) box; timings: crop (warp), model (input + invoke), inverse
+        (the model's output to image pixels)."""
         t0 = time.perf_counter()
-        patch, m = self.crop.crop(image, box)
+        m = self.crop.matrix(box)
+        patch = warp(image, m, self.crop.input_size, self._patch)
         t1 = time.perf_counter()
-        crop_points = self.model.predict(patch)
-        t2 = time.perf_counter()
-        points = transform_points(crop_points, invert(m))
+        if self._staged:
+            self.model.set_input(patch)
+            self.model.invoke()
+            t2 = time.perf_counter()
+            points = self.model.points(invert(m))
+        else:  # a stand-in with predict(crop) -> crop pixels only
+            crop_points = self.model.predict(patch)
+            t2 = time.perf_counter()
+            points = transform_points(crop_points, invert(m))
         t3 = time.perf_counter()
         return Face(points, tuple(box), None,
                     {"crop": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "inverse": (t3 - t2) * 1e3})
@@ -63,16 +98,22 @@ class Predictor:
         return faces
 
 
-def draw_faces(image: np.ndarray, faces: list[Face]) -> np.ndarray:
-    """RGB copy of ``image`` with each face's detector box (blue) and landmarks (red), scaled to the image size."""
+def draw_faces(image: np.ndarray, faces: list[Face], inplace: bool = False) -> np.ndarray:
+    """``image`` (a copy unless ``inplace``) with each face's detector box (blue; the tracked crop square, green,
+    when no detection came with it) and landmarks (red), scaled to the image size."""
     import cv2
 
-    out = np.ascontiguousarray(image.copy())
+    out = image if inplace else np.ascontiguousarray(image.copy())
     r = max(1, int(round(max(image.shape[:2]) / 400)))
     for f in faces:
         if f.detection is not None:
             x, y, w, h = (int(round(v)) for v in f.detection.box)
             cv2.rectangle(out, (x, y), (x + w, y + h), (60, 120, 255), max(1, r), cv2.LINE_AA)
+        elif f.track_id is not None:
+            cx, cy, side = f.box
+            p0, p1 = (int(round(cx - side / 2)), int(round(cy - side / 2))), (int(round(cx + side / 2)),
+                                                                              int(round(cy + side / 2)))
+            cv2.rectangle(out, p0, p1, (60, 200, 90), max(1, r // 2), cv2.LINE_AA)
         for px, py in f.points:
             cv2.circle(out, (int(round(px)), int(round(py))), r + 1, (255, 40, 40), -1, cv2.LINE_AA)
     return out
@@ -85,19 +126,69 @@ def sample_face():
     return np.ascontiguousarray(data.astronaut())
 
 
-def predict_file(model, image_path=None, out=None, num_threads: int = 1) -> list[Face]:
-    """`edgekd predict`: every face in one image file (default: `sample_face()`); with ``out``, a PNG with the
-    landmarks drawn."""
-    from edgekd.data.readers import load_image
-    from edgekd.detector import FaceDetector
+def load_model(model, num_threads: int = 1):
+    """A LandmarkModel from a path; a model object passes through."""
     from edgekd.runtime.model import LandmarkModel
 
+    return model if hasattr(model, "predict") else LandmarkModel(model, num_threads)
+
+
+def predict_file(model, image_path=None, out=None, num_threads: int = 1, detector=None) -> list[Face]:
+    """`edgekd predict` on a still image: every face in one image file (default: `sample_face()`), best detector
+    score first; with ``out`` and at least one face, a PNG/JPEG with the landmarks drawn (with none, nothing).
+
+    ``detector``: a detector object (kept open), or keyword arguments for ``open_detector`` (default: MediaPipe
+    short-range, score >= 0.5)."""
+    from edgekd.data.readers import load_image
+    from edgekd.runtime.blazeface import open_detector
+
     image = load_image(image_path) if image_path is not None else sample_face()
-    m = model if hasattr(model, "predict") else LandmarkModel(model, num_threads)
-    with FaceDetector() as det:
+    m = load_model(model, num_threads)
+    det = detector if hasattr(detector, "detect") else open_detector(**(detector or {}), num_threads=num_threads)
+    try:
         faces = Predictor(m, det).predict(image)
-    if out is not None:
+    finally:
+        if det is not detector:
+            det.close()
+    if out is not None and faces:
         from edgekd.fileio import write_image
 
         write_image(out, draw_faces(image, faces))
     return faces
+
+
+def pts_paths(path, count: int) -> list[Path]:
+    """Where ``count`` faces' .pts files go: ``path`` itself for one face, ``<stem>_1.pts`` ... for several."""
+    path = Path(path)
+    return [path] if count == 1 else [path.with_name(f"{path.stem}_{k}{path.suffix}") for k in range(1, count + 1)]
+
+
+def write_face_points(path, faces: list[Face], source: str = "") -> tuple[list[Path], list[Path]]:
+    """Write still-image faces' points: ``.pts`` -> one file per face (pts_paths), ``.json`` -> one file with every
+    face's box, detector score and points. Returns (written, removed): files an earlier run left at these names
+    (more faces then, or a face where there is none now) are removed, so no stale points remain beside new ones."""
+    from edgekd.data.readers import write_pts
+    from edgekd.fileio import write_json
+
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        if not faces:
+            return [], remove_stale([path])
+        doc = {"source": source, "faces": [f.to_dict() for f in faces]}
+        return [write_json(path, doc)], []
+    written = pts_paths(path, len(faces)) if faces else []
+    for p, face in zip(written, faces):
+        write_pts(p, face.points)
+    numbered = [p for p in path.parent.glob(f"{glob.escape(path.stem)}_*{path.suffix}")
+                if p.stem[len(path.stem) + 1:].isdigit()]
+    return written, remove_stale([p for p in [path, *numbered] if p not in written])
+
+
+def remove_stale(paths) -> list[Path]:
+    """Remove the files among ``paths`` that exist (outputs of an earlier run this run does not rewrite)."""
+    removed = []
+    for p in map(Path, paths):
+        if p.is_file():
+            p.unlink()
+            removed.append(p)
+    return removed

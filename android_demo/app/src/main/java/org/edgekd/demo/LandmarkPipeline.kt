@@ -4,9 +4,9 @@ import android.graphics.Bitmap
 import java.io.Closeable
 
 /**
- * Detector, crop and landmark model in a row, timed stage by stage; the same code serves the camera preview and the
- * evaluation mode, so the numbers `edgekd bench --device pixel` reports are those of the demo.
- * [detector] may be null when every call passes a crop box (evaluation protocol "gt").
+ * Detector, crop and landmark model in a row, timed stage by stage; the same code serves the camera preview (through
+ * [frame] and the [FaceTracker]) and the evaluation mode ([process]), so the numbers `edgekd bench --device pixel`
+ * reports are those of the demo. [detector] may be null when every call passes a crop box (evaluation protocol "gt").
  */
 class LandmarkPipeline(val detector: FaceStage?, val model: LandmarkModel) : Closeable {
     class Result(
@@ -49,10 +49,62 @@ class LandmarkPipeline(val detector: FaceStage?, val model: LandmarkModel) : Clo
             box = spec.boxFromDetector(face.x.toDouble(), face.y.toDouble(), face.w.toDouble(), face.h.toDouble())
         }
         val t1 = System.nanoTime()
+        loadPixels(bitmap)
+        val loadMs = ms(t1, System.nanoTime())
+        val times = DoubleArray(3)
+        val points = landmarks(bitmap.width, bitmap.height, box, times)
+        val t4 = System.nanoTime()
+        return Result(points, face, box, faces, detectorMs, loadMs + times[0], times[1], ms(t1, t4), ms(t0, t4))
+    }
+
+    /**
+     * A camera frame for the [FaceTracker]: the detector's boxes as crop squares (best score first) and the model's
+     * points for a crop square, each stage's time summed over the frame for the on-screen statistics.
+     */
+    inner class Frame(private val bitmap: Bitmap, private val timestampMs: Long) : FaceTracker.Frame {
+        override val width = bitmap.width
+        override val height = bitmap.height
+        private val start = System.nanoTime()
+        private var loaded = false
+        private val times = DoubleArray(3) // crop, inference, landmarks (crop + inference + decoding)
+        private var detectorMs: Double? = null
+        private var faces = 0
+
+        override fun detect(): List<DoubleArray> {
+            val t0 = System.nanoTime()
+            val found = (detector ?: throw IllegalStateException("no face detector")).detect(bitmap, timestampMs)
+            detectorMs = ms(t0, System.nanoTime())
+            faces = found.size
+            return found.sortedByDescending { it.score }
+                .map { spec.boxFromDetector(it.x.toDouble(), it.y.toDouble(), it.w.toDouble(), it.h.toDouble()) }
+        }
+
+        override fun landmarks(box: DoubleArray): FloatArray {
+            if (!loaded) {
+                loadPixels(bitmap)
+                loaded = true
+            }
+            return this@LandmarkPipeline.landmarks(width, height, box, times)
+        }
+
+        /** The frame as a [Result] of the face shown (its points and crop square). */
+        fun result(points: FloatArray?, box: DoubleArray?): Result = Result(
+            points, null, box, faces, detectorMs, times[0], times[1], times[2], ms(start, System.nanoTime())
+        )
+    }
+
+    fun frame(bitmap: Bitmap, timestampMs: Long) = Frame(bitmap, timestampMs)
+
+    private fun loadPixels(bitmap: Bitmap) {
         val w = bitmap.width
         val h = bitmap.height
         if (pixels.size != w * h) pixels = IntArray(w * h)
         bitmap.getPixels(pixels, 0, w, 0, 0, w, h)
+    }
+
+    /** Crop, model and decoding for one crop square of the loaded pixels; adds each stage's time to [times]. */
+    private fun landmarks(w: Int, h: Int, box: DoubleArray, times: DoubleArray): FloatArray {
+        val t1 = System.nanoTime()
         val matrix = spec.matrix(box)
         model.setInput(ImageWarp.warp(pixels, w, h, matrix, spec.inputSize))
         val t2 = System.nanoTime()
@@ -60,7 +112,10 @@ class LandmarkPipeline(val detector: FaceStage?, val model: LandmarkModel) : Clo
         val t3 = System.nanoTime()
         val points = spec.decode(out, matrix)
         val t4 = System.nanoTime()
-        return Result(points, face, box, faces, detectorMs, ms(t1, t2), ms(t2, t3), ms(t1, t4), ms(t0, t4))
+        times[0] += ms(t1, t2)
+        times[1] += ms(t2, t3)
+        times[2] += ms(t1, t4)
+        return points
     }
 
     private fun choose(found: List<FaceStage.Face>, match: DoubleArray?): FaceStage.Face? {

@@ -36,8 +36,10 @@ import java.util.concurrent.Executors
 
 /**
  * Live demo: front camera, MediaPipe face detector, the edgekd landmark model from the assets (chosen in the
- * spinner; its metadata gives the crop and scheme), landmarks drawn over the preview, per-stage times, One Euro
- * smoothing (on by default), GPU delegate and thread count switches. All model work runs on one analysis thread.
+ * spinner; its metadata gives the crop and scheme), landmarks drawn over the preview, per-stage times, GPU delegate
+ * and thread count switches. The face is tracked ([FaceTracker]: crops from the previous frame's landmarks, the
+ * detector every 10th frame or when the track is lost) and smoothed with the One Euro filter (on by default, switch
+ * "Smooth"). All model work runs on one analysis thread.
  */
 class MainActivity : AppCompatActivity() {
     private lateinit var previewView: PreviewView
@@ -52,7 +54,7 @@ class MainActivity : AppCompatActivity() {
     // Touched only on the analysis thread.
     private var pipeline: LandmarkPipeline? = null
     private var pipelineError: String? = null
-    private val smoother = OneEuroFilter()
+    private val tracker = FaceTracker(redetectEvery = REDETECT_EVERY, maxFaces = 1)
     private val stats = StageStats()
     private var lastTimestamp = 0L
 
@@ -120,7 +122,7 @@ class MainActivity : AppCompatActivity() {
             pipeline?.close()
             pipeline = null
             pipelineError = null
-            smoother.reset()
+            tracker.reset()
             stats.clear()
             var landmarks: LandmarkModel? = null
             try {
@@ -194,19 +196,17 @@ class MainActivity : AppCompatActivity() {
         // VIDEO mode needs strictly increasing timestamps.
         val timestamp = maxOf(SystemClock.uptimeMillis(), lastTimestamp + 1)
         lastTimestamp = timestamp
+        tracker.smoothing = smoothing
+        val frame = p.frame(upright, timestamp)
         val result = try {
-            p.process(upright, timestamp)
+            val face = tracker.update(frame, timestamp / 1000.0).firstOrNull()
+            frame.result(face?.points, face?.box)
         } catch (e: Exception) {
             Log.e(TAG, "frame failed", e)
             runOnUiThread { statsView.text = e.message }
             return
         }
-        var points = result.points
-        if (points == null) {
-            smoother.reset()
-        } else if (smoothing) {
-            points = smoother.filter(points, timestamp / 1000.0, result.box!![2])
-        }
+        val points = result.points
         stats.add(result, (System.nanoTime() - frameStart) / 1e6)
         val text = stats.summary(p.model)
         val mirror = useFrontCamera
@@ -265,5 +265,6 @@ class MainActivity : AppCompatActivity() {
     companion object {
         private const val TAG = "edgekd"
         private const val DEFAULT_THREADS = 4
+        private const val REDETECT_EVERY = 10
     }
 }

@@ -1,0 +1,146 @@
+package org.edgekd.demo
+
+import kotlin.math.hypot
+
+/**
+ * Tracks faces through camera frames: each crop comes from the previous frame's landmarks, the face detector runs
+ * every [redetectEvery] frames (to find faces and to confirm the tracked ones) and at once when a track fails the
+ * plausibility test, and the points a user sees are smoothed with the [OneEuroFilter]. The same logic, decision for
+ * decision, as the desktop's `edgekd/runtime/tracker.py` (see its docstring for why these tests and limits); the
+ * repository's tests drive both with one scripted sequence and compare every frame.
+ *
+ * Pure Kotlin (no Android classes): the camera, detector and model sit behind [Frame], so it compiles and runs off
+ * the device. Boxes are crop squares {cx, cy, side} in image pixels; points are x0, y0, x1, y1, ...
+ */
+class FaceTracker(
+    val redetectEvery: Int = 10,
+    val maxFaces: Int = 1,
+    var smoothing: Boolean = true,
+    val minIou: Double = 0.3,
+    val maxScaleChange: Double = 1.3,
+    val maxShift: Double = 0.3
+) {
+    /** One camera frame: its size, the detector (crop squares from its boxes, best score first) and the model. */
+    interface Frame {
+        val width: Int
+        val height: Int
+        fun detect(): List<DoubleArray>
+        fun landmarks(box: DoubleArray): FloatArray
+    }
+
+    class Tracked(
+        val id: Int,
+        /** Smoothed when [smoothing] is on; [rawPoints] are the model's. */
+        val points: FloatArray,
+        val rawPoints: FloatArray,
+        /** The crop square this frame's points came from. */
+        val box: DoubleArray,
+        /** Whether a detection started or confirmed the track on this frame. */
+        val detected: Boolean
+    )
+
+    private class Track(val id: Int, var box: DoubleArray, val filter: OneEuroFilter)
+
+    private class Candidate(val track: Track, val points: FloatArray, val cropBox: DoubleArray, val box: DoubleArray,
+                            var detected: Boolean)
+
+    private var tracks = mutableListOf<Track>()
+    private var nextId = 0
+    private var sinceDetect = 0
+    var detectorRuns = 0
+        private set
+    var lostImplausible = 0
+        private set
+    var lostUnconfirmed = 0
+        private set
+
+    fun reset() {
+        tracks = mutableListOf()
+        sinceDetect = 0
+    }
+
+    fun update(frame: Frame, timeSeconds: Double): List<Tracked> {
+        sinceDetect += 1
+        var detect = tracks.isEmpty() || sinceDetect >= redetectEvery
+        var kept = mutableListOf<Candidate>()
+        val lost = mutableListOf<Track>()
+        for (track in tracks) {
+            val points = frame.landmarks(track.box)
+            val box = CropSpec.boxFromPoints(points)
+            if (plausible(track.box, box, frame.width, frame.height)) {
+                kept.add(Candidate(track, points, track.box, box, false))
+            } else {
+                lost.add(track)
+                lostImplausible += 1
+                detect = true
+            }
+        }
+        if (detect) {
+            val detections = frame.detect()
+            detectorRuns += 1
+            sinceDetect = 0
+            kept = confirm(frame, kept, lost, detections)
+        }
+        tracks = kept.map { it.track }.toMutableList()
+        return kept.map { c ->
+            c.track.box = c.box
+            val shown = if (smoothing) c.track.filter.filter(c.points, timeSeconds, c.box[2]) else c.points
+            Tracked(c.track.id, shown, c.points, c.cropBox, c.detected)
+        }
+    }
+
+    /** Greedy matching by IoU (best overlap first, then track and detection order), as tracker.py's _confirm. */
+    private fun confirm(frame: Frame, kept: List<Candidate>, lost: MutableList<Track>,
+                        detections: List<DoubleArray>): MutableList<Candidate> {
+        val pairs = ArrayList<Triple<Double, Int, Int>>()
+        for (i in kept.indices) {
+            for (j in detections.indices) pairs.add(Triple(squareIou(kept[i].track.box, detections[j]), i, j))
+        }
+        pairs.sortWith(compareBy<Triple<Double, Int, Int>>({ -it.first }, { it.second }, { it.third }))
+        val usedTracks = sortedSetOf<Int>()
+        val usedDetections = HashSet<Int>()
+        for ((overlap, i, j) in pairs) {
+            if (overlap >= minIou && i !in usedTracks && j !in usedDetections) {
+                usedTracks.add(i)
+                usedDetections.add(j)
+                kept[i].detected = true
+            }
+        }
+        lostUnconfirmed += kept.size - usedTracks.size
+        val out = usedTracks.map { kept[it] }.toMutableList()
+        for (j in detections.indices) {
+            if (j in usedDetections || out.size >= maxFaces) continue
+            val square = detections[j]
+            val points = frame.landmarks(square)
+            var previous: Track? = null // the lost track overlapping most (the first of equals)
+            for (t in lost) {
+                if (previous == null || squareIou(t.box, square) > squareIou(previous.box, square)) previous = t
+            }
+            val track = if (previous != null && squareIou(previous.box, square) >= minIou) {
+                lost.remove(previous)
+                previous
+            } else {
+                Track(nextId++, square, OneEuroFilter())
+            }
+            out.add(Candidate(track, points, square, CropSpec.boxFromPoints(points), true))
+        }
+        return out
+    }
+
+    /** Whether landmarks predicted in [crop] (landmark box [box]) still describe a face the next crop can follow. */
+    private fun plausible(crop: DoubleArray, box: DoubleArray, width: Int, height: Int): Boolean {
+        if (box[2].isNaN() || box[2].isInfinite() || box[2] <= 4.0 || crop[2] <= 0.0) return false
+        val ratio = box[2] / crop[2]
+        return ratio >= 1.0 / maxScaleChange && ratio <= maxScaleChange &&
+            hypot(box[0] - crop[0], box[1] - crop[1]) <= maxShift * crop[2] &&
+            box[0] >= 0 && box[0] < width && box[1] >= 0 && box[1] < height
+    }
+
+    companion object {
+        /** IoU of two {cx, cy, side} squares. */
+        fun squareIou(a: DoubleArray, b: DoubleArray): Double = CropSpec.iou(
+            doubleArrayOf(a[0] - a[2] / 2, a[1] - a[2] / 2, a[2], a[2]),
+            doubleArrayOf(b[0] - b[2] / 2, b[1] - b[2] / 2, b[2], b[2])
+        )
+    }
+}

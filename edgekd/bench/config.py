@@ -1,0 +1,136 @@
+"""BenchConfig: everything one ``edgekd bench`` run is asked to do, checked in one place before any work starts.
+
+A mistyped option should cost the user a one-line error naming it, not minutes of reading a dataset and loading
+models first; and results.json keeps the config beside the numbers, so a run can be repeated from its folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from edgekd.bench.protocols import parse_protocols
+from edgekd.errors import OptionError, check_range
+from edgekd.schemes import get_scheme
+
+PEERS = ("dlib",)
+DEVICES = ("desktop", "pixel")  # pixel: the one Android phone attached over adb (--serial picks among several)
+RUN_BY_BENCH = ("threads", "protocol")  # device options the bench sets per run from --threads and --crop
+
+
+@dataclass
+class BenchConfig:
+    """One benchmark run (a configuration, hence more than eight fields; each is an `edgekd bench` option).
+
+    models: .tflite paths, Keras checkpoints or LandmarkModel-like objects. data: the dataset root as downloaded
+    (None: latency only, on a sample face). dataset / split: which reader and split. out: folder for results.json,
+    report.md and plots (None: nothing written). crop: "detector", "gt" or "both". threads: thread counts to time.
+    compare: peers scored in the same run (dlib). limit: only the first N faces. device: "desktop" or "pixel".
+    device_options: for --device pixel, edgekd.bench.device.DeviceOptions fields (serial, adb, apk,
+    benchmark_binary, ...). progress: a progress bar. worst: faces per worst-case sheet. e2e_images: images the
+    end-to-end latency is timed on.
+    """
+
+    models: Sequence = ()
+    data: str | Path | None = None
+    dataset: str = "300w"
+    out: str | Path | None = None
+    crop: str = "detector"
+    threads: Sequence[int] = (1, 2)
+    compare: Sequence[str] = ()
+    limit: int | None = None
+    device: str = "desktop"
+    device_options: dict = field(default_factory=dict)
+    split: str = "test"
+    progress: bool = True
+    worst: int = 12
+    e2e_images: int = 20
+
+    def __post_init__(self):
+        self.models = list(self.models or ())
+        self.protocols = parse_protocols(self.crop)
+        self.threads = _thread_counts(self.threads)
+        self.compare = tuple(str(c).lower() for c in self.compare or ())
+        self.device = str(self.device).lower()
+        self.device_options = dict(self.device_options or {})
+        self.scheme = get_scheme(self.dataset)
+        self.validate()
+
+    def validate(self) -> None:
+        """Every option's check, one line naming the option on the first failure (OptionError)."""
+        self._check_choices()
+        self._check_counts()
+        self._check_device()
+
+    def _check_choices(self) -> None:
+        for c in self.compare:
+            if c not in PEERS:
+                raise OptionError(f"--compare {c!r}: expected one of {', '.join(PEERS)}")
+        if not self.models and not self.compare:
+            raise OptionError("nothing to benchmark: give at least one model (or --compare dlib)")
+        if "dlib" in self.compare and self.scheme.num_points != 68:
+            raise OptionError(f"--compare dlib predicts 68 points; --dataset {self.dataset} has "
+                              f"{self.scheme.num_points}")
+        if self.split not in ("train", "test"):
+            raise OptionError(f"split {self.split!r}: expected train or test")
+
+    def _check_counts(self) -> None:
+        if self.limit is not None:
+            check_range("--limit", self.limit, lo=1, integer=True)
+        check_range("worst", self.worst, lo=0, integer=True)
+        check_range("e2e_images", self.e2e_images, lo=1, integer=True)
+
+    def _check_device(self) -> None:
+        if self.device not in DEVICES:
+            raise OptionError(f"--device {self.device}: expected desktop or pixel (pick a phone with --serial)")
+        if self.device == "desktop":
+            if self.device_options:
+                key = next(iter(self.device_options)).replace("_", "-")
+                raise OptionError(f"--{key} is a phone option: add --device pixel")
+            return
+        if self.data is None:
+            raise OptionError(f"--device {self.device} needs --root, the dataset (accuracy is scored on the desktop)")
+        if self.compare:
+            raise OptionError(f"--compare runs on the desktop only; leave it out with --device {self.device}")
+        for m in self.models:
+            if not isinstance(m, (str, Path)):
+                raise OptionError(f"--device {self.device} runs .tflite files; give the model's path, not {m!r}")
+        from edgekd.bench.device import DeviceOptions
+
+        names = {f.name for f in dataclasses.fields(DeviceOptions)} - set(RUN_BY_BENCH)
+        for key in self.device_options:
+            if key not in names:
+                raise OptionError(f"device option {key!r}: expected one of {', '.join(sorted(names))}")
+        DeviceOptions(**self.device_options)  # its own checks (apk and benchmark binary exist, ...)
+
+    def device_run_options(self, threads: int, protocol: str):
+        """The DeviceOptions of one phone run of this config."""
+        from edgekd.bench.device import DeviceOptions
+
+        return DeviceOptions(**self.device_options, threads=threads, protocol=protocol)
+
+    def to_json(self) -> dict:
+        """What results.json records: the options as given (models by path or name)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["models"] = [str(getattr(m, "path", None) or getattr(m, "name", None) or m)
+                         if not isinstance(m, (str, Path)) else str(m) for m in self.models]
+        out["data"] = None if self.data is None else str(self.data)
+        out["out"] = None if self.out is None else str(self.out)
+        out["threads"], out["compare"] = list(self.threads), list(self.compare)
+        out["device_options"] = {k: v if isinstance(v, (bool, int, float, type(None))) else str(v)
+                                 for k, v in self.device_options.items()}
+        return out
+
+
+def _thread_counts(threads) -> tuple[int, ...]:
+    """--threads as a tuple of counts >= 1 (default 1 when empty)."""
+    out = []
+    for t in threads or (1,):
+        try:
+            n = float(t)
+        except (TypeError, ValueError):
+            raise OptionError(f"--threads {t!r}: expected whole numbers like 1,2") from None
+        check_range("--threads", int(n) if n.is_integer() else n, lo=1, integer=True)
+        out.append(int(n))
+    return tuple(out)

@@ -1,0 +1,228 @@
+"""Quantization-aware fine-tuning (QAT): the trained float network, wrapped with tfmot's fake-quant ops and trained
+a little more with the loss it was trained with, so the int8 ranges the converter reads are learnt, not guessed.
+
+This is training (it sits beside the trainers, below export): export converts what it returns. Choices:
+- Calibration crops are augmented training crops (the distribution the network was trained on, so activation
+  ranges cover rotated, darkened and occluded faces too), drawn with a seeded generator so an export is
+  reproducible. int8 post-training quantization calibrates on the same crops.
+- Fake-quant ranges start from the float activations on those crops: tfmot starts every activation range at +-6
+  and moves it by an EMA of 0.999 per step, so a short fine-tune would otherwise keep ranges set by the
+  initialiser, and the landmark head alone would get ~6 px per int8 step at 128 px.
+- BatchNorm is frozen: its statistics were re-estimated after training, and batch statistics of a short fine-tune
+  would only add noise.
+- The loss is KD-Loss with the student's frozen teachers when they are given, else plain L2 on the hard targets.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+import edgekd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from edgekd.errors import EdgekdError
+
+TFMOT_INSTALL = "pip install --no-deps tensorflow-model-optimization==0.8.1"
+
+
+@dataclass(frozen=True)
+class QATConfig:
+    """The fine-tune recipe. Values are checked where users give them (export.ExportConfig.validate)."""
+
+    epochs: int = 3
+    steps_per_epoch: int | None = None  # None = one pass over the training split per epoch
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    freeze_batchnorm: bool = True
+    init_ranges: bool = True  # activation ranges from the float model (False: tfmot's +-6, for comparison)
+    calibration_samples: int = 300  # crops for the initial ranges when none are handed in
+    seed: int = 0
+
+
+# --- calibration data -------------------------------------------------------------------------------------------
+def calibration_images(data, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` augmented training crops (float32 (count, S, S, 3) in [0, 1]), the same for the same seed."""
+    from edgekd.data.augment import AugmentConfig
+
+    rng = np.random.default_rng(seed)
+    n = len(data.split("train"))
+    order = rng.choice(n, size=count, replace=count > n)
+    aug = AugmentConfig()
+    crops = [data.sample("train", int(i), rng, aug)[0] for i in order]
+    return np.stack(crops).astype(np.float32) / 255.0
+
+
+# --- wrapping ---------------------------------------------------------------------------------------------------
+def _as_depthwise(layer):
+    """``Rescaling`` (the in-model input normalisation, models.py) as the same affine map in a frozen 1x1
+    DepthwiseConv2D: tfmot has no quantize config for Rescaling, and an output-only one leaves the converter a float
+    MUL and ADD in front of the int8 graph; a depthwise conv with kernel = scale and bias = offset converts to one
+    int8 DEPTHWISE_CONV_2D (the scale is exact in int8, the offset an int32 bias), computing the same values."""
+    import tf_keras as keras
+
+    conv = keras.layers.DepthwiseConv2D(1, use_bias=True, name=layer.name, trainable=False)
+    channels = layer.input_shape[-1]
+    conv.build(layer.input_shape)
+    conv.set_weights([np.broadcast_to(np.float32(layer.scale), (channels,)).reshape(1, 1, channels, 1),
+                      np.broadcast_to(np.float32(layer.offset), (channels,)).copy()])
+    return conv
+
+
+def quantize_model(model):
+    """tfmot's default 8-bit QAT wrapping of a flat tf_keras model, its ``Rescaling`` input layer made a frozen
+    depthwise conv first (``_as_depthwise``), so the converted model is integer from input to head."""
+    import tensorflow_model_optimization as tfmot
+    import tf_keras as keras
+
+    rescalings = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Rescaling)]
+    if not rescalings:
+        return tfmot.quantization.keras.quantize_model(model)
+    replace = lambda layer: _as_depthwise(layer) if layer.name in rescalings else layer.__class__.from_config(
+        layer.get_config())
+    flat = keras.models.clone_model(model, clone_function=replace)
+    for layer in model.layers:
+        if layer.name not in rescalings:
+            flat.get_layer(layer.name).set_weights(layer.get_weights())
+    for name in rescalings:
+        conv = flat.get_layer(name)
+        conv.set_weights(_as_depthwise(model.get_layer(name)).get_weights())
+    return tfmot.quantization.keras.quantize_model(flat)
+
+
+def _layer_outputs_range(model, names: list[str], images: np.ndarray, batch: int = 32) -> dict:
+    """(min, max) of the named layers' outputs over ``images`` (in batches, so 300 crops fit in memory)."""
+    import tf_keras as keras
+
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    lo = {n: math.inf for n in names}
+    hi = {n: -math.inf for n in names}
+    for start in range(0, len(images), batch):
+        outs = probe(images[start:start + batch], training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        for n, o in zip(names, outs):
+            o = o.numpy()
+            lo[n], hi[n] = min(lo[n], float(o.min())), max(hi[n], float(o.max()))
+    return {n: (lo[n], hi[n]) for n in names}
+
+
+def init_quantizer_ranges(qat_model, float_model, images: np.ndarray) -> int:
+    """Set every activation fake-quant range of ``qat_model`` to the float model's range on ``images``.
+
+    Wrapper ``quant_<name>`` quantizes the output of float layer ``<name>``; the input QuantizeLayer takes the
+    range of the images themselves. Returns the number of ranges set.
+    """
+    targets = {}  # float layer name -> [(min_var, max_var)]
+    input_vars = []
+    for layer in qat_model.layers:
+        inner = getattr(layer, "layer", None)
+        pairs = {}
+        for v in layer.weights:
+            leaf = v.name.split("/")[-1].split(":")[0]
+            for kind in ("output", "post_activation", "quantize_layer"):
+                if leaf in (f"{kind}_min", f"{kind}_max"):
+                    pairs.setdefault(kind, {})[leaf.rsplit("_", 1)[1]] = v
+        for kind, mm in pairs.items():
+            if kind == "quantize_layer":
+                input_vars.append((mm["min"], mm["max"]))
+            elif inner is not None:
+                targets.setdefault(inner.name, []).append((mm["min"], mm["max"]))
+    ranges = _layer_outputs_range(float_model, sorted(targets), images) if targets else {}
+    for name, pairs in targets.items():
+        lo, hi = ranges[name]
+        for vmin, vmax in pairs:
+            vmin.assign(min(lo, 0.0))
+            vmax.assign(max(hi, 0.0))
+    for vmin, vmax in input_vars:
+        vmin.assign(min(float(images.min()), 0.0))
+        vmax.assign(max(float(images.max()), 0.0))
+    return len(input_vars) + sum(len(p) for p in targets.values())
+
+
+def _freeze_batchnorm(qat) -> int:
+    """Inference-mode BatchNorm (moving statistics and gamma/beta stay); returns how many layers were frozen."""
+    import tf_keras as keras
+
+    frozen = 0
+    for layer in qat.layers:
+        if isinstance(getattr(layer, "layer", None), keras.layers.BatchNormalization):
+            layer.trainable = False
+            frozen += 1
+    return frozen
+
+
+# --- fine-tuning ------------------------------------------------------------------------------------------------
+def _trainer(qat, data, teachers: dict | None, kd):
+    """(trainer, loss description): KD-Loss as in the student stage when teachers are given, else plain L2."""
+    from edgekd.trainers import Distiller, LandmarkTrainer
+
+    nme_pair = data.scheme.nme_pair
+    if teachers:
+        return (Distiller(qat, teachers["tough"], teachers["tolerant"], kd, nme_pair),
+                "KD-Loss with the frozen Tough and Tolerant teachers")
+    return LandmarkTrainer(qat, "hard", nme_pair), "plain L2 against the hard targets (no teachers given)"
+
+
+def quantization_aware_model(model, data, cfg: QATConfig = QATConfig(), teachers: dict | None = None, kd=None,
+                             calibration: np.ndarray | None = None, progress: bool = True):
+    """Wrap the flat tf_keras ``model`` for QAT and fine-tune it. Returns (qat_model, recipe dict for the card).
+
+    ``teachers``: {"tough": model, "tolerant": model} for KD-Loss (``kd``, a KDLossConfig; default KDLossConfig());
+    ``calibration``: crops for the initial ranges (drawn with ``calibration_images`` when None).
+    """
+    try:
+        import tensorflow_model_optimization  # noqa: F401
+    except ImportError:
+        raise EdgekdError(f"--qat needs tensorflow-model-optimization: {TFMOT_INSTALL}") from None
+    import tf_keras as keras
+
+    from edgekd.data.pipeline import make_dataset
+    from edgekd.losses import KDLossConfig
+
+    keras.utils.set_random_seed(cfg.seed)
+    try:
+        qat = quantize_model(model)
+    except ValueError as e:
+        raise EdgekdError(f"{model.name}: cannot be wrapped for quantization-aware training "
+                          f"({str(e).splitlines()[0]}); only flat tf_keras models can") from None
+    if calibration is None:
+        calibration = calibration_images(data, cfg.calibration_samples, cfg.seed)
+    ranges = init_quantizer_ranges(qat, model, calibration) if cfg.init_ranges else 0
+    frozen = _freeze_batchnorm(qat) if cfg.freeze_batchnorm else 0
+    kd = (kd or KDLossConfig()) if teachers else None
+    trainer, loss = _trainer(qat, data, teachers, kd)
+    trainer.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
+    steps = cfg.steps_per_epoch or math.ceil(data.manifest.counts["train"] / cfg.batch_size)
+    ds = make_dataset(data, "train", cfg.batch_size, augment=True, seed=cfg.seed, shuffle=True, repeat=True)
+    history = trainer.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0,
+                          callbacks=[_progress_callback(cfg.epochs, steps)] if progress else [])
+    recipe = {
+        "tool": "tensorflow-model-optimization quantize_model (default 8-bit scheme)",
+        "loss": loss, "kd": asdict(kd) if kd else None,
+        "epochs": cfg.epochs, "steps_per_epoch": steps, "batch_size": cfg.batch_size,
+        "learning_rate": cfg.learning_rate, "optimizer": "Adam", "augment": True,
+        "batchnorm": f"frozen ({frozen} layers, inference mode)" if frozen else "trained",
+        "activation_ranges": f"{ranges} ranges initialised from the float model on {len(calibration)} augmented "
+                             f"training crops" if ranges else "tfmot default (+-6, EMA 0.999)",
+        "final_loss": float(history.history["loss"][-1]), "final_train_nme": float(history.history["nme"][-1]),
+    }
+    if any(isinstance(layer, keras.layers.Rescaling) for layer in model.layers):
+        recipe["input_normalisation"] = "Rescaling run as a frozen 1x1 depthwise conv (int8 from the input on)"
+    return qat, recipe
+
+
+def _progress_callback(epochs: int, steps: int):
+    import tf_keras as keras
+    from tqdm import tqdm
+
+    class Progress(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = tqdm(total=epochs * steps, desc="QAT fine-tune", unit="step", leave=False, dynamic_ncols=True)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{float((logs or {}).get('loss', 0.0)):.4f}")
+
+        def on_train_end(self, logs=None):
+            self.bar.close()
+
+    return Progress()

@@ -1,0 +1,179 @@
+"""`edgekd predict` on a video file or a camera: track faces frame by frame (FaceTracker), write the annotated
+video and the points of every frame (CSV or JSON).
+
+Frame times come from the file's frame rate (frame / fps), so smoothing does not depend on how fast this machine
+decodes; a camera's frames are stamped with the wall clock. The annotated video is written under a temporary name
+beside its target and renamed into place when complete (as fileio does for every other output), and Ctrl-C on a
+camera stops the capture and still writes what was recorded.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.errors import DataError, OptionError, OutputError
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
+POINTS_SUFFIXES = (".csv", ".json")
+
+
+def is_video(source) -> bool:
+    """A video file (by its extension) or a camera index such as ``0``."""
+    return source is not None and (str(source).isdigit() or Path(str(source)).suffix.lower() in VIDEO_SUFFIXES)
+
+
+def check_points_path(path, video: bool, option: str = "--pts") -> None:
+    """Fail before any work when the points file's format does not fit the input."""
+    if path is None:
+        return
+    suffix = Path(path).suffix.lower()
+    allowed = POINTS_SUFFIXES if video else (".pts", ".json")
+    if suffix not in allowed:
+        what = "a video's per-frame points" if video else "a still image's faces"
+        raise OptionError(f"{option} {path}: {what} go to a {' or '.join(allowed)} file")
+
+
+@dataclass
+class VideoResult:
+    source: str
+    frames: int
+    fps: float
+    size: tuple[int, int]  # width, height
+    faces_per_frame: list[int] = field(default_factory=list)
+    frame_ms: list[float] = field(default_factory=list)  # tracker.update per frame (detector, crops, models)
+    written: list[Path] = field(default_factory=list)
+    stats: object = None  # TrackerStats
+
+
+def open_capture(source):
+    """(cv2.VideoCapture, label, is_camera) for a file path or a camera index."""
+    import cv2
+
+    camera = str(source).isdigit() and not Path(str(source)).exists()
+    if not camera and not Path(str(source)).is_file():
+        raise DataError(f"{source}: video file not found")
+    cap = cv2.VideoCapture(int(source)) if camera else cv2.VideoCapture(str(source))
+    if not cap.isOpened():
+        cap.release()
+        what = f"camera {source}: cannot open it (is a camera attached?)" if camera else \
+            f"{source}: not a readable video (corrupt, or a codec OpenCV lacks)"
+        raise DataError(what)
+    return cap, (f"camera {source}" if camera else str(source)), camera
+
+
+def track_video(tracker, source, out=None, points=None, max_frames: int | None = None) -> VideoResult:
+    """Run ``tracker`` (a FaceTracker) over every frame of ``source``; write the annotated video to ``out``
+    (.mp4 etc.) and the per-frame points to ``points`` (.csv or .json). Returns what was done."""
+    import cv2
+
+    check_points_path(points, video=True)
+    cap, label, camera = open_capture(source)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    fps = fps if 1.0 <= fps <= 1000.0 else 30.0
+    result, rows, writer, tmp = VideoResult(label, 0, fps, (0, 0)), [], None, None
+    t_start = time.perf_counter()
+    try:
+        while max_frames is None or result.frames < max_frames:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            t = time.perf_counter() - t_start if camera else result.frames / fps
+            t0 = time.perf_counter()
+            faces = tracker.update(rgb, t)
+            result.frame_ms.append((time.perf_counter() - t0) * 1e3)
+            rows.append({"frame": result.frames, "time_s": round(t, 6), "faces": [f.to_dict() for f in faces]})
+            result.faces_per_frame.append(len(faces))
+            if out is not None:
+                if writer is None:
+                    writer, tmp = _open_writer(out, fps, rgb.shape[1::-1])
+                from edgekd.runtime.predictor import draw_faces
+
+                writer.write(cv2.cvtColor(draw_faces(rgb, faces, inplace=True), cv2.COLOR_RGB2BGR))
+            result.size = rgb.shape[1::-1]
+            result.frames += 1
+    except KeyboardInterrupt:
+        if not camera:
+            raise
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+    if result.frames == 0:
+        _discard(tmp)
+        raise DataError(f"{label}: no frames could be read")
+    if tmp is not None:
+        os.replace(tmp, out)
+        result.written.append(Path(out))
+    if points is not None:
+        result.written.append(write_points(points, rows, result))
+    result.stats = tracker.stats
+    return result
+
+
+def _open_writer(out, fps: float, size):
+    """A cv2.VideoWriter on a temporary name beside ``out`` (same extension, so OpenCV picks the container)."""
+    import cv2
+
+    from edgekd.fileio import remove_stale_temps
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
+    fourcc = cv2.VideoWriter_fourcc(*("XVID" if out.suffix.lower() == ".avi" else "mp4v"))
+    writer = cv2.VideoWriter(str(tmp), fourcc, fps, tuple(int(v) for v in size))
+    if not writer.isOpened():
+        _discard(tmp)
+        raise OutputError(f"{out}: OpenCV cannot write this video format here (try .mp4 or .avi)")
+    return writer, tmp
+
+
+def _discard(tmp) -> None:
+    if tmp is not None:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_points(path, rows: list[dict], result: VideoResult) -> Path:
+    """Per-frame points: JSON (every frame, faces with track id, box, detection, points) or CSV (one row per face
+    and frame: frame, time_s, track_id, score, x0, y0, x1, y1, ...; frames without a face have no row)."""
+    from edgekd.fileio import write_json, write_text
+
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        return write_json(path, {"source": result.source, "fps": result.fps, "size": list(result.size),
+                                 "frames": rows})
+    n = max((len(f["points"]) for r in rows for f in r["faces"]), default=0)
+    lines = [",".join(["frame", "time_s", "track_id", "score"] + [f"{a}{i}" for i in range(n) for a in "xy"])]
+    for r in rows:
+        for f in r["faces"]:
+            score = f.get("score")
+            values = np.asarray(f["points"], np.float64).ravel()
+            lines.append(",".join([str(r["frame"]), f"{r['time_s']:.6f}", str(f.get("track_id", "")),
+                                   "" if score is None else f"{score:.4f}"] + [f"{v:.3f}" for v in values]))
+    return write_text(path, "\n".join(lines) + "\n")
+
+
+def predict_video(model, source, out=None, points=None, detector=None, tracking: dict | None = None,
+                  max_frames: int | None = None, num_threads: int = 1) -> VideoResult:
+    """`edgekd predict` on a video file or camera: ``detector`` as for predict_file (options for open_detector),
+    ``tracking`` keyword arguments for FaceTracker (redetect_every, max_faces, smoothing)."""
+    from edgekd.runtime.blazeface import open_detector
+    from edgekd.runtime.predictor import Predictor, load_model
+    from edgekd.runtime.tracker import FaceTracker
+
+    check_points_path(points, video=True)
+    if out is not None and Path(out).suffix.lower() not in VIDEO_SUFFIXES:
+        raise OptionError(f"--out {out}: a video's annotated copy goes to a video file ({', '.join(VIDEO_SUFFIXES)})")
+    m = load_model(model, num_threads)
+    det = detector if hasattr(detector, "detect") else open_detector(**(detector or {}), num_threads=num_threads)
+    try:
+        tracker = FaceTracker(Predictor(m, det), **(tracking or {}))
+        return track_video(tracker, source, out, points, max_frames)
+    finally:
+        if det is not detector:
+            det.close()

@@ -1,0 +1,149 @@
+"""Video: the face tracker (crops from the previous landmarks, re-detection, plausibility, One Euro smoothing), on a
+scripted camera and on a real clip (a slow pan and zoom over the astronaut photo), and `edgekd predict` on video."""
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from tracking_world import run_python
+
+from edgekd.runtime.tracker import ONE_EURO, OneEuroFilter
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = REPO / "models" / "300w" / "kd_student_qat_int8.tflite"
+KOTLIN = REPO / "android_demo" / "app" / "src" / "main" / "java" / "org" / "edgekd" / "demo"
+
+
+def test_tracker_follows_redetects_and_drops_lost_faces():
+    frames, tracker = run_python({"redetect_every": 10, "max_faces": 2})
+    ids = [[face[0] for face in f] for f in frames]
+    detected = [[face[1] for face in f] for f in frames]
+    assert ids[:33] == [[0]] * 33 and detected[0] == [True] and detected[1] == [False] and detected[10] == [True]
+    # the face jumps away at 33: the crop sees background (a face-like shape, shrinking) until the detector runs
+    sides = [f[0][2][2] for f in frames[33:40]]
+    assert ids[33:40] == [[0]] * 7 and all(b < a for a, b in zip(sides, sides[1:]))
+    assert ids[40] == [1] and detected[40] == [True]  # not confirmed at 40: dropped, the detection starts track 1
+    assert ids[50] == [2] and detected[50] == [True]  # zoom cut: implausible landmarks, re-detected at once
+    assert frames[60:70] == [[]] * 10  # the detector stops seeing the face: the track goes at its next check
+    assert ids[70] == [3] and ids[89] == [3] and ids[90] == [3, 4]  # a second face joins at the next detection
+    s = tracker.stats
+    assert (s.frames, s.lost_implausible, s.lost_unconfirmed) == (100, 1, 2)
+    assert s.detector_runs == 19  # 10 scheduled + the zoom cut + 10 frames with nothing tracked - 2 coinciding
+    one, _ = run_python({"redetect_every": 10, "max_faces": 1})
+    assert max(len(f) for f in one) == 1
+
+
+def test_smoothing_uses_the_android_constants_and_filters_jitter():
+    text = (KOTLIN / "OneEuroFilter.kt").read_text()
+    kotlin = {k: float(v) for k, v in re.findall(r"var (\w+): Double = ([\d.]+)", text)}
+    assert kotlin == {"minCutoff": ONE_EURO["min_cutoff"], "beta": ONE_EURO["beta"], "dCutoff": ONE_EURO["d_cutoff"],
+                      "maxGap": ONE_EURO["max_gap"]}
+    assert "OneEuroFilter()" in (KOTLIN / "FaceTracker.kt").read_text()  # the app's tracker: the same defaults
+    from test_android_app import _one_euro_reference
+
+    rng = np.random.default_rng(4)
+    t = np.arange(90) / 30.0
+    samples = [(ti, 100 + rng.normal(), 100 + rng.normal(), 100.0) for ti in t]
+    samples += [(10 + ti, 100 + 300 * ti + rng.normal(), 100.0, 100.0) for ti in t]  # a gap restarts the filter
+    f = OneEuroFilter(**ONE_EURO)
+    got = np.array([f.filter(np.array([x, y]), ti, s) for ti, x, y, s in samples])
+    np.testing.assert_allclose(got, _one_euro_reference(samples), rtol=0, atol=1e-3)
+    assert got[30:90].std(0).max() < 0.5 * np.array([s[1:3] for s in samples[30:90]]).std(0).min()
+
+
+def _make_clip(path: Path, frames: int = 45, size=(320, 240), fps: float = 30.0) -> Path:
+    """A slow pan and zoom over the astronaut photo (real pixels), written with cv2.VideoWriter (mp4v)."""
+    import cv2
+    from skimage import data
+
+    image = cv2.cvtColor(np.ascontiguousarray(data.astronaut()), cv2.COLOR_RGB2BGR)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    assert writer.isOpened()
+    for k in range(frames):
+        a = k / (frames - 1)
+        zoom, cx, cy = 0.75 + 0.5 * a, 230 + 40 * a, 150 - 20 * a  # output px per image px; image point at centre
+        m = np.array([[zoom, 0, size[0] / 2 - zoom * cx], [0, zoom, size[1] / 2 - zoom * cy]])
+        writer.write(cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return _make_clip(tmp_path_factory.mktemp("clip") / "pan_zoom.mp4")
+
+
+def _frames(path):
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            return out
+        out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def test_tracking_on_a_real_clip_stays_close_to_detector_crops(clip):
+    from edgekd.runtime import FaceTracker, LandmarkModel, Predictor, open_detector
+    from edgekd.schemes import get_scheme
+
+    scheme = get_scheme("300w")
+    frames = _frames(clip)
+    assert len(frames) == 45
+    with LandmarkModel(MODEL) as model, open_detector() as detector:
+        predictor = Predictor(model, detector)
+        tracker = FaceTracker(predictor, redetect_every=10)
+        raw, smoothed = [], []
+        for k, frame in enumerate(frames):
+            faces = tracker.update(frame, k / 30.0)
+            assert len(faces) == 1 and faces[0].track_id == 0
+            reference = predictor.predict(frame)[0].points  # the detector-crop points of the same frame
+            norm = scheme.interocular(reference)
+            raw.append(np.linalg.norm(faces[0].raw_points - reference, axis=1).mean() / norm)
+            smoothed.append(np.linalg.norm(faces[0].points - reference, axis=1).mean() / norm)
+    # tracked crops (the landmark box, as in training) and detector crops differ a little; both see the face
+    assert np.mean(raw) < 0.04 and np.max(raw) < 0.07, (np.mean(raw), np.max(raw))
+    assert np.mean(smoothed) < 0.04 and np.max(smoothed) < 0.07
+    assert tracker.stats.detector_runs == 5 and tracker.stats.lost_implausible == 0
+
+
+def test_predict_on_video_writes_the_annotated_clip_and_points(clip, tmp_path):
+    from edgekd.cli import main
+
+    out, points = tmp_path / "tracked.mp4", tmp_path / "points.json"
+    res = CliRunner().invoke(main, ["predict", str(MODEL), str(clip), "--out", str(out), "--pts", str(points)])
+    assert res.exit_code == 0, res.output
+    assert re.search(r"45 frames of .*pan_zoom\.mp4 \(320x240, 30 fps\): faces in 45 frames, detector on 5", res.output)
+    written = _frames(out)
+    assert len(written) == 45 and written[0].shape == (240, 320, 3)
+    doc = json.loads(points.read_text())
+    assert doc["fps"] == 30 and len(doc["frames"]) == 45
+    assert all(len(f["faces"]) == 1 and np.array(f["faces"][0]["points"]).shape == (68, 2) for f in doc["frames"])
+    assert [("score" in f["faces"][0]) for f in doc["frames"]][:11] == [True] + [False] * 9 + [True]
+    csv = tmp_path / "points.csv"
+    res = CliRunner().invoke(main, ["predict", str(MODEL), str(clip), "--out", str(out), "--pts", str(csv),
+                                    "--no-smooth", "--max-frames", "12", "--redetect-every", "4"])
+    assert res.exit_code == 0, res.output
+    rows = csv.read_text().strip().splitlines()
+    assert rows[0].startswith("frame,time_s,track_id,score,x0,y0") and len(rows) == 13
+    assert len(rows[1].split(",")) == 4 + 136 and rows[5].split(",")[3] != ""  # detector again on frame 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["points.csv", "points.json", "tracked.mp4"]
+
+
+def test_video_errors_are_one_line(tmp_path):
+    from edgekd.cli import main
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    for source, args, expected in ((broken, [], "not a readable video"),
+                                   (tmp_path / "missing.mp4", [], "video file not found"),
+                                   (broken, ["--pts", str(tmp_path / "p.pts")], "--pts"),
+                                   ("97", ["--max-frames", "1"], "camera 97: cannot open")):
+        res = CliRunner().invoke(main, ["predict", str(MODEL), str(source), "--out", str(tmp_path / "o.mp4"), *args])
+        lines = res.output.strip().splitlines()
+        assert res.exit_code == 2 and lines[-1].startswith("error:") and expected in lines[-1], res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mp4"]
