@@ -23,7 +23,7 @@ EDGEKD=${EDGEKD:-.venv/bin/edgekd}
 PREPARED=$RUNS/data/300w-$SIZE
 RUN=$RUNS/train/300w-$SIZE-fastcpu
 
-[ -f "$PREPARED/manifest.json" ] || $EDGEKD data prepare --dataset 300w --root "$DATA/300w" --out "$PREPARED" --input-size "$SIZE"
+[ -f "$PREPARED/manifest.json" ] || $EDGEKD data prepare --dataset 300w --root "$DATA/300w" --out-dir "$PREPARED" --input-size "$SIZE"
 
 stage() {  # stage RUN_DIR NAME EPOCHS [extra options]
   local dir=$1/$2

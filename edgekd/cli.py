@@ -182,7 +182,7 @@ def data_prepare(dataset, root, out_dir, input_size, margin, val_fraction, asm_v
 @run_dir_options("show")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="train", show_default=True)
 @click.option("--count", type=int, default=12, show_default=True, help="Faces to draw, 1 to 400.")
-@click.option("--augment", "augment_preset", type=click.Choice(["light", "full"]), default="full", show_default=True,
+@click.option("--augment", "augment_preset", type=click.Choice(["light", "full"]), default="light", show_default=True,
               help="Augmentation drawn, as `train --augment` takes it.")
 @click.option("--no-augment", is_flag=True, help="Draw the canonical crops only.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -358,6 +358,11 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
 @click.option("--threads", type=ThreadCounts(), default="1,2", show_default=True, help="Thread counts to time.")
 @click.option("--compare", multiple=True, type=click.Choice(PEERS), help="Peers scored in the same run.")
 @click.option("--limit", type=int, help="Only the first N test faces (quick checks), 1 or more.")
+@click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
+              help="flip: every model also as a mirror-averaged row (two model runs per face), as `predict --tta`.")
+@click.option("--video", is_flag=True,
+              help="Also a video row: each test face as a pan-and-zoom clip, per-frame time and NME with tracking "
+                   "vs detector crops on the same frames (adds a pass over every face).")
 @click.option("--device", type=click.Choice(DEVICES), default="desktop", show_default=True,
               help="desktop, or pixel: the one Android phone attached over adb (runs android_demo's evaluation mode).")
 @click.option("--serial", help="Phone: adb serial, when several devices are attached.")
@@ -365,8 +370,8 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
 @click.option("--apk", type=click.Path(dir_okay=False), help="Phone: install this android_demo APK first.")
 @click.option("--benchmark-binary", type=click.Path(dir_okay=False),
               help="Phone: TFLite's benchmark_model binary, for model-only latency on the device.")
-def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare, limit, device, serial, adb_path, apk,
-          benchmark_binary):
+def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare, limit, tta, video, device, serial,
+          adb_path, apk, benchmark_binary):
     """Accuracy and latency of .tflite models / Keras checkpoints, e.g.
     `edgekd bench models/300w/kd_student_qat_int8.tflite --root ../shared/data/300w --crop both --compare dlib`.
 
@@ -378,7 +383,7 @@ def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare
                                ("benchmark_binary", benchmark_binary)) if v}
     out = out_dir if out_dir is not None else next_run_dir(RUNS / "bench", name, exist_ok)
     result = benchmark(list(models), data=root, dataset=dataset, out=out, crop=crop, threads=threads,
-                       compare=compare, limit=limit, device=device, device_options=phone,
+                       compare=compare, limit=limit, tta=tta, video=video, device=device, device_options=phone,
                        progress=logs.show_progress())
     click.echo(result.table)
     click.echo(f"results saved to {result.out}")
@@ -413,8 +418,10 @@ def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare
 @click.option("--max-frames", type=int, help="Video: stop after N frames (a camera otherwise runs until Ctrl-C).")
 @click.option("--threads", type=ThreadCounts(many=False), default=1, show_default=True,
               help="Interpreter threads.")
+@click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
+              help="Test-time augmentation: flip = also run the mirrored crop and average (two model runs per face).")
 def predict(model, source, out, name, exist_ok, pts, detector, detector_backend, min_score, tiles, redetect_every,
-            smooth, max_faces, max_frames, threads):
+            smooth, max_faces, max_frames, threads, tta):
     """Landmarks of every face in SOURCE: an image, a video file, or a camera index (0, 1, ...), e.g.
     `edgekd predict models/300w/kd_student_qat_int8.tflite group.jpg --pts faces.json`.
 
@@ -444,7 +451,7 @@ def predict(model, source, out, name, exist_ok, pts, detector, detector_backend,
         from edgekd.runtime.video import predict_video
 
         r = predict_video(model, source, out, pts, detector_options, max_frames=max_frames, num_threads=threads,
-                          tracking={"redetect_every": redetect_every, "max_faces": max_faces, "smoothing": smooth})
+                          flip=tta == "flip", tracking={"redetect_every": redetect_every, "max_faces": max_faces, "smoothing": smooth})
         ms = sorted(r.frame_ms)[len(r.frame_ms) // 2]
         click.echo(f"{r.frames} frames of {r.source} ({r.size[0]}x{r.size[1]}, {r.fps:.3g} fps): faces in "
                    f"{sum(n > 0 for n in r.faces_per_frame)} frames, detector on {r.stats.detector_runs}, "
@@ -453,7 +460,7 @@ def predict(model, source, out, name, exist_ok, pts, detector, detector_backend,
     from edgekd.runtime import predict_file, write_face_points
     from edgekd.runtime.predictor import remove_stale
 
-    faces = predict_file(model, source, out=out, num_threads=threads, detector=detector_options)
+    faces = predict_file(model, source, out=out, num_threads=threads, detector=detector_options, flip=tta == "flip")
     label, how = source or "the astronaut sample", f"{detector} detector, score >= {min_score:.2f}"
     written, removed = write_face_points(pts, faces, str(label)) if pts else ([], [])
     if not faces:

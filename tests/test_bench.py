@@ -115,7 +115,7 @@ def test_latency_only_without_data(tiny, tmp_path):
     assert res.results["faces"] == 0 and "nme" not in entry
     assert entry["latency_ms"]["model"]["1"] > 0 and entry["latency_ms"]["end_to_end"]["1"] > 0
     assert entry["latency_ms"]["end_to_end_stages"]["1"]["model"] > 0
-    assert "accuracy needs --data" in res.table and cpu_name() in res.table
+    assert "accuracy needs --root" in res.table and cpu_name() in res.table
 
 
 @needs_data
@@ -290,6 +290,10 @@ def test_cli_passes_phone_options_to_the_device_runner(tiny, monkeypatch, tmp_pa
     ({"device": "pixel", "data": "d", "device_options": {"speed": 1}}, r"^device option 'speed': expected one of "),
     ({"device": "pixel", "data": "d", "device_options": {"threads": 2}}, r"^device option 'threads': expected"),
     ({"device": "pixel", "data": "d", "device_options": {"apk": "/nowhere.apk"}}, r"^/nowhere.apk: no such APK"),
+    ({"video": True}, r"^--video needs --root, the dataset"),
+    ({"device": "pixel", "data": "d", "video": True}, r"^--video runs on the desktop only"),
+    ({"models": [], "compare": ("dlib",), "data": "d", "video": True}, r"^--video tracks edgekd models"),
+    ({"video_frames": 1}, r"^video_frames 1: expected a whole number >= 2$"),
 ])
 def test_bench_config_rejects_bad_options_in_one_line(options, message):
     with pytest.raises(EdgekdError, match=message) as e:
@@ -361,3 +365,15 @@ def test_stage_breakdown_accounts_for_the_rest():
     assert stages["other"] == pytest.approx(0.2)  # median of each face's total minus its stages: 0.4, 0.2, 0.1
     assert lat.stage_breakdown([{"detector": None, "crop": 1.0, "model": 2.0, "post": 0.5, "total": 3.5}])[
         "detector"] is None
+
+
+def test_tta_flip_adds_a_mirror_averaged_row_with_its_own_latency(tmp_path):
+    """--tta flip: each model gets a second row scored through Predictor(flip=True) on the same faces, timed with
+    its two model runs per face."""
+    model = os.path.join(os.path.dirname(__file__), "..", "models", "300w", "kd_student_qat_int8.tflite")
+    res = benchmark([model], data=str(W300), dataset="300w", crop="gt", limit=3, threads=(1,), tta="flip",
+                    progress=False, e2e_images=2)
+    plain, flipped = res.results["entries"]
+    assert flipped["model"] == plain["model"] + " +flip" and flipped["count"] == plain["count"] == 3
+    assert flipped["nme"] != plain["nme"] and flipped["nme"] < 10  # % of the inter-ocular distance
+    assert flipped["latency_ms"]["model"]["1"] > 1.3 * plain["latency_ms"]["model"]["1"]

@@ -1,4 +1,5 @@
-"""Benchmarks: accuracy (NME/FR/AUC, two crop protocols), latency and its stages, peers (dlib), phones and reports."""
+"""Benchmarks: accuracy (NME/FR/AUC, two crop protocols), latency and its stages, a video row (tracking vs detector
+crops), peers (dlib), phones and reports."""
 from edgekd.bench.config import BenchConfig
 from edgekd.bench.runner import BenchResult, benchmark
 

@@ -15,6 +15,7 @@ from edgekd.errors import OptionError, check_range
 from edgekd.schemes import get_scheme
 
 PEERS = ("dlib",)
+TTA = ("none", "flip")  # test-time augmentation: flip = mirror averaging (runtime.Predictor(flip=True))
 DEVICES = ("desktop", "pixel")  # pixel: the one Android phone attached over adb (--serial picks among several)
 RUN_BY_BENCH = ("threads", "protocol")  # device options the bench sets per run from --threads and --crop
 
@@ -29,7 +30,9 @@ class BenchConfig:
     compare: peers scored in the same run (dlib). limit: only the first N faces. device: "desktop" or "pixel".
     device_options: for --device pixel, edgekd.bench.device.DeviceOptions fields (serial, adb, apk,
     benchmark_binary, ...). progress: a progress bar. worst: faces per worst-case sheet. e2e_images: images the
-    end-to-end latency is timed on.
+    end-to-end latency is timed on. video: also the video row (edgekd.bench.video: tracking vs detector crops on
+    pan-and-zoom clips of the test faces; off by default, it adds a pass over every face). video_frames: frames
+    per clip. tta: "flip" adds a mirror-averaged row of every model beside its plain one.
     """
 
     models: Sequence = ()
@@ -46,6 +49,9 @@ class BenchConfig:
     progress: bool = True
     worst: int = 12
     e2e_images: int = 20
+    video: bool = False
+    video_frames: int = 20
+    tta: str = "none"  # "flip": every model also as a mirror-averaged row (two model runs per face)
 
     def __post_init__(self):
         self.models = list(self.models or ())
@@ -62,6 +68,7 @@ class BenchConfig:
         self._check_choices()
         self._check_counts()
         self._check_device()
+        self._check_video()
 
     def _check_choices(self) -> None:
         for c in self.compare:
@@ -72,6 +79,10 @@ class BenchConfig:
         if "dlib" in self.compare and self.scheme.num_points != 68:
             raise OptionError(f"--compare dlib predicts 68 points; --dataset {self.dataset} has "
                               f"{self.scheme.num_points}")
+        if self.tta not in TTA:
+            raise OptionError(f"--tta {self.tta}: expected one of {', '.join(TTA)}")
+        if self.tta != "none" and self.device != "desktop":
+            raise OptionError(f"--tta {self.tta} runs on the desktop only; leave it out with --device {self.device}")
         if self.split not in ("train", "test"):
             raise OptionError(f"split {self.split!r}: expected train or test")
 
@@ -80,6 +91,17 @@ class BenchConfig:
             check_range("--limit", self.limit, lo=1, integer=True)
         check_range("worst", self.worst, lo=0, integer=True)
         check_range("e2e_images", self.e2e_images, lo=1, integer=True)
+        check_range("video_frames", self.video_frames, lo=2, integer=True)
+
+    def _check_video(self) -> None:
+        if not self.video:
+            return
+        if self.device != "desktop":
+            raise OptionError(f"--video runs on the desktop only; leave it out with --device {self.device}")
+        if self.data is None:
+            raise OptionError("--video needs --root, the dataset (its clips are made from the test faces)")
+        if not self.models:
+            raise OptionError("--video tracks edgekd models: give at least one model")
 
     def _check_device(self) -> None:
         if self.device not in DEVICES:

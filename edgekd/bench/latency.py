@@ -25,7 +25,7 @@ _MEASURED = PIPELINE_STAGES[:-1]
 
 
 @contextmanager
-def _with_threads(model, threads: int):
+def on_threads(model, threads: int):
     """``model`` on a fresh interpreter with ``threads`` (closed afterwards); stand-ins without one as they are."""
     m = model.with_threads(threads) if hasattr(model, "with_threads") else model
     try:
@@ -35,16 +35,20 @@ def _with_threads(model, threads: int):
             m.close()
 
 
-def model_latency(model, crop: np.ndarray, threads, warmup: int = 10, runs: int = 50) -> dict[str, dict]:
-    """{threads: {median, p90, n, runtime}} for a LandmarkModel on one real crop, a fresh interpreter per count."""
+def model_latency(model, crop: np.ndarray, threads, warmup: int = 10, runs: int = 50, flip: bool = False
+                  ) -> dict[str, dict]:
+    """{threads: {median, p90, n, runtime}} for a LandmarkModel on one real crop, a fresh interpreter per count;
+    ``flip``: the crop and its mirror image, as mirror averaging runs them."""
+    mirrored = np.ascontiguousarray(crop[:, ::-1])
     out = {}
     for t in threads:
-        with _with_threads(model, t) as m:
-            out[str(t)] = {**stats(time_calls(lambda: m.predict(crop), warmup, runs)), "runtime": m.runtime}
+        with on_threads(model, t) as m:
+            call = (lambda: (m.predict(crop), m.predict(mirrored))) if flip else (lambda: m.predict(crop))
+            out[str(t)] = {**stats(time_calls(call, warmup, runs)), "runtime": m.runtime}
     return out
 
 
-def end_to_end_latency(model, detector, images, threads, repeats: int = 3) -> dict[str, dict]:
+def end_to_end_latency(model, detector, images, threads, repeats: int = 3, flip: bool = False) -> dict[str, dict]:
     """Per face, as an app tracking one face sees it: detector on the whole image + crop + model + inverse crop
     of its best face, for each thread count: {threads: {median, p90, n, stages: {stage: median ms}}}. Images where
     nothing is detected are not timed."""
@@ -52,8 +56,8 @@ def end_to_end_latency(model, detector, images, threads, repeats: int = 3) -> di
 
     out = {}
     for t in threads:
-        with _with_threads(model, t) as m:
-            out[str(t)] = pipeline_times(Predictor(m, detector), detector, images, repeats)
+        with on_threads(model, t) as m:
+            out[str(t)] = pipeline_times(Predictor(m, detector, flip=flip), detector, images, repeats)
     return out
 
 

@@ -68,11 +68,11 @@ def table(results) -> str:
     m = results.get("machine", {})
     head = (f"Benchmarks complete for {results['dataset']} {results['split']} ({results['faces']} faces) on "
             f"{m.get('cpu', '?')}" if results.get("faces") else
-            f"Latency benchmark on a sample face (accuracy needs --data) on {m.get('cpu', '?')}")
+            f"Latency benchmark on a sample face (accuracy needs --root) on {m.get('cpu', '?')}")
     out = [head, line(cols), line(["-" * w for w in widths])] + [line(r) for r in rows]
     if results.get("skipped_images"):
         out.append(f"{len(results['skipped_images'])} faces skipped: image file not found")
-    return "\n".join(out)
+    return "\n".join(out + video_lines(results))
 
 
 # --- report.md ----------------------------------------------------------------------------------------------------
@@ -92,7 +92,7 @@ def markdown(results) -> str:
               "failures in FR and AUC). Model ms: one crop through the model (median after warm-up). "
               "E2E ms: detector on the whole image + crop + model + inverse crop for one face (median). "
               "Latency is the same for both protocols of a model.", ""]
-    parts += _subset_section(results) + _latency_section(results) + _stage_section(results)
+    parts += _subset_section(results) + _latency_section(results) + _stage_section(results) + _video_section(results)
     if any(e["kind"] == "peer" for e in results["entries"]):
         parts += ["## Peers", "", DLIB_NOTE + " dlib runs in its own pipeline: HOG detector in the `detector` "
                   "protocol; in the `gt` protocol the ground-truth landmark box moved into the HOG box convention "
@@ -186,6 +186,76 @@ def _stage_section(results) -> list[str]:
         return []
     cols = ["Model", "Threads", "Detector", "Crop", "Model", "Post", "Other", "Sum", "E2E median", "Measured on"]
     return ["## Where the end-to-end time goes (ms, medians)", "", _md_table(cols, rows), "", STAGE_NOTE, ""]
+
+
+# --- video (edgekd.bench.video) -------------------------------------------------------------------------------
+def _video_ms(row, threads, pipeline, key="median"):
+    return ((row.get("frame_ms") or {}).get(str(threads)) or {}).get(pipeline, {}).get(key)
+
+
+def video_lines(results) -> list[str]:
+    """The console's summary of the video row: per-frame time and NME, tracking against detector crops."""
+    video = results.get("video")
+    if not video:
+        return []
+    t = video["threads"][0]
+    out = []
+    for r in video["models"]:
+        acc = r["accuracy"]
+        out.append(f"video, {r['model']}: {r['frames']} frames, {t} thread(s): tracking "
+                   f"{_fmt(_video_ms(r, t, 'tracking'))} ms/frame vs detector + model "
+                   f"{_fmt(_video_ms(r, t, 'detector'))} ms; NME tracking {_fmt(acc['tracking']['nme'])} % vs "
+                   f"detector crops {_fmt(acc['detector']['nme'])} %; lost frames {r['lost_frames']}")
+    return out
+
+
+VIDEO_NOTE = ("Tracking: FaceTracker as `edgekd predict` runs it on video (crop from the previous frame's landmarks, "
+              "the detector every {redetect_every} frames or when the track fails its plausibility test, One Euro "
+              "smoothing; one face); its NME is of the smoothed points a user sees, raw is before smoothing. "
+              "Detector crops: the face detector and the model on every frame; GT crops: the ground-truth box, "
+              "for reference. Both pipelines follow the annotated face (the detection the detector protocol scores). "
+              "Lost frames: frames where no tracked face overlaps the annotated face (NME counted as a failure). "
+              "Same frames: mean NME over the frames where both found the face. Per-frame times cover every "
+              "frame, lost ones included: for tracking, tracker.update; for detector crops, detector + crop + "
+              "model + inverse crop.")
+
+
+def _video_section(results) -> list[str]:
+    """Tracking against detector and ground-truth crops on the same frames: accuracy, then time per frame."""
+    video = results.get("video")
+    if not video:
+        return []
+    c = video["clip"]
+    intro = (f"{c['sequences']} clips of {c['frames_per_sequence']} frames ({c['frames']} frames), one per test face, "
+             f"rendered in memory from the test image with cv2.warpAffine at {c['fps']:g} fps: "
+             f"{100 * c['zoom_per_frame']:g} % zoom per frame (in on small faces, out of faces larger than "
+             f"{c['zoom_out_above_face_fraction']:g} of the shorter image side) and a pan of "
+             f"{100 * c['pan_per_frame_face_sides']:g} % of the face's size per frame; the ground truth moved by "
+             "the same transform.")
+    cols = ["Model", "Frames", "Tracking NME %", "Tracking raw NME %", "Detector crops NME %", "GT crops NME %",
+            "Same frames: tracking / detector", "Tracking FR %", "Detector FR %", "Lost frames", "Detector misses",
+            "Detector runs (tracking)"]
+    rows = []
+    for r in video["models"]:
+        a, same = r["accuracy"], r["same_frames"]
+        rows.append([r["model"], str(r["frames"])] + [_fmt(a[p]["nme"]) for p in ("tracking", "tracking_raw",
+                                                                                 "detector", "gt")]
+                    + [f"{_fmt(same['tracking_nme'])} / {_fmt(same['detector_nme'])} ({same['frames']})",
+                       _fmt(a["tracking"]["fr"]), _fmt(a["detector"]["fr"]), str(r["lost_frames"]),
+                       str(r["detector_misses"]), str(r["tracker"].get("detector_runs", "–"))])
+    times = [[r["model"], str(t)] + [_fmt(_video_ms(r, t, p, k), 3) for p in ("tracking", "detector")
+                                     for k in ("median", "p90")]
+             + [_fmt(_ratio(_video_ms(r, t, "tracking"), _video_ms(r, t, "detector"))), video["cpu"]]
+             for r in video["models"] for t in video["threads"]]
+    tcols = ["Model", "Threads", "Tracking median", "Tracking p90", "Detector + model median",
+             "Detector + model p90", "Tracking / detector", "Measured on"]
+    return ["## Video: tracking vs detector crops on the same frames", "", intro, "", _md_table(cols, rows), "",
+            f"### Time per frame (ms) on {video['cpu']}", "", _md_table(tcols, times), "",
+            VIDEO_NOTE.format(**c), ""]
+
+
+def _ratio(a, b):
+    return None if a is None or not b else a / b
 
 
 # --- plots --------------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""benchmark(): every model x protocol (plus peers) over one test set, scored by the same metric code.
+"""benchmark(): every model x protocol (plus peers) over one test set, scored by the same metric code; with
+``video``, also the video row (edgekd.bench.video).
 
 Each image is read once and detected once; every model then cuts its own crop from the shared detection, so
 models differ only in what they are. Latency is measured afterwards on real crops and images, with fresh
@@ -110,17 +111,21 @@ def _benchmark_desktop(cfg: BenchConfig, samples, reader_skips, detector) -> Ben
     det = FaceDetector() if own_detector else detector
     try:
         taken: set = set()
-        model_rows = [(m, _entries_of_model(m, cfg.protocols, taken)) for m in loaded]
+        variants = (False, True) if cfg.tta == "flip" else (False,)
+        names = [_model_name(m, taken) for m in loaded]
+        model_rows = [(m, flip, _entries_of_model(m, name, cfg.protocols, flip))
+                      for m, name in zip(loaded, names) for flip in variants]
         peer_rows = [(p, {pr: Entry(p.name, pr, "peer", str(p.path), p.runtime, "float64 (dlib)", p.size_mb)
                           for pr in cfg.protocols}) for p in peers]
         scored, skipped, det_ms, keep = _accuracy_loop(cfg, samples, model_rows, peer_rows, det)
         images = keep["images"] or [sample_face()]
-        for m, row in model_rows:
-            _measure_latency(m, row, det, images, keep["crop_source"], cfg.threads, det_ms)
+        for m, flip, row in model_rows:
+            _measure_latency(m, row, det, images, keep["crop_source"], cfg.threads, det_ms, flip)
         for peer, row in peer_rows:
             _peer_latency(peer, row, images if not samples else None)
-        entries = [e for _, row in model_rows + peer_rows for e in row.values()]
-        return _finish(cfg, entries, scored, reader_skips + skipped, getattr(det, "name", None))
+        video = _video(cfg, model_rows, scored, det) if cfg.video else None
+        entries = [e for *_, row in model_rows + peer_rows for e in row.values()]
+        return _finish(cfg, entries, scored, reader_skips + skipped, getattr(det, "name", None), video)
     finally:
         if own_detector and det is not None:
             det.close()
@@ -147,8 +152,8 @@ def _open_peers(cfg: BenchConfig) -> list:
     return [DlibPeer()]
 
 
-def _entries_of_model(m, protocols, taken: set) -> dict:
-    name = _model_name(m, taken)
+def _entries_of_model(m, name: str, protocols, flip: bool = False) -> dict:
+    name = name + (" +flip" if flip else "")
     return {p: Entry(name, p, "edgekd", str(getattr(m, "path", "")), getattr(m, "runtime", "custom"),
                      getattr(getattr(m, "info", None), "quantization", ""), _size(m)) for p in protocols}
 
@@ -179,7 +184,7 @@ def _accuracy_loop(cfg: BenchConfig, samples, model_rows, peer_rows, det):
     from edgekd.data.readers import load_image
     from edgekd.runtime.predictor import Predictor
 
-    predictors = [(Predictor(m), row) for m, row in model_rows]
+    predictors = [(Predictor(m, flip=flip), row) for m, flip, row in model_rows]
     scored, skipped, det_ms = [], [], []
     keep = {"images": [], "crop_source": None}
     for s in _progress(samples, cfg.progress):
@@ -204,12 +209,22 @@ def _accuracy_loop(cfg: BenchConfig, samples, model_rows, peer_rows, det):
     return scored, skipped, det_ms, keep
 
 
-def _progress(samples, progress: bool):
+def _progress(samples, progress: bool, desc: str = "bench"):
     if not (progress and samples):
         return samples
     from tqdm import tqdm
 
-    return tqdm(samples, desc="bench", unit="face")
+    return tqdm(samples, desc=desc, unit="face")
+
+
+def _video(cfg: BenchConfig, model_rows, samples, det) -> dict:
+    """The video row (edgekd.bench.video) of every model, after the still-image latency so neither disturbs the
+    other's timing; on the faces the accuracy loop scored."""
+    from edgekd.bench.video import video_bench
+
+    models = [(next(iter(row.values())).name, m) for m, flip, row in model_rows if not flip]
+    return video_bench(models, det, samples, cfg.threads, cfg.scheme, cfg.video_frames,
+                       lambda s: _progress(s, cfg.progress, "video"))
 
 
 def _score_model(pred, row: dict, image, sample, detection) -> None:
@@ -237,8 +252,9 @@ def _score_peer(peer, row: dict, image, sample, protocols) -> None:
         timings.setdefault("end_to_end", []).append(times["detector"] + times["model"])
 
 
-def _measure_latency(m, row, det, images, crop_source, threads, det_ms):
-    """Model-only and end-to-end latency (with its stages) of one model, shared by its protocols' entries."""
+def _measure_latency(m, row, det, images, crop_source, threads, det_ms, flip: bool = False):
+    """Model-only and end-to-end latency (with its stages) of one model, shared by its protocols' entries;
+    ``flip``: of its mirror-averaged variant (two model runs per face)."""
     if not hasattr(m, "with_threads"):  # a stand-in model: accuracy only
         return
     first = next(iter(row.values()))
@@ -253,8 +269,8 @@ def _measure_latency(m, row, det, images, crop_source, threads, det_ms):
         det_ms = det_ms or lat.time_calls(lambda: det.detect(image), 3, 20)
     patch, _ = m.crop.crop(image, box)
     crop_ms = first.timings.get("crop") or lat.time_calls(lambda: m.crop.crop(image, box), 3, 30)
-    model = lat.model_latency(m, patch, threads)
-    e2e = lat.end_to_end_latency(m, det, images, threads)
+    model = lat.model_latency(m, patch, threads, flip=flip)
+    e2e = lat.end_to_end_latency(m, det, images, threads, flip=flip)
     latency_ms = {
         "model": {t: v["median"] for t, v in model.items()},
         "model_p90": {t: v["p90"] for t, v in model.items()},
@@ -295,11 +311,13 @@ def _peer_latency(peer, row, images=None):
 
 
 # --- results ----------------------------------------------------------------------------------------------------------
-def _finish(cfg: BenchConfig, entries, scored, skipped, detector_name) -> BenchResult:
+def _finish(cfg: BenchConfig, entries, scored, skipped, detector_name, video=None) -> BenchResult:
     """results.json's document, the console table, and (given ``out``) the files of the report."""
     from edgekd.bench import report
 
     results = _results(cfg, entries, scored, skipped, detector_name)
+    if video is not None:
+        results["video"] = video
     out = Path(cfg.out) if cfg.out is not None else None
     if out is not None:
         report.write(results, entries, scored, out, cfg.scheme, worst=cfg.worst)

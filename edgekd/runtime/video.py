@@ -159,7 +159,7 @@ def write_points(path, rows: list[dict], result: VideoResult) -> Path:
 
 
 def predict_video(model, source, out=None, points=None, detector=None, tracking: dict | None = None,
-                  max_frames: int | None = None, num_threads: int = 1) -> VideoResult:
+                  max_frames: int | None = None, num_threads: int = 1, flip: bool = False) -> VideoResult:
     """`edgekd predict` on a video file or camera: ``detector`` as for predict_file (options for open_detector),
     ``tracking`` keyword arguments for FaceTracker (redetect_every, max_faces, smoothing)."""
     from edgekd.runtime.blazeface import open_detector
@@ -172,7 +172,7 @@ def predict_video(model, source, out=None, points=None, detector=None, tracking:
     m = load_model(model, num_threads)
     det = detector if hasattr(detector, "detect") else open_detector(**(detector or {}), num_threads=num_threads)
     try:
-        tracker = FaceTracker(Predictor(m, det), **(tracking or {}))
+        tracker = FaceTracker(Predictor(m, det, flip=flip), **(tracking or {}))
         return track_video(tracker, source, out, points, max_frames)
     finally:
         if det is not detector:

@@ -1,0 +1,199 @@
+"""The bench's video row: every test face as a short pan-and-zoom clip, run through the FaceTracker and, on the
+very same frames, through detector crops on every frame (and ground-truth crops), so the cost or gain of tracking
+in time and in NME is measured, not assumed.
+
+300-W has no video, but a clip rendered from a test image keeps its ground truth (moved by the same transform),
+so tracking is scored with the same NME as every other row. The camera moves slowly, as a hand-held phone drifts:
+a few percent of zoom and of the face's size of pan per frame, zooming in on small faces and out of large ones
+and keeping the face inside the frame, so that a lost track is the tracker's doing, not the clip's.
+
+Both pipelines see the annotated face only: the detector's answer is narrowed to the detection the still-image
+``detector`` protocol scores (protocols.select_detection), so on an image with several people both pipelines
+follow the same face, and the tracker keeps one face, as the Android demo does. Every frame is timed, frames that
+lost the face included (they cost a detector run): per-frame time is what a video app pays per frame.
+"""
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from edgekd.bench.latency import on_threads
+from edgekd.bench.protocols import crop_box, select_detection
+from edgekd.data.crop import CropSpec, transform_points
+from edgekd.detector import match_box, points_box
+from edgekd.metrics import nme, summarize
+from edgekd.timing import machine, stats, time_calls
+
+# The camera: frames per clip (2/3 s at 30 fps), zoom per frame (geometric), pan per frame in face sides; faces
+# larger than LARGE_FACE of the image's shorter side are zoomed out of, the others into.
+CLIP = {"frames": 20, "fps": 30.0, "zoom": 0.02, "pan": 0.03, "large_face": 0.4}
+# FaceTracker as an app runs it: its default re-detection interval (frames 0 and 10 of a 20-frame clip, 1 in 10),
+# one face (the Android demo's setting), smoothing on (the points a user sees).
+TRACKING = {"redetect_every": 10, "max_faces": 1, "smoothing": True}
+PIPELINES = ("tracking", "tracking_raw", "detector", "gt")
+WARMUP_FRAMES = 3
+
+
+def pan_zoom(shape, points, frames: int = CLIP["frames"], zoom: float = CLIP["zoom"],
+             pan: float = CLIP["pan"]) -> list[np.ndarray]:
+    """2x3 image -> frame matrices of one clip over an image of ``shape`` with the face at ``points``.
+
+    Frames keep the image's size. The face scales by (1 + zoom) per frame about its centre (its inverse for a large
+    face) while its centre drifts ``pan`` face sides per frame towards the side of the image with more room (half
+    as fast vertically), clamped so the face box and a margin stay inside the frame; the clamp is continuous in
+    the frame number, so the motion never jumps."""
+    h, w = shape[:2]
+    cx, cy, side = CropSpec.box_from_points(points)
+    sign = 1.0 if side < CLIP["large_face"] * min(h, w) else -1.0
+    centre = np.array([cx, cy])
+    step = pan * side * np.array([1.0 if cx <= w / 2.0 else -1.0, 0.5 if cy <= h / 2.0 else -0.5])
+    out = []
+    for k in range(frames):
+        s = (1.0 + zoom) ** (sign * k)
+        half = 0.6 * s * side
+        p = np.minimum(np.maximum(centre + k * step, half), np.array([w, h]) - half)
+        out.append(np.array([[s, 0.0, p[0] - s * cx], [0.0, s, p[1] - s * cy]]))
+    return out
+
+
+def render_clip(image: np.ndarray, points, frames: int = CLIP["frames"]) -> tuple[list, list]:
+    """(frames, ground truth per frame) of one face's clip, rendered in memory with cv2.warpAffine; where zooming
+    out uncovers the frame's edge, the image's border pixels are repeated (a mirrored border could show a mirrored
+    face to the detector)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    matrices = pan_zoom(image.shape, points, frames)
+    rendered = [cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                for m in matrices]
+    return rendered, [transform_points(points, m) for m in matrices]
+
+
+class AnnotatedFace:
+    """A face detector that reports only the annotated face's detection (the one the ``detector`` protocol
+    scores), so the tracker starts on and is confirmed by the same face; ``points``: this frame's ground truth."""
+
+    def __init__(self, detector):
+        self.detector, self.points = detector, None
+        self.name = getattr(detector, "name", "")
+
+    def detect(self, image: np.ndarray) -> list:
+        found = select_detection(self.detector.detect(image), self.points)
+        return [] if found is None else [found]
+
+
+@dataclass
+class VideoTally:
+    """One model's clips: per-frame errors by pipeline (fractions; inf where the face was lost or missed), per-frame
+    ms by thread count and pipeline, and what the tracker did (summed over the clips)."""
+
+    errors: dict = field(default_factory=lambda: {p: [] for p in PIPELINES})
+    ms: dict = field(default_factory=dict)
+    tracker: dict = field(default_factory=dict)
+
+    def add_stats(self, tracker_stats) -> None:
+        for f in fields(tracker_stats):
+            self.tracker[f.name] = self.tracker.get(f.name, 0) + getattr(tracker_stats, f.name)
+
+
+def track_clip(tracker, frames, truth) -> tuple[list, list[float]]:
+    """(the tracked face on the annotated face or None, ms) per frame of one clip, one ``tracker.update`` each."""
+    annotated, fps, out = tracker.predictor.detector, CLIP["fps"], []
+    clock = iter(enumerate(zip(frames, truth)))
+
+    def one():
+        k, (frame, points) = next(clock)
+        annotated.points = points
+        out.append(tracker.update(frame, k / fps))
+
+    ms = time_calls(one, 0, len(frames))
+    return [on_face(faces, points) for faces, points in zip(out, truth)], ms
+
+
+def on_face(faces, points):
+    """The face whose landmarks overlap the annotated face's, or None (the track lost it)."""
+    k = match_box([points_box(f.raw_points if f.raw_points is not None else f.points) for f in faces], points)
+    return None if k is None else faces[k]
+
+
+def detect_clip(predictor, frames, truth) -> tuple[list, list[float]]:
+    """(the face cut from the detector's box or None, ms) per frame: the detector on every frame, then the model."""
+    pairs, out = iter(zip(frames, truth)), []
+
+    def one():
+        frame, points = next(pairs)
+        predictor.detector.points = points
+        found = predictor.detector.detect(frame)
+        box = crop_box("detector", predictor.crop, points, found[0] if found else None)
+        out.append(None if box is None else predictor.predict_box(frame, box))
+
+    return out, time_calls(one, 0, len(frames))
+
+
+def run_clip(predictor, frames, truth, tally: VideoTally, threads: str, scheme, score: bool) -> None:
+    """One clip through a fresh tracker and through detector crops (timed); with ``score`` also ground-truth crops
+    (untimed, afterwards, so they do not warm the detector pipeline's caches) and every pipeline's errors."""
+    from edgekd.runtime.tracker import FaceTracker
+
+    tracker = FaceTracker(predictor, **TRACKING)
+    tracked, track_ms = track_clip(tracker, frames, truth)
+    detected, detect_ms = detect_clip(predictor, frames, truth)
+    ms = tally.ms.setdefault(threads, {"tracking": [], "detector": []})
+    ms["tracking"] += track_ms
+    ms["detector"] += detect_ms
+    if not score:
+        return
+    tally.add_stats(tracker.stats)
+    gt = [predictor.predict_box(f, crop_box("gt", predictor.crop, p)) for f, p in zip(frames, truth)]
+    for pipeline, faces, attr in (("tracking", tracked, "points"), ("tracking_raw", tracked, "raw_points"),
+                                  ("detector", detected, "points"), ("gt", gt, "points")):
+        tally.errors[pipeline] += [nme(None if f is None else getattr(f, attr), p, scheme)
+                                   for f, p in zip(faces, truth)]
+
+
+def video_row(model, name: str, detector, samples, threads, scheme, frames: int = CLIP["frames"],
+              progress=iter) -> dict:
+    """One model's video row: every sample's clip on a fresh interpreter per thread count (the detector shared);
+    errors from the first thread count, per-frame times from each. ``progress`` wraps the sample iterable."""
+    from edgekd.data.readers import load_image
+    from edgekd.runtime.predictor import Predictor
+
+    annotated, tally = AnnotatedFace(detector), VideoTally()
+    with ExitStack() as stack:
+        predictors = {str(t): Predictor(stack.enter_context(on_threads(model, t)), annotated) for t in threads}
+        for k, s in enumerate(progress(samples)):
+            clip, truth = render_clip(load_image(s), s.points, frames)
+            if k == 0:  # first invokes and caches: untimed
+                for p in predictors.values():
+                    run_clip(p, clip[:WARMUP_FRAMES], truth[:WARMUP_FRAMES], VideoTally(), "warm-up", scheme, False)
+            for i, (t, p) in enumerate(predictors.items()):
+                run_clip(p, clip, truth, tally, t, scheme, score=i == 0)
+    return summarize_row(name, getattr(model, "runtime", "custom"), tally)
+
+
+def summarize_row(name: str, runtime: str, tally: VideoTally) -> dict:
+    """results.json's row of one model: accuracy per pipeline, the same-frames comparison, lost frames, tracker
+    counts and per-frame times (median, p90) per thread count."""
+    accuracy = {p: summarize(e) for p, e in tally.errors.items()}
+    track, det = (np.asarray(tally.errors[p], np.float64) for p in ("tracking", "detector"))
+    both = np.isfinite(track) & np.isfinite(det)
+    same = {"frames": int(both.sum()),
+            "tracking_nme": float(100 * track[both].mean()) if both.any() else None,
+            "detector_nme": float(100 * det[both].mean()) if both.any() else None}
+    return {"model": name, "runtime": runtime, "frames": int(track.size), "accuracy": accuracy,
+            "same_frames": same, "lost_frames": accuracy["tracking"]["detector_failures"],
+            "detector_misses": accuracy["detector"]["detector_failures"], "tracker": dict(tally.tracker),
+            "frame_ms": {t: {p: stats(v) for p, v in ms.items()} for t, ms in tally.ms.items()}}
+
+
+def video_bench(models, detector, samples, threads, scheme, frames: int = CLIP["frames"], progress=iter) -> dict:
+    """results.json's "video": how the clips were made, the CPU the frames were timed on, a row per model.
+    ``models``: (name, LandmarkModel-like) pairs."""
+    clip = {"sequences": len(samples), "frames_per_sequence": frames, "frames": len(samples) * frames,
+            "fps": CLIP["fps"], "zoom_per_frame": CLIP["zoom"], "pan_per_frame_face_sides": CLIP["pan"],
+            "zoom_out_above_face_fraction": CLIP["large_face"], **TRACKING,
+            "smoothing": "One Euro, the Android demo's constants" if TRACKING["smoothing"] else "off"}
+    rows = [video_row(m, name, detector, samples, threads, scheme, frames, progress) for name, m in models]
+    return {"clip": clip, "cpu": machine()["cpu"], "threads": [str(t) for t in threads], "models": rows}
