@@ -279,20 +279,19 @@ def train(prepared, run_dir, stage, recipe, epochs, batch_size, lr, schedule, wa
     click.echo(json.dumps(result, indent=1))
 
 
-# train options whose TrainConfig field has another name
-_TRAIN_FIELDS = {"lr": "learning_rate", "no_augment": "augment", "loss_variant": "kd"}
 
 
 def _explicit_train_fields(ctx) -> set[str]:
     """TrainConfig fields the user set on the command line (--resume refuses those that contradict the run)."""
     from click.core import ParameterSource
 
-    from edgekd.train import TrainConfig
+    from edgekd.train import OPTION_NAMES, TrainConfig
 
+    fields = {option.lstrip("-").replace("-", "_"): field for field, option in OPTION_NAMES.items()}
     out = set()
     for name in ctx.params:
         if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
-            field = _TRAIN_FIELDS.get(name, name)
+            field = fields.get(name, name)
             if field in TrainConfig.__dataclass_fields__:
                 out.add(field)
     return out
@@ -325,12 +324,9 @@ def _explicit_train_fields(ctx) -> set[str]:
 def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, output_type, calibration_samples,
            qat_epochs, qat_steps, qat_lr, teachers_dir, tolerance, allow_degradation, seed):
     """Convert a checkpoint to .tflite with metadata and a model card, e.g.
-    `edgekd export runs/kd/student/best.h5 --out student_int8.tflite --int8 --prepared runs/data/300w`."""
+    `edgekd export runs/train/300w/student/best.h5 --out runs/export/student_int8.tflite --int8`."""
     from edgekd.export import ExportConfig, export_model
 
-    if checkpoint is None or out is None:
-        raise EdgekdError("usage: edgekd export CHECKPOINT --out FILE.tflite [--int8|--qat|--float16|--dynamic] "
-                          "[--prepared PREPARED_DIR]")
     chosen = [m for m, on in (("int8", int8), ("qat", qat), ("float16", float16), ("dynamic", dynamic)) if on]
     if len(chosen) > 1:
         raise EdgekdError(f"choose one of --int8, --qat, --float16, --dynamic (got {', '.join(chosen)})")
@@ -381,6 +377,10 @@ def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare
 
     phone = {k: v for k, v in (("serial", serial), ("adb", adb_path), ("apk", apk),
                                ("benchmark_binary", benchmark_binary)) if v}
+    from edgekd.fileio import check_outside_inputs
+
+    if out_dir is not None:
+        check_outside_inputs(out_dir, "--out-dir", {"--root": root})  # the dataset stays as downloaded
     out = out_dir if out_dir is not None else next_run_dir(RUNS / "bench", name, exist_ok)
     result = benchmark(list(models), data=root, dataset=dataset, out=out, crop=crop, threads=threads,
                        compare=compare, limit=limit, tta=tta, video=video, device=device, device_options=phone,
@@ -458,15 +458,11 @@ def predict(model, source, out, name, exist_ok, pts, detector, detector_backend,
                    f"{ms:.2f} ms per frame (median); wrote {', '.join(map(str, r.written))}")
         return
     from edgekd.runtime import predict_file, write_face_points
-    from edgekd.runtime.predictor import remove_stale
-
     faces = predict_file(model, source, out=out, num_threads=threads, detector=detector_options, flip=tta == "flip")
     label, how = source or "the astronaut sample", f"{detector} detector, score >= {min_score:.2f}"
-    written, removed = write_face_points(pts, faces, str(label)) if pts else ([], [])
+    written = write_face_points(pts, faces, str(label)) if pts else []
     if not faces:
-        removed += remove_stale([out])
-        stale = f"; removed the earlier {', '.join(map(str, removed))}" if removed else ""
-        click.echo(f"no face found in {label} ({how}): nothing written{stale}; for small or distant faces try "
+        click.echo(f"no face found in {label} ({how}): nothing written; for small or distant faces try "
                    f"--detector full-range, --tiles 3 or a lower --min-score")
         return
     click.echo(f"{len(faces)} face{'s' if len(faces) > 1 else ''} found in {label} ({how}):")

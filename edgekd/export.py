@@ -278,15 +278,28 @@ class Converted:
 def convert_model(cfg: ExportConfig, inputs: ExportInputs) -> Converted:
     """Convert in ``cfg.mode``; full-integer modes calibrate on augmented training crops, QAT fine-tunes first."""
     qcfg = cfg.quantize_config
-    calibration = calibration_images(inputs.data, cfg.calibration_samples, cfg.seed) if qcfg.full_integer else None
+    qat_cfg = _trained_like(cfg.qat_config, inputs.checkpoint)
+    calibration = (calibration_images(inputs.data, cfg.calibration_samples, cfg.seed, qat_cfg.augment)
+                   if qcfg.full_integer else None)
     model, recipe, nme_qat = inputs.model, None, None
     if cfg.mode == "qat":
-        model, recipe = quantization_aware_model(inputs.model, inputs.data, cfg.qat_config, inputs.teachers,
+        model, recipe = quantization_aware_model(inputs.model, inputs.data, qat_cfg, inputs.teachers,
                                                  _kd_config(inputs.checkpoint), calibration, cfg.progress)
         recipe["teachers"] = inputs.teacher_paths or None
         nme_qat = keras_score(model, inputs)
     meta = _metadata(inputs.data, qcfg, inputs.checkpoint)
     return Converted(model, embed(convert(model, qcfg, calibration), meta), meta, recipe, nme_qat)
+
+
+def _trained_like(qat: QATConfig, checkpoint: Path) -> QATConfig:
+    """The QAT recipe with the run's own loss, augmentation preset and teacher mirroring, so fine-tuning and
+    calibration continue what training did (a checkpoint without a run config: L2 and the full preset)."""
+    from dataclasses import replace
+
+    train = _run_config(checkpoint).get("train", {})
+    augment = train.get("augment_preset", "full") if train.get("augment", True) else "none"
+    return replace(qat, loss=train.get("loss", qat.loss), augment=augment,
+                   teacher_flip=bool(train.get("teacher_flip", False)))
 
 
 def _kd_config(checkpoint: Path):
@@ -416,11 +429,21 @@ def _head_cost(tflite: bytes, model, inputs: ExportInputs) -> dict:
 
 # --- 5. writing -------------------------------------------------------------------------------------------------
 def write(result: ExportResult, tflite: bytes) -> None:
-    """Card first, model last, each atomically: a .tflite that is present always has its card beside it."""
-    card = result.card
-    write_json(result.card_json, card)
-    write_text(result.card_md, render_card(card))
-    write_bytes(result.path, tflite)
+    """The model's bytes go to a temporary file first (a full disk fails there, before anything is replaced),
+    then the card, then the model is renamed into place: a new card never sits beside an old model for longer
+    than one rename, and a .tflite that is present always has its card beside it."""
+    import os
+
+    path = result.path
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # fileio.temp_names knows this form
+    try:
+        write_bytes(tmp, tflite)
+        card = result.card
+        write_json(result.card_json, card)
+        write_text(result.card_md, render_card(card))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # --- the export -------------------------------------------------------------------------------------------------

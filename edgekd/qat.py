@@ -37,17 +37,21 @@ class QATConfig:
     init_ranges: bool = True  # activation ranges from the float model (False: tfmot's +-6, for comparison)
     calibration_samples: int = 300  # crops for the initial ranges when none are handed in
     seed: int = 0
+    loss: str = "l2"  # plain students: the loss their run trained with (export reads it from the run's config)
+    augment: str = "full"  # augmentation preset of the fine-tuning and calibration crops (the run's, likewise)
+    teacher_flip: bool = False  # KD students: teachers' outputs mirror-averaged, as in their run
 
 
 # --- calibration data -------------------------------------------------------------------------------------------
-def calibration_images(data, count: int, seed: int = 0) -> np.ndarray:
-    """``count`` augmented training crops (float32 (count, S, S, 3) in [0, 1]), the same for the same seed."""
+def calibration_images(data, count: int, seed: int = 0, augment: str = "full") -> np.ndarray:
+    """``count`` augmented training crops (float32 (count, S, S, 3) in [0, 1]), the same for the same seed;
+    ``augment``: the preset the network was trained with, so the ranges cover what it saw and no more."""
     from edgekd.data.augment import AugmentConfig
 
     rng = np.random.default_rng(seed)
     n = len(data.split("train"))
     order = rng.choice(n, size=count, replace=count > n)
-    aug = AugmentConfig()
+    aug = AugmentConfig.preset(augment)
     crops = [data.sample("train", int(i), rng, aug)[0] for i in order]
     return np.stack(crops).astype(np.float32) / 255.0
 
@@ -151,15 +155,18 @@ def _freeze_batchnorm(qat) -> int:
 
 
 # --- fine-tuning ------------------------------------------------------------------------------------------------
-def _trainer(qat, data, teachers: dict | None, kd):
-    """(trainer, loss description): KD-Loss as in the student stage when teachers are given, else plain L2."""
+def _trainer(qat, data, teachers: dict | None, kd, cfg: QATConfig):
+    """(trainer, loss description): KD-Loss as in the student stage when teachers are given, else the run's plain
+    loss."""
     from edgekd.trainers import Distiller, LandmarkTrainer
 
     nme_pair = data.scheme.nme_pair
     if teachers:
-        return (Distiller(qat, teachers["tough"], teachers["tolerant"], kd, nme_pair),
-                "KD-Loss with the frozen Tough and Tolerant teachers")
-    return LandmarkTrainer(qat, "hard", nme_pair), "plain L2 against the hard targets (no teachers given)"
+        flip = data.scheme.flip_permutation if cfg.teacher_flip else None
+        return (Distiller(qat, teachers["tough"], teachers["tolerant"], kd, nme_pair, flip),
+                "KD-Loss with the frozen Tough and Tolerant teachers" + (" (mirror-averaged)" if flip else ""))
+    return (LandmarkTrainer(qat, "hard", nme_pair, cfg.loss),
+            f"plain {cfg.loss.upper()} against the hard targets (no teachers given)")
 
 
 def quantization_aware_model(model, data, cfg: QATConfig = QATConfig(), teachers: dict | None = None, kd=None,
@@ -185,21 +192,24 @@ def quantization_aware_model(model, data, cfg: QATConfig = QATConfig(), teachers
         raise EdgekdError(f"{model.name}: cannot be wrapped for quantization-aware training "
                           f"({str(e).splitlines()[0]}); only flat tf_keras models can") from None
     if calibration is None:
-        calibration = calibration_images(data, cfg.calibration_samples, cfg.seed)
+        calibration = calibration_images(data, cfg.calibration_samples, cfg.seed, cfg.augment)
     ranges = init_quantizer_ranges(qat, model, calibration) if cfg.init_ranges else 0
     frozen = _freeze_batchnorm(qat) if cfg.freeze_batchnorm else 0
     kd = (kd or KDLossConfig()) if teachers else None
-    trainer, loss = _trainer(qat, data, teachers, kd)
+    trainer, loss = _trainer(qat, data, teachers, kd, cfg)
     trainer.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
     steps = cfg.steps_per_epoch or math.ceil(data.manifest.counts["train"] / cfg.batch_size)
-    ds = make_dataset(data, "train", cfg.batch_size, augment=True, seed=cfg.seed, shuffle=True, repeat=True)
+    from edgekd.data.augment import AugmentConfig
+
+    ds = make_dataset(data, "train", cfg.batch_size, augment=AugmentConfig.preset(cfg.augment) or False,
+                      seed=cfg.seed, shuffle=True, repeat=True)
     history = trainer.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0,
                           callbacks=[_progress_callback(cfg.epochs, steps)] if progress else [])
     recipe = {
         "tool": "tensorflow-model-optimization quantize_model (default 8-bit scheme)",
         "loss": loss, "kd": asdict(kd) if kd else None,
         "epochs": cfg.epochs, "steps_per_epoch": steps, "batch_size": cfg.batch_size,
-        "learning_rate": cfg.learning_rate, "optimizer": "Adam", "augment": True,
+        "learning_rate": cfg.learning_rate, "optimizer": "Adam", "augment": cfg.augment,
         "batchnorm": f"frozen ({frozen} layers, inference mode)" if frozen else "trained",
         "activation_ranges": f"{ranges} ranges initialised from the float model on {len(calibration)} augmented "
                              f"training crops" if ranges else "tfmot default (+-6, EMA 0.999)",

@@ -31,7 +31,7 @@ import numpy as np
 import edgekd
 from edgekd.errors import EdgekdError, ModelError, check_range
 from edgekd.metrics import batch_nme
-from edgekd.fileio import write_json, write_text
+from edgekd.fileio import check_outside_inputs, write_json, write_text
 from edgekd.losses import LOSSES, KDLossConfig
 
 STAGES = ("tough", "tolerant", "student", "baseline")
@@ -138,10 +138,10 @@ class TrainConfig:
         check_range("--dropout", self.dropout, 0, 1.0, hi_open=True)
         check_range("--stochastic-depth", self.stochastic_depth, 0, 1.0, hi_open=True)
         if self.bn_momentum is not None:
-            check_range("--bn-momentum", self.bn_momentum, 0, 1.0, lo_open=True, hi_open=True)
+            check_range(option_name("bn_momentum"), self.bn_momentum, 0, 1.0, lo_open=True, hi_open=True)
         if self.steps_per_epoch is not None:
             check_range("--steps-per-epoch", self.steps_per_epoch, 1, integer=True)
-        check_range("--bn-recalibration-samples", self.bn_recalibration_samples, 0, integer=True)
+        check_range(option_name("bn_recalibration_samples"), self.bn_recalibration_samples, 0, integer=True)
         for name in ("c", "w_main", "w_tough", "w_tol", "main_slope"):
             check_range(f"KD-Loss {name}", getattr(self.kd, name), 0, lo_open=True)
         from edgekd.data.augment import AugmentConfig
@@ -159,6 +159,17 @@ class TrainConfig:
             raise EdgekdError(f"recorded training settings hold unknown keys {unknown}; written by another edgekd?")
         kd = KDLossConfig(**d["kd"]) if isinstance(d.get("kd"), dict) else KDLossConfig()
         return cls(**{**d, "kd": kd})
+
+
+# TrainConfig fields whose `edgekd train` option has another name (the rest: --field-name)
+OPTION_NAMES = {"learning_rate": "--lr", "augment": "--no-augment", "augment_preset": "--augment",
+                "kd": "--loss-variant", "bn_momentum": "TrainConfig.bn_momentum",
+                "bn_recalibration_samples": "TrainConfig.bn_recalibration_samples", "progress": "-q"}
+
+
+def option_name(field: str) -> str:
+    """How a user names a TrainConfig field: its CLI option (or the dataclass field, where the CLI has none)."""
+    return OPTION_NAMES.get(field, "--" + field.replace("_", "-"))
 
 
 # settings that may differ between the first run of a stage and its --resume without changing what it trains
@@ -193,7 +204,7 @@ def resumed_config(stage_dir: Path, cfg: TrainConfig, explicit=None) -> TrainCon
             raise EdgekdError(f"{stage_dir}: planned {theirs} epochs with a cosine schedule (it ends at --min-lr); "
                               f"to train longer, start a new run from it: --init-from {stage_dir / BEST} "
                               f"--run-dir <new folder>")
-        raise EdgekdError(f"{stage_dir}: --{name.replace('_', '-')} {mine} contradicts the run's recorded {theirs}; "
+        raise EdgekdError(f"{stage_dir}: {option_name(name)} {mine} contradicts the run's recorded {theirs}; "
                           f"leave it out to resume with the recorded settings, or use another --run-dir")
     keep = {k: getattr(cfg, k) for k in RESUMABLE_CHANGES}
     if "epochs" in explicit:
@@ -341,11 +352,14 @@ class _Run:
         improved = val[self.select] < self.best
         row["best"] = int(improved)
         self.rows.append(row)
-        info = {**self.info, "epoch": epoch, **val}
-        save_checkpoint(self.net, self.dir / LAST, info, self.optimizer)
         if improved:
             self.best = val[self.select]
+        # last.h5 carries the best score so far: a kill between the checkpoints and log.csv cannot make a resumed
+        # run forget an epoch's best and replace best.h5 with a worse model
+        info = {**self.info, "epoch": epoch, **val, "best_so_far": self.best}
+        if improved:
             save_checkpoint(self.net, self.dir / BEST, info)
+        save_checkpoint(self.net, self.dir / LAST, info, self.optimizer)
         self.write_log()
         self.epoch_seconds.append(seconds + eval_seconds)
         if self.cfg.progress:
@@ -507,6 +521,7 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
     from edgekd.data.pipeline import make_dataset, make_training_dataset
 
     cfg.validate()
+    check_outside_inputs(run_dir, "--run-dir", {"PREPARED": prepared_dir})
     stage_dir = Path(run_dir) / cfg.stage
     if resume:
         cfg = resumed_config(stage_dir, cfg, explicit)
@@ -521,9 +536,10 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
     steps = steps_per_epoch(cfg, data)
     with _strategy(cfg.strategy).scope():
         net, trainer, optimizer = _build(cfg, data, teachers, steps)
-        start = 0
+        start, best_so_far = 0, math.inf
         if resume and (stage_dir / LAST).is_file():
-            start = int(restore(stage_dir / LAST, net, optimizer)["epoch"])
+            restored = restore(stage_dir / LAST, net, optimizer)
+            start, best_so_far = int(restored["epoch"]), float(restored.get("best_so_far", math.inf))
         elif cfg.init_from:
             load_weights(Path(cfg.init_from), net)
     info = _write_config(stage_dir, cfg, prepared_dir, data, teachers, start, net)
@@ -531,6 +547,7 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
     run = _Run(cfg, stage_dir, data, net, optimizer, info, make_dataset)
     run.later_epochs = later_epochs
     run.load_log(start)
+    run.best = min(run.best, best_so_far)
     t0 = time.time()
     if start < cfg.epochs:
         (stage_dir / SUMMARY).unlink(missing_ok=True)  # unfinished again until these epochs are done
@@ -586,6 +603,10 @@ def train_all(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, exp
     """Tough teacher, Tolerant teacher, student, in order; a finished stage with the same settings is skipped."""
     import tf_keras as keras
 
+    if resume:  # the settings the run was started with, from the first stage that recorded them
+        started = next((Path(run_dir) / s for s in PIPELINE if (Path(run_dir) / s / "config.json").is_file()), None)
+        if started is not None:
+            cfg = replace(resumed_config(started, replace(cfg, stage=started.name), explicit), stage=cfg.stage)
     results = {}
     for i, stage in enumerate(PIPELINE):
         done = Path(run_dir) / stage / SUMMARY

@@ -367,6 +367,7 @@ def test_stage_breakdown_accounts_for_the_rest():
         "detector"] is None
 
 
+@needs_data
 def test_tta_flip_adds_a_mirror_averaged_row_with_its_own_latency(tmp_path):
     """--tta flip: each model gets a second row scored through Predictor(flip=True) on the same faces, timed with
     its two model runs per face."""

@@ -373,26 +373,28 @@ def _write(path, rgb):
     return path
 
 
-def test_predict_writes_one_pts_per_face_and_no_stale_ones(tiny, tmp_path, astronaut):
+def test_predict_writes_one_pts_per_face_and_touches_nothing_else(tiny, tmp_path, astronaut):
     from edgekd.cli import main
     from edgekd.data.readers import read_pts
 
     group = _write(tmp_path / "group.png", _grid(astronaut, 2)[0])
     single = _write(tmp_path / "single.png", astronaut)
     pts = tmp_path / "faces.pts"
-    (tmp_path / "faces_7.pts").write_text("left by an earlier run")
+    (tmp_path / "faces_7.pts").write_text("a file predict did not write (it could be an annotation)")
     res = CliRunner().invoke(main, ["predict", str(tiny["float"]), str(group), "--out", str(tmp_path / "g.png"),
                                     "--pts", str(pts)])
     assert res.exit_code == 0, res.output
     assert "4 faces found" in res.output and res.output.count("score 0.9") == 4
-    written = sorted(p.name for p in tmp_path.glob("faces*"))
+    written = sorted(p.name for p in tmp_path.glob("faces*") if p.name != "faces_7.pts")
     assert written == ["faces_1.pts", "faces_2.pts", "faces_3.pts", "faces_4.pts"]
+    assert (tmp_path / "faces_7.pts").read_text().startswith("a file predict did not write")
+    assert all(name in res.output for name in written)  # the final line names every file written
     centres = sorted(tuple(np.round(read_pts(tmp_path / n, 68).mean(0) / 100)) for n in written)
     assert len(set(centres)) == 4  # four different faces, not one face four times
     res = CliRunner().invoke(main, ["predict", str(tiny["float"]), str(single), "--out", str(tmp_path / "s.png"),
                                     "--pts", str(pts)])
-    assert res.exit_code == 0 and "1 face found" in res.output
-    assert sorted(p.name for p in tmp_path.glob("faces*")) == ["faces.pts"]
+    assert res.exit_code == 0 and "1 face found" in res.output and "faces.pts" in res.output
+    assert len(read_pts(pts, 68)) == 68
 
 
 def test_predict_json_holds_every_face_with_box_and_score(tiny, tmp_path, astronaut):
@@ -422,8 +424,9 @@ def test_predict_without_a_face_says_so_and_leaves_nothing(tiny, tmp_path):
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"no face found in {blank}") and "nothing written" in lines[0]
-    assert not out.exists() and not pts.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["wall.png"]
+    # nothing written, and nothing an earlier run (or the user) left there removed
+    assert out.read_bytes() == b"an earlier run's image" and pts.read_text() == "an earlier run's points"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wall.png", "wall.pts", "wall_out.png"]
 
 
 def test_predict_option_errors_are_one_line(tiny, tmp_path, astronaut):
@@ -456,3 +459,29 @@ def test_mirror_averaging_runs_the_model_twice_and_stays_on_the_face():
     assert "flip" in both.timings_ms and "flip" not in plain.timings_ms
     differ = nme(both.points, plain.points, get_scheme("300w"))
     assert 0 < differ < 0.03  # averaged with a second, slightly different prediction of the same face
+
+
+def test_mirror_averaging_is_exact_for_a_model_with_fixed_output():
+    """A stand-in that always predicts the same crop points P: mirror averaging must give the mean of P and
+    scheme.flip(P) (mirrored back, left/right relabelled), mapped to the image: checked against the scheme's own
+    flip, an independent implementation."""
+    from edgekd.data.crop import CropSpec, invert, transform_points
+    from edgekd.runtime import Predictor
+    from edgekd.schemes import get_scheme
+
+    scheme = get_scheme("300w")
+    crop = CropSpec(input_size=64, margin=0.2)
+    fixed = np.random.default_rng(5).uniform(5, 58, (68, 2)).astype(np.float32)
+
+    class Fixed:
+        def __init__(self):
+            self.crop, self.scheme = crop, "300w"
+
+        def predict(self, patch):
+            return fixed.copy()
+
+    image = np.random.default_rng(6).integers(0, 255, (200, 240, 3), dtype=np.uint8)
+    box = (120.0, 90.0, 80.0)
+    face = Predictor(Fixed(), flip=True).predict_box(image, box)
+    expected = transform_points(0.5 * (fixed + scheme.flip(fixed, 64)), invert(crop.matrix(box)))
+    np.testing.assert_allclose(face.points, expected, atol=1e-4)

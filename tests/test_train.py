@@ -60,6 +60,12 @@ def test_all_stages_end_to_end(tiny_prepared, tmp_path, capsys):
     before = (run / "student" / "log.csv").read_text()
     again = train_all(tiny_prepared, run, TrainConfig(**TINY))
     assert again["student"] == results["student"] and (run / "student" / "log.csv").read_text() == before
+    # --resume with the defaults takes the run's recorded settings (2 epochs, width 0.35): nothing left to do
+    again = train_all(tiny_prepared, run, TrainConfig(progress=False), resume=True)
+    assert again["student"] == results["student"] and (run / "student" / "log.csv").read_text() == before
+    # other settings without --resume are refused, not skipped as "already trained"
+    with pytest.raises(EdgekdError, match="finished with other settings: epochs 2 \\(asked 3\\)"):
+        train_all(tiny_prepared, run, TrainConfig(**{**TINY, "epochs": 3}))
 
 
 def test_distiller_updates_only_the_student():
@@ -133,7 +139,7 @@ def _planned_two_killed_after_one(one_epoch_baseline, tmp_path):
 
 def test_resume_refuses_options_that_contradict_the_recorded_run(tiny_prepared, tmp_path, one_epoch_baseline):
     run = _planned_two_killed_after_one(one_epoch_baseline, tmp_path)
-    with pytest.raises(EdgekdError, match="--learning-rate 0.5 contradicts the run's recorded 0.001"):
+    with pytest.raises(EdgekdError, match="--lr 0.5 contradicts the run's recorded 0.001"):
         train(tiny_prepared, run, TrainConfig(stage="baseline", learning_rate=0.5), resume=True,
               explicit={"learning_rate"})
     with pytest.raises(EdgekdError, match="cosine schedule.*--init-from"):

@@ -87,10 +87,11 @@ def pipeline_times(predictor, detector, images, repeats: int = 3, warmup: int = 
 
 
 def _stages_of(predictor_timings: dict) -> dict:
-    """The Predictor's timers by pipeline stage: crop and model as they are, anything it times besides (the output
-    to image points) as post-processing."""
-    out = {"crop": predictor_timings.get("crop", float("nan")), "model": predictor_timings.get("model", float("nan"))}
-    out["post"] = sum(v for k, v in predictor_timings.items() if k not in ("crop", "model", "detector"))
+    """The Predictor's timers by pipeline stage: crop as it is; model with the mirrored run of mirror averaging
+    ("flip"); anything else it times (the output to image points, "inverse") as post-processing."""
+    t = predictor_timings
+    out = {"crop": t.get("crop", float("nan")), "model": t.get("model", float("nan")) + t.get("flip", 0.0)}
+    out["post"] = sum(v for k, v in t.items() if k not in ("crop", "model", "flip", "detector"))
     return out
 
 

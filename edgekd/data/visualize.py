@@ -22,11 +22,12 @@ def draw_points(img: np.ndarray, points: np.ndarray, color, radius: int = 1) -> 
 MAX_COUNT = 400  # a grid of 100 rows of 192 px tiles is already a 19,200 px tall picture
 
 
-def draw_prepared_samples(prepared, out, split: str = "train", count: int = 12, augment: bool | str = True,
+def draw_prepared_samples(prepared, out, split: str = "train", count: int = 12, augment: bool | str = "light",
                           seed: int = 0, tile: int = 192) -> Path:
     """Hard landmarks green, soft red; the scheme's first eye-corner point (image left in an upright face) is
     drawn large in blue and the second in yellow, so a wrong mirror relabelling shows as swapped colours.
-    ``augment``: True (the full preset), False (canonical crops) or a preset name as `train --augment` takes.
+    ``augment``: a preset name as `train --augment` takes (default: the fast-cpu recipe's "light"), True (the
+    full preset) or False (canonical crops).
     The picture goes outside the prepared folder: ``data prepare --force`` replaces only what it wrote there."""
     check_range("--count", count, 1, MAX_COUNT, integer=True)
     check_range("--seed", seed, 0, 2**32 - 1, integer=True)

@@ -7,7 +7,6 @@ affine map of its raw output, so a face costs the warp, the invoke and one small
 """
 from __future__ import annotations
 
-import glob
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,14 +77,13 @@ class Predictor:
         t1 = time.perf_counter()
         points = self._run(patch, invert(m))
         t2 = time.perf_counter()
-        timings = {"crop": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
+        inverse_ms = self._inverse_ms  # of this run; the mirrored run below times its own into "flip"
+        timings = {"crop": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3 - inverse_ms, "inverse": inverse_ms}
         if self.flip_permutation is not None:  # the mirrored run, timed apart: "flip"
             np.copyto(self._mirror, patch[:, ::-1])
             mirrored = self._run(self._mirror, _compose(invert(m), _mirror_matrix(self.crop.input_size)))
             points = 0.5 * (points + mirrored[self.flip_permutation])
             timings["flip"] = (time.perf_counter() - t2) * 1e3
-        timings["inverse"] = self._inverse_ms
-        timings["model"] -= self._inverse_ms
         return Face(points, tuple(box), None, timings)
 
     def _run(self, patch: np.ndarray, to_image: np.ndarray) -> np.ndarray:
@@ -199,32 +197,22 @@ def pts_paths(path, count: int) -> list[Path]:
     return [path] if count == 1 else [path.with_name(f"{path.stem}_{k}{path.suffix}") for k in range(1, count + 1)]
 
 
-def write_face_points(path, faces: list[Face], source: str = "") -> tuple[list[Path], list[Path]]:
+def write_face_points(path, faces: list[Face], source: str = "") -> list[Path]:
     """Write still-image faces' points: ``.pts`` -> one file per face (pts_paths), ``.json`` -> one file with every
-    face's box, detector score and points. Returns (written, removed): files an earlier run left at these names
-    (more faces then, or a face where there is none now) are removed, so no stale points remain beside new ones."""
+    face's box, detector score and points. Returns the files written (none without a face).
+
+    Nothing else is touched: files beside ``path`` that look like an earlier run's (``faces_3.pts``) may as well be
+    a dataset's own annotations (``image_0003.pts``), so they are never removed; the caller names what it wrote.
+    """
     from edgekd.data.readers import write_pts
     from edgekd.fileio import write_json
 
     path = Path(path)
+    if not faces:
+        return []
     if path.suffix.lower() == ".json":
-        if not faces:
-            return [], remove_stale([path])
-        doc = {"source": source, "faces": [f.to_dict() for f in faces]}
-        return [write_json(path, doc)], []
-    written = pts_paths(path, len(faces)) if faces else []
+        return [write_json(path, {"source": source, "faces": [f.to_dict() for f in faces]})]
+    written = pts_paths(path, len(faces))
     for p, face in zip(written, faces):
         write_pts(p, face.points)
-    numbered = [p for p in path.parent.glob(f"{glob.escape(path.stem)}_*{path.suffix}")
-                if p.stem[len(path.stem) + 1:].isdigit()]
-    return written, remove_stale([p for p in [path, *numbered] if p not in written])
-
-
-def remove_stale(paths) -> list[Path]:
-    """Remove the files among ``paths`` that exist (outputs of an earlier run this run does not rewrite)."""
-    removed = []
-    for p in map(Path, paths):
-        if p.is_file():
-            p.unlink()
-            removed.append(p)
-    return removed
+    return written

@@ -98,7 +98,11 @@ def track_video(tracker, source, out=None, points=None, max_frames: int | None =
             result.frames += 1
     except KeyboardInterrupt:
         if not camera:
+            _discard(tmp)
             raise
+    except BaseException:
+        _discard(tmp)  # a failed run leaves no half-written video behind
+        raise
     finally:
         cap.release()
         if writer is not None:
