@@ -8,12 +8,15 @@
 # re-estimation before every validation, light augmentation). Seconds per epoch are in each stage's log.csv.
 #   1. baseline: the plain student from scratch, 110 epochs. It is the KD student's control (same start, steps,
 #      augmentation) and the "best plain student" the teachers must beat by 10 %.
-#   2. teachers/tough: continues the baseline's best for 80 more epochs (lr 5e-4 cosine): 1.7x the plain
+#   2. teachers/tough: continues the baseline's best for 50 more epochs (lr 5e-4 cosine): 1.45x the plain
 #      student's budget, the cheapest way to a teacher that knows more on 2 cores (EfficientNet-B3 costs 4x a step).
-#   3. teachers/tolerant: continues the Tough teacher on the ASM-soft landmarks, 25 epochs (lr 3e-4).
-#   4. student: the KD-Loss student from scratch, 110 epochs: the baseline's start, steps and augmentation.
+#   3. teachers/tolerant: continues the Tough teacher on the ASM-soft landmarks, 15 epochs (lr 3e-4).
+#   4. kd/student and kd/baseline: from the baseline's best, 30 epochs each at lr 3e-4 cosine, the same start,
+#      steps and augmentation: the KD-Loss student (teachers' outputs averaged over the mirror image) and its plain
+#      L1 control. Their ratio is the KD effect.
+#   5. student: the KD-Loss student from scratch, 110 epochs (the baseline's budget), for the next session.
 # Measured on 2 cores (Intel Xeon, 2026-11-27): about 20 s per MobileNetV2 epoch + 3 s validation when nothing
-# else runs; a KD epoch costs about 1.7x (two teacher forward passes). Whole script: about 2 h 10 min.
+# else runs; a KD epoch with mirrored teachers about 2.3x. Stages 1-4: about 1 h 50 min; stage 5 about 1 h 25 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-/work/edgekd-runs}
@@ -35,6 +38,9 @@ stage() {  # stage RUN_DIR NAME EPOCHS [extra options]
 }
 
 stage "$RUN" baseline 110
-stage "$RUN/teachers" tough 80 --init-from "$RUN/baseline/best.h5" --lr 5e-4
-stage "$RUN/teachers" tolerant 25 --init-from "$RUN/teachers/tough/best.h5" --lr 3e-4
-stage "$RUN" student 110 --teachers-dir "$RUN/teachers"
+stage "$RUN/teachers" tough 50 --init-from "$RUN/baseline/best.h5" --lr 5e-4
+stage "$RUN/teachers" tolerant 15 --init-from "$RUN/teachers/tough/best.h5" --lr 3e-4
+FT=(--init-from "$RUN/baseline/best.h5" --lr 3e-4)
+stage "$RUN/kd" student 30 "${FT[@]}" --teachers-dir "$RUN/teachers" --teacher-flip
+stage "$RUN/kd" baseline 30 "${FT[@]}"
+stage "$RUN" student 110 --teachers-dir "$RUN/teachers" --teacher-flip

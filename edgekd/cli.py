@@ -21,12 +21,14 @@ import edgekd
 from edgekd import logs
 from edgekd.bench.config import DEVICES, PEERS
 from edgekd.bench.protocols import PROTOCOLS
+from edgekd.data.augment import PRESETS as AUGMENT_PRESETS
 from edgekd.errors import EdgekdError, describe_os_error
 from edgekd.losses import LOSSES
 from edgekd.models import MODELS
 from edgekd.schemes import SCHEMES
 from edgekd.train import RECIPES, SCHEDULES, STAGES
 from edgekd.runtime.blazeface import BACKENDS as DETECTOR_BACKENDS, RANGES as DETECTOR_RANGES
+from edgekd.runtime.predictor import TTA
 
 RUNS = Path("runs")  # run folders: runs/<verb>/<name>, relative to where the command runs (as in Ultralytics)
 DATASETS = click.Choice(sorted(SCHEMES))
@@ -182,7 +184,7 @@ def data_prepare(dataset, root, out_dir, input_size, margin, val_fraction, asm_v
 @run_dir_options("show")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="train", show_default=True)
 @click.option("--count", type=int, default=12, show_default=True, help="Faces to draw, 1 to 400.")
-@click.option("--augment", "augment_preset", type=click.Choice(["light", "full"]), default="light", show_default=True,
+@click.option("--augment", "augment_preset", type=click.Choice(AUGMENT_PRESETS), default="light", show_default=True,
               help="Augmentation drawn, as `train --augment` takes it.")
 @click.option("--no-augment", is_flag=True, help="Draw the canonical crops only.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -221,7 +223,7 @@ def data_show(prepared, out, name, exist_ok, split, count, augment_preset, no_au
               help="mean-shape: the head's bias starts at the mean training shape.")
 @click.option("--input-norm/--no-input-norm", default=None,
               help="Scale [0, 1] pixels to the backbone's input range inside the model.")
-@click.option("--augment", "augment_preset", type=click.Choice(["light", "full"]), default=None,
+@click.option("--augment", "augment_preset", type=click.Choice(AUGMENT_PRESETS), default=None,
               help="light: geometry, mirror, contrast, brightness; full: also gamma, blur, noise, occlusion.")
 @click.option("--alpha", default=1.0, show_default=True, help="MobileNetV2 width.")
 @click.option("--dropout", type=float, default=None, help="Dropout before the teachers' Dense head.")
@@ -354,7 +356,7 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
 @click.option("--threads", type=ThreadCounts(), default="1,2", show_default=True, help="Thread counts to time.")
 @click.option("--compare", multiple=True, type=click.Choice(PEERS), help="Peers scored in the same run.")
 @click.option("--limit", type=int, help="Only the first N test faces (quick checks), 1 or more.")
-@click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
+@click.option("--tta", type=click.Choice(TTA), default="none", show_default=True,
               help="flip: every model also as a mirror-averaged row (two model runs per face), as `predict --tta`.")
 @click.option("--video", is_flag=True,
               help="Also a video row: each test face as a pan-and-zoom clip, per-frame time and NME with tracking "
@@ -418,7 +420,7 @@ def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare
 @click.option("--max-frames", type=int, help="Video: stop after N frames (a camera otherwise runs until Ctrl-C).")
 @click.option("--threads", type=ThreadCounts(many=False), default=1, show_default=True,
               help="Interpreter threads.")
-@click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
+@click.option("--tta", type=click.Choice(TTA), default="none", show_default=True,
               help="Test-time augmentation: flip = also run the mirrored crop and average (two model runs per face).")
 def predict(model, source, out, name, exist_ok, pts, detector, detector_backend, min_score, tiles, redetect_every,
             smooth, max_faces, max_frames, threads, tta):

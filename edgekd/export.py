@@ -51,7 +51,7 @@ class ExportConfig:
 
     ``prepared``: the prepared folder the checkpoint was trained on (default: the one its run recorded).
     ``bn_recalibration_samples``: training crops for re-estimating BatchNorm statistics before conversion
-    (STACK.md, BatchNorm trap); None = 0 for edgekd checkpoints (training re-estimates them before saving) and 256
+    (../shared/STACK.md, BatchNorm trap); None = 0 for edgekd checkpoints (training re-estimates them before saving) and 256
     for any other Keras file. ``val_limit`` caps the validation faces (tests).
     """
 

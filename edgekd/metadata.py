@@ -2,7 +2,7 @@
 
 Stored as UTF-8 JSON in the flatbuffer's metadata list under the name ``edgekd`` (a buffer the interpreter ignores).
 Python reads it with ai-edge-litert's flatbuffer schema (no TensorFlow needed); the Android app parses the same
-entry (android_demo/.../ModelMetadata). ``docs/model_metadata.md`` documents the fields for other runtimes.
+entry (android_demo/.../TfliteMetadata.java). ``ModelMetadata`` below lists the fields for other runtimes.
 """
 from __future__ import annotations
 

@@ -378,3 +378,16 @@ def test_tta_flip_adds_a_mirror_averaged_row_with_its_own_latency(tmp_path):
     assert flipped["model"] == plain["model"] + " +flip" and flipped["count"] == plain["count"] == 3
     assert flipped["nme"] != plain["nme"] and flipped["nme"] < 10  # % of the inter-ocular distance
     assert flipped["latency_ms"]["model"]["1"] > 1.3 * plain["latency_ms"]["model"]["1"]
+
+
+def test_a_reused_run_folder_keeps_nothing_of_the_earlier_run(tmp_path, monkeypatch):
+    """--exist-ok reuses a folder: the earlier run's plots and worst-case sheets go, other files stay."""
+    from edgekd.bench import report
+
+    monkeypatch.setattr(report, "markdown", lambda results: "# report\n")
+
+    (tmp_path / "worst_old_model_gt.png").write_bytes(b"x")
+    (tmp_path / "ced.png").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("mine")
+    report.write({"faces": 0, "entries": []}, [], [], tmp_path, None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "report.md", "results.json"]

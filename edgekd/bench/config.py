@@ -15,7 +15,7 @@ from edgekd.errors import OptionError, check_range
 from edgekd.schemes import get_scheme
 
 PEERS = ("dlib",)
-TTA = ("none", "flip")  # test-time augmentation: flip = mirror averaging (runtime.Predictor(flip=True))
+from edgekd.runtime.predictor import TTA  # noqa: E402  (test-time augmentation choices, one list)
 DEVICES = ("desktop", "pixel")  # pixel: the one Android phone attached over adb (--serial picks among several)
 RUN_BY_BENCH = ("threads", "protocol")  # device options the bench sets per run from --threads and --crop
 

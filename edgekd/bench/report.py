@@ -140,7 +140,7 @@ def _subset_section(results) -> list[str]:
         cells.append(_fmt(e.get("auc_paper"), 4))
         rows.append(cells)
     return ["## Per subset", "", _md_table(cols, rows), "",
-            "AUC (paper variant) is the KD-Loss code's formula (max 0.95; METHOD.md §6), only for "
+            "AUC (paper variant) is the KD-Loss code's formula (max 0.95), only for "
             "comparison with the paper's tables.", ""]
 
 
@@ -342,8 +342,16 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
+# what `write` puts in a run folder: a reused folder (--exist-ok) first loses the earlier run's, so no stale plot
+# or worst-case sheet sits beside the new report
+OUTPUTS = ("ced.png", "worst_*.png", "per_face_nme.json", "results.json", "report.md")
+
+
 def write(results, entries, samples, out: Path, scheme, worst: int = 12) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    for pattern in OUTPUTS:
+        for old in out.glob(pattern):
+            old.unlink()
     if results.get("faces"):
         ced_plot(entries, out / "ced.png")
         for e, row in zip(entries, results["entries"]):

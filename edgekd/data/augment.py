@@ -3,7 +3,7 @@ photometric changes, applied per sample in the tf.data pipeline so every epoch s
 
 Prepared faces are stored with extra context around the crop (see prepare.py), so rotating or shrinking a face
 never pulls in black borders where the real image had pixels. Photometric ops work on uint8 through float32 with
-clipping, never with integer wrap-around (the public code's int8 gamma bug, METHOD.md §8.9).
+clipping, never with integer wrap-around (the public code's int8 gamma bug, ../shared/METHOD.md §8.9).
 """
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ import numpy as np
 
 from edgekd.data.crop import transform_points
 from edgekd.schemes import LandmarkScheme
+
+
+PRESETS = ("light", "full")  # what `train --augment` and `data show --augment` offer ("none": --no-augment)
 
 
 @dataclass
@@ -46,14 +49,14 @@ class AugmentConfig:
     @classmethod
     def light(cls) -> "AugmentConfig":
         """Geometry, mirror, contrast and brightness only: the augmentation of the fast-CPU recipe (4.46 % NME in
-        33 minutes, STACK.md). Gamma, blur, noise and occlusion make a short run on 1,500 faces learn slower."""
+        33 minutes, ../shared/STACK.md). Gamma, blur, noise and occlusion make a short run on 1,500 faces learn slower."""
         return cls(max_shift=0.05, gamma_range=(1.0, 1.0), blur=False, noise=False, occlusion=False)
 
     @classmethod
     def preset(cls, name: str) -> "AugmentConfig | None":
         from edgekd.errors import EdgekdError
 
-        presets = {"full": cls, "light": cls.light, "none": lambda: None}
+        presets = {"full": cls, "light": cls.light, "none": lambda: None}  # PRESETS, in this order
         if name not in presets:
             raise EdgekdError(f"unknown augmentation {name!r}; expected one of {', '.join(presets)}")
         return presets[name]()

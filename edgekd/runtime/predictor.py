@@ -16,6 +16,9 @@ import numpy as np
 from edgekd.data.crop import CropSpec, invert, transform_points, warp
 
 
+TTA = ("none", "flip")  # test-time augmentation: flip = mirror averaging (Predictor(flip=True))
+
+
 @dataclass
 class Face:
     points: np.ndarray  # (N, 2) image pixels (smoothed, for a tracked face)
