@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from runtime_helpers import SHIPPED_INT8
 
 from edgekd.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = REPO / "models" / "300w" / "kd_student_qat_int8.tflite"
+MODEL = SHIPPED_INT8
 
 
 @pytest.fixture(scope="module")

@@ -371,7 +371,7 @@ def test_stage_breakdown_accounts_for_the_rest():
 def test_tta_flip_adds_a_mirror_averaged_row_with_its_own_latency(tmp_path):
     """--tta flip: each model gets a second row scored through Predictor(flip=True) on the same faces, timed with
     its two model runs per face."""
-    model = os.path.join(os.path.dirname(__file__), "..", "models", "300w", "kd_student_qat_int8.tflite")
+    from runtime_helpers import SHIPPED_INT8 as model
     res = benchmark([model], data=str(W300), dataset="300w", crop="gt", limit=3, threads=(1,), tta="flip",
                     progress=False, e2e_images=2)
     plain, flipped = res.results["entries"]

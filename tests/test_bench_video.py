@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from runtime_helpers import W300
+from runtime_helpers import SHIPPED_INT8, W300
 from test_bench import _mini_300w
 
 from edgekd.bench.video import CLIP, pan_zoom, render_clip
 from edgekd.data.crop import CropSpec, transform_points
 from edgekd.timing import cpu_name
 
-MODEL = Path(__file__).resolve().parents[1] / "models" / "300w" / "kd_student_qat_int8.tflite"
+MODEL = SHIPPED_INT8
 needs_data = pytest.mark.skipif(not W300.is_dir(), reason="300-W data not available")
 
 
@@ -90,4 +90,4 @@ def test_bench_video_tracks_real_faces_close_to_detector_crops(tmp_path):
     report = (out / "report.md").read_text()
     assert "## Video: tracking vs detector crops on the same frames" in report
     assert f"### Time per frame (ms) on {cpu_name()}" in report
-    assert "video, kd_student_qat_int8.tflite: 60 frames" in res.output
+    assert f"video, {MODEL.name}: 60 frames" in res.output

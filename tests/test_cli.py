@@ -299,7 +299,7 @@ def test_predict_on_the_shipped_model_prints_no_native_log_lines(tmp_path):
     import subprocess
     import sys
 
-    model = Path(__file__).resolve().parents[1] / "models" / "300w" / "kd_student_qat_int8.tflite"
+    from runtime_helpers import SHIPPED_INT8 as model
     r = subprocess.run([sys.executable, "-m", "edgekd.cli", "predict", str(model), "--out", str(tmp_path / "p.png")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]

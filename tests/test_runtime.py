@@ -222,7 +222,7 @@ def test_predict_cli_without_image_uses_the_sample_face(tiny, tmp_path):
 
 
 # --- the fast still-image path ----------------------------------------------------------------------------------------
-SHIPPED_INT8 = REPO / "models" / "300w" / "kd_student_qat_int8.tflite"
+from runtime_helpers import SHIPPED_INT8  # noqa: E402
 
 
 def _whole_image_warp(image, matrix, size):
@@ -450,7 +450,7 @@ def test_mirror_averaging_runs_the_model_twice_and_stays_on_the_face():
     from edgekd.runtime import FaceDetector, LandmarkModel, Predictor
     from edgekd.schemes import get_scheme
 
-    model = LandmarkModel(Path(__file__).resolve().parents[1] / "models/300w/kd_student_qat_int8.tflite")
+    model = LandmarkModel(SHIPPED_INT8)
     image = np.ascontiguousarray(data.astronaut())
     with FaceDetector() as det:
         detection = det.detect(image)[0]

@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from runtime_helpers import SHIPPED_INT8
 from tracking_world import run_python
 
 from edgekd.runtime.tracker import ONE_EURO, OneEuroFilter
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = REPO / "models" / "300w" / "kd_student_qat_int8.tflite"
+MODEL = SHIPPED_INT8
 KOTLIN = REPO / "android_demo" / "app" / "src" / "main" / "java" / "org" / "edgekd" / "demo"
 
 
