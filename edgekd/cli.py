@@ -336,7 +336,7 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
         checkpoint, out, chosen[0] if chosen else "float32", prepared, input_type=input_type, output_type=output_type,
         calibration_samples=calibration_samples, qat_epochs=qat_epochs, qat_steps_per_epoch=qat_steps,
         qat_learning_rate=qat_lr, teachers_dir=teachers_dir, tolerance=tolerance, allow_degradation=allow_degradation,
-        seed=seed))
+        seed=seed, progress=logs.show_progress()))
     warn = " (DEGRADED, written with --allow-degradation)" if r.degraded else ""
     click.echo(f"wrote {r.path} ({r.size_mb:.2f} MB, {r.metadata.quantization}): validation NME "
                f"{r.nme_tflite:.3f}% vs Keras {r.nme_keras:.3f}%{warn}, {r.latency['median']:.2f} ms "
@@ -462,7 +462,12 @@ def predict(model, source, out, name, exist_ok, pts, detector, detector_backend,
     from edgekd.runtime import predict_file, write_face_points
     faces = predict_file(model, source, out=out, num_threads=threads, detector=detector_options, flip=tta == "flip")
     label, how = source or "the astronaut sample", f"{detector} detector, score >= {min_score:.2f}"
-    written = write_face_points(pts, faces, str(label)) if pts else []
+    try:
+        written = write_face_points(pts, faces, str(label)) if pts else []
+    except BaseException:  # no picture of this run without its points (e.g. --pts in a read-only folder)
+        if faces and out is not None:
+            Path(out).unlink(missing_ok=True)
+        raise
     if not faces:
         click.echo(f"no face found in {label} ({how}): nothing written; for small or distant faces try "
                    f"--detector full-range, --tiles 3 or a lower --min-score")

@@ -29,7 +29,7 @@ import numpy as np
 
 import edgekd
 from edgekd.errors import EdgekdError, ModelError, OptionError, check_range
-from edgekd.fileio import check_outside_inputs, write_bytes, write_json, write_text
+from edgekd.fileio import check_outside_inputs, remove_stale_temps, write_json, write_text
 from edgekd.metadata import ModelMetadata, embed
 from edgekd.qat import QATConfig, calibration_images, quantization_aware_model
 from edgekd.quantize import (CONVERTER_SETTINGS, FULL_INTEGER, IO_TYPES, MODES, QuantizeConfig, convert,
@@ -435,9 +435,14 @@ def write(result: ExportResult, tflite: bytes) -> None:
     import os
 
     path = result.path
+    remove_stale_temps(path)  # what a kill -9 of an earlier export left beside this model
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # fileio.temp_names knows this form
     try:
-        write_bytes(tmp, tflite)
+        try:  # written directly (not through write_bytes, whose own temporary name a kill -9 would strand)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(tflite)
+        except OSError as e:  # a read-only folder or a full disk: name the model asked for, not its temporary
+            raise OSError(e.errno, e.strerror, str(path)) from None
         card = result.card
         write_json(result.card_json, card)
         write_text(result.card_md, render_card(card))

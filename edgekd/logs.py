@@ -26,6 +26,10 @@ NATIVE_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "2",  # TF's own C++ logging below ERROR (older TF; absl-based logs ignore it)
     "GLOG_minloglevel": "2",  # MediaPipe's glog: errors only
     "ABSL_MIN_LOG_LEVEL": "2",
+    # OpenCV's own log and FFmpeg's through it: a missing camera or a corrupt video otherwise prints a dozen lines
+    # of warnings before edgekd's one-line error says the same (fatal messages still pass)
+    "OPENCV_LOG_LEVEL": "FATAL",
+    "OPENCV_FFMPEG_LOGLEVEL": "8",  # AV_LOG_FATAL
 }
 
 # Lines of native-library noise (anchored at the line start). Errors and fatal lines not listed here pass.

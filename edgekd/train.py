@@ -134,6 +134,7 @@ class TrainConfig:
         if self.schedule == "cosine":
             check_range("--min-lr", self.min_lr, 0, self.learning_rate, lo_open=True)
         check_range("--warmup-steps", self.warmup_steps, 0, integer=True)
+        check_range("--seed", self.seed, 0, 2**32 - 1, integer=True)  # what keras.utils.set_random_seed takes
         check_range("--alpha", self.alpha, 0, 4.0, lo_open=True)
         check_range("--dropout", self.dropout, 0, 1.0, hi_open=True)
         check_range("--stochastic-depth", self.stochastic_depth, 0, 1.0, hi_open=True)
@@ -357,10 +358,12 @@ class _Run:
         # last.h5 carries the best score so far: a kill between the checkpoints and log.csv cannot make a resumed
         # run forget an epoch's best and replace best.h5 with a worse model
         info = {**self.info, "epoch": epoch, **val, "best_so_far": self.best}
+        # the log first: a kill -9 before last.h5 is in place leaves a row that --resume drops (load_log keeps the
+        # rows up to last.h5's epoch) and redoes; after it, no epoch that last.h5 holds is missing from the log
+        self.write_log()
         if improved:
             save_checkpoint(self.net, self.dir / BEST, info)
         save_checkpoint(self.net, self.dir / LAST, info, self.optimizer)
-        self.write_log()
         self.epoch_seconds.append(seconds + eval_seconds)
         if self.cfg.progress:
             from tqdm import tqdm
@@ -482,6 +485,9 @@ def _build(cfg: TrainConfig, data, teachers: dict, steps: int):
         trainer = LandmarkTrainer(net, TARGET[cfg.stage], data.scheme.nme_pair, cfg.loss)
     optimizer = keras.optimizers.Adam(learning_rate=make_schedule(cfg, steps * cfg.epochs))
     trainer.compile(optimizer=optimizer)
+    # its variables made now, as restore() makes them for --resume: fit's train function is then traced once, not
+    # twice (a tf.function that creates variables is traced again), which is seconds at every start
+    optimizer.build(net.trainable_variables)
     return net, trainer, optimizer
 
 
@@ -631,6 +637,7 @@ def dry_run(prepared_dir, cfg: TrainConfig, stages=PIPELINE, timed_steps: int = 
 
     from edgekd.data.pipeline import make_training_dataset
 
+    cfg.validate()  # before steps_per_epoch divides by --batch-size
     data = _open_data(prepared_dir)
     steps = steps_per_epoch(cfg, data)
     rows = []

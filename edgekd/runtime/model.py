@@ -68,6 +68,14 @@ class LandmarkModel:
                      f"{self.path.name}/best.h5" if self.path.is_dir() else f"{self.path.parent.name}/{self.path.name}")
         if self.kind == "keras" and self.path.suffix.lower() not in KERAS_SUFFIXES and not self.path.is_dir():
             raise ModelError(f"{self.path}: expected a .tflite file or a Keras checkpoint (.h5/.keras)")
+        if self.kind == "keras" and self.path.is_dir() and not (self.path / "best.h5").is_file():
+            raise ModelError(f"{self.path}: a folder without best.h5; expected a .tflite file, a Keras checkpoint "
+                             f"(.h5/.keras) or a training stage folder")
+        if self.path.suffix.lower() in (".h5", ".hdf5") and self.path.is_file():
+            import h5py
+
+            if not h5py.is_hdf5(str(self.path)):
+                raise ModelError(f"{self.path}: not a Keras checkpoint (not an HDF5 file: corrupt or another format)")
         self._requested_runtime = runtime
         if self.kind == "tflite":
             self.info = _tflite_info(self.path, scheme, crop)

@@ -110,11 +110,15 @@ def track_video(tracker, source, out=None, points=None, max_frames: int | None =
     if result.frames == 0:
         _discard(tmp)
         raise DataError(f"{label}: no frames could be read")
+    try:  # the points first: a video is only put in place with its points (e.g. --pts in a read-only folder)
+        points_written = [write_points(points, rows, result)] if points is not None else []
+    except BaseException:
+        _discard(tmp)
+        raise
     if tmp is not None:
         os.replace(tmp, out)
         result.written.append(Path(out))
-    if points is not None:
-        result.written.append(write_points(points, rows, result))
+    result.written += points_written
     result.stats = tracker.stats
     return result
 
@@ -129,6 +133,10 @@ def _open_writer(out, fps: float, size):
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")
+    try:  # a read-only folder or a full disk fails here with its reason, not as an unwritable "format" below
+        open(tmp, "wb").close()
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(out)) from None
     fourcc = cv2.VideoWriter_fourcc(*("XVID" if out.suffix.lower() == ".avi" else "mp4v"))
     writer = cv2.VideoWriter(str(tmp), fourcc, fps, tuple(int(v) for v in size))
     if not writer.isOpened():
@@ -165,7 +173,9 @@ def write_points(path, rows: list[dict], result: VideoResult) -> Path:
 def predict_video(model, source, out=None, points=None, detector=None, tracking: dict | None = None,
                   max_frames: int | None = None, num_threads: int = 1, flip: bool = False) -> VideoResult:
     """`edgekd predict` on a video file or camera: ``detector`` as for predict_file (options for open_detector),
-    ``tracking`` keyword arguments for FaceTracker (redetect_every, max_faces, smoothing)."""
+    ``tracking`` keyword arguments for FaceTracker (redetect_every, max_faces, smoothing), ``flip`` mirror
+    averaging (Predictor). Nine parameters: the `predict` options a video run uses, passed straight through, as
+    predict_file takes its own."""
     from edgekd.runtime.blazeface import open_detector
     from edgekd.runtime.predictor import Predictor, load_model
     from edgekd.runtime.tracker import FaceTracker
