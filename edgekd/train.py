@@ -290,6 +290,7 @@ def _epoch_callback_class():
                                 unit="step", leave=False, dynamic_ncols=True)
 
         def on_train_batch_end(self, batch, logs=None):
+            self.run.step_done(batch)
             loss = float(logs.get("loss", 0.0))
             if not math.isfinite(loss):
                 self.close()
@@ -319,7 +320,9 @@ class _Run:
         self.select = "val_nme_soft" if cfg.stage == "tolerant" else "val_nme"
         self.rows: list[dict] = []
         self.best = math.inf
-        self.epoch_seconds: list[float] = []  # train + validation of each epoch run in this session
+        self.step_seconds: list[float] = []  # every training step of this session but each epoch's first
+        self.eval_seconds: list[float] = []  # BatchNorm re-estimation + validation of each epoch of this session
+        self._last_step: float | None = None
         self.later_epochs = 0.0  # epochs of the stages train_all runs after this one, in this stage's epoch units
         self.steps = cfg.steps_per_epoch or math.ceil(data.manifest.counts["train"] / cfg.batch_size)
         self.val = datasets(data, "val", cfg.batch_size, augment=False, shuffle=False).cache()
@@ -364,29 +367,38 @@ class _Run:
         if improved:
             save_checkpoint(self.net, self.dir / BEST, info)
         save_checkpoint(self.net, self.dir / LAST, info, self.optimizer)
-        self.epoch_seconds.append(seconds + eval_seconds)
+        self.eval_seconds.append(eval_seconds)
+        self._last_step = None  # validation is not a training step
         if self.cfg.progress:
             from tqdm import tqdm
 
             tqdm.write(self.progress_line(epoch, logs, val, seconds, eval_seconds))
 
-    def stage_eta(self, epoch: int) -> float:
-        """Seconds left in this stage: the median epoch of this session (the first one carries tracing) x epochs."""
-        times = self.epoch_seconds[1:] or self.epoch_seconds
-        return float(np.median(times)) * (self.cfg.epochs - epoch) if times else math.nan
+    def step_done(self, batch: int) -> None:
+        """Time of every training step; the first steps of a session carry graph tracing and are left out."""
+        now = time.perf_counter()
+        if batch > 0 and self._last_step is not None:
+            self.step_seconds.append(now - self._last_step)
+        self._last_step = now
+
+    def epoch_estimate(self) -> float:
+        """Seconds of one more epoch: the median step of this session (tracing left out, so the first epoch
+        already gives a fair estimate) x steps, plus the median validation time."""
+        steps = self.step_seconds[2:] or self.step_seconds
+        evals = [t for t in self.eval_seconds] or [0.0]
+        return float(np.median(steps)) * self.steps + float(np.median(evals)) if steps else math.nan
 
     def progress_line(self, epoch: int, logs: dict, val: dict, seconds: float, eval_seconds: float) -> str:
         extra = f", soft {val['val_nme_soft']:.2f}%" if self.cfg.stage == "tolerant" else ""
         best = min(r.get(self.select, math.inf) for r in self.rows)
-        stage_left = self.stage_eta(epoch)
-        times = self.epoch_seconds[1:] or self.epoch_seconds
-        run_left = stage_left + self.later_epochs * float(np.median(times))
+        per_epoch = self.epoch_estimate()
+        stage_left = per_epoch * (self.cfg.epochs - epoch)
+        run_left = stage_left + self.later_epochs * per_epoch
         later = f", run {format_duration(run_left)}" if self.later_epochs else ""
         return (f"{self.cfg.stage} {epoch}/{self.cfg.epochs}: loss {logs.get('loss', math.nan):.4f}, "
                 f"train NME {logs.get('nme', math.nan):.2f}%, val NME {val[self.select]:.2f}%{extra} "
                 f"(best {best:.2f}%) | {seconds:.0f} s + {eval_seconds:.0f} s val | "
                 f"ETA stage {format_duration(stage_left)}{later}")
-
 
     def write_log(self) -> None:
         fields = list(dict.fromkeys(k for row in self.rows for k in row))
