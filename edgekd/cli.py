@@ -371,7 +371,7 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
 def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare, limit, tta, video, device, serial,
           adb_path, apk, benchmark_binary):
     """Accuracy and latency of .tflite models / Keras checkpoints, e.g.
-    `edgekd bench models/300w/kd_student_qat_int8.tflite --root ../shared/data/300w --crop both --compare dlib`.
+    `edgekd bench models/300w/student_qat_int8.tflite --root ../shared/data/300w --crop both --compare dlib`.
 
     Each run writes into a new folder runs/bench/exp, exp2, ... unless --out-dir or --exist-ok says otherwise."""
     from edgekd.bench import benchmark
@@ -425,7 +425,7 @@ def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare
 def predict(model, source, out, name, exist_ok, pts, detector, detector_backend, min_score, tiles, redetect_every,
             smooth, max_faces, max_frames, threads, tta):
     """Landmarks of every face in SOURCE: an image, a video file, or a camera index (0, 1, ...), e.g.
-    `edgekd predict models/300w/kd_student_qat_int8.tflite group.jpg --pts faces.json`.
+    `edgekd predict models/300w/student_qat_int8.tflite group.jpg --pts faces.json`.
 
     Still images: detector -> crop from the model's metadata -> model -> image points, for every face. Video: faces
     are tracked (each crop from the previous frame's landmarks, the detector every --redetect-every frames or when a

@@ -15,7 +15,7 @@ DATA = Path(os.environ.get("EDGEKD_DATA", Path(__file__).resolve().parents[1].pa
 W300 = DATA / "300w"
 TINY_SIZE = 64
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED_INT8 = REPO / "models" / "300w" / "kd_student_qat_int8.tflite"  # what `make demo` runs
+SHIPPED_INT8 = REPO / "models" / "300w" / "student_qat_int8.tflite"  # what `make demo` runs
 
 
 def tiny_metadata(scheme_name="300w", size=TINY_SIZE, quantization="float32") -> ModelMetadata:
