@@ -77,9 +77,10 @@ def test_bench_video_tracks_real_faces_close_to_detector_crops(tmp_path):
     assert row["frames"] == 60 and row["lost_frames"] == 0 and row["detector_misses"] == 0
     for pipeline in ("tracking", "tracking_raw", "detector", "gt"):
         assert acc[pipeline]["count"] == 60 and 1.0 < acc[pipeline]["nme"] < 10.0, (pipeline, acc[pipeline])
-    # tracked crops are the model's own landmark box: about as good as detector crops (smoothing lags a little)
-    assert acc["tracking_raw"]["nme"] < 1.25 * acc["detector"]["nme"], acc
-    assert acc["tracking"]["nme"] < 1.4 * acc["detector"]["nme"], acc
+    # tracked crops (the model's own landmark box, carried ahead): about as good as detector crops (smoothing lags a
+    # little)
+    assert acc["tracking_raw"]["nme"] < 1.15 * acc["detector"]["nme"], acc
+    assert acc["tracking"]["nme"] < 1.25 * acc["detector"]["nme"], acc
     assert abs(acc["detector"]["nme"] - still["nme"]) < 2.0  # the clips' detector crops: like the stills'
     assert row["same_frames"]["frames"] == 60
     assert row["tracker"]["detector_runs"] == 6  # frames 0 and 10 of each clip: no track was lost

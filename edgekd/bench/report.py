@@ -209,8 +209,8 @@ def video_lines(results) -> list[str]:
     return out
 
 
-VIDEO_NOTE = ("Tracking: FaceTracker as `edgekd predict` runs it on video (crop from the previous frame's landmarks, "
-              "the detector every {redetect_every} frames or when the track fails its plausibility test, One Euro "
+VIDEO_NOTE = ("Tracking: FaceTracker as `edgekd predict` runs it on video (crop from the previous frame's landmarks "
+              "carried one frame ahead by their motion, the detector every {redetect_every} frames or when the track fails its plausibility test, One Euro "
               "smoothing; one face); its NME is of the smoothed points a user sees, raw is before smoothing. "
               "Detector crops: the face detector and the model on every frame; GT crops: the ground-truth box, "
               "for reference. Both pipelines follow the annotated face (the detection the detector protocol scores). "

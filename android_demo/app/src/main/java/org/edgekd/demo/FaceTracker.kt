@@ -1,11 +1,14 @@
 package org.edgekd.demo
 
+import kotlin.math.exp
 import kotlin.math.hypot
+import kotlin.math.ln
 
 /**
  * Tracks faces through camera frames: each crop comes from the previous frame's landmarks, the face detector runs
  * every [redetectEvery] frames (to find faces and to confirm the tracked ones) and at once when a track fails the
- * plausibility test, and the points a user sees are smoothed with the [OneEuroFilter]. The same logic, decision for
+ * plausibility test, and the points a user sees are smoothed with the [OneEuroFilter]. With [predictMotion] each
+ * crop is the last landmark box carried one frame ahead by the face's averaged motion. The same logic, decision for
  * decision, as the desktop's `edgekd/runtime/tracker.py` (see its docstring for why these tests and limits); the
  * repository's tests drive both with one scripted sequence and compare every frame.
  *
@@ -18,7 +21,8 @@ class FaceTracker(
     var smoothing: Boolean = true,
     val minIou: Double = 0.3,
     val maxScaleChange: Double = 1.3,
-    val maxShift: Double = 0.3
+    val maxShift: Double = 0.3,
+    val predictMotion: Boolean = true
 ) {
     /** One camera frame: its size, the detector (crop squares from its boxes, best score first) and the model. */
     interface Frame {
@@ -39,7 +43,34 @@ class FaceTracker(
         val detected: Boolean
     )
 
-    private class Track(val id: Int, var box: DoubleArray, val filter: OneEuroFilter)
+    private class Track(val id: Int, var box: DoubleArray, val filter: OneEuroFilter) {
+        /** The last frame's landmark box, and the averaged box motion per frame: dx, dy in sides, log scale. */
+        var landmarkBox: DoubleArray? = null
+        var motion: DoubleArray? = null
+
+        /** The next crop: this frame's landmark [next] carried one frame ahead by the averaged motion. */
+        fun follow(next: DoubleArray, predict: Boolean) {
+            val last = landmarkBox
+            if (predict && last != null) {
+                val fresh = doubleArrayOf((next[0] - last[0]) / next[2], (next[1] - last[1]) / next[2],
+                    ln(next[2] / last[2]))
+                val old = motion ?: fresh
+                val m = DoubleArray(3) { MOTION_EMA * fresh[it] + (1.0 - MOTION_EMA) * old[it] }
+                motion = m
+                box = doubleArrayOf(next[0] + m[0] * next[2], next[1] + m[1] * next[2], next[2] * exp(m[2]))
+            } else {
+                box = next
+            }
+            landmarkBox = next
+        }
+
+        /** A detection (re)starts the track: no motion known. */
+        fun restart(square: DoubleArray) {
+            box = square
+            landmarkBox = null
+            motion = null
+        }
+    }
 
     private class Candidate(val track: Track, val points: FloatArray, val cropBox: DoubleArray, val box: DoubleArray,
                             var detected: Boolean)
@@ -83,7 +114,7 @@ class FaceTracker(
         }
         tracks = kept.map { it.track }.toMutableList()
         return kept.map { c ->
-            c.track.box = c.box
+            c.track.follow(c.box, predictMotion)
             val shown = if (smoothing) c.track.filter.filter(c.points, timeSeconds, c.box[2]) else c.points
             Tracked(c.track.id, shown, c.points, c.cropBox, c.detected)
         }
@@ -118,6 +149,7 @@ class FaceTracker(
             }
             val track = if (previous != null && squareIou(previous.box, square) >= minIou) {
                 lost.remove(previous)
+                previous.restart(square)
                 previous
             } else {
                 Track(nextId++, square, OneEuroFilter())
@@ -137,6 +169,9 @@ class FaceTracker(
     }
 
     companion object {
+        /** Weight of the newest frame's motion in the running average (tracker.py MOTION_EMA). */
+        const val MOTION_EMA = 0.5
+
         /** IoU of two {cx, cy, side} squares. */
         fun squareIou(a: DoubleArray, b: DoubleArray): Double = CropSpec.iou(
             doubleArrayOf(a[0] - a[2] / 2, a[1] - a[2] / 2, a[2], a[2]),

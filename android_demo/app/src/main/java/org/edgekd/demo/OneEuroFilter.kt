@@ -13,9 +13,9 @@ import kotlin.math.abs
  * classes) so it can be compiled and checked off-device.
  */
 class OneEuroFilter(
-    var minCutoff: Double = 1.0,
-    var beta: Double = 10.0,
-    var dCutoff: Double = 1.0,
+    var minCutoff: Double = 0.5,
+    var beta: Double = 30.0,
+    var dCutoff: Double = 2.0,
     /** A gap longer than this (seconds) starts over instead of smoothing across it. */
     var maxGap: Double = 0.5
 ) {
