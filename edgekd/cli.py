@@ -241,6 +241,8 @@ def data_show(prepared, out, name, exist_ok, split, count, augment_preset, no_au
               help="mirrored = data-parallel over all local GPUs.")
 @click.option("--loss-variant", type=click.Choice(["code", "paper-figure"]), default="code", show_default=True,
               help="KD-Loss constants: the authors' code or the paper's figures.")
+@click.option("--main-loss", type=click.Choice(["paper", *LOSSES]), default="paper", show_default=True,
+              help="KD-Loss main term: paper = Loss_Main as published, or a plain loss against the ground truth.")
 @click.option("--no-augment", is_flag=True, help="Train on the canonical crops only.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from last.h5 (weights, optimizer, epoch) with the settings "
@@ -249,14 +251,16 @@ def data_show(prepared, out, name, exist_ok, split, count, augment_preset, no_au
                                                "trains nothing.")
 def train(prepared, run_dir, stage, recipe, epochs, batch_size, lr, schedule, warmup_steps, min_lr, lr_decay, loss,
           head_init, input_norm, augment_preset, alpha, dropout, stochastic_depth, teacher_arch, teacher_flip,
-          steps_per_epoch, teachers_dir, init_from, strategy, loss_variant, no_augment, seed, resume, dry_run):
+          steps_per_epoch, teachers_dir, init_from, strategy, loss_variant, main_loss, no_augment, seed, resume,
+          dry_run):
     """Train the teachers and the KD-Loss student, e.g. `edgekd train runs/data/300w --run-dir runs/train/300w`."""
     import json
+    from dataclasses import replace
 
     from edgekd.losses import KDLossConfig
     from edgekd.train import TrainConfig, train as train_stage, train_all
 
-    kd = KDLossConfig.paper_figure() if loss_variant == "paper-figure" else KDLossConfig()
+    kd = replace(KDLossConfig.paper_figure() if loss_variant == "paper-figure" else KDLossConfig(), main=main_loss)
     cfg = TrainConfig.from_recipe(
         recipe, stage="student" if stage == "all" else stage, epochs=epochs, batch_size=batch_size,
         learning_rate=lr, schedule=schedule, warmup_steps=warmup_steps, min_lr=min_lr, lr_decay=lr_decay, loss=loss,
@@ -289,7 +293,8 @@ def _explicit_train_fields(ctx) -> set[str]:
 
     from edgekd.train import OPTION_NAMES, TrainConfig
 
-    fields = {option.lstrip("-").replace("-", "_"): field for field, option in OPTION_NAMES.items()}
+    fields = {option.lstrip("-").replace("-", "_"): field for field, options in OPTION_NAMES.items()
+              for option in options.split("/")}
     out = set()
     for name in ctx.params:
         if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:

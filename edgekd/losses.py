@@ -29,6 +29,15 @@ class KDLossConfig:
     w_main: float = 2.0
     w_tough: float = 1.0
     w_tol: float = 1.0
+    # the main term: "paper" = Loss_Main above (its slope and the Tolerant teacher's threshold), or a plain loss of
+    # LOSSES on G alone, so that KD-Loss and a plain student trained with that loss differ by the assistive terms only
+    main: str = "paper"
+
+    def __post_init__(self):
+        from edgekd.errors import EdgekdError
+
+        if self.main != "paper" and self.main not in LOSSES:
+            raise EdgekdError(f"--main-loss: {self.main!r} is not one of paper, {', '.join(LOSSES)}")
 
     @classmethod
     def paper_figure(cls) -> "KDLossConfig":
@@ -122,8 +131,11 @@ def main_loss(G, P, S, slope: float = 3.0):
 
 
 def kd_loss(G, P, A, S, cfg: KDLossConfig = KDLossConfig()):
-    """KD-Loss = w_main*Loss_Main + w_tough*ALoss_A + w_tol*ALoss_S; returns (total, {component: value})."""
-    main = main_loss(G, P, S, cfg.main_slope)
+    """KD-Loss = w_main*Loss_Main + w_tough*ALoss_A + w_tol*ALoss_S; returns (total, {component: value}).
+
+    With ``cfg.main`` a plain loss name, Loss_Main is that loss against G (the Tolerant teacher then guides through
+    its assistive term only)."""
+    main = main_loss(G, P, S, cfg.main_slope) if cfg.main == "paper" else get_loss(cfg.main)(G, P)
     tough = assistive_loss(G, P, A, cfg.c, cfg.tough_pos, cfg.tough_neg, cfg.ramp)
     tol = assistive_loss(G, P, S, cfg.c, cfg.tol_pos, cfg.tol_neg, cfg.ramp)
     total = cfg.w_main * main + cfg.w_tough * tough + cfg.w_tol * tol

@@ -164,7 +164,7 @@ class TrainConfig:
 
 # TrainConfig fields whose `edgekd train` option has another name (the rest: --field-name)
 OPTION_NAMES = {"learning_rate": "--lr", "augment": "--no-augment", "augment_preset": "--augment",
-                "kd": "--loss-variant", "bn_momentum": "TrainConfig.bn_momentum",
+                "kd": "--loss-variant/--main-loss", "bn_momentum": "TrainConfig.bn_momentum",
                 "bn_recalibration_samples": "TrainConfig.bn_recalibration_samples", "progress": "-q"}
 
 

@@ -324,7 +324,7 @@ CASES = [
                      ("--batch-size", "-1"), ("--batch-size", "nan"), ("--steps-per-epoch", "-1"),
                      ("--seed", "-1"), ("--seed", "4294967296"))],
     *[(f"train-{opt[2:]}-choice", ["train", "{w}/prepared", "--run-dir", "{w}/cwd/r", opt, "nonsense"], opt)
-      for opt in ("--head-init", "--augment", "--strategy", "--loss-variant")],
+      for opt in ("--head-init", "--augment", "--strategy", "--loss-variant", "--main-loss")],
     # --- train: files and folders
     ("train-run-dir-is-prepared", ["train", "{w}/prepared", "--run-dir", "{w}/prepared", "--stage", "baseline"],
      "--run-dir"),

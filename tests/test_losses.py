@@ -78,6 +78,22 @@ def test_kd_loss_total_and_components_on_a_tiny_batch():
     assert float(total) == pytest.approx(2 * main + tough + tol)
 
 
+def test_kd_loss_with_a_plain_main_term_differs_from_that_loss_by_the_assistive_terms_only():
+    from dataclasses import replace
+
+    from edgekd.errors import EdgekdError
+    from edgekd.losses import KDLossConfig
+
+    G, P, A, S = t(0.0, 0.0), t(0.1, 0.02), t(0.04, -0.04), t(-0.06, 0.06)
+    total, parts = kd_loss(G, P, A, S, replace(CODE, main="l1"))
+    assert float(parts["main"]) == pytest.approx((0.1 + 0.02) / 2)  # L1 against G, the Tolerant threshold unused
+    assert float(total) == pytest.approx(2 * (0.1 + 0.02) / 2 + float(parts["aloss_tough"]) + float(parts["aloss_tol"]))
+    _, default = kd_loss(G, P, A, S, CODE)
+    assert float(parts["aloss_tough"]) == pytest.approx(float(default["aloss_tough"]))
+    with pytest.raises(EdgekdError, match="--main-loss"):
+        KDLossConfig(main="l3")
+
+
 def test_kd_loss_is_zero_at_ground_truth_and_grows_outward():
     ps = np.linspace(0.0, 0.2, 41, dtype=np.float32)
     values = [float(kd_loss(t(0.0), t(p), t(0.04), t(0.06))[0]) for p in ps]
