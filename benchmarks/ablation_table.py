@@ -1,0 +1,86 @@
+"""The ablation table of benchmarks/README.md from the runs of benchmarks/ablate_recipe.sh.
+
+Each finished run (<ablation folder>/<name>/baseline/summary.json) gives its validation NME (the checkpoint chosen
+on it), epochs, steps and wall time; its best.h5 is then scored on the 300-W common test set with `edgekd bench`'s
+ground-truth crops (the same protocol as the results page, errors in the original image, inter-ocular
+normalisation), one model at a time, read once, after every choice was made. Prints a Markdown table and writes it
+(with the numbers as JSON) where --out says.
+
+    .venv/bin/python benchmarks/ablation_table.py /work/edgekd-runs/train/300w-128-ablation-e30 \\
+        --data ../shared/data/300w --out benchmarks/300w-128-fastcpu/ablation.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edgekd.fileio import write_json, write_text  # noqa: E402
+
+# the order of the table: the paper's settings, each change alone, every change together
+ORDER = ["paper", "paper+l1", "paper+cosine", "paper+mean-shape-head", "paper+input-norm", "paper+light-augment",
+         "fast-cpu"]
+
+
+def finished_runs(folder: Path) -> list[dict]:
+    rows = []
+    for run in sorted(folder.iterdir(), key=lambda p: (ORDER.index(p.name) if p.name in ORDER else 99, p.name)):
+        summary, config = run / "baseline" / "summary.json", run / "baseline" / "config.json"
+        if not summary.is_file():
+            continue
+        s, c = json.loads(summary.read_text()), json.loads(config.read_text())
+        train, counts = c["train"], c["data"]["counts"]
+        steps = s["epochs"] * (train.get("steps_per_epoch") or math.ceil(counts["train"] / train["batch_size"]))
+        rows.append({"run": run.name, "val_nme": s["best_val_nme"], "best_epoch": s["best_epoch"],
+                     "epochs": s["epochs"], "steps": steps, "minutes": s["seconds"] / 60.0,
+                     "checkpoint": str(run / "baseline" / s["checkpoint"]),
+                     "settings": {k: train[k] for k in ("loss", "schedule", "head_init", "input_norm",
+                                                        "augment_preset", "bn_momentum")}})
+    return rows
+
+
+def test_nme(checkpoint: str, data: str, limit: int | None = None) -> float:
+    from edgekd.bench import BenchConfig, benchmark
+
+    result = benchmark(BenchConfig(models=[checkpoint], data=data, crop="gt", threads=(1,), progress=False,
+                                   e2e_images=1, limit=limit))
+    (entry,) = [e for e in result.results["entries"] if e["protocol"] == "gt"]
+    return entry["nme"]
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| run | loss | schedule | head | inputs | augment | val NME % | test NME % (gt) | steps | wall min |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        s = r["settings"]
+        lines.append(f"| {r['run']} | {s['loss']} | {s['schedule']} | {s['head_init']} | "
+                     f"{'[-1, 1]' if s['input_norm'] else '[0, 1]'} | {s['augment_preset']} | {r['val_nme']:.2f} | "
+                     f"{r['test_nme']:.2f} | {r['steps']} | {r['minutes']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folder", type=Path, help="the ablation folder (RUNS/train/300w-128-ablation-e<EPOCHS>)")
+    ap.add_argument("--data", required=True, help="the 300-W root (its common test set is scored)")
+    ap.add_argument("--out", type=Path, help="Markdown file to write (and the same name with .json)")
+    ap.add_argument("--limit", type=int, help="score the first N test faces only (to try the script)")
+    args = ap.parse_args(argv)
+    rows = finished_runs(args.folder)
+    if not rows:
+        sys.exit(f"error: {args.folder}: no finished run (<name>/baseline/summary.json)")
+    for r in rows:
+        r["test_nme"] = test_nme(r.pop("checkpoint"), args.data, args.limit)
+    text = table(rows)
+    print(text)
+    if args.out:
+        write_text(args.out, text)
+        write_json(args.out.with_suffix(".json"), rows)
+
+
+if __name__ == "__main__":
+    main()
