@@ -170,3 +170,52 @@ def test_motion_prediction_moves_the_crop_with_the_face():
     assert np.mean([off(ahead, k) for k in frames]) < 0.5 * np.mean([off(plain, k) for k in frames])
     for k in frames:
         np.testing.assert_allclose(plain[k][0][2], CropSpec.box_from_points(plain[k - 1][0][3]), rtol=0, atol=1e-9)
+
+
+class _SlidingModel:
+    """A still face at (300, 240), side 100, and a model that draws it 0.15 crop sides to the right of where the
+    crop's own centre pulls it: a track built on its points slides right a little every frame."""
+
+    FACE = (300.0, 240.0, 100.0)
+
+    def __init__(self):
+        from edgekd.data.crop import CropSpec
+
+        self.detector, self.crop = self, CropSpec()
+
+    def detect(self, image):
+        from edgekd.detector import Detection
+
+        cx, cy, s = self.FACE
+        return [Detection((cx - s / 2, cy - s / 2, s, s), 0.9, np.zeros((6, 2), np.float32))]
+
+    def predict_box(self, image, box):
+        from edgekd.runtime.predictor import Face
+        from tracking_world import SHAPE
+
+        cx, cy, side = box
+        points = SHAPE * self.FACE[2] + np.array([0.5 * (cx + self.FACE[0]) + 0.15 * side, cy])
+        return Face(points.astype(np.float32), tuple(box))
+
+    def predict_detection(self, image, detection):
+        face = self.predict_box(image, self.crop.box_from_detector(detection.box))
+        face.detection = detection
+        return face
+
+
+def test_a_sliding_track_is_put_back_on_the_detection_that_confirms_it():
+    from edgekd.runtime.tracker import FaceTracker, square_iou
+
+    image = np.zeros((480, 640, 3), np.uint8)
+    runs = {}
+    for reanchor in (0.5, 0.0):
+        tracker = FaceTracker(_SlidingModel(), redetect_every=5, smoothing=False, reanchor_iou=reanchor)
+        runs[reanchor] = [tracker.update(image, k / 30.0)[0] for k in range(11)]
+    put_back, drifting = runs[0.5], runs[0.0]
+    assert [f.track_id for f in put_back] == [0] * 11 == [f.track_id for f in drifting]  # the same track
+    face = _SlidingModel.FACE
+    overlap = [square_iou(f.box, face) for f in drifting]
+    assert 0.3 <= overlap[5] < 0.5 and overlap[4] < 0.5  # confirmed at frame 5 (IoU >= 0.3), off the face
+    assert put_back[5].box == pytest.approx(face) and put_back[10].box == pytest.approx(face)  # restarted there
+    assert put_back[5].detection is not None and drifting[5].detection is not None
+    assert np.mean([square_iou(f.box, face) for f in put_back[5:]]) > np.mean(overlap[5:]) + 0.1

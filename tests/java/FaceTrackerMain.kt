@@ -6,14 +6,15 @@ import org.edgekd.demo.FaceTracker
 // tracking_world.stub_landmarks, operation for operation.
 val SHAPE = doubleArrayOf(-0.5, -0.5, 0.5, -0.5, 0.0, 0.0, -0.3, 0.5, 0.3, 0.5)
 
-fun stubLandmarks(box: DoubleArray, face: DoubleArray?): FloatArray {
-    val cx: Double
+fun stubLandmarks(box: DoubleArray, face: DoubleArray?, slide: Double): FloatArray {
+    var cx: Double
     val cy: Double
     val side: Double
     if (face != null && FaceTracker.squareIou(box, face) > 0.2) {
         cx = face[0] + 0.1 * (box[0] - face[0])
         cy = face[1] + 0.1 * (box[1] - face[1])
         side = face[2]
+        cx += slide * box[2]
     } else {
         cx = box[0]
         cy = box[1]
@@ -30,6 +31,7 @@ fun main(args: Array<String>) {
     val spec = CropSpec(128, 0.15, 0.0, 0.0, 1.0)
     val width = config[3].toInt()
     val height = config[4].toInt()
+    val slide = if (config.size > 5) config[5].toDouble() else 0.0
     for (line in lines.drop(1)) {
         val v = line.trim().split(" ").map { it.toDouble() }
         val t = v[0]
@@ -46,7 +48,7 @@ fun main(args: Array<String>) {
                 for (f in faces) {
                     if (best == null || FaceTracker.squareIou(box, f) > FaceTracker.squareIou(box, best)) best = f
                 }
-                return stubLandmarks(box, best)
+                return stubLandmarks(box, best, slide)
             }
         }
         println(tracker.update(frame, t).joinToString(" | ") { r ->

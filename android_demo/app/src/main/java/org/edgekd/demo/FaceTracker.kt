@@ -22,7 +22,9 @@ class FaceTracker(
     val minIou: Double = 0.3,
     val maxScaleChange: Double = 1.3,
     val maxShift: Double = 0.3,
-    val predictMotion: Boolean = true
+    val predictMotion: Boolean = true,
+    /** A detection confirming a track with a crop-square IoU below this restarts it from the detection's crop. */
+    val reanchorIou: Double = 0.5
 ) {
     /** One camera frame: its size, the detector (crop squares from its boxes, best score first) and the model. */
     interface Frame {
@@ -55,7 +57,9 @@ class FaceTracker(
                 val fresh = doubleArrayOf((next[0] - last[0]) / next[2], (next[1] - last[1]) / next[2],
                     ln(next[2] / last[2]))
                 val old = motion ?: fresh
-                val m = DoubleArray(3) { MOTION_EMA * fresh[it] + (1.0 - MOTION_EMA) * old[it] }
+                val m = DoubleArray(3) {
+                    (MOTION_EMA * fresh[it] + (1.0 - MOTION_EMA) * old[it]).coerceIn(-MAX_MOTION, MAX_MOTION)
+                }
                 motion = m
                 box = doubleArrayOf(next[0] + m[0] * next[2], next[1] + m[1] * next[2], next[2] * exp(m[2]))
             } else {
@@ -121,7 +125,7 @@ class FaceTracker(
     }
 
     /** Greedy matching by IoU (best overlap first, then track and detection order), as tracker.py's _confirm. */
-    private fun confirm(frame: Frame, kept: List<Candidate>, lost: MutableList<Track>,
+    private fun confirm(frame: Frame, kept: MutableList<Candidate>, lost: MutableList<Track>,
                         detections: List<DoubleArray>): MutableList<Candidate> {
         val pairs = ArrayList<Triple<Double, Int, Int>>()
         for (i in kept.indices) {
@@ -134,6 +138,12 @@ class FaceTracker(
             if (overlap >= minIou && i !in usedTracks && j !in usedDetections) {
                 usedTracks.add(i)
                 usedDetections.add(j)
+                if (overlap < reanchorIou) {
+                    val track = kept[i].track
+                    val points = frame.landmarks(detections[j])
+                    track.restart(detections[j])
+                    kept[i] = Candidate(track, points, detections[j], CropSpec.boxFromPoints(points), true)
+                }
                 kept[i].detected = true
             }
         }
@@ -171,6 +181,9 @@ class FaceTracker(
     companion object {
         /** Weight of the newest frame's motion in the running average (tracker.py MOTION_EMA). */
         const val MOTION_EMA = 0.5
+
+        /** The most the crop is carried ahead per frame, in box sides and log scale (tracker.py MAX_MOTION). */
+        const val MAX_MOTION = 0.1
 
         /** IoU of two {cx, cy, side} squares. */
         fun squareIou(a: DoubleArray, b: DoubleArray): Double = CropSpec.iou(
