@@ -93,6 +93,18 @@ def short(name: str) -> str:
         name, name.lower())
 
 
+def aligned(stretches: list[str], ms: np.ndarray) -> list[tuple[str, float]]:
+    """The stretches with what comes before the first conv merged into one "input scaling" row and a trailing
+    dequantize into one "output" row, so that a float32 model (MUL + ADD in front) and its int8 twin (one
+    depthwise op in front, DEQUANTIZE at the end) line up stretch by stretch."""
+    first = next(i for i, s in enumerate(stretches) if s.startswith("conv"))
+    last = len(stretches) - (1 if stretches[-1] in ("deq", "quantize") else 0)
+    rows = [("input scaling (" + " ".join(stretches[:first]) + ")", float(ms[:first].sum()))]
+    rows += list(zip(stretches[first:last], ms[first:last].tolist()))
+    rows.append(("output (" + " ".join(stretches[last:]) + ")", float(ms[last:].sum())))
+    return rows
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("models", nargs="+", type=Path)
@@ -106,25 +118,23 @@ def main(argv=None) -> None:
     rows = {}
     for path in args.models:
         stretches, cum = time_cuts(path, args.threads, args.rounds, args.invokes)
-        rows[path] = (stretches, np.diff(np.concatenate([[0.0], cum])) * 1e3)
-        print(f"{path.name}: {cum[-1] * 1e3:.3f} ms (the full model), {len(stretches)} stretches")
+        rows[path] = aligned(stretches, np.diff(np.concatenate([[0.0], cum])) * 1e3)
+        print(f"{path.name}: {cum[-1] * 1e3:.3f} ms (the full model)")
     first, *others = args.models
-    header = "  ".join(f"{p.stem[:18]:>18}" for p in args.models)
-    print(f"\n{'#':>3}  {header}  {'ratio':>6}  ops (of each model where they differ)")
-    n = max(len(r[0]) for r in rows.values())
-    for i in range(n):
-        cells = [f"{rows[p][1][i]:15.3f} ms" if i < len(rows[p][1]) else f"{'':>18}" for p in args.models]
-        ops = [rows[p][0][i] if i < len(rows[p][0]) else "" for p in args.models]
-        base = rows[first][1][i] if i < len(rows[first][1]) else float("nan")
-        other = rows[others[0]][1][i] if others and i < len(rows[others[0]][1]) else float("nan")
-        ratio = other / base if base > 0 else float("nan")
-        print(f"{i:3d}  {'  '.join(cells)}  {ratio:6.2f}  {ops[0] if len(set(ops)) == 1 else ' / '.join(ops)}")
-    for p in args.models:
-        names, ms = rows[p]
-        total = defaultdict(float)
-        for ops, v in zip(names, ms):
-            total[ops] += v
-        print(f"{p.name} by stretch kind: " + ", ".join(f"{k} {v:.3f} ms" for k, v in sorted(total.items())))
+    if any(len(rows[p]) != len(rows[first]) for p in others):
+        sys.exit("error: the models' stretches do not line up (not the same network?)")
+    print(f"\n{'#':>3}  " + "  ".join(f"{p.stem[:18]:>18}" for p in args.models)
+          + (f"  {'ratio':>6}" if others else "") + "  ops")
+    for i, (ops, base) in enumerate(rows[first]):
+        cells = "  ".join(f"{rows[p][i][1]:15.3f} ms" for p in args.models)
+        ratio = f"  {rows[others[0]][i][1] / base:6.2f}" if others and base > 0.005 else ("  " + " " * 6) * bool(others)
+        print(f"{i:3d}  {cells}{ratio}  {ops}")
+    kinds = sorted({ops.split(" (")[0] for ops, _ in rows[first]})
+    print("\nby kind of stretch:")
+    for kind in kinds:
+        totals = [sum(v for ops, v in rows[p] if ops.split(" (")[0] == kind) for p in args.models]
+        ratio = f"  ratio {totals[1] / totals[0]:.2f}" if others and totals[0] > 0.005 else ""
+        print(f"  {kind:<28} " + "  ".join(f"{t:7.3f} ms" for t in totals) + ratio)
 
 
 if __name__ == "__main__":
