@@ -37,10 +37,21 @@ def finished_runs(folder: Path) -> list[dict]:
         steps = s["epochs"] * (train.get("steps_per_epoch") or math.ceil(counts["train"] / train["batch_size"]))
         rows.append({"run": run.name, "val_nme": s["best_val_nme"], "best_epoch": s["best_epoch"],
                      "epochs": s["epochs"], "steps": steps, "minutes": s["seconds"] / 60.0,
+                     "median_epoch_minutes": s["epochs"] * median_epoch_seconds(run / "baseline" / "log.csv") / 60,
                      "checkpoint": str(run / "baseline" / s["checkpoint"]),
                      "settings": {k: train[k] for k in ("loss", "schedule", "head_init", "input_norm",
                                                         "augment_preset", "bn_momentum")}})
     return rows
+
+
+def median_epoch_seconds(log_csv: Path) -> float:
+    """Median seconds of one epoch (training + validation): the runs shared the cores with other work at times,
+    so epochs x the median is the fairer wall time to compare."""
+    import csv
+    import statistics
+
+    with open(log_csv, newline="") as f:
+        return statistics.median(float(r["seconds"]) + float(r["eval_seconds"]) for r in csv.DictReader(f))
 
 
 def test_nme(checkpoint: str, data: str, limit: int | None = None) -> float:
@@ -53,13 +64,13 @@ def test_nme(checkpoint: str, data: str, limit: int | None = None) -> float:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| run | loss | schedule | head | inputs | augment | val NME % | test NME % (gt) | steps | wall min |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | loss | schedule | head | inputs | augment | val NME % | test NME % (gt) | steps | wall min "
+             "(epochs x median epoch) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s = r["settings"]
         lines.append(f"| {r['run']} | {s['loss']} | {s['schedule']} | {s['head_init']} | "
                      f"{'[-1, 1]' if s['input_norm'] else '[0, 1]'} | {s['augment_preset']} | {r['val_nme']:.2f} | "
-                     f"{r['test_nme']:.2f} | {r['steps']} | {r['minutes']:.1f} |")
+                     f"{r['test_nme']:.2f} | {r['steps']} | {r['median_epoch_minutes']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
