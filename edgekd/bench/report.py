@@ -168,7 +168,8 @@ def _latency_section(results) -> list[str]:
 STAGE_NOTE = ("Measured inside the end-to-end loop, one face per image: detector = the face detector on the whole "
               "image; crop = the CropSpec warp; model = the crop into the model's input and the invoke; post = the "
               "model's output to image points (dequantise, denormalise, inverse crop); each as the Predictor times "
-              "it; other = the rest of each face's time (box mapping, bookkeeping). The stages' medians add up to about the E2E median. The model stage is often "
+              "it; other = the rest of each face's time (box mapping, bookkeeping). The stages' medians add up to "
+              "about the E2E median. The model stage is often "
               "slower than the model-only median above: there the model runs in a tight loop with its weights in "
               "cache, here it takes turns with the detector, as in an app.")
 
@@ -210,8 +211,9 @@ def video_lines(results) -> list[str]:
 
 
 VIDEO_NOTE = ("Tracking: FaceTracker as `edgekd predict` runs it on video (crop from the previous frame's landmarks "
-              "carried one frame ahead by their motion, the detector every {redetect_every} frames or when the track fails its plausibility test, One Euro "
-              "smoothing; one face); its NME is of the smoothed points a user sees, raw is before smoothing. "
+              "carried one frame ahead by their motion, the detector every {redetect_every} frames or when the "
+              "track fails its plausibility test, One Euro smoothing; one face); its NME is of the smoothed points "
+              "a user sees, raw is before smoothing. "
               "Detector crops: the face detector and the model on every frame; GT crops: the ground-truth box, "
               "for reference. Both pipelines follow the annotated face (the detection the detector protocol scores). "
               "Lost frames: frames where no tracked face overlaps the annotated face (NME counted as a failure). "
