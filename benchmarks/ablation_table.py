@@ -4,7 +4,7 @@ Each finished run (<ablation folder>/<name>/baseline/summary.json) gives its val
 on it), epochs, steps and wall time; its best.h5 is then scored on the 300-W common test set with `edgekd bench`'s
 ground-truth crops (the same protocol as the results page, errors in the original image, inter-ocular
 normalisation), one model at a time, read once, after every choice was made. Prints a Markdown table and writes it
-(with the numbers as JSON) where --out says.
+(with the numbers as JSON, and the validation curves of every run as a PNG) where --out says.
 
     .venv/bin/python benchmarks/ablation_table.py /work/edgekd-runs/train/300w-128-ablation-e30 \\
         --data ../shared/data/300w --out benchmarks/300w-128-fastcpu/ablation.md
@@ -63,6 +63,38 @@ def test_nme(checkpoint: str, data: str, limit: int | None = None) -> float:
     return entry["nme"]
 
 
+def curves_plot(folder: Path, rows: list[dict], path: Path) -> None:
+    """Validation NME per epoch of every run, one line each: where a schedule stalls or a loss leaves its plateau
+    shows at a glance."""
+    import csv
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgekd.fileio import write_bytes
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for r in rows:
+        with open(folder / r["run"] / "baseline" / "log.csv", newline="") as f:
+            log = list(csv.DictReader(f))
+        ax.plot([int(e["epoch"]) for e in log], [float(e["val_nme"]) for e in log],
+                lw=2.2 if r["run"] in ("paper", "fast-cpu") else 1.2, label=f"{r['run']} ({r['val_nme']:.2f} %)")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation NME % (log scale)")
+    ax.set_title("Recipe ablation: MobileNetV2 student from scratch, same steps", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    write_bytes(path, buf.getvalue())
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| run | loss | schedule | head | inputs | augment | val NME % | test NME % (gt) | steps | wall min "
              "(epochs x median epoch) |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -91,6 +123,7 @@ def main(argv=None) -> None:
     if args.out:
         write_text(args.out, text)
         write_json(args.out.with_suffix(".json"), rows)
+        curves_plot(args.folder, rows, args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":
