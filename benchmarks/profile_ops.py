@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edgekd import logs  # noqa: E402
 from edgekd.runtime.model import make_interpreter  # noqa: E402
 from edgekd.timing import machine  # noqa: E402
 
@@ -112,6 +113,7 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--invokes", type=int, default=20)
     args = ap.parse_args(argv)
+    logs.setup(0)  # the CLI's quiet output: native libraries' log lines filtered
     m = machine()
     print(f"CPU: {m['cpu']}, load average {m['load_average_1m']}; {args.threads} thread(s), "
           f"{args.rounds} rounds x {args.invokes} invokes")

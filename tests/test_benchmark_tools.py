@@ -1,0 +1,69 @@
+"""The tools behind benchmarks/README.md: the op profiler's cut models and the ablation table's bookkeeping."""
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from runtime_helpers import SHIPPED_INT8
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_profile_cuts_run_exactly_the_ops_before_them():
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from edgekd.runtime.model import make_interpreter
+
+    profile = _load("profile_ops")
+    model = flatbuffer_utils.read_model(str(SHIPPED_INT8))
+    names, points = profile.op_names(model), profile.cut_points(model)
+    assert len(names) == 66 and points[-1] == len(names) - 1
+    assert names[points[0]] == "DEPTHWISE_CONV_2D"  # the input scaling, before the first conv
+    # a residual block's inner ops are no cut points: the ADD needs the block's input too
+    assert len(points) < len(names) and names.count("ADD") == 10
+    full, _ = make_interpreter(SHIPPED_INT8)
+    x = np.random.default_rng(0).integers(-128, 128, full.get_input_details()[0]["shape"], dtype=np.int8)
+    for k in (points[3], points[-1]):
+        cut, _ = make_interpreter(content=profile.cut(model, k))
+        assert len(cut.get_output_details()) == 1
+        cut.set_tensor(cut.get_input_details()[0]["index"], x)
+        cut.invoke()
+        if k == points[-1]:
+            full.set_tensor(full.get_input_details()[0]["index"], x)
+            full.invoke()
+            np.testing.assert_array_equal(cut.get_tensor(cut.get_output_details()[0]["index"]),
+                                          full.get_tensor(full.get_output_details()[0]["index"]))
+    rows = profile.aligned(["dw", "conv", "conv dw conv add", "fc", "deq"], np.array([0.1, 0.2, 0.3, 0.05, 0.01]))
+    assert [r[0] for r in rows] == ["input scaling (dw)", "conv", "conv dw conv add", "fc", "output (deq)"]
+    assert sum(v for _, v in rows) == pytest.approx(0.66)
+
+
+def test_ablation_rows_from_stage_folders(tmp_path):
+    table = _load("ablation_table")
+    for name, stage, loss, kd in (("paper", "baseline", "l2", None), ("kd", "student", "l1", {"ramp": True})):
+        d = tmp_path / name / stage
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text(json.dumps({"best_val_nme": 5.5, "best_epoch": 3, "epochs": 4,
+                                                    "seconds": 600.0, "checkpoint": "best.h5"}))
+        train = {"stage": stage, "loss": loss, "batch_size": 32, "steps_per_epoch": None, "schedule": "cosine",
+                 "head_init": "default", "input_norm": False, "augment_preset": "full", "bn_momentum": None,
+                 "learning_rate": 1e-3, "teacher_flip": False, "kd": kd}
+        (d / "config.json").write_text(json.dumps({"train": train, "data": {"counts": {"train": 100}}}))
+        (d / "log.csv").write_text("epoch,seconds,eval_seconds,val_nme\n1,10,2,9\n2,20,2,7\n3,30,2,6\n4,99,2,5.5\n")
+    rows = table.finished([tmp_path / "kd" / "student", tmp_path / "paper" / "baseline", tmp_path / "missing"])
+    assert [r["run"] for r in rows] == ["paper", "kd/student"]  # the ablation's order first, unfinished left out
+    paper = rows[0]
+    assert paper["steps"] == 4 * 4 and paper["median_epoch_minutes"] == pytest.approx(4 * 27 / 60)
+    assert rows[1]["loss"] == "KD-Loss (paper-figure constants, main paper)"
+    for r in rows:
+        r["test_nme"] = 4.2
+    text = table.table(rows)
+    assert "| paper | l2 | cosine | default | [0, 1] | full | 5.500 | 4.20 | 16 | 1.8 |" in text
