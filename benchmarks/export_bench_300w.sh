@@ -20,7 +20,7 @@ export_once() {  # export_once CHECKPOINT OUT [options]
 }
 
 # the KD-Loss student and its plain control, both fine-tuned from the baseline (kd/), and the baseline itself
-for pair in kd/student:kd_student kd/baseline:plain_control baseline:plain_student; do
+for pair in kd/student:kd_student kd/baseline:plain_control baseline:plain_student plain-long/baseline:plain_long; do
   CK=$RUN/${pair%%:*}/best.h5; NAME=${pair##*:}
   export_once "$CK" "$O/${NAME}_float32.tflite"
   export_once "$CK" "$O/${NAME}_ptq_int8.tflite" --int8
@@ -31,7 +31,8 @@ done
 for t in tough tolerant; do export_once "$RUN/teachers/$t/best.h5" "$O/${t}_teacher_float32.tflite"; done
 
 MODELS=()
-for f in {kd_student,plain_control,plain_student}_{float32,ptq_int8,qat_int8} {tough,tolerant}_teacher_float32; do  # present ones
+for f in {kd_student,plain_control,plain_student,plain_long}_{float32,ptq_int8,qat_int8} \
+         {tough,tolerant}_teacher_float32; do  # present ones
   if [ -f "$O/$f.tflite" ]; then MODELS+=("$O/$f.tflite"); fi
 done
 # 1. every model, both crop protocols, dlib in the same run, 1 and 2 threads
@@ -39,6 +40,6 @@ $EDGEKD bench "${MODELS[@]}" --root "$DATA/300w" --dataset 300w --crop both --co
     --out-dir "$RUNS/bench/300w-128-fastcpu" --exist-ok
 # 2. the shipped pair with mirror averaging and the video rows (tracking vs detector crops), 1 thread, on the
 #    first 200 test faces (each becomes a 20-frame clip)
-SHIP=${SHIP:-kd_student}
+SHIP=${SHIP:-plain_long}
 $EDGEKD bench "$O/${SHIP}_float32.tflite" "$O/${SHIP}_qat_int8.tflite" --root "$DATA/300w" --crop both --tta flip \
     --video --limit 200 --threads 1 --out-dir "$RUNS/bench/300w-128-fastcpu-tta-video" --exist-ok

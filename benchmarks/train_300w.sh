@@ -17,6 +17,9 @@
 #   4b. kd-variants: the same fine-tuning with KD-Loss's main term replaced by the control's L1 (`--main-loss l1`:
 #      the two then differ by the assistive terms alone) and with the paper-figure constants (`--loss-variant
 #      paper-figure`), to tell whether KD-Loss as published can beat a strong plain recipe.
+#   4c. plain-long: the plain student with the longest budget: the Tough teacher's network (the baseline + 50
+#      epochs) trained 40 more epochs at lr 3e-4 cosine on the hard landmarks; the candidate to ship, chosen
+#      against the others on validation NME.
 #   5. student: the KD-Loss student from scratch, 110 epochs (the baseline's budget), for the next session.
 # Measured on 2 cores (Intel Xeon, 2026-11-27): about 20 s per MobileNetV2 epoch + 3 s validation when nothing
 # else runs; a KD epoch with mirrored teachers about 2.3x. Stages 1-4: about 1 h 50 min; stage 5 about 1 h 25 min.
@@ -47,6 +50,7 @@ FT=(--init-from "$RUN/baseline/best.h5" --lr 3e-4)
 stage "$RUN/kd" student 30 "${FT[@]}" --teachers-dir "$RUN/teachers" --teacher-flip
 stage "$RUN/kd" baseline 30 "${FT[@]}"
 stage "$RUN/kd-variants/l1-main" student 30 "${FT[@]}" --teachers-dir "$RUN/teachers" --teacher-flip --main-loss l1
+stage "$RUN/plain-long" baseline 40 --init-from "$RUN/teachers/tough/best.h5" --lr 3e-4
 stage "$RUN/kd-variants/paper-figure" student 30 "${FT[@]}" --teachers-dir "$RUN/teachers" --teacher-flip \
   --loss-variant paper-figure
 stage "$RUN" student 110 --teachers-dir "$RUN/teachers" --teacher-flip
