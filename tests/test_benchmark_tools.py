@@ -67,3 +67,22 @@ def test_ablation_rows_from_stage_folders(tmp_path):
         r["test_nme"] = 4.2
     text = table.table(rows)
     assert "| paper | l2 | cosine | default | [0, 1] | full | 5.500 | 4.20 | 16 | 1.8 |" in text
+
+
+def test_ship_model_copies_the_model_and_says_where_it_came_from(tmp_path):
+    ship = _load("ship_model")
+    src = tmp_path / "export" / "plain_long_qat_int8.tflite"
+    src.parent.mkdir()
+    src.write_bytes(b"TFL3 model bytes")
+    src.with_suffix(".card.json").write_text(json.dumps({"model": src.name, "nme": {"tflite": 4.6}}))
+    src.with_suffix(".card.md").write_text(f"# {src.name}\n\n| quantization | int8-qat |\n")
+    target = tmp_path / "models" / "student_qat_int8.tflite"
+    target.parent.mkdir()
+    ship.ship(src, target, "chosen on validation NME")
+    assert target.read_bytes() == src.read_bytes()
+    card = json.loads(target.with_suffix(".card.json").read_text())
+    assert card["nme"] == {"tflite": 4.6} and card["shipped_as"]["exported_as"] == str(src)
+    md = target.with_suffix(".card.md").read_text()
+    assert md.startswith("# student_qat_int8.tflite\n") and md.rstrip().endswith("chosen on validation NME.")
+    with pytest.raises(SystemExit, match="card"):
+        ship.ship(tmp_path / "export" / "missing.tflite", target, "x")
