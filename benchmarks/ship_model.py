@@ -26,6 +26,7 @@ def ship(source: Path, target: Path, note: str) -> None:
     if missing:
         sys.exit(f"error: {missing[0]}: not found; expected an `edgekd export` output with its two cards")
     card = json.loads(src_json.read_text())
+    card["model"] = target.name
     card["shipped_as"] = {"file": target.name, "exported_as": str(source), "note": note}
     md = src_md.read_text().rstrip("\n").replace(f"# {source.name}", f"# {target.name}", 1)
     md += f"\n\nShipped as `{target.name}`; exported as `{source.name}` (benchmarks/export_bench_300w.sh): {note}.\n"

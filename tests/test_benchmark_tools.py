@@ -82,6 +82,7 @@ def test_ship_model_copies_the_model_and_says_where_it_came_from(tmp_path):
     assert target.read_bytes() == src.read_bytes()
     card = json.loads(target.with_suffix(".card.json").read_text())
     assert card["nme"] == {"tflite": 4.6} and card["shipped_as"]["exported_as"] == str(src)
+    assert card["model"] == "student_qat_int8.tflite"
     md = target.with_suffix(".card.md").read_text()
     assert md.startswith("# student_qat_int8.tflite\n") and md.rstrip().endswith("chosen on validation NME.")
     with pytest.raises(SystemExit, match="card"):
