@@ -22,7 +22,8 @@
 #      against the others on validation NME.
 #   5. student: the KD-Loss student from scratch, 110 epochs (the baseline's budget), for the next session.
 # Measured on 2 cores (Intel Xeon, 2026-11-27): about 20 s per MobileNetV2 epoch + 3 s validation when nothing
-# else runs; a KD epoch with mirrored teachers about 2.3x. Stages 1-4: about 1 h 50 min; stage 5 about 1 h 25 min.
+# else runs; a KD epoch with mirrored teachers about 1.5-2.3x. Stages 1-4: about 1 h 50 min; 4b about 18 min per
+# variant, 4c 25 min (2026-11-28, both with other work on the cores); stage 5 about 1 h 25 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-/work/edgekd-runs}
