@@ -22,6 +22,8 @@
 #      against the others on validation NME.
 #   4d. plain-longer: plain-long's best trained 40 more epochs at lr 2e-4 cosine (240 epochs in all), the next
 #      candidate to ship: each 40-epoch restart has so far taken 0.1-0.2 points of validation NME off.
+#   4e. plain-wing: the same restart as plain-longer (plain-long's best, 40 epochs, lr 2e-4) with the Wing loss
+#      (Feng et al.) instead of L1: the same start, steps and learning rate, so the two compare the loss alone.
 #   5. student: the KD-Loss student from scratch, 110 epochs (the baseline's budget), for the next session.
 # Measured on 2 cores (Intel Xeon, 2026-11-27): about 20 s per MobileNetV2 epoch + 3 s validation when nothing
 # else runs; a KD epoch with mirrored teachers about 1.5-2.3x. Stages 1-4: about 1 h 50 min; 4b about 18 min per
@@ -57,4 +59,5 @@ stage "$RUN/plain-long" baseline 40 --init-from "$RUN/teachers/tough/best.h5" --
 stage "$RUN/kd-variants/paper-figure" student 30 "${FT[@]}" --teachers-dir "$RUN/teachers" --teacher-flip \
   --loss-variant paper-figure
 stage "$RUN/plain-longer" baseline 40 --init-from "$RUN/plain-long/baseline/best.h5" --lr 2e-4
+stage "$RUN/plain-wing" baseline 40 --init-from "$RUN/plain-long/baseline/best.h5" --lr 2e-4 --loss wing
 stage "$RUN" student 110 --teachers-dir "$RUN/teachers" --teacher-flip

@@ -127,6 +127,12 @@ def run_dir_options(verb: str):
     return decorate
 
 
+detector_backend_option = click.option(
+    "--detector-backend", type=click.Choice(DETECTOR_BACKENDS), default="auto", show_default=True,
+    help="auto = litert: BlazeFace on LiteRT (the boxes MediaPipe Tasks finds, without its wrapper's cost); "
+         "tasks: MediaPipe Tasks' FaceDetector, as the Android app runs it.")
+
+
 @click.group(name="edgekd", cls=EdgekdGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(edgekd.__version__, prog_name="edgekd")
 @click.option("-v", "--verbose", is_flag=True, help="Also debug messages and the native libraries' own logs.")
@@ -366,6 +372,7 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
 @click.option("--video", is_flag=True,
               help="Also a video row: each test face as a pan-and-zoom clip, per-frame time and NME with tracking "
                    "vs detector crops on the same frames (adds a pass over every face).")
+@detector_backend_option
 @click.option("--device", type=click.Choice(DEVICES), default="desktop", show_default=True,
               help="desktop, or pixel: the one Android phone attached over adb (runs android_demo's evaluation mode).")
 @click.option("--serial", help="Phone: adb serial, when several devices are attached.")
@@ -373,8 +380,8 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
 @click.option("--apk", type=click.Path(dir_okay=False), help="Phone: install this android_demo APK first.")
 @click.option("--benchmark-binary", type=click.Path(dir_okay=False),
               help="Phone: TFLite's benchmark_model binary, for model-only latency on the device.")
-def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare, limit, tta, video, device, serial,
-          adb_path, apk, benchmark_binary):
+def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare, limit, tta, video, detector_backend,
+          device, serial, adb_path, apk, benchmark_binary):
     """Accuracy and latency of .tflite models / Keras checkpoints, e.g.
     `edgekd bench models/300w/student_qat_int8.tflite --root ../shared/data/300w --crop both --compare dlib`.
 
@@ -390,7 +397,8 @@ def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare
         check_outside_inputs(out_dir, "--out-dir", {"--root": root})  # the dataset stays as downloaded
     out = out_dir if out_dir is not None else next_run_dir(RUNS / "bench", name, exist_ok)
     result = benchmark(list(models), data=root, dataset=dataset, out=out, crop=crop, threads=threads,
-                       compare=compare, limit=limit, tta=tta, video=video, device=device, device_options=phone,
+                       compare=compare, limit=limit, tta=tta, video=video, detector_backend=detector_backend,
+                       device=device, device_options=phone,
                        progress=logs.show_progress())
     click.echo(result.table)
     click.echo(f"results saved to {result.out}")
@@ -410,9 +418,7 @@ def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare
 @click.option("--detector", type=click.Choice(DETECTOR_RANGES), default="short-range", show_default=True,
               help="MediaPipe BlazeFace short-range (faces within ~2 m of a camera) or full-range (smaller, "
                    "more distant faces); many small faces in a large photo need --tiles.")
-@click.option("--detector-backend", type=click.Choice(DETECTOR_BACKENDS), default="auto", show_default=True,
-              help="auto = litert: BlazeFace on LiteRT (the boxes MediaPipe Tasks finds, without its wrapper's "
-                   "cost); tasks: MediaPipe Tasks' FaceDetector, as bench and the Android app run it.")
+@detector_backend_option
 @click.option("--min-score", type=float, default=0.5, show_default=True, help="Detector score threshold, 0 to 1.")
 @click.option("--tiles", type=int, default=1, show_default=True,
               help="Also detect on NxN overlapping tiles, for small faces in large photos (N*N+1 detector calls); "

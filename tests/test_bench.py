@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from runtime_helpers import W300, build_tiny_models
+from runtime_helpers import SHIPPED_INT8, W300, build_tiny_models
 from test_runtime import OracleModel
 
 from edgekd.bench import BenchConfig, benchmark
@@ -86,6 +86,21 @@ def test_benchmark_end_to_end_writes_results_and_report(tiny, tmp_path):
     assert f"Machine: {cpu_name()}" in report and f"## Latency (ms) on {cpu_name()}" in report
     assert "## Where the end-to-end time goes" in report
     assert "NME %" in res.table and "float.tflite" in res.table
+
+
+@needs_data
+def test_detector_backend_picks_the_pipeline_and_is_recorded(tmp_path):
+    """The bench times the detector `predict` runs (BlazeFace on LiteRT) unless told MediaPipe Tasks, says which in
+    results.json, and both find the same faces, so the shipped model's detector-crop errors agree."""
+    data = _mini_300w(tmp_path / "300w", n=3)
+    runs = {b: benchmark([SHIPPED_INT8], data=data, crop="detector", threads=(1,), progress=False, e2e_images=2,
+                         detector_backend=b, out=tmp_path / b).results for b in ("auto", "tasks")}
+    assert "ai-edge-litert" in runs["auto"]["detector"] and "mediapipe" in runs["tasks"]["detector"]
+    assert [r["config"]["detector_backend"] for r in runs.values()] == ["auto", "tasks"]
+    (ours,), (theirs,) = (r["entries"] for r in runs.values())
+    assert ours["latency_ms"]["detector_runtime"] == runs["auto"]["detector"]
+    assert ours["detector_failures"] == theirs["detector_failures"] == 0
+    assert ours["nme"] < 10 and ours["nme"] == pytest.approx(theirs["nme"], abs=0.1)
 
 
 @needs_data
@@ -294,6 +309,8 @@ def test_cli_passes_phone_options_to_the_device_runner(tiny, monkeypatch, tmp_pa
     ({"device": "pixel", "data": "d", "video": True}, r"^--video runs on the desktop only"),
     ({"models": [], "compare": ("dlib",), "data": "d", "video": True}, r"^--video tracks edgekd models"),
     ({"video_frames": 1}, r"^video_frames 1: expected a whole number >= 2$"),
+    ({"detector_backend": "opencv"}, r"^--detector-backend 'opencv': expected one of auto, tasks, litert$"),
+    ({"device": "pixel", "data": "d", "detector_backend": "litert"}, r"^--detector-backend litert runs on the desktop"),
 ])
 def test_bench_config_rejects_bad_options_in_one_line(options, message):
     with pytest.raises(EdgekdError, match=message) as e:

@@ -16,6 +16,7 @@ from edgekd.schemes import get_scheme
 
 PEERS = ("dlib",)
 from edgekd.runtime.predictor import TTA  # noqa: E402  (test-time augmentation choices, one list)
+from edgekd.runtime.blazeface import BACKENDS as DETECTOR_BACKENDS  # noqa: E402  (the ones `predict` offers)
 DEVICES = ("desktop", "pixel")  # pixel: the one Android phone attached over adb (--serial picks among several)
 RUN_BY_BENCH = ("threads", "protocol")  # device options the bench sets per run from --threads and --crop
 
@@ -32,7 +33,9 @@ class BenchConfig:
     benchmark_binary, ...). progress: a progress bar. worst: faces per worst-case sheet. e2e_images: images the
     end-to-end latency is timed on. video: also the video row (edgekd.bench.video: tracking vs detector crops on
     pan-and-zoom clips of the test faces; off by default, it adds a pass over every face). video_frames: frames
-    per clip. tta: "flip" adds a mirror-averaged row of every model beside its plain one.
+    per clip. tta: "flip" adds a mirror-averaged row of every model beside its plain one. detector_backend: the
+    face detector's runtime, as for `predict` ("auto" = "litert": BlazeFace on LiteRT, the pipeline `predict` runs;
+    "tasks": MediaPipe Tasks' FaceDetector, what the Android app runs).
     """
 
     models: Sequence = ()
@@ -52,6 +55,7 @@ class BenchConfig:
     video: bool = False
     video_frames: int = 20
     tta: str = "none"  # "flip": every model also as a mirror-averaged row (two model runs per face)
+    detector_backend: str = "auto"
 
     def __post_init__(self):
         self.models = list(self.models or ())
@@ -83,6 +87,12 @@ class BenchConfig:
             raise OptionError(f"--tta {self.tta}: expected one of {', '.join(TTA)}")
         if self.tta != "none" and self.device != "desktop":
             raise OptionError(f"--tta {self.tta} runs on the desktop only; leave it out with --device {self.device}")
+        if self.detector_backend not in DETECTOR_BACKENDS:
+            raise OptionError(f"--detector-backend {self.detector_backend!r}: expected one of "
+                              f"{', '.join(DETECTOR_BACKENDS)}")
+        if self.detector_backend == "litert" and self.device != "desktop":
+            raise OptionError(f"--detector-backend litert runs on the desktop only; the app on --device "
+                              f"{self.device} runs MediaPipe Tasks")
         if self.split not in ("train", "test"):
             raise OptionError(f"split {self.split!r}: expected train or test")
 

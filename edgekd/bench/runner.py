@@ -66,7 +66,7 @@ def benchmark(config=None, /, *, detector=None, **options) -> BenchResult:
     Without ``data`` only latency is measured, on a sample face. ``device="pixel"`` runs the models on the attached
     phone (edgekd.bench.device, given ``device_options``) and scores what comes back here. Writes results.json,
     report.md, ced.png and worst-case sheets to ``out`` (when given) and returns them with the printed table.
-    ``detector``: a FaceDetector to use instead of a fresh one.
+    ``detector``: a face detector to use instead of a fresh one (``open_detector(backend=detector_backend)``).
     """
     cfg = _as_config(config, options)
     samples, skipped = _read_samples(cfg)
@@ -103,12 +103,12 @@ def _image_missing(sample) -> bool:
 
 # --- desktop ----------------------------------------------------------------------------------------------------------
 def _benchmark_desktop(cfg: BenchConfig, samples, reader_skips, detector) -> BenchResult:
-    from edgekd.detector import FaceDetector
+    from edgekd.runtime.blazeface import open_detector
 
     loaded = _open_models(cfg)
     peers = _open_peers(cfg)
     own_detector = detector is None and bool(loaded)
-    det = FaceDetector() if own_detector else detector
+    det = open_detector(backend=cfg.detector_backend) if own_detector else detector
     try:
         taken: set = set()
         variants = (False, True) if cfg.tta == "flip" else (False,)

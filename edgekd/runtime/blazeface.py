@@ -207,7 +207,7 @@ def open_detector(detector: str = "short-range", min_score: float = 0.5, backend
 
     ``backend``: 'litert' (BlazeFace above; 'auto' picks it: the same boxes as Tasks, 0.45 ms less per image on a
     512 px photo and 1.2 ms on a 1536 px one, and no per-tensor warnings from the sparse full-range model) or
-    'tasks' (MediaPipe Tasks, what the bench and the Android app run). ``tiles`` > 1 adds overlapping tiles for
+    'tasks' (MediaPipe Tasks, what the Android app runs). ``tiles`` > 1 adds overlapping tiles for
     small faces (TiledDetector)."""
     if detector not in RANGES:
         raise ModelError(f"detector {detector!r}: expected one of {', '.join(RANGES)}")
