@@ -24,6 +24,8 @@
 #      candidate to ship: each 40-epoch restart has so far taken 0.1-0.2 points of validation NME off.
 #   4e. plain-wing: the same restart as plain-longer (plain-long's best, 40 epochs, lr 2e-4) with the Wing loss
 #      (Feng et al.) instead of L1: the same start, steps and learning rate, so the two compare the loss alone.
+#   4f. soup: the mean of plain-longer's and plain-wing's weights (benchmarks/average_weights.py, BatchNorm
+#      re-estimated), a third candidate at no training cost; export scores it on validation like the others.
 #   5. student: the KD-Loss student from scratch, 110 epochs (the baseline's budget), for the next session.
 # Measured on 2 cores (Intel Xeon, 2026-11-27): about 20 s per MobileNetV2 epoch + 3 s validation when nothing
 # else runs; a KD epoch with mirrored teachers about 1.5-2.3x. Stages 1-4: about 1 h 50 min; 4b about 18 min per
@@ -34,6 +36,7 @@ RUNS=${RUNS:-/work/edgekd-runs}
 DATA=${DATA:-../shared/data}
 SIZE=${SIZE:-128}
 EDGEKD=${EDGEKD:-.venv/bin/edgekd}
+PYTHON=${PYTHON:-.venv/bin/python}
 PREPARED=$RUNS/data/300w-$SIZE
 RUN=$RUNS/train/300w-$SIZE-fastcpu
 
@@ -60,4 +63,7 @@ stage "$RUN/kd-variants/paper-figure" student 30 "${FT[@]}" --teachers-dir "$RUN
   --loss-variant paper-figure
 stage "$RUN/plain-longer" baseline 40 --init-from "$RUN/plain-long/baseline/best.h5" --lr 2e-4
 stage "$RUN/plain-wing" baseline 40 --init-from "$RUN/plain-long/baseline/best.h5" --lr 2e-4 --loss wing
+if [ ! -f "$RUN/soup/baseline/best.h5" ]; then
+  $PYTHON benchmarks/average_weights.py "$RUN"/plain-{longer,wing}/baseline/best.h5 --out "$RUN/soup/baseline/best.h5"
+fi
 stage "$RUN" student 110 --teachers-dir "$RUN/teachers" --teacher-flip

@@ -87,3 +87,35 @@ def test_ship_model_copies_the_model_and_says_where_it_came_from(tmp_path):
     assert md.startswith("# student_qat_int8.tflite\n") and md.rstrip().endswith("chosen on validation NME.")
     with pytest.raises(SystemExit, match="card"):
         ship.ship(tmp_path / "export" / "missing.tflite", target, "x")
+
+
+def test_average_weights_writes_the_mean_network_and_refuses_mismatches(tmp_path):
+    from runtime_helpers import tiny_keras
+
+    from edgekd.checkpoint import checkpoint_info, load_model, save_checkpoint
+    from edgekd.errors import EdgekdError
+
+    soup = _load("average_weights")
+    paths = []
+    for seed in (1, 2):
+        paths.append(tmp_path / f"run{seed}" / "best.h5")
+        paths[-1].parent.mkdir()
+        save_checkpoint(tiny_keras(seed=seed), paths[-1], {"scheme": "300w", "prepared": "/p", "val_nme": 4.0 + seed})
+        (paths[-1].parent / "config.json").write_text(json.dumps({"train": {"loss": ["l1", "wing"][seed - 1]}}))
+    out = tmp_path / "soup" / "best.h5"
+    info = soup.average(paths, out, bn_samples=0)  # the tiny network has no BatchNorm
+    got = load_model(out).get_weights()
+    for w, a, b in zip(got, *(load_model(p).get_weights() for p in paths)):
+        np.testing.assert_allclose(w, (a + b) / 2, rtol=1e-6)
+    assert checkpoint_info(out) == info and info["prepared"] == "/p" and "val_nme" not in info
+    assert info["averaged_from"] == [str(p) for p in paths] and info["bn_recalibration_samples"] == 0
+    config = json.loads((out.parent / "config.json").read_text())  # what export --qat fine-tunes with
+    assert config["train"] == {"loss": "l1"} and config["averaged_from"] == info["averaged_from"]
+    with pytest.raises(EdgekdError, match=r"run1/best.h5: the prepared data it was trained on \(/p\) is not there"):
+        soup.average(paths, tmp_path / "y.h5")
+    wflw = tmp_path / "wflw.h5"
+    save_checkpoint(tiny_keras(98), wflw, {})
+    with pytest.raises(EdgekdError, match=r"wflw.h5: not the same network"):
+        soup.average([paths[0], wflw], tmp_path / "x.h5")
+    with pytest.raises(EdgekdError, match=r"is one of the inputs"):
+        soup.average(paths, paths[1])
