@@ -26,10 +26,16 @@
 #      (Feng et al.) instead of L1: the same start, steps and learning rate, so the two compare the loss alone.
 #   4f. soup: the mean of plain-longer's and plain-wing's weights (benchmarks/average_weights.py, BatchNorm
 #      re-estimated), a third candidate at no training cost; export scores it on validation like the others.
-#   5. student: the KD-Loss student from scratch, 110 epochs (the baseline's budget), for the next session.
+#   5. kd-early: KD-Loss where the teachers know far more than the student. From scratch KD-Loss as released
+#      stays at the mean shape (session 5: 22 epochs at val 18.1 %, and 12 epochs with an L1 main term, where plain
+#      L1 with the same seed and batches leaves it after 4 epochs, and after 8 through the KD trainer with the
+#      assistive terms weighted 1e-9), so the KD student starts after the plateau: from a plain L1 run of 12
+#      epochs, then 30 epochs each for the plain control, KD-Loss as released and KD-Loss with an L1 main term
+#      (same start, steps, seed, augmentation; lr 1e-3 cosine).
 # Measured on 2 cores (Intel Xeon, 2026-11-27): about 20 s per MobileNetV2 epoch + 3 s validation when nothing
 # else runs; a KD epoch with mirrored teachers about 1.5-2.3x. Stages 1-4: about 1 h 50 min; 4b about 18 min per
-# variant, 4c 25 min (2026-11-28, both with other work on the cores); stage 5 about 1 h 25 min.
+# variant, 4c 25 min (2026-11-28, both with other work on the cores); 4d and 4e 14-16 min each, stage 5 about 50 min
+# (2026-11-28, session 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-/work/edgekd-runs}
@@ -66,4 +72,9 @@ stage "$RUN/plain-wing" baseline 40 --init-from "$RUN/plain-long/baseline/best.h
 if [ ! -f "$RUN/soup/baseline/best.h5" ]; then
   $PYTHON benchmarks/average_weights.py "$RUN"/plain-{longer,wing}/baseline/best.h5 --out "$RUN/soup/baseline/best.h5"
 fi
-stage "$RUN" student 110 --teachers-dir "$RUN/teachers" --teacher-flip
+E=$RUN/kd-early
+stage "$E" baseline 12
+KD=(--init-from "$E/baseline/best.h5" --teachers-dir "$RUN/teachers" --teacher-flip)
+stage "$E/plain" baseline 30 --init-from "$E/baseline/best.h5"
+stage "$E/kd" student 30 "${KD[@]}"
+stage "$E/kd-l1-main" student 30 "${KD[@]}" --main-loss l1
