@@ -32,6 +32,8 @@
 #      assistive terms weighted 1e-9), so the KD student starts after the plateau: from a plain L1 run of 12
 #      epochs, then 30 epochs each for the plain control, KD-Loss as released and KD-Loss with an L1 main term
 #      (same start, steps, seed, augmentation; lr 1e-3 cosine).
+#   6. plain-wing2: plain-wing's best, 40 more epochs of Wing at lr 1.5e-4 (280 epochs in all), the next candidate
+#      (it runs before stage 5's last arm, kd-l1-main).
 # Measured on 2 cores (Intel Xeon, 2026-11-27): about 20 s per MobileNetV2 epoch + 3 s validation when nothing
 # else runs; a KD epoch with mirrored teachers about 1.5-2.3x. Stages 1-4: about 1 h 50 min; 4b about 18 min per
 # variant, 4c 25 min (2026-11-28, both with other work on the cores); 4d and 4e 14-16 min each, stage 5 about 50 min
@@ -77,4 +79,5 @@ stage "$E" baseline 12
 KD=(--init-from "$E/baseline/best.h5" --teachers-dir "$RUN/teachers" --teacher-flip)
 stage "$E/plain" baseline 30 --init-from "$E/baseline/best.h5"
 stage "$E/kd" student 30 "${KD[@]}"
+stage "$RUN/plain-wing2" baseline 40 --init-from "$RUN/plain-wing/baseline/best.h5" --lr 1.5e-4 --loss wing
 stage "$E/kd-l1-main" student 30 "${KD[@]}" --main-loss l1
