@@ -20,9 +20,9 @@ export_once() {  # export_once CHECKPOINT OUT [options]
 }
 
 # the KD-Loss student and its plain control, both fine-tuned from the baseline (kd/), the baseline itself and the
-# plain students trained longer (plain-long; plain-longer and plain-wing, its L1 and Wing restarts)
+# plain students trained longer (plain-long; plain-longer and plain-wing, its L1 and Wing restarts; plain-wing2)
 for pair in kd/student:kd_student kd/baseline:plain_control baseline:plain_student plain-long/baseline:plain_long \
-            plain-longer/baseline:plain_longer plain-wing/baseline:plain_wing; do
+            plain-longer/baseline:plain_longer plain-wing/baseline:plain_wing plain-wing2/baseline:plain_wing2; do
   CK=$RUN/${pair%%:*}/best.h5; NAME=${pair##*:}
   export_once "$CK" "$O/${NAME}_float32.tflite"
   export_once "$CK" "$O/${NAME}_ptq_int8.tflite" --int8
@@ -45,7 +45,7 @@ $EDGEKD bench "${MODELS[@]}" --root "$DATA/300w" --dataset 300w --crop both --co
     --out-dir "$RUNS/bench/300w-128-fastcpu" --exist-ok
 # 2. the shipped pair with mirror averaging and the video rows (tracking vs detector crops), 1 thread, on the
 #    first 200 test faces (each becomes a 20-frame clip)
-SHIP=${SHIP:-plain_wing}
+SHIP=${SHIP:-plain_wing2}
 $EDGEKD bench "$O/${SHIP}_float32.tflite" "$O/${SHIP}_qat_int8.tflite" --root "$DATA/300w" --crop both --tta flip \
     --video --limit 200 --threads 1 --out-dir "$RUNS/bench/300w-128-fastcpu-tta-video" --exist-ok
 # 3. the shipped files (benchmarks/ship_model.py copies SHIP's QAT and float32 exports into models/300w/) with the
