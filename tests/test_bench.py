@@ -71,7 +71,11 @@ def test_benchmark_end_to_end_writes_results_and_report(tiny, tmp_path):
             stages, e2e = e["latency_ms"]["end_to_end_stages"][t], e["latency_ms"]["end_to_end"][t]
             assert list(stages) == ["detector", "crop", "model", "post", "other"]
             assert all(stages[k] > 0 for k in ("detector", "crop", "model", "post")), stages
-            assert sum(stages.values()) == pytest.approx(e2e, rel=0.25, abs=0.3), (stages, e2e)
+            assert sum(stages.values()) <= 1.25 * e2e + 0.3, (stages, e2e)
+            # On a busy machine most faces are preempted once, each in another stage: every stage's median stays
+            # low while the totals' median grows, so "adds up" is only checked where the cores are free.
+            if os.getloadavg()[0] < (os.cpu_count() or 1):
+                assert sum(stages.values()) == pytest.approx(e2e, rel=0.25, abs=0.3), (stages, e2e)
         assert e["latency_ms"]["cpu"] == cpu_name()
     assert results["machine"]["cpu"] == cpu_name() and results["config"]["crop"] == "both"
     if compare:
