@@ -20,8 +20,8 @@
 #   4c. plain-long: the plain student with the longest budget: the Tough teacher's network (the baseline + 50
 #      epochs) trained 40 more epochs at lr 3e-4 cosine on the hard landmarks; the candidate to ship, chosen
 #      against the others on validation NME.
-#   4d. plain-longer: plain-long's best trained 40 more epochs at lr 2e-4 cosine (240 epochs in all), the next
-#      candidate to ship: each 40-epoch restart has so far taken 0.1-0.2 points of validation NME off.
+#   4d. plain-longer: plain-long's best trained 40 more epochs at lr 2e-4 cosine (240 epochs in all), a candidate
+#      to ship (val 4.452 -> 4.381 %).
 #   4e. plain-wing: the same restart as plain-longer (plain-long's best, 40 epochs, lr 2e-4) with the Wing loss
 #      (Feng et al.) instead of L1: the same start, steps and learning rate, so the two compare the loss alone.
 #   4f. soup: the mean of plain-longer's and plain-wing's weights (benchmarks/average_weights.py, BatchNorm
@@ -32,11 +32,11 @@
 #      assistive terms weighted 1e-9), so the KD student starts after the plateau: from a plain L1 run of 12
 #      epochs, then 30 epochs each for the plain control, KD-Loss as released and KD-Loss with an L1 main term
 #      (same start, steps, seed, augmentation; lr 1e-3 cosine).
-#   6. plain-wing2: plain-wing's best, 40 more epochs of Wing at lr 1.5e-4 (280 epochs in all), the next candidate
-#      (it runs before stage 5's last arm, kd-l1-main).
+#   6. plain-wing2: plain-wing's best, 40 more epochs of Wing at lr 1.5e-4 (280 epochs in all; val 4.360 ->
+#      4.305 %), the student shipped in session 5 (it runs before stage 5's last arm, kd-l1-main).
 # Measured on 2 cores (Intel Xeon, 2026-11-27): about 20 s per MobileNetV2 epoch + 3 s validation when nothing
 # else runs; a KD epoch with mirrored teachers about 1.5-2.3x. Stages 1-4: about 1 h 50 min; 4b about 18 min per
-# variant, 4c 25 min (2026-11-28, both with other work on the cores); 4d and 4e 14-16 min each, stage 5 about 50 min
+# variant, 4c 25 min (2026-11-28, both with other work on the cores); 4d, 4e and 6 13-16 min each, stage 5 about 50 min
 # (2026-11-28, session 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
