@@ -34,6 +34,9 @@
 #      (same start, steps, seed, augmentation; lr 1e-3 cosine).
 #   6. plain-wing2: plain-wing's best, 40 more epochs of Wing at lr 1.5e-4 (280 epochs in all; val 4.360 ->
 #      4.305 %), the student shipped in session 5 (it runs before stage 5's last arm, kd-l1-main).
+#   7. kd-early-110: does stage 5's KD gain (main term L1: 0.972 val / 0.961 test of its control after 30 epochs)
+#      hold over the baseline's budget? From the same early start, 110 epochs each (lr 1e-3 cosine): KD-Loss with
+#      an L1 main term, then its plain L1 control. About 60 + 40 min; started at the end of session 5, resumable.
 # Measured on 2 cores (Intel Xeon, 2026-11-27): about 20 s per MobileNetV2 epoch + 3 s validation when nothing
 # else runs; a KD epoch with mirrored teachers about 1.5-2.3x. Stages 1-4: about 1 h 50 min; 4b about 18 min per
 # variant, 4c 25 min (2026-11-28, both with other work on the cores); 4d, 4e and 6 13-16 min each, stage 5 about 50 min
@@ -81,3 +84,5 @@ stage "$E/plain" baseline 30 --init-from "$E/baseline/best.h5"
 stage "$E/kd" student 30 "${KD[@]}"
 stage "$RUN/plain-wing2" baseline 40 --init-from "$RUN/plain-wing/baseline/best.h5" --lr 1.5e-4 --loss wing
 stage "$E/kd-l1-main" student 30 "${KD[@]}" --main-loss l1
+stage "$E/kd-l1-main-110" student 110 "${KD[@]}" --main-loss l1
+stage "$E/plain-110" baseline 110 --init-from "$E/baseline/best.h5"
