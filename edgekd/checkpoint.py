@@ -102,15 +102,27 @@ def restore(path: Path, net, optimizer) -> dict:
     return info
 
 
-def check_matches_data(path: Path, what: str, data, info: dict | None = None) -> None:
-    """Compare a checkpoint's recorded landmark count, input size and crop with the prepared data."""
+def check_matches_data(path: Path, what: str, data, info: dict | None = None, any_size: bool = False) -> None:
+    """Compare a checkpoint's recorded landmark count, input size and crop with the prepared data.
+
+    ``any_size``: the input size may differ (a start for fine-tuning at another resolution: MobileNetV2's
+    convolutions and global pooling have the same weights at any input size); the crop's margin and detector
+    mapping must still match, since they define what the landmarks' coordinates mean.
+    """
+    import dataclasses
+
     from edgekd.data.crop import CropSpec
 
     info = checkpoint_info(path) if info is None else info
-    for key, value in {"num_points": data.num_points, "input_size": data.input_size}.items():
+    checked = {"num_points": data.num_points} if any_size else {"num_points": data.num_points,
+                                                                 "input_size": data.input_size}
+    for key, value in checked.items():
         if key in info and info[key] != value:
             raise ModelError(f"{path}: {what} has {key} {info[key]}, but the data has {value}")
-    if info.get("crop") and CropSpec.from_dict(info["crop"]) != data.crop:
+    crop = CropSpec.from_dict(info["crop"]) if info.get("crop") else None
+    if crop is not None and any_size:
+        crop = dataclasses.replace(crop, input_size=data.crop.input_size)
+    if crop is not None and crop != data.crop:
         raise ModelError(f"{path}: {what} was trained on another crop ({info['crop']}) than the data "
                          f"({data.crop.to_dict()})")
 

@@ -242,7 +242,8 @@ def data_show(prepared, out, name, exist_ok, split, count, augment_preset, no_au
 @click.option("--teachers-dir", type=click.Path(file_okay=False), default=None,
               help="Folder with tough/ and tolerant/ teacher runs (default: --run-dir).")
 @click.option("--init-from", type=click.Path(dir_okay=False), default=None,
-              help="Start from this checkpoint's weights (same network) instead of random ones.")
+              help="Start from this checkpoint's weights (same network; any input size, for fine-tuning at "
+                   "another resolution) instead of random ones.")
 @click.option("--strategy", type=click.Choice(["default", "mirrored"]), default="default", show_default=True,
               help="mirrored = data-parallel over all local GPUs.")
 @click.option("--loss-variant", type=click.Choice(["code", "paper-figure"]), default="code", show_default=True,

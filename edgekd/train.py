@@ -473,7 +473,7 @@ def _check_stage_folder(stage_dir: Path, cfg: TrainConfig, resume: bool, data) -
         init = Path(cfg.init_from)
         if not init.is_file():
             raise ModelError(f"{init}: checkpoint to start from (--init-from) not found")
-        check_matches_data(init, "the checkpoint to start from", data)
+        check_matches_data(init, "the checkpoint to start from", data, any_size=True)
 
 
 def _build(cfg: TrainConfig, data, teachers: dict, steps: int):

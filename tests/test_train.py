@@ -229,6 +229,28 @@ def test_init_from_starts_a_new_run_from_trained_weights(tiny_prepared, tmp_path
     assert json.loads((tmp_path / "ft" / "baseline" / "config.json").read_text())["init_from"] == str(source.resolve())
 
 
+def test_init_from_fine_tunes_at_another_input_size(tiny_300w_root, tmp_path, one_epoch_baseline):
+    """A 64 px checkpoint starts a 96 px run (same weights, the input size is the new data's); another crop margin
+    changes what the coordinates mean and is refused."""
+    from edgekd.data.prepare import PrepareConfig, prepare
+
+    source = one_epoch_baseline / "baseline" / "best.h5"
+    for size, margin in ((96, 0.15), (64, 0.25)):
+        prepare(PrepareConfig(dataset="300w", root=str(tiny_300w_root), input_size=size, margin=margin,
+                              val_fraction=0.1), tmp_path / f"p{size}", progress=False)
+    cfg = TrainConfig(stage="baseline", **{**TINY, "epochs": 1, "learning_rate": 1e-9, "schedule": "inverse-time",
+                                           "lr_decay": 0.0, "init_from": str(source)})
+    train(tmp_path / "p96", tmp_path / "ft", cfg)
+    tuned = load_model(tmp_path / "ft" / "baseline" / LAST)
+    assert tuned.input_shape[1:3] == (96, 96)
+    start = load_model(source).get_weights()
+    kernels = [i for i, w in enumerate(start) if w.ndim >= 2]
+    assert all(np.allclose(start[i], tuned.get_weights()[i], atol=1e-6) for i in kernels)
+    assert checkpoint_info(tmp_path / "ft" / "baseline" / LAST)["input_size"] == 96
+    with pytest.raises(ModelError, match="was trained on another crop"):
+        train(tmp_path / "p64", tmp_path / "margin", cfg)
+
+
 def test_init_from_refuses_a_missing_or_foreign_checkpoint(tiny_prepared, tmp_path):
     with pytest.raises(ModelError, match=r"missing\.h5: checkpoint to start from \(--init-from\) not found"):
         train(tiny_prepared, tmp_path / "a", TrainConfig(stage="baseline", **TINY, init_from=str(tmp_path / "missing.h5")))
