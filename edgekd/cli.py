@@ -227,6 +227,9 @@ def data_show(prepared, out, name, exist_ok, split, count, augment_preset, no_au
               help="Loss of teachers and plain students (the KD student uses KD-Loss).")
 @click.option("--head-init", type=click.Choice(["mean-shape", "default"]), default=None,
               help="mean-shape: the head's bias starts at the mean training shape.")
+@click.option("--head", type=click.Choice(["gap", "spatial"]), default=None,
+              help="gap: global average pooling -> Dense (the paper's); spatial: 1x1 conv -> Flatten -> Dense, "
+                   "every output sees every position (--init-from a gap checkpoint starts it as that network).")
 @click.option("--input-norm/--no-input-norm", default=None,
               help="Scale [0, 1] pixels to the backbone's input range inside the model.")
 @click.option("--augment", "augment_preset", type=click.Choice(AUGMENT_PRESETS), default=None,
@@ -257,7 +260,7 @@ def data_show(prepared, out, name, exist_ok, split, count, augment_preset, no_au
 @click.option("--dry-run", is_flag=True, help="Time a few steps of each stage and print the projected run time; "
                                                "trains nothing.")
 def train(prepared, run_dir, stage, recipe, epochs, batch_size, lr, schedule, warmup_steps, min_lr, lr_decay, loss,
-          head_init, input_norm, augment_preset, alpha, dropout, stochastic_depth, teacher_arch, teacher_flip,
+          head_init, head, input_norm, augment_preset, alpha, dropout, stochastic_depth, teacher_arch, teacher_flip,
           steps_per_epoch, teachers_dir, init_from, strategy, loss_variant, main_loss, no_augment, seed, resume,
           dry_run):
     """Train the teachers and the KD-Loss student, e.g. `edgekd train runs/data/300w --run-dir runs/train/300w`."""
@@ -271,7 +274,7 @@ def train(prepared, run_dir, stage, recipe, epochs, batch_size, lr, schedule, wa
     cfg = TrainConfig.from_recipe(
         recipe, stage="student" if stage == "all" else stage, epochs=epochs, batch_size=batch_size,
         learning_rate=lr, schedule=schedule, warmup_steps=warmup_steps, min_lr=min_lr, lr_decay=lr_decay, loss=loss,
-        head_init=head_init, input_norm=input_norm, augment_preset=augment_preset, alpha=alpha, dropout=dropout,
+        head_init=head_init, head=head, input_norm=input_norm, augment_preset=augment_preset, alpha=alpha, dropout=dropout,
         stochastic_depth=stochastic_depth, teacher_arch=teacher_arch, teacher_flip=teacher_flip, seed=seed,
         augment=not no_augment, strategy=strategy, steps_per_epoch=steps_per_epoch, teachers_dir=teachers_dir,
         init_from=init_from, kd=kd, progress=logs.show_progress())

@@ -38,7 +38,7 @@ STAGES = ("tough", "tolerant", "student", "baseline")
 PIPELINE = ("tough", "tolerant", "student")  # what `train_all` runs, in order
 TARGET = {"tough": "hard", "tolerant": "soft", "student": "hard", "baseline": "hard"}
 from edgekd.checkpoint import (BEST, LAST, SUMMARY, check_loaded, check_matches_data, checkpoint_info,  # noqa: F401
-                               load_model, load_weights, restore, save_checkpoint)
+                               init_weights, load_model, load_weights, restore, save_checkpoint)
 
 
 class TrainingDiverged(EdgekdError):
@@ -71,6 +71,7 @@ class TrainConfig:
     lr_decay: float = 1e-4  # inverse-time only: lr / (1 + lr_decay * step)  (the paper's)
     loss: str = "l1"  # teachers' and plain students' loss (losses.LOSSES); the KD student uses KD-Loss
     head_init: str = "mean-shape"  # mean-shape | default
+    head: str = "gap"  # gap (the paper's) | spatial (models.build_network)
     input_norm: bool = True  # [0, 1] pixels scaled to the backbone's range inside the model
     bn_momentum: float | None = 0.99  # None = the backbone's own
     alpha: float = 1.0  # MobileNetV2 width (students; mobilenetv2 teachers)
@@ -106,7 +107,8 @@ class TrainConfig:
         return NetworkConfig(arch=self.teacher_arch if teacher else "mobilenetv2", alpha=self.alpha,
                              dropout=self.dropout if teacher else 0.0,
                              stochastic_depth=self.stochastic_depth if teacher else 0.0,
-                             input_norm=self.input_norm, bn_momentum=self.bn_momentum, head_init=self.head_init)
+                             input_norm=self.input_norm, bn_momentum=self.bn_momentum, head_init=self.head_init,
+                             head=self.head)
 
     def augmentation(self):
         from edgekd.data.augment import AugmentConfig
@@ -120,8 +122,10 @@ class TrainConfig:
             raise EdgekdError(f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
         if self.stage not in STAGES:
             raise EdgekdError(f"unknown stage {self.stage!r}; expected one of {', '.join(STAGES)}")
-        from edgekd.models import MODELS
+        from edgekd.models import HEADS, MODELS
 
+        if self.head not in HEADS:
+            raise EdgekdError(f"unknown head {self.head!r}; expected one of {', '.join(HEADS)}")
         if self.teacher_arch not in MODELS:
             raise EdgekdError(f"unknown teacher architecture {self.teacher_arch!r}; expected one of "
                               f"{', '.join(MODELS)}")
@@ -518,7 +522,8 @@ def _write_config(stage_dir: Path, cfg: TrainConfig, prepared_dir, data, teacher
     write_json(stage_dir / "model_info.json", model_info(net))
     return {"stage": cfg.stage, "scheme": data.scheme.name, "num_points": data.num_points,
             "input_size": data.input_size, "crop": data.crop.to_dict(), "arch": netcfg.arch,
-            "alpha": cfg.alpha if netcfg.arch == "mobilenetv2" else None, "target": TARGET[cfg.stage],
+            "alpha": cfg.alpha if netcfg.arch == "mobilenetv2" else None, "head": netcfg.head,
+            "target": TARGET[cfg.stage],
             "prepared": prepared, "data_license": data.manifest.license, "edgekd_version": edgekd.__version__}
 
 
@@ -559,7 +564,7 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
             restored = restore(stage_dir / LAST, net, optimizer)
             start, best_so_far = int(restored["epoch"]), float(restored.get("best_so_far", math.inf))
         elif cfg.init_from:
-            load_weights(Path(cfg.init_from), net)
+            init_weights(Path(cfg.init_from), net)
     info = _write_config(stage_dir, cfg, prepared_dir, data, teachers, start, net)
 
     run = _Run(cfg, stage_dir, data, net, optimizer, info, make_dataset)

@@ -102,3 +102,32 @@ def test_every_registered_backbone_builds_flat():
     for name in MODELS:
         model = build_network(5, 64, NetworkConfig(arch=name, alpha=0.35, head_init="default"))
         assert _is_flat(model) and model.output_shape == (None, 10), name
+
+
+def test_spatial_head_starts_as_the_trained_gap_head_and_sees_positions():
+    """gap_to_spatial gives the same outputs as the GAP network (any input); after a change of one position's
+    weights the spatial head tells positions apart, which a GAP head cannot."""
+    from edgekd.models import NetworkConfig, build_network, gap_to_spatial, head_of
+
+    gap = build_network(68, 96, NetworkConfig(alpha=0.35, head_init="default"))
+    rng = np.random.default_rng(0)
+    gap.get_layer(HEAD_NAME).set_weights([w + rng.normal(0, 0.1, w.shape).astype(np.float32)
+                                          for w in gap.get_layer(HEAD_NAME).get_weights()])
+    x = rng.random((3, 96, 96, 3)).astype(np.float32)
+    recalibrate_batchnorm(gap, tf.data.Dataset.from_tensor_slices(x).batch(3), steps=1)  # features far from 0
+    spatial = build_network(68, 96, NetworkConfig(alpha=0.35, head="spatial"), np.zeros(136))
+    assert (head_of(gap), head_of(spatial)) == ("gap", "spatial")
+    assert spatial.get_layer("head_reduce").output_shape[1:] == (3, 3, 136)
+    gap_to_spatial(gap, spatial)
+    np.testing.assert_allclose(spatial(x, training=False), gap(x, training=False), atol=1e-5)
+    kernel, bias = spatial.get_layer(HEAD_NAME).get_weights()
+    kernel[:136] *= 3.0  # the top-left position now counts three times
+    spatial.get_layer(HEAD_NAME).set_weights([kernel, bias])
+    assert np.abs(spatial(x, training=False) - gap(x, training=False)).max() > 1e-3
+    from edgekd.qat import quantize_model
+
+    assert quantize_model(spatial).output_shape == (None, 136)
+    with pytest.raises(EdgekdError, match="GAP-head source"):
+        gap_to_spatial(spatial, gap)
+    with pytest.raises(EdgekdError, match="unknown head 'fc'"):
+        build_network(68, 96, NetworkConfig(alpha=0.35, head="fc"))

@@ -229,24 +229,29 @@ def test_init_from_starts_a_new_run_from_trained_weights(tiny_prepared, tmp_path
     assert json.loads((tmp_path / "ft" / "baseline" / "config.json").read_text())["init_from"] == str(source.resolve())
 
 
-def test_init_from_fine_tunes_at_another_input_size(tiny_300w_root, tmp_path, one_epoch_baseline):
-    """A 64 px checkpoint starts a 96 px run (same weights, the input size is the new data's); another crop margin
-    changes what the coordinates mean and is refused."""
+def test_init_from_fine_tunes_at_another_input_size_and_head(tiny_300w_root, tmp_path, one_epoch_baseline):
+    """A 64 px GAP-head checkpoint starts a 96 px spatial-head run (same backbone weights, the input size is the new
+    data's, the head converted); another crop margin changes what the coordinates mean and is refused."""
     from edgekd.data.prepare import PrepareConfig, prepare
+    from edgekd.models import HEAD_NAME, head_of
 
     source = one_epoch_baseline / "baseline" / "best.h5"
     for size, margin in ((96, 0.15), (64, 0.25)):
         prepare(PrepareConfig(dataset="300w", root=str(tiny_300w_root), input_size=size, margin=margin,
                               val_fraction=0.1), tmp_path / f"p{size}", progress=False)
     cfg = TrainConfig(stage="baseline", **{**TINY, "epochs": 1, "learning_rate": 1e-9, "schedule": "inverse-time",
-                                           "lr_decay": 0.0, "init_from": str(source)})
+                                           "lr_decay": 0.0, "init_from": str(source), "head": "spatial"})
     train(tmp_path / "p96", tmp_path / "ft", cfg)
     tuned = load_model(tmp_path / "ft" / "baseline" / LAST)
-    assert tuned.input_shape[1:3] == (96, 96)
-    start = load_model(source).get_weights()
-    kernels = [i for i, w in enumerate(start) if w.ndim >= 2]
-    assert all(np.allclose(start[i], tuned.get_weights()[i], atol=1e-6) for i in kernels)
-    assert checkpoint_info(tmp_path / "ft" / "baseline" / LAST)["input_size"] == 96
+    assert tuned.input_shape[1:3] == (96, 96) and head_of(tuned) == "spatial"
+    start = load_model(source)
+    convs = [layer.name for layer in start.layers if layer.name != HEAD_NAME and any(
+        w.ndim >= 2 for w in layer.get_weights())]
+    assert len(convs) > 30 and all(np.allclose(start.get_layer(n).get_weights()[0], tuned.get_layer(n).get_weights()[0],
+                                               atol=1e-6) for n in convs)
+    info = checkpoint_info(tmp_path / "ft" / "baseline" / LAST)
+    assert (info["input_size"], info["head"]) == (96, "spatial")
+    assert json.loads((tmp_path / "ft" / "baseline" / "config.json").read_text())["train"]["head"] == "spatial"
     with pytest.raises(ModelError, match="was trained on another crop"):
         train(tmp_path / "p64", tmp_path / "margin", cfg)
 
