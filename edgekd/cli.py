@@ -22,13 +22,13 @@ from edgekd import logs
 from edgekd.bench.config import DEVICES, PEERS
 from edgekd.bench.protocols import PROTOCOLS
 from edgekd.data.augment import PRESETS as AUGMENT_PRESETS
-from edgekd.errors import EdgekdError, describe_os_error
+from edgekd.errors import EdgekdError, OptionError, describe_os_error
 from edgekd.losses import LOSSES
 from edgekd.models import MODELS
 from edgekd.schemes import SCHEMES
 from edgekd.train import RECIPES, SCHEDULES, STAGES
 from edgekd.runtime.blazeface import BACKENDS as DETECTOR_BACKENDS, RANGES as DETECTOR_RANGES
-from edgekd.runtime.predictor import TTA
+from edgekd.runtime.predictor import MAX_REFINE, TTA
 
 RUNS = Path("runs")  # run folders: runs/<verb>/<name>, relative to where the command runs (as in Ultralytics)
 DATASETS = click.Choice(sorted(SCHEMES))
@@ -131,6 +131,11 @@ detector_backend_option = click.option(
     "--detector-backend", type=click.Choice(DETECTOR_BACKENDS), default="auto", show_default=True,
     help="auto = litert: BlazeFace on LiteRT (the boxes MediaPipe Tasks finds, without its wrapper's cost); "
          "tasks: MediaPipe Tasks' FaceDetector, as the Android app runs it.")
+
+refine_option = click.option(
+    "--refine", type=int, default=0, show_default=True,
+    help=f"Cut each face again N times from its own predicted points and predict again (N more model runs): "
+         f"crops from the detector's box come closer to ground-truth ones. 0 to {MAX_REFINE}.")
 
 
 @click.group(name="edgekd", cls=EdgekdGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -373,6 +378,7 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
 @click.option("--limit", type=int, help="Only the first N test faces (quick checks), 1 or more.")
 @click.option("--tta", type=click.Choice(TTA), default="none", show_default=True,
               help="flip: every model also as a mirror-averaged row (two model runs per face), as `predict --tta`.")
+@refine_option
 @click.option("--video", is_flag=True,
               help="Also a video row: each test face as a pan-and-zoom clip, per-frame time and NME with tracking "
                    "vs detector crops on the same frames (adds a pass over every face).")
@@ -384,7 +390,8 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
 @click.option("--apk", type=click.Path(dir_okay=False), help="Phone: install this android_demo APK first.")
 @click.option("--benchmark-binary", type=click.Path(dir_okay=False),
               help="Phone: TFLite's benchmark_model binary, for model-only latency on the device.")
-def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare, limit, tta, video, detector_backend,
+def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare, limit, tta, refine, video,
+          detector_backend,
           device, serial, adb_path, apk, benchmark_binary):
     """Accuracy and latency of .tflite models / Keras checkpoints, e.g.
     `edgekd bench models/300w/student_qat_int8.tflite --root ../shared/data/300w --crop both --compare dlib`.
@@ -401,8 +408,8 @@ def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare
         check_outside_inputs(out_dir, "--out-dir", {"--root": root})  # the dataset stays as downloaded
     out = out_dir if out_dir is not None else next_run_dir(RUNS / "bench", name, exist_ok)
     result = benchmark(list(models), data=root, dataset=dataset, out=out, crop=crop, threads=threads,
-                       compare=compare, limit=limit, tta=tta, video=video, detector_backend=detector_backend,
-                       device=device, device_options=phone,
+                       compare=compare, limit=limit, tta=tta, refine=refine, video=video,
+                       detector_backend=detector_backend, device=device, device_options=phone,
                        progress=logs.show_progress())
     click.echo(result.table)
     click.echo(f"results saved to {result.out}")
@@ -437,8 +444,9 @@ def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare
               help="Interpreter threads.")
 @click.option("--tta", type=click.Choice(TTA), default="none", show_default=True,
               help="Test-time augmentation: flip = also run the mirrored crop and average (two model runs per face).")
+@refine_option
 def predict(model, source, out, name, exist_ok, pts, detector, detector_backend, min_score, tiles, redetect_every,
-            smooth, max_faces, max_frames, threads, tta):
+            smooth, max_faces, max_frames, threads, tta, refine):
     """Landmarks of every face in SOURCE: an image, a video file, or a camera index (0, 1, ...), e.g.
     `edgekd predict models/300w/student_qat_int8.tflite group.jpg --pts faces.json`.
 
@@ -452,10 +460,14 @@ def predict(model, source, out, name, exist_ok, pts, detector, detector_backend,
     check_range("--min-score", min_score, 0, 1)
     check_range("--tiles", tiles, 1, 8, integer=True)
     check_range("--redetect-every", redetect_every, 1, integer=True)
+    check_range("--refine", refine, 0, MAX_REFINE, integer=True)
     for option, value in (("--max-faces", max_faces), ("--max-frames", max_frames)):
         if value is not None:
             check_range(option, value, 1, integer=True)
     video = is_video(source)
+    if video and refine:
+        raise OptionError("--refine: still images only (a tracked video frame is already cut from the previous "
+                          "frame's points)")
     check_points_path(pts, video)
     if out is None:
         stem = f"camera{source}" if video and str(source).isdigit() else Path(source).stem if source else "astronaut"
@@ -475,7 +487,8 @@ def predict(model, source, out, name, exist_ok, pts, detector, detector_backend,
                    f"{ms:.2f} ms per frame (median); wrote {', '.join(map(str, r.written))}")
         return
     from edgekd.runtime import predict_file, write_face_points
-    faces = predict_file(model, source, out=out, num_threads=threads, detector=detector_options, flip=tta == "flip")
+    faces = predict_file(model, source, out=out, num_threads=threads, detector=detector_options, flip=tta == "flip",
+                         refine=refine)
     label, how = source or "the astronaut sample", f"{detector} detector, score >= {min_score:.2f}"
     try:
         written = write_face_points(pts, faces, str(label)) if pts else []

@@ -401,6 +401,20 @@ def test_tta_flip_adds_a_mirror_averaged_row_with_its_own_latency(tmp_path):
     assert flipped["latency_ms"]["model"]["1"] > 1.3 * plain["latency_ms"]["model"]["1"]
 
 
+@needs_data
+def test_refine_adds_a_recropped_row_with_its_own_latency(tmp_path):
+    """--refine 2: each model gets a row scored through Predictor(refine=2) on the same detector crops, recorded in
+    the config and timed with its three model runs per face."""
+    from runtime_helpers import SHIPPED_INT8 as model
+    res = benchmark([model], data=str(W300), dataset="300w", crop="detector", limit=3, threads=(1,), refine=2,
+                    progress=False, e2e_images=2)
+    plain, refined = res.results["entries"]
+    assert refined["model"] == plain["model"] + " +refine2" and refined["count"] == plain["count"] == 3
+    assert refined["nme"] != plain["nme"] and refined["nme"] < 10
+    assert refined["latency_ms"]["model"]["1"] > 2.0 * plain["latency_ms"]["model"]["1"]
+    assert res.results["config"]["refine"] == 2
+
+
 def test_a_reused_run_folder_keeps_nothing_of_the_earlier_run(tmp_path, monkeypatch):
     """--exist-ok reuses a folder: the earlier run's plots and worst-case sheets go, other files stay."""
     from edgekd.bench import report

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from runtime_helpers import W300, build_tiny_models
 
-from edgekd.data.crop import CropSpec, transform_points, warp
+from edgekd.data.crop import CropSpec, invert, transform_points, warp
 from edgekd.errors import ModelError
 from edgekd.runtime import FaceDetector, LandmarkModel, Predictor, fit_detector_mapping
 from edgekd.detector import Detection, match_box
@@ -269,7 +269,6 @@ def test_warp_downsamples_only_the_region_bit_identically(astronaut):
 
 
 def test_int8_input_takes_the_pixels_directly_and_matches_the_quantizer():
-    from edgekd.data.crop import invert
     from edgekd.runtime.model import input_encoding
 
     crop = (np.random.default_rng(3).random((128, 128, 3)) * 255).astype(np.uint8)
@@ -293,7 +292,6 @@ def test_int8_input_takes_the_pixels_directly_and_matches_the_quantizer():
 
 
 def test_staged_calls_give_predict_for_every_backend(tiny):
-    from edgekd.data.crop import invert
 
     crop = _crop()
     m = CropSpec(input_size=64).matrix((40.0, 50.0, 30.0))
@@ -485,3 +483,33 @@ def test_mirror_averaging_is_exact_for_a_model_with_fixed_output():
     face = Predictor(Fixed(), flip=True).predict_box(image, box)
     expected = transform_points(0.5 * (fixed + scheme.flip(fixed, 64)), invert(crop.matrix(box)))
     np.testing.assert_allclose(face.points, expected, atol=1e-4)
+
+
+def test_refine_cuts_the_face_again_from_the_points_just_predicted():
+    """Predictor(refine=2): the second and third crops come from the box of the previous pass's points, the face
+    keeps the last box, and the extra passes are timed as "refine"; 0 re-crops is the plain pass."""
+    crop = CropSpec(input_size=64, margin=0.2)
+    fixed = np.random.default_rng(7).uniform(10, 50, (68, 2)).astype(np.float32)
+
+    class Fixed:  # the same crop points whatever it is shown: each pass moves the box
+        def __init__(self):
+            self.crop, self.scheme = crop, "300w"
+
+        def predict(self, patch):
+            return fixed.copy()
+
+    image = np.random.default_rng(8).integers(0, 255, (200, 240, 3), dtype=np.uint8)
+    box = (120.0, 90.0, 80.0)
+    expected, boxes = [], [box]
+    for _ in range(3):
+        expected.append(transform_points(fixed, invert(crop.matrix(boxes[-1]))))
+        boxes.append(crop.box_from_points(expected[-1]))
+    plain = Predictor(Fixed()).predict_box(image, box)
+    np.testing.assert_allclose(plain.points, expected[0], atol=1e-4)
+    assert "refine" not in plain.timings_ms
+    face = Predictor(Fixed(), refine=2).predict_box(image, box)
+    np.testing.assert_allclose(face.points, expected[2], atol=1e-4)
+    assert np.abs(expected[2] - expected[0]).max() > 1.0  # the passes did move the points
+    assert face.box == pytest.approx(boxes[2]) and face.timings_ms["refine"] > 0
+    with pytest.raises(ValueError, match="refine -1"):
+        Predictor(Fixed(), refine=-1)

@@ -15,7 +15,7 @@ from edgekd.errors import OptionError, check_range
 from edgekd.schemes import get_scheme
 
 PEERS = ("dlib",)
-from edgekd.runtime.predictor import TTA  # noqa: E402  (test-time augmentation choices, one list)
+from edgekd.runtime.predictor import MAX_REFINE, TTA  # noqa: E402  (test-time choices, one list)
 from edgekd.runtime.blazeface import BACKENDS as DETECTOR_BACKENDS  # noqa: E402  (the ones `predict` offers)
 DEVICES = ("desktop", "pixel")  # pixel: the one Android phone attached over adb (--serial picks among several)
 RUN_BY_BENCH = ("threads", "protocol")  # device options the bench sets per run from --threads and --crop
@@ -33,7 +33,8 @@ class BenchConfig:
     benchmark_binary, ...). progress: a progress bar. worst: faces per worst-case sheet. e2e_images: images the
     end-to-end latency is timed on. video: also the video row (edgekd.bench.video: tracking vs detector crops on
     pan-and-zoom clips of the test faces; off by default, it adds a pass over every face). video_frames: frames
-    per clip. tta: "flip" adds a mirror-averaged row of every model beside its plain one. detector_backend: the
+    per clip. tta: "flip" adds a mirror-averaged row of every model beside its plain one. refine: N > 0 adds a row
+    of every model that cuts each face N more times from its own predicted points. detector_backend: the
     face detector's runtime, as for `predict` ("auto" = "litert": BlazeFace on LiteRT, the pipeline `predict` runs;
     "tasks": MediaPipe Tasks' FaceDetector, what the Android app runs).
     """
@@ -55,6 +56,7 @@ class BenchConfig:
     video: bool = False
     video_frames: int = 20
     tta: str = "none"  # "flip": every model also as a mirror-averaged row (two model runs per face)
+    refine: int = 0  # N > 0: every model also as a row that re-crops N times from its own points (Predictor)
     detector_backend: str = "auto"
 
     def __post_init__(self):
@@ -87,6 +89,10 @@ class BenchConfig:
             raise OptionError(f"--tta {self.tta}: expected one of {', '.join(TTA)}")
         if self.tta != "none" and self.device != "desktop":
             raise OptionError(f"--tta {self.tta} runs on the desktop only; leave it out with --device {self.device}")
+        if not isinstance(self.refine, int) or isinstance(self.refine, bool) or not 0 <= self.refine <= MAX_REFINE:
+            raise OptionError(f"--refine {self.refine!r}: expected a whole number of re-crops from 0 to {MAX_REFINE}")
+        if self.refine and self.device != "desktop":
+            raise OptionError(f"--refine runs on the desktop only; leave it out with --device {self.device}")
         if self.detector_backend not in DETECTOR_BACKENDS:
             raise OptionError(f"--detector-backend {self.detector_backend!r}: expected one of "
                               f"{', '.join(DETECTOR_BACKENDS)}")

@@ -35,20 +35,24 @@ def on_threads(model, threads: int):
             m.close()
 
 
-def model_latency(model, crop: np.ndarray, threads, warmup: int = 10, runs: int = 50, flip: bool = False
-                  ) -> dict[str, dict]:
+def model_latency(model, crop: np.ndarray, threads, warmup: int = 10, runs: int = 50, flip: bool = False,
+                  refine: int = 0) -> dict[str, dict]:
     """{threads: {median, p90, n, runtime}} for a LandmarkModel on one real crop, a fresh interpreter per count;
-    ``flip``: the crop and its mirror image, as mirror averaging runs them."""
-    mirrored = np.ascontiguousarray(crop[:, ::-1])
+    ``flip``: the crop and its mirror image, as mirror averaging runs them; ``refine``: that many more passes."""
+    crops = [crop, np.ascontiguousarray(crop[:, ::-1])] if flip else [crop]
     out = {}
     for t in threads:
         with on_threads(model, t) as m:
-            call = (lambda: (m.predict(crop), m.predict(mirrored))) if flip else (lambda: m.predict(crop))
+            def call():
+                for _ in range(1 + refine):
+                    for c in crops:
+                        m.predict(c)
             out[str(t)] = {**stats(time_calls(call, warmup, runs)), "runtime": m.runtime}
     return out
 
 
-def end_to_end_latency(model, detector, images, threads, repeats: int = 3, flip: bool = False) -> dict[str, dict]:
+def end_to_end_latency(model, detector, images, threads, repeats: int = 3, flip: bool = False, refine: int = 0
+                       ) -> dict[str, dict]:
     """Per face, as an app tracking one face sees it: detector on the whole image + crop + model + inverse crop
     of its best face, for each thread count: {threads: {median, p90, n, stages: {stage: median ms}}}. Images where
     nothing is detected are not timed."""
@@ -57,7 +61,7 @@ def end_to_end_latency(model, detector, images, threads, repeats: int = 3, flip:
     out = {}
     for t in threads:
         with on_threads(model, t) as m:
-            out[str(t)] = pipeline_times(Predictor(m, detector, flip=flip), detector, images, repeats)
+            out[str(t)] = pipeline_times(Predictor(m, detector, flip=flip, refine=refine), detector, images, repeats)
     return out
 
 
@@ -88,10 +92,12 @@ def pipeline_times(predictor, detector, images, repeats: int = 3, warmup: int = 
 
 def _stages_of(predictor_timings: dict) -> dict:
     """The Predictor's timers by pipeline stage: crop as it is; model with the mirrored run of mirror averaging
-    ("flip"); anything else it times (the output to image points, "inverse") as post-processing."""
+    ("flip") and the passes after the first ("refine", their crops included); anything else it times (the output
+    to image points, "inverse") as post-processing."""
     t = predictor_timings
-    out = {"crop": t.get("crop", float("nan")), "model": t.get("model", float("nan")) + t.get("flip", 0.0)}
-    out["post"] = sum(v for k, v in t.items() if k not in ("crop", "model", "flip", "detector"))
+    extra = ("flip", "refine")
+    out = {"crop": t.get("crop", float("nan")), "model": t.get("model", float("nan")) + sum(t.get(k, 0.0) for k in extra)}
+    out["post"] = sum(v for k, v in t.items() if k not in ("crop", "model", "detector", *extra))
     return out
 
 

@@ -111,16 +111,15 @@ def _benchmark_desktop(cfg: BenchConfig, samples, reader_skips, detector) -> Ben
     det = open_detector(backend=cfg.detector_backend) if own_detector else detector
     try:
         taken: set = set()
-        variants = (False, True) if cfg.tta == "flip" else (False,)
         names = [_model_name(m, taken) for m in loaded]
-        model_rows = [(m, flip, _entries_of_model(m, name, cfg.protocols, flip))
-                      for m, name in zip(loaded, names) for flip in variants]
+        model_rows = [(m, v, _entries_of_model(m, name, cfg.protocols, v))
+                      for m, name in zip(loaded, names) for v in _variants(cfg)]
         peer_rows = [(p, {pr: Entry(p.name, pr, "peer", str(p.path), p.runtime, "float64 (dlib)", p.size_mb)
                           for pr in cfg.protocols}) for p in peers]
         scored, skipped, det_ms, keep = _accuracy_loop(cfg, samples, model_rows, peer_rows, det)
         images = keep["images"] or [sample_face()]
-        for m, flip, row in model_rows:
-            _measure_latency(m, row, det, images, keep["crop_source"], cfg.threads, det_ms, flip)
+        for m, v, row in model_rows:
+            _measure_latency(m, row, det, images, keep["crop_source"], cfg.threads, det_ms, v)
         for peer, row in peer_rows:
             _peer_latency(peer, row, images if not samples else None)
         video = _video(cfg, model_rows, scored, det) if cfg.video else None
@@ -152,8 +151,22 @@ def _open_peers(cfg: BenchConfig) -> list:
     return [DlibPeer()]
 
 
-def _entries_of_model(m, name: str, protocols, flip: bool = False) -> dict:
-    name = name + (" +flip" if flip else "")
+PLAIN = {"flip": False, "refine": 0}
+
+
+def _variants(cfg: BenchConfig) -> list[dict]:
+    """Predictor settings each model is scored with, one row each: plain, mirror-averaged (--tta flip), refined
+    (--refine N)."""
+    out = [PLAIN]
+    if cfg.tta == "flip":
+        out.append({**PLAIN, "flip": True})
+    if cfg.refine:
+        out.append({**PLAIN, "refine": cfg.refine})
+    return out
+
+
+def _entries_of_model(m, name: str, protocols, variant: dict = PLAIN) -> dict:
+    name = name + (" +flip" if variant["flip"] else "") + (f" +refine{variant['refine']}" if variant["refine"] else "")
     return {p: Entry(name, p, "edgekd", str(getattr(m, "path", "")), getattr(m, "runtime", "custom"),
                      getattr(getattr(m, "info", None), "quantization", ""), _size(m)) for p in protocols}
 
@@ -184,7 +197,7 @@ def _accuracy_loop(cfg: BenchConfig, samples, model_rows, peer_rows, det):
     from edgekd.data.readers import load_image
     from edgekd.runtime.predictor import Predictor
 
-    predictors = [(Predictor(m, flip=flip), row) for m, flip, row in model_rows]
+    predictors = [(Predictor(m, **v), row) for m, v, row in model_rows]
     scored, skipped, det_ms = [], [], []
     keep = {"images": [], "crop_source": None}
     for s in _progress(samples, cfg.progress):
@@ -222,7 +235,7 @@ def _video(cfg: BenchConfig, model_rows, samples, det) -> dict:
     other's timing; on the faces the accuracy loop scored."""
     from edgekd.bench.video import video_bench
 
-    models = [(next(iter(row.values())).name, m) for m, flip, row in model_rows if not flip]
+    models = [(next(iter(row.values())).name, m) for m, v, row in model_rows if v == PLAIN]
     return video_bench(models, det, samples, cfg.threads, cfg.scheme, cfg.video_frames,
                        lambda s: _progress(s, cfg.progress, "video"))
 
@@ -252,9 +265,9 @@ def _score_peer(peer, row: dict, image, sample, protocols) -> None:
         timings.setdefault("end_to_end", []).append(times["detector"] + times["model"])
 
 
-def _measure_latency(m, row, det, images, crop_source, threads, det_ms, flip: bool = False):
+def _measure_latency(m, row, det, images, crop_source, threads, det_ms, variant: dict = PLAIN):
     """Model-only and end-to-end latency (with its stages) of one model, shared by its protocols' entries;
-    ``flip``: of its mirror-averaged variant (two model runs per face)."""
+    ``variant``: Predictor settings (mirror averaging: two model runs per face; refine N: N + 1)."""
     if not hasattr(m, "with_threads"):  # a stand-in model: accuracy only
         return
     first = next(iter(row.values()))
@@ -269,8 +282,8 @@ def _measure_latency(m, row, det, images, crop_source, threads, det_ms, flip: bo
         det_ms = det_ms or lat.time_calls(lambda: det.detect(image), 3, 20)
     patch, _ = m.crop.crop(image, box)
     crop_ms = first.timings.get("crop") or lat.time_calls(lambda: m.crop.crop(image, box), 3, 30)
-    model = lat.model_latency(m, patch, threads, flip=flip)
-    e2e = lat.end_to_end_latency(m, det, images, threads, flip=flip)
+    model = lat.model_latency(m, patch, threads, **variant)
+    e2e = lat.end_to_end_latency(m, det, images, threads, **variant)
     latency_ms = {
         "model": {t: v["median"] for t, v in model.items()},
         "model_p90": {t: v["p90"] for t, v in model.items()},

@@ -17,6 +17,7 @@ from edgekd.data.crop import CropSpec, invert, transform_points, warp
 
 
 TTA = ("none", "flip")  # test-time augmentation: flip = mirror averaging (Predictor(flip=True))
+MAX_REFINE = 3  # re-crops from the predicted points (Predictor(refine=N)); the error settles after 2 (benchmarks/README.md)
 
 
 @dataclass
@@ -55,11 +56,17 @@ class Predictor:
     ``flip``: test-time mirror averaging: each face also runs on its mirrored crop, and the two predictions (the
     second mirrored back, left/right points relabelled by the scheme) are averaged. Two model runs per face, for a
     smaller error where a few tenths of a millisecond are affordable (benchmarks/README.md has both rows).
+    ``refine``: after the first crop, cut the face again this many times from the box of the points just predicted
+    (the box the model was trained on) and predict again: the detector's box differs from that box by more than a
+    first prediction does, so detector crops get closer to ground-truth ones, one more model run each time.
     """
 
-    def __init__(self, model, detector=None, crop: CropSpec | None = None, flip: bool = False):
+    def __init__(self, model, detector=None, crop: CropSpec | None = None, flip: bool = False, refine: int = 0):
+        if refine < 0:
+            raise ValueError(f"refine {refine}: expected 0 or more re-crops")
         self.model = model
         self.detector = detector
+        self.refine = int(refine)
         self.crop = crop or model.crop
         self._patch = np.empty((self.crop.input_size, self.crop.input_size, 3), np.uint8)  # reused by every face
         self._mirror = np.empty_like(self._patch)
@@ -72,8 +79,19 @@ class Predictor:
             self.flip_permutation = list(get_scheme(model.scheme).flip_permutation)
 
     def predict_box(self, image: np.ndarray, box: tuple[float, float, float]) -> Face:
-        """One face from a known (cx, cy, side) box; timings: crop (warp), model (input + invoke), inverse
-        (the model's output to image pixels)."""
+        """One face from a known (cx, cy, side) box, then ``refine`` re-crops from its own points; timings: crop
+        (warp), model (input + invoke), inverse (the model's output to image pixels), flip (the mirrored runs),
+        refine (every pass after the first, all its stages)."""
+        face = self._predict_once(image, box)
+        if self.refine:
+            t0 = time.perf_counter()
+            for _ in range(self.refine):
+                again = self._predict_once(image, self.crop.box_from_points(face.points))
+                face.points, face.box = again.points, again.box
+            face.timings_ms["refine"] = (time.perf_counter() - t0) * 1e3
+        return face
+
+    def _predict_once(self, image: np.ndarray, box: tuple[float, float, float]) -> Face:
         t0 = time.perf_counter()
         m = self.crop.matrix(box)
         patch = warp(image, m, self.crop.input_size, self._patch)
@@ -168,11 +186,11 @@ def load_model(model, num_threads: int = 1):
     return model if hasattr(model, "predict") else LandmarkModel(model, num_threads)
 
 
-def predict_file(model, image_path=None, out=None, num_threads: int = 1, detector=None, flip: bool = False
-                 ) -> list[Face]:
+def predict_file(model, image_path=None, out=None, num_threads: int = 1, detector=None, flip: bool = False,
+                 refine: int = 0) -> list[Face]:
     """`edgekd predict` on a still image: every face in one image file (default: `sample_face()`), best detector
     score first; with ``out`` and at least one face, a PNG/JPEG with the landmarks drawn (with none, nothing).
-    ``flip``: test-time mirror averaging (Predictor).
+    ``flip``: test-time mirror averaging, ``refine``: re-crops from the predicted points (Predictor).
 
     ``detector``: a detector object (kept open), or keyword arguments for ``open_detector`` (default: MediaPipe
     short-range, score >= 0.5)."""
@@ -183,7 +201,7 @@ def predict_file(model, image_path=None, out=None, num_threads: int = 1, detecto
     m = load_model(model, num_threads)
     det = detector if hasattr(detector, "detect") else open_detector(**(detector or {}), num_threads=num_threads)
     try:
-        faces = Predictor(m, det, flip=flip).predict(image)
+        faces = Predictor(m, det, flip=flip, refine=refine).predict(image)
     finally:
         if det is not detector:
             det.close()
