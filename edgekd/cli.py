@@ -19,7 +19,7 @@ import click
 
 import edgekd
 from edgekd import logs
-from edgekd.bench.config import DEVICES, PEERS
+from edgekd.bench.config import DEVICES, PEERS, SPLITS
 from edgekd.bench.protocols import PROTOCOLS
 from edgekd.data.augment import PRESETS as AUGMENT_PRESETS
 from edgekd.errors import EdgekdError, OptionError, describe_os_error
@@ -368,6 +368,11 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
 @click.option("--root", "root", cls=Option, old=("--data",), type=click.Path(file_okay=False),
               help="Dataset root as downloaded (test split); without it, latency only.")
 @click.option("--dataset", type=DATASETS, default="300w", show_default=True, help="Dataset format and landmarks.")
+@click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True,
+              help="val: the validation faces of --prepared (from their images under --root), to choose settings "
+                   "such as --refine or --tta without reading the test set.")
+@click.option("--prepared", type=click.Path(file_okay=False),
+              help="With --split val: the prepared folder (`edgekd data prepare`) whose validation faces to score.")
 @click.option("--out-dir", "out_dir", cls=Option, old=("--out",), type=click.Path(file_okay=False),
               help="Folder for results.json, report.md and the plots (default: runs/bench/NAME).")
 @run_dir_options("bench")
@@ -390,7 +395,7 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
 @click.option("--apk", type=click.Path(dir_okay=False), help="Phone: install this android_demo APK first.")
 @click.option("--benchmark-binary", type=click.Path(dir_okay=False),
               help="Phone: TFLite's benchmark_model binary, for model-only latency on the device.")
-def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare, limit, tta, refine, video,
+def bench(models, root, dataset, split, prepared, out_dir, name, exist_ok, crop, threads, compare, limit, tta, refine, video,
           detector_backend,
           device, serial, adb_path, apk, benchmark_binary):
     """Accuracy and latency of .tflite models / Keras checkpoints, e.g.
@@ -405,10 +410,10 @@ def bench(models, root, dataset, out_dir, name, exist_ok, crop, threads, compare
     from edgekd.fileio import check_outside_inputs
 
     if out_dir is not None:
-        check_outside_inputs(out_dir, "--out-dir", {"--root": root})  # the dataset stays as downloaded
+        check_outside_inputs(out_dir, "--out-dir", {"--root": root, "--prepared": prepared})  # inputs stay as they are
     out = out_dir if out_dir is not None else next_run_dir(RUNS / "bench", name, exist_ok)
-    result = benchmark(list(models), data=root, dataset=dataset, out=out, crop=crop, threads=threads,
-                       compare=compare, limit=limit, tta=tta, refine=refine, video=video,
+    result = benchmark(list(models), data=root, dataset=dataset, split=split, prepared=prepared, out=out, crop=crop,
+                       threads=threads, compare=compare, limit=limit, tta=tta, refine=refine, video=video,
                        detector_backend=detector_backend, device=device, device_options=phone,
                        progress=logs.show_progress())
     click.echo(result.table)

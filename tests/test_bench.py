@@ -415,6 +415,26 @@ def test_refine_adds_a_recropped_row_with_its_own_latency(tmp_path):
     assert res.results["config"]["refine"] == 2
 
 
+def test_split_val_scores_the_prepared_folders_validation_faces(tiny_300w_root, tiny_prepared, tmp_path):
+    """--split val --prepared: the faces the prepared folder set aside for validation, read from their original
+    images (not the test set), in its order; a folder without that list is one clear error."""
+    import json
+
+    from edgekd.errors import DataError
+    from runtime_helpers import SHIPPED_INT8 as model
+
+    val_ids = [f["id"] for f in json.loads((tiny_prepared / "val" / "faces.json").read_text())]
+    res = benchmark([model], data=str(tiny_300w_root), split="val", prepared=str(tiny_prepared), crop="gt",
+                    threads=(1,), progress=False, e2e_images=1)
+    entry, = res.results["entries"]
+    assert entry["count"] == len(val_ids) == 4 and res.results["split"] == "val"
+    assert res.results["config"]["prepared"] == str(tiny_prepared)
+    assert entry["nme"] < 15  # real faces through the shipped model
+    with pytest.raises(DataError, match=r"faces\.json: not a prepared folder's validation list"):
+        benchmark([model], data=str(tiny_300w_root), split="val", prepared=str(tmp_path), crop="gt", threads=(1,),
+                  progress=False)
+
+
 def test_a_reused_run_folder_keeps_nothing_of_the_earlier_run(tmp_path, monkeypatch):
     """--exist-ok reuses a folder: the earlier run's plots and worst-case sheets go, other files stay."""
     from edgekd.bench import report

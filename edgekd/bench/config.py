@@ -17,6 +17,7 @@ from edgekd.schemes import get_scheme
 PEERS = ("dlib",)
 from edgekd.runtime.predictor import MAX_REFINE, TTA  # noqa: E402  (test-time choices, one list)
 from edgekd.runtime.blazeface import BACKENDS as DETECTOR_BACKENDS  # noqa: E402  (the ones `predict` offers)
+SPLITS = ("test", "val", "train")  # val: a prepared folder's validation faces, to choose settings without the test set
 DEVICES = ("desktop", "pixel")  # pixel: the one Android phone attached over adb (--serial picks among several)
 RUN_BY_BENCH = ("threads", "protocol")  # device options the bench sets per run from --threads and --crop
 
@@ -26,7 +27,8 @@ class BenchConfig:
     """One benchmark run (a configuration, hence more than eight fields; each is an `edgekd bench` option).
 
     models: .tflite paths, Keras checkpoints or LandmarkModel-like objects. data: the dataset root as downloaded
-    (None: latency only, on a sample face). dataset / split: which reader and split. out: folder for results.json,
+    (None: latency only, on a sample face). dataset / split: which reader and split ("val": the validation faces
+    of the prepared folder ``prepared``, read from their original images under ``data``). out: folder for results.json,
     report.md and plots (None: nothing written). crop: "detector", "gt" or "both". threads: thread counts to time.
     compare: peers scored in the same run (dlib). limit: only the first N faces. device: "desktop" or "pixel".
     device_options: for --device pixel, edgekd.bench.device.DeviceOptions fields (serial, adb, apk,
@@ -50,6 +52,7 @@ class BenchConfig:
     device: str = "desktop"
     device_options: dict = field(default_factory=dict)
     split: str = "test"
+    prepared: str | Path | None = None  # split "val": the prepared folder whose validation faces are scored
     progress: bool = True
     worst: int = 12
     e2e_images: int = 20
@@ -99,8 +102,11 @@ class BenchConfig:
         if self.detector_backend == "litert" and self.device != "desktop":
             raise OptionError(f"--detector-backend litert runs on the desktop only; the app on --device "
                               f"{self.device} runs MediaPipe Tasks")
-        if self.split not in ("train", "test"):
-            raise OptionError(f"split {self.split!r}: expected train or test")
+        if self.split not in SPLITS:
+            raise OptionError(f"--split {self.split!r}: expected one of {', '.join(SPLITS)}")
+        if self.split == "val" and (self.prepared is None or self.data is None):
+            raise OptionError("--split val needs --root (the images) and --prepared (the prepared folder whose "
+                              "validation faces to score)")
 
     def _check_counts(self) -> None:
         if self.limit is not None:
@@ -155,6 +161,7 @@ class BenchConfig:
                          if not isinstance(m, (str, Path)) else str(m) for m in self.models]
         out["data"] = None if self.data is None else str(self.data)
         out["out"] = None if self.out is None else str(self.out)
+        out["prepared"] = None if self.prepared is None else str(self.prepared)
         out["threads"], out["compare"] = list(self.threads), list(self.compare)
         out["device_options"] = {k: v if isinstance(v, (bool, int, float, type(None))) else str(v)
                                  for k, v in self.device_options.items()}

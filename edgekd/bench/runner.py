@@ -9,6 +9,7 @@ result names the CPU it was measured on (edgekd.timing.machine), because machine
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 from edgekd.bench import latency as lat
 from edgekd.bench.config import PEERS, BenchConfig  # noqa: F401  (PEERS: the choices, importable from here)
 from edgekd.bench.protocols import crop_box, select_detection
-from edgekd.errors import ModelError
+from edgekd.errors import DataError, ModelError
 from edgekd.metrics import nme, summarize, summarize_subsets
 from edgekd.runtime.predictor import sample_face
 
@@ -86,15 +87,28 @@ def _as_config(config, options: dict) -> BenchConfig:
 
 
 def _read_samples(cfg: BenchConfig) -> tuple[list, list[str]]:
-    """The test faces (the first --limit of them), and the annotations the reader skipped (image missing beside a
-    .pts), so the report counts them like faces whose image vanished later."""
+    """The split's faces (the first --limit of them), and the annotations the reader skipped (image missing beside
+    a .pts), so the report counts them like faces whose image vanished later. Split "val": the training faces that
+    the prepared folder set aside for validation, in its order."""
     if cfg.data is None:
         return [], []
     from edgekd.data.readers import read_dataset
 
     skipped: list[str] = []
-    samples = read_dataset(cfg.dataset, cfg.data, cfg.split, skipped)
-    return samples[: cfg.limit], skipped
+    if cfg.split != "val":
+        return read_dataset(cfg.dataset, cfg.data, cfg.split, skipped)[: cfg.limit], skipped
+    faces = Path(cfg.prepared) / "val" / "faces.json"
+    try:
+        ids = [f["id"] for f in json.loads(faces.read_text())]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{faces}: not a prepared folder's validation list ({type(e).__name__}); expected the "
+                        f"--prepared folder `edgekd data prepare` wrote") from None
+    by_id = {s.id: s for s in read_dataset(cfg.dataset, cfg.data, "train", skipped)}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise DataError(f"{faces}: {len(missing)} validation faces (first {missing[0]}) are not among the "
+                        f"training faces of --root {cfg.data}; was it prepared from another dataset?")
+    return [by_id[i] for i in ids][: cfg.limit], skipped
 
 
 def _image_missing(sample) -> bool:
