@@ -37,6 +37,10 @@
 #   7. kd-early-110: does stage 5's KD gain (main term L1: 0.972 val / 0.961 test of its control after 30 epochs)
 #      hold over the baseline's budget? From the same early start, 110 epochs each (lr 1e-3 cosine): KD-Loss with
 #      an L1 main term, then its plain L1 control. About 60 + 40 min; started at the end of session 5, resumable.
+#   8. res160: the shipped 128 px student (plain-wing2) fine-tuned at 160 px, 40 epochs of Wing at lr 2e-4 (a
+#      network of convolutions and global pooling has the same weights at any input size; data prepared at 160).
+#   9. spatial160: the same start, epochs and rate with the spatial head (`--head spatial`, started as the same
+#      function as the GAP head), so the two compare the head alone.
 # Measured on 2 cores (Intel Xeon, 2026-11-27): about 20 s per MobileNetV2 epoch + 3 s validation when nothing
 # else runs; a KD epoch with mirrored teachers about 1.5-2.3x. Stages 1-4: about 1 h 50 min; 4b about 18 min per
 # variant, 4c 25 min (2026-11-28, both with other work on the cores); 4d, 4e and 6 13-16 min each, stage 5 about 50 min
@@ -86,3 +90,10 @@ stage "$RUN/plain-wing2" baseline 40 --init-from "$RUN/plain-wing/baseline/best.
 stage "$E/kd-l1-main" student 30 "${KD[@]}" --main-loss l1
 stage "$E/kd-l1-main-110" student 110 "${KD[@]}" --main-loss l1
 stage "$E/plain-110" baseline 110 --init-from "$E/baseline/best.h5"
+# 160 px: its own prepared folder (the same faces and splits) and run folder
+P160=$RUNS/data/300w-160
+R160=$RUNS/train/300w-160-fastcpu
+[ -f "$P160/manifest.json" ] || $EDGEKD data prepare --dataset 300w --root "$DATA/300w" --out-dir "$P160" --input-size 160
+START=(--init-from "$RUN/plain-wing2/baseline/best.h5" --lr 2e-4 --loss wing)
+PREPARED=$P160 stage "$R160/res160" baseline 40 "${START[@]}"
+PREPARED=$P160 stage "$R160/spatial160" baseline 40 "${START[@]}" --head spatial
