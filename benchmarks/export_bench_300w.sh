@@ -53,3 +53,16 @@ $EDGEKD bench "$O/${SHIP}_float32.tflite" "$O/${SHIP}_qat_int8.tflite" --root "$
 $EDGEKD bench models/300w/student_qat_int8.tflite models/300w/student_float32.tflite "$O/${SHIP}_ptq_int8.tflite" \
     --root "$DATA/300w" --crop both --compare dlib --threads 1,2 --out-dir "$RUNS/bench/300w-128-fastcpu-shipped" \
     --exist-ok
+# 4. the 160 px candidates of session 6 (stages 8-9 of the training script; not shipped, see the results page):
+#    their exports, then one bench run beside the shipped student, dlib in the same run (training paused)
+O160=$RUNS/export/300w-160-fastcpu
+R160=$RUNS/train/300w-160-fastcpu
+mkdir -p "$O160"
+export_once "$R160/res160/baseline/best.h5" "$O160/res160_float32.tflite"
+export_once "$R160/res160/baseline/best.h5" "$O160/res160_qat_int8.tflite" --qat --qat-lr 1e-5
+export_once "$R160/spatial160/baseline/best.h5" "$O160/spatial160_float32.tflite"
+export_once "$R160/spatial160/baseline/best.h5" "$O160/spatial160_ptq_int8.tflite" --int8
+export_once "$R160/spatial160/baseline/best.h5" "$O160/spatial160_qat_int8.tflite" --qat --qat-lr 1e-5
+export_once "$R160/spatial160/baseline/best.h5" "$O160/spatial160_qat6_int8.tflite" --qat --qat-lr 1e-5 --qat-epochs 6
+$EDGEKD bench "$O160"/spatial160_{qat_int8,float32,ptq_int8}.tflite "$O/${SHIP}_qat_int8.tflite" --root "$DATA/300w" \
+    --crop both --compare dlib --threads 1,2 --out-dir "$RUNS/bench/300w-160-candidates" --exist-ok

@@ -85,23 +85,6 @@ def load_weights(path: Path, net) -> None:
                          f"{str(e).splitlines()[0]}") from None
 
 
-def init_weights(path: Path, net) -> None:
-    """``--init-from``: a checkpoint's weights into a freshly built network; a GAP-head checkpoint also starts a
-    spatial-head network (``models.gap_to_spatial``: the same function, so fine-tuning starts where it stands)."""
-    from edgekd.models import gap_to_spatial, head_of
-
-    if head_of(net) == "spatial":
-        source = load_model(path)
-        if head_of(source) == "gap":
-            try:
-                gap_to_spatial(source, net)
-            except ValueError as e:
-                raise ModelError(f"{path}: does not fit this run's network (was --alpha changed?): "
-                                 f"{str(e).splitlines()[0]}") from None
-            return
-    load_weights(path, net)
-
-
 def restore(path: Path, net, optimizer) -> dict:
     """Weights and optimizer state of ``last.h5`` into freshly built objects; returns the checkpoint info."""
     import h5py

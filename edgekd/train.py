@@ -38,7 +38,7 @@ STAGES = ("tough", "tolerant", "student", "baseline")
 PIPELINE = ("tough", "tolerant", "student")  # what `train_all` runs, in order
 TARGET = {"tough": "hard", "tolerant": "soft", "student": "hard", "baseline": "hard"}
 from edgekd.checkpoint import (BEST, LAST, SUMMARY, check_loaded, check_matches_data, checkpoint_info,  # noqa: F401
-                               init_weights, load_model, load_weights, restore, save_checkpoint)
+                               load_model, load_weights, restore, save_checkpoint)
 
 
 class TrainingDiverged(EdgekdError):
@@ -480,6 +480,23 @@ def _check_stage_folder(stage_dir: Path, cfg: TrainConfig, resume: bool, data) -
         check_matches_data(init, "the checkpoint to start from", data, any_size=True)
 
 
+def _init_weights(path: Path, net) -> None:
+    """``--init-from``: a checkpoint's weights into a freshly built network; a GAP-head checkpoint also starts a
+    spatial-head network (``models.gap_to_spatial``: the same function, so fine-tuning starts where it stands)."""
+    from edgekd.models import gap_to_spatial, head_of
+
+    if head_of(net) == "spatial":
+        source = load_model(path)
+        if head_of(source) == "gap":
+            try:
+                gap_to_spatial(source, net)
+            except ValueError as e:
+                raise ModelError(f"{path}: does not fit this run's network (was --alpha changed?): "
+                                 f"{str(e).splitlines()[0]}") from None
+            return
+    load_weights(path, net)
+
+
 def _build(cfg: TrainConfig, data, teachers: dict, steps: int):
     """(network, trainer, optimizer) of a stage, in the distribution strategy's scope."""
     import tf_keras as keras
@@ -564,7 +581,7 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
             restored = restore(stage_dir / LAST, net, optimizer)
             start, best_so_far = int(restored["epoch"]), float(restored.get("best_so_far", math.inf))
         elif cfg.init_from:
-            init_weights(Path(cfg.init_from), net)
+            _init_weights(Path(cfg.init_from), net)
     info = _write_config(stage_dir, cfg, prepared_dir, data, teachers, start, net)
 
     run = _Run(cfg, stage_dir, data, net, optimizer, info, make_dataset)

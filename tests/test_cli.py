@@ -132,7 +132,10 @@ def _visible(cmd):
 CONCEPTS = {
     "dataset root": ("--root", {("data", "prepare"), ("bench",)}),
     "prepared folder (main input)": ("PREPARED", {("data", "show"), ("train",)}),
-    "prepared folder (option)": ("--prepared", {("export",)}),
+    "prepared folder (option)": ("--prepared", {("export",), ("bench",)}),
+    "dataset split": ("--split", {("data", "show"), ("bench",)}),
+    "mirror averaging": ("--tta", {("bench",), ("predict",)}),
+    "re-crops from the predicted points": ("--refine", {("bench",), ("predict",)}),
     "output file": ("--out", {("data", "show"), ("export",), ("predict",)}),
     "output folder": ("--out-dir", {("data", "prepare"), ("bench",)}),
     "run folder name": ("--name", {("data", "show"), ("bench",), ("predict",)}),
