@@ -24,7 +24,7 @@ from edgekd.bench.protocols import PROTOCOLS
 from edgekd.data.augment import PRESETS as AUGMENT_PRESETS
 from edgekd.errors import EdgekdError, OptionError, describe_os_error
 from edgekd.losses import LOSSES
-from edgekd.models import MODELS
+from edgekd.models import HEADS, MODELS
 from edgekd.schemes import SCHEMES
 from edgekd.train import RECIPES, SCHEDULES, STAGES
 from edgekd.runtime.blazeface import BACKENDS as DETECTOR_BACKENDS, RANGES as DETECTOR_RANGES
@@ -232,7 +232,7 @@ def data_show(prepared, out, name, exist_ok, split, count, augment_preset, no_au
               help="Loss of teachers and plain students (the KD student uses KD-Loss).")
 @click.option("--head-init", type=click.Choice(["mean-shape", "default"]), default=None,
               help="mean-shape: the head's bias starts at the mean training shape.")
-@click.option("--head", type=click.Choice(["gap", "spatial"]), default=None,
+@click.option("--head", type=click.Choice(HEADS), default=None,
               help="gap: global average pooling -> Dense (the paper's); spatial: 1x1 conv -> Flatten -> Dense, "
                    "every output sees every position (--init-from a gap checkpoint starts it as that network).")
 @click.option("--input-norm/--no-input-norm", default=None,
@@ -279,10 +279,10 @@ def train(prepared, run_dir, stage, recipe, epochs, batch_size, lr, schedule, wa
     cfg = TrainConfig.from_recipe(
         recipe, stage="student" if stage == "all" else stage, epochs=epochs, batch_size=batch_size,
         learning_rate=lr, schedule=schedule, warmup_steps=warmup_steps, min_lr=min_lr, lr_decay=lr_decay, loss=loss,
-        head_init=head_init, head=head, input_norm=input_norm, augment_preset=augment_preset, alpha=alpha, dropout=dropout,
-        stochastic_depth=stochastic_depth, teacher_arch=teacher_arch, teacher_flip=teacher_flip, seed=seed,
-        augment=not no_augment, strategy=strategy, steps_per_epoch=steps_per_epoch, teachers_dir=teachers_dir,
-        init_from=init_from, kd=kd, progress=logs.show_progress())
+        head_init=head_init, head=head, input_norm=input_norm, augment_preset=augment_preset, alpha=alpha,
+        dropout=dropout, stochastic_depth=stochastic_depth, teacher_arch=teacher_arch, teacher_flip=teacher_flip,
+        seed=seed, augment=not no_augment, strategy=strategy, steps_per_epoch=steps_per_epoch,
+        teachers_dir=teachers_dir, init_from=init_from, kd=kd, progress=logs.show_progress())
     if dry_run:
         from edgekd.train import PIPELINE, dry_run as project, format_duration
 
@@ -366,7 +366,7 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
 @main.command(short_help="Accuracy (NME, FR, AUC) and latency of models behind the face detector.")
 @click.argument("models", nargs=-1, type=click.Path())
 @click.option("--root", "root", cls=Option, old=("--data",), type=click.Path(file_okay=False),
-              help="Dataset root as downloaded (test split); without it, latency only.")
+              help="Dataset root as downloaded (the --split faces are scored); without it, latency only.")
 @click.option("--dataset", type=DATASETS, default="300w", show_default=True, help="Dataset format and landmarks.")
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True,
               help="val: the validation faces of --prepared (from their images under --root), to choose settings "
@@ -395,8 +395,8 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
 @click.option("--apk", type=click.Path(dir_okay=False), help="Phone: install this android_demo APK first.")
 @click.option("--benchmark-binary", type=click.Path(dir_okay=False),
               help="Phone: TFLite's benchmark_model binary, for model-only latency on the device.")
-def bench(models, root, dataset, split, prepared, out_dir, name, exist_ok, crop, threads, compare, limit, tta, refine, video,
-          detector_backend,
+def bench(models, root, dataset, split, prepared, out_dir, name, exist_ok, crop, threads, compare, limit, tta, refine,
+          video, detector_backend,
           device, serial, adb_path, apk, benchmark_binary):
     """Accuracy and latency of .tflite models / Keras checkpoints, e.g.
     `edgekd bench models/300w/student_qat_int8.tflite --root ../shared/data/300w --crop both --compare dlib`.

@@ -96,7 +96,8 @@ def _stages_of(predictor_timings: dict) -> dict:
     to image points, "inverse") as post-processing."""
     t = predictor_timings
     extra = ("flip", "refine")
-    out = {"crop": t.get("crop", float("nan")), "model": t.get("model", float("nan")) + sum(t.get(k, 0.0) for k in extra)}
+    out = {"crop": t.get("crop", float("nan")),
+           "model": t.get("model", float("nan")) + sum(t.get(k, 0.0) for k in extra)}
     out["post"] = sum(v for k, v in t.items() if k not in ("crop", "model", "detector", *extra))
     return out
 

@@ -17,7 +17,7 @@ from edgekd.data.crop import CropSpec, invert, transform_points, warp
 
 
 TTA = ("none", "flip")  # test-time augmentation: flip = mirror averaging (Predictor(flip=True))
-MAX_REFINE = 3  # re-crops from the predicted points (Predictor(refine=N)); the error settles after 2 (benchmarks/README.md)
+MAX_REFINE = 3  # re-crops from the predicted points (Predictor(refine=N)); 2 already gains little over 1 (validation)
 
 
 @dataclass
