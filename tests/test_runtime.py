@@ -459,28 +459,29 @@ def test_mirror_averaging_runs_the_model_twice_and_stays_on_the_face():
     assert 0 < differ < 0.03  # averaged with a second, slightly different prediction of the same face
 
 
+class FixedModel:
+    """Stand-in that predicts the same crop points (pixels of a 64 px crop) whatever it is shown."""
+
+    def __init__(self, points: np.ndarray):
+        self.crop, self.scheme, self.points = CropSpec(input_size=64, margin=0.2), "300w", points
+
+    def predict(self, patch):
+        return self.points.copy()
+
+
 def test_mirror_averaging_is_exact_for_a_model_with_fixed_output():
     """A stand-in that always predicts the same crop points P: mirror averaging must give the mean of P and
     scheme.flip(P) (mirrored back, left/right relabelled), mapped to the image: checked against the scheme's own
     flip, an independent implementation."""
-    from edgekd.data.crop import CropSpec, invert, transform_points
-    from edgekd.runtime import Predictor
     from edgekd.schemes import get_scheme
 
     scheme = get_scheme("300w")
-    crop = CropSpec(input_size=64, margin=0.2)
     fixed = np.random.default_rng(5).uniform(5, 58, (68, 2)).astype(np.float32)
-
-    class Fixed:
-        def __init__(self):
-            self.crop, self.scheme = crop, "300w"
-
-        def predict(self, patch):
-            return fixed.copy()
-
+    model = FixedModel(fixed)
+    crop = model.crop
     image = np.random.default_rng(6).integers(0, 255, (200, 240, 3), dtype=np.uint8)
     box = (120.0, 90.0, 80.0)
-    face = Predictor(Fixed(), flip=True).predict_box(image, box)
+    face = Predictor(model, flip=True).predict_box(image, box)
     expected = transform_points(0.5 * (fixed + scheme.flip(fixed, 64)), invert(crop.matrix(box)))
     np.testing.assert_allclose(face.points, expected, atol=1e-4)
 
@@ -488,28 +489,21 @@ def test_mirror_averaging_is_exact_for_a_model_with_fixed_output():
 def test_refine_cuts_the_face_again_from_the_points_just_predicted():
     """Predictor(refine=2): the second and third crops come from the box of the previous pass's points, the face
     keeps the last box, and the extra passes are timed as "refine"; 0 re-crops is the plain pass."""
-    crop = CropSpec(input_size=64, margin=0.2)
     fixed = np.random.default_rng(7).uniform(10, 50, (68, 2)).astype(np.float32)
-
-    class Fixed:  # the same crop points whatever it is shown: each pass moves the box
-        def __init__(self):
-            self.crop, self.scheme = crop, "300w"
-
-        def predict(self, patch):
-            return fixed.copy()
-
+    model = FixedModel(fixed)  # the same crop points whatever it is shown: each pass moves the box
+    crop = model.crop
     image = np.random.default_rng(8).integers(0, 255, (200, 240, 3), dtype=np.uint8)
     box = (120.0, 90.0, 80.0)
     expected, boxes = [], [box]
     for _ in range(3):
         expected.append(transform_points(fixed, invert(crop.matrix(boxes[-1]))))
         boxes.append(crop.box_from_points(expected[-1]))
-    plain = Predictor(Fixed()).predict_box(image, box)
+    plain = Predictor(model).predict_box(image, box)
     np.testing.assert_allclose(plain.points, expected[0], atol=1e-4)
     assert "refine" not in plain.timings_ms
-    face = Predictor(Fixed(), refine=2).predict_box(image, box)
+    face = Predictor(model, refine=2).predict_box(image, box)
     np.testing.assert_allclose(face.points, expected[2], atol=1e-4)
     assert np.abs(expected[2] - expected[0]).max() > 1.0  # the passes did move the points
     assert face.box == pytest.approx(boxes[2]) and face.timings_ms["refine"] > 0
     with pytest.raises(ValueError, match="refine -1"):
-        Predictor(Fixed(), refine=-1)
+        Predictor(model, refine=-1)
