@@ -81,7 +81,7 @@ def load_weights(path: Path, net) -> None:
     try:
         net.load_weights(path)
     except ValueError as e:
-        raise ModelError(f"{path}: does not fit this run's network (was --alpha or --stage changed?): "
+        raise ModelError(f"{path}: does not fit this run's network (was --alpha, --head or --stage changed?): "
                          f"{str(e).splitlines()[0]}") from None
 
 
