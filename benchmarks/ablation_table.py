@@ -69,8 +69,9 @@ def finished(stages: list[Path]) -> list[dict]:
                      "minutes": s["seconds"] / 60.0,
                      "median_epoch_minutes": s["epochs"] * median_epoch_seconds(stage / "log.csv") / 60,
                      "init_from": c.get("init_from"), "loss": kd_name(train),
-                     "settings": {k: train[k] for k in ("schedule", "head_init", "input_norm", "augment_preset",
-                                                        "bn_momentum", "learning_rate", "teacher_flip")}})
+                     "settings": {**{k: train[k] for k in ("schedule", "head_init", "input_norm", "augment_preset",
+                                                           "bn_momentum", "learning_rate", "teacher_flip")},
+                                  "head": train.get("head", "gap"), "input_size": c["data"].get("input_size")}})
     rows.sort(key=lambda r: (ORDER.index(r["run"]) if r["run"] in ORDER else len(ORDER), r["run"]))
     return rows
 
@@ -114,13 +115,14 @@ def curves_plot(rows: list[dict], path: Path) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| run | loss | schedule | head | inputs | augment | val NME % | test NME % (gt) | steps | wall min "
-             "(epochs x median epoch) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | loss | schedule | head (init) | input px | inputs | augment | val NME % | test NME % (gt) | steps "
+             "| wall min (epochs x median epoch) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s = r["settings"]
-        lines.append(f"| {r['run']} | {r['loss']} | {s['schedule']} | {s['head_init']} | "
-                     f"{'[-1, 1]' if s['input_norm'] else '[0, 1]'} | {s['augment_preset']} | {r['val_nme']:.3f} | "
-                     f"{r['test_nme']:.2f} | {r['steps']} | {r['median_epoch_minutes']:.1f} |")
+        lines.append(f"| {r['run']} | {r['loss']} | {s['schedule']} | {s['head']} ({s['head_init']}) | "
+                     f"{s['input_size'] or '?'} | {'[-1, 1]' if s['input_norm'] else '[0, 1]'} | "
+                     f"{s['augment_preset']} | {r['val_nme']:.3f} | {r['test_nme']:.2f} | {r['steps']} | "
+                     f"{r['median_epoch_minutes']:.1f} |")
     return "\n".join(lines) + "\n"
 
 

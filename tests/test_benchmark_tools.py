@@ -56,7 +56,8 @@ def test_ablation_rows_from_stage_folders(tmp_path):
         train = {"stage": stage, "loss": loss, "batch_size": 32, "steps_per_epoch": None, "schedule": "cosine",
                  "head_init": "default", "input_norm": False, "augment_preset": "full", "bn_momentum": None,
                  "learning_rate": 1e-3, "teacher_flip": False, "kd": kd}
-        (d / "config.json").write_text(json.dumps({"train": train, "data": {"counts": {"train": 100}}}))
+        (d / "config.json").write_text(json.dumps({"train": train, "data": {"counts": {"train": 100},
+                                                                             "input_size": 128}}))
         (d / "log.csv").write_text("epoch,seconds,eval_seconds,val_nme\n1,10,2,9\n2,20,2,7\n3,30,2,6\n4,99,2,5.5\n")
     rows = table.finished([tmp_path / "kd" / "student", tmp_path / "paper" / "baseline", tmp_path / "missing"])
     assert [r["run"] for r in rows] == ["paper", "kd/student"]  # the ablation's order first, unfinished left out
@@ -66,7 +67,7 @@ def test_ablation_rows_from_stage_folders(tmp_path):
     for r in rows:
         r["test_nme"] = 4.2
     text = table.table(rows)
-    assert "| paper | l2 | cosine | default | [0, 1] | full | 5.500 | 4.20 | 16 | 1.8 |" in text
+    assert "| paper | l2 | cosine | gap (default) | 128 | [0, 1] | full | 5.500 | 4.20 | 16 | 1.8 |" in text
 
 
 def test_ship_model_copies_the_model_and_says_where_it_came_from(tmp_path):
