@@ -44,7 +44,7 @@
 # Measured on 2 cores (Intel Xeon, 2026-11-27): about 20 s per MobileNetV2 epoch + 3 s validation when nothing
 # else runs; a KD epoch with mirrored teachers about 1.5-2.3x. Stages 1-4: about 1 h 50 min; 4b about 18 min per
 # variant, 4c 25 min (2026-11-28, both with other work on the cores); 4d, 4e and 6 13-16 min each, stage 5 about 50 min
-# (2026-11-28, session 5).
+# (2026-11-28, session 5); 8 and 9 about 19 and 21 min (28 and 31 s per 160 px epoch with validation, session 6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-/work/edgekd-runs}
