@@ -54,7 +54,9 @@ $EDGEKD bench models/300w/student_qat_int8.tflite models/300w/student_float32.tf
     --root "$DATA/300w" --crop both --compare dlib --threads 1,2 --out-dir "$RUNS/bench/300w-128-fastcpu-shipped" \
     --exist-ok
 # 4. the 160 px candidates of session 6 (stages 8-9 of the training script; not shipped, see the results page):
-#    their exports, then one bench run beside the shipped student, dlib in the same run (training paused)
+#    their exports, then one bench run beside the shipped student, dlib in the same run (training paused). The
+#    committed report (benchmarks/300w-160-fastcpu/spatial160/) ran these files from models/300w/, so its rows
+#    are named student_*; here they keep their export names.
 O160=$RUNS/export/300w-160-fastcpu
 R160=$RUNS/train/300w-160-fastcpu
 mkdir -p "$O160"

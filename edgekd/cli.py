@@ -370,7 +370,8 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
 @click.option("--dataset", type=DATASETS, default="300w", show_default=True, help="Dataset format and landmarks.")
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True,
               help="val: the validation faces of --prepared (from their images under --root), to choose settings "
-                   "such as --refine or --tta without reading the test set.")
+                   "such as --refine or --tta without reading the test set; train: every training face as "
+                   "downloaded, validation faces included.")
 @click.option("--prepared", type=click.Path(file_okay=False),
               help="With --split val: the prepared folder (`edgekd data prepare`) whose validation faces to score.")
 @click.option("--out-dir", "out_dir", cls=Option, old=("--out",), type=click.Path(file_okay=False),
@@ -380,12 +381,12 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
               help="Crop from the face detector's box (as an app does), from the ground truth (paper), or both.")
 @click.option("--threads", type=ThreadCounts(), default="1,2", show_default=True, help="Thread counts to time.")
 @click.option("--compare", multiple=True, type=click.Choice(PEERS), help="Peers scored in the same run.")
-@click.option("--limit", type=int, help="Only the first N test faces (quick checks), 1 or more.")
+@click.option("--limit", type=int, help="Only the first N faces of the split (quick checks), 1 or more.")
 @click.option("--tta", type=click.Choice(TTA), default="none", show_default=True,
               help="flip: every model also as a mirror-averaged row (two model runs per face), as `predict --tta`.")
 @refine_option
 @click.option("--video", is_flag=True,
-              help="Also a video row: each test face as a pan-and-zoom clip, per-frame time and NME with tracking "
+              help="Also a video row: each face as a pan-and-zoom clip, per-frame time and NME with tracking "
                    "vs detector crops on the same frames (adds a pass over every face).")
 @detector_backend_option
 @click.option("--device", type=click.Choice(DEVICES), default="desktop", show_default=True,

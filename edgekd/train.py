@@ -490,10 +490,14 @@ def _init_weights(path: Path, net) -> None:
         if head_of(source) == "gap":
             try:
                 gap_to_spatial(source, net)
-            except ValueError as e:
-                raise ModelError(f"{path}: does not fit this run's network (was --alpha changed?): "
-                                 f"{str(e).splitlines()[0]}") from None
+            except (ValueError, ModelError) as e:
+                raise ModelError(f"{path}: does not fit this run's network (was --alpha or --teacher-arch "
+                                 f"changed?): {str(e).splitlines()[0]}") from None
             return
+        if source.input_shape[1] != net.input_shape[1]:
+            raise ModelError(f"{path}: a spatial head's Dense layer depends on the input size ({source.input_shape[1]}"
+                             f" px here, {net.input_shape[1]} px in the data); --init-from a spatial checkpoint of the "
+                             f"same size, or a GAP checkpoint of any size")
     load_weights(path, net)
 
 

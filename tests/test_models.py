@@ -120,10 +120,19 @@ def test_spatial_head_starts_as_the_trained_gap_head_and_sees_positions():
     assert spatial.get_layer("head_reduce").output_shape[1:] == (3, 3, 136)
     gap_to_spatial(gap, spatial)
     np.testing.assert_allclose(spatial(x, training=False), gap(x, training=False), atol=1e-5)
+    # the heads alone, on feature maps whose positions are swapped: GAP cannot tell them apart, nor can the
+    # converted spatial head; once one position's weights differ, the spatial head can
+    gap_head = keras.Model(gap.get_layer("avg_pool").input, gap.output)
+    spatial_head = keras.Model(spatial.get_layer("head_reduce").input, spatial.output)
+    f = rng.random((1, 3, 3, 1280)).astype(np.float32)
+    swapped = f.copy()
+    swapped[:, 0, 0], swapped[:, 2, 1] = f[:, 2, 1], f[:, 0, 0]
+    np.testing.assert_allclose(gap_head(f), gap_head(swapped), atol=1e-5)
+    np.testing.assert_allclose(spatial_head(f), spatial_head(swapped), atol=1e-5)
     kernel, bias = spatial.get_layer(HEAD_NAME).get_weights()
     kernel[:136] *= 3.0  # the top-left position now counts three times
     spatial.get_layer(HEAD_NAME).set_weights([kernel, bias])
-    assert np.abs(spatial(x, training=False) - gap(x, training=False)).max() > 1e-3
+    assert np.abs(spatial_head(f) - spatial_head(swapped)).max() > 1e-3
     from edgekd.qat import quantize_model
 
     assert quantize_model(spatial).output_shape == (None, 136)

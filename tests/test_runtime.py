@@ -9,8 +9,9 @@ from click.testing import CliRunner
 from runtime_helpers import W300, build_tiny_models
 
 from edgekd.data.crop import CropSpec, invert, transform_points, warp
-from edgekd.errors import ModelError
+from edgekd.errors import EdgekdError, ModelError
 from edgekd.runtime import FaceDetector, LandmarkModel, Predictor, fit_detector_mapping
+from edgekd.runtime.predictor import MAX_REFINE
 from edgekd.detector import Detection, match_box
 from edgekd.runtime.model import dequantize_output, quantize_input
 
@@ -505,5 +506,6 @@ def test_refine_cuts_the_face_again_from_the_points_just_predicted():
     np.testing.assert_allclose(face.points, expected[2], atol=1e-4)
     assert np.abs(expected[2] - expected[0]).max() > 1.0  # the passes did move the points
     assert face.box == pytest.approx(boxes[2]) and face.timings_ms["refine"] > 0
-    with pytest.raises(ValueError, match="refine -1"):
-        Predictor(model, refine=-1)
+    for bad in (-1, 1.5, True, MAX_REFINE + 1):
+        with pytest.raises(EdgekdError, match=f"refine {bad}: expected a whole number"):
+            Predictor(model, refine=bad)

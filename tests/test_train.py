@@ -229,9 +229,11 @@ def test_init_from_starts_a_new_run_from_trained_weights(tiny_prepared, tmp_path
     assert json.loads((tmp_path / "ft" / "baseline" / "config.json").read_text())["init_from"] == str(source.resolve())
 
 
-def test_init_from_fine_tunes_at_another_input_size_and_head(tiny_300w_root, tmp_path, one_epoch_baseline):
+def test_init_from_fine_tunes_at_another_input_size_and_head(tiny_300w_root, tiny_prepared, tmp_path,
+                                                             one_epoch_baseline):
     """A 64 px GAP-head checkpoint starts a 96 px spatial-head run (same backbone weights, the input size is the new
-    data's, the head converted); another crop margin changes what the coordinates mean and is refused."""
+    data's, the head converted); another crop margin changes what the coordinates mean and is refused, and so is
+    a spatial checkpoint of another input size (its Dense layer depends on it)."""
     from edgekd.data.prepare import PrepareConfig, prepare
     from edgekd.models import HEAD_NAME, head_of
 
@@ -249,8 +251,14 @@ def test_init_from_fine_tunes_at_another_input_size_and_head(tiny_300w_root, tmp
         w.ndim >= 2 for w in layer.get_weights())]
     assert len(convs) > 30 and all(np.allclose(start.get_layer(n).get_weights()[0], tuned.get_layer(n).get_weights()[0],
                                                atol=1e-6) for n in convs)
+    kernel, bias = start.get_layer(HEAD_NAME).get_weights()  # lr 1e-9: the converted head is still there
+    np.testing.assert_allclose(tuned.get_layer("head_reduce").get_weights()[0][0, 0], kernel, atol=1e-6)
+    np.testing.assert_allclose(tuned.get_layer(HEAD_NAME).get_weights()[1], bias, atol=1e-6)
     info = checkpoint_info(tmp_path / "ft" / "baseline" / LAST)
     assert (info["input_size"], info["head"]) == (96, "spatial")
+    with pytest.raises(ModelError, match="a spatial head's Dense layer depends on the input size"):
+        train(tiny_prepared, tmp_path / "back", TrainConfig(**{**cfg.__dict__,
+                                                               "init_from": str(tmp_path / "ft" / "baseline" / LAST)}))
     assert json.loads((tmp_path / "ft" / "baseline" / "config.json").read_text())["train"]["head"] == "spatial"
     with pytest.raises(ModelError, match="was trained on another crop"):
         train(tmp_path / "p64", tmp_path / "margin", cfg)

@@ -92,8 +92,7 @@ class BenchConfig:
             raise OptionError(f"--tta {self.tta}: expected one of {', '.join(TTA)}")
         if self.tta != "none" and self.device != "desktop":
             raise OptionError(f"--tta {self.tta} runs on the desktop only; leave it out with --device {self.device}")
-        if not isinstance(self.refine, int) or isinstance(self.refine, bool) or not 0 <= self.refine <= MAX_REFINE:
-            raise OptionError(f"--refine {self.refine!r}: expected a whole number of re-crops from 0 to {MAX_REFINE}")
+        check_range("--refine", self.refine, 0, MAX_REFINE, integer=True)
         if self.refine and self.device != "desktop":
             raise OptionError(f"--refine runs on the desktop only; leave it out with --device {self.device}")
         if self.detector_backend not in DETECTOR_BACKENDS:
@@ -107,6 +106,8 @@ class BenchConfig:
         if self.split == "val" and (self.prepared is None or self.data is None):
             raise OptionError("--split val needs --root (the images) and --prepared (the prepared folder whose "
                               "validation faces to score)")
+        if self.prepared is not None and self.split != "val":
+            raise OptionError(f"--prepared is read with --split val only (here --split {self.split})")
 
     def _check_counts(self) -> None:
         if self.limit is not None:

@@ -89,13 +89,14 @@ def _as_config(config, options: dict) -> BenchConfig:
 def _read_samples(cfg: BenchConfig) -> tuple[list, list[str]]:
     """The split's faces (the first --limit of them), and the annotations the reader skipped (image missing beside
     a .pts), so the report counts them like faces whose image vanished later. Split "val": the training faces that
-    the prepared folder set aside for validation, in its order."""
+    the prepared folder set aside for validation, in its order (those whose image is gone are counted as skipped,
+    as for the other splits)."""
     if cfg.data is None:
         return [], []
     from edgekd.data.readers import read_dataset
 
-    skipped: list[str] = []
     if cfg.split != "val":
+        skipped: list[str] = []
         return read_dataset(cfg.dataset, cfg.data, cfg.split, skipped)[: cfg.limit], skipped
     faces = Path(cfg.prepared) / "val" / "faces.json"
     try:
@@ -103,12 +104,16 @@ def _read_samples(cfg: BenchConfig) -> tuple[list, list[str]]:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise DataError(f"{faces}: not a prepared folder's validation list ({type(e).__name__}); expected the "
                         f"--prepared folder `edgekd data prepare` wrote") from None
-    by_id = {s.id: s for s in read_dataset(cfg.dataset, cfg.data, "train", skipped)}
-    missing = [i for i in ids if i not in by_id]
+    train_skips: list[str] = []
+    by_id = {s.id: s for s in read_dataset(cfg.dataset, cfg.data, "train", train_skips)}
+    no_image = {Path(p).stem: p for p in train_skips}  # annotations whose image is gone, by file stem
+    ids = ids[: cfg.limit]
+    skipped = [no_image[i.rsplit("/", 1)[-1]] for i in ids if i not in by_id and i.rsplit("/", 1)[-1] in no_image]
+    missing = [i for i in ids if i not in by_id and i.rsplit("/", 1)[-1] not in no_image]
     if missing:
         raise DataError(f"{faces}: {len(missing)} validation faces (first {missing[0]}) are not among the "
                         f"training faces of --root {cfg.data}; was it prepared from another dataset?")
-    return [by_id[i] for i in ids][: cfg.limit], skipped
+    return [by_id[i] for i in ids if i in by_id], skipped
 
 
 def _image_missing(sample) -> bool:
