@@ -51,7 +51,9 @@ def kd_name(train: dict) -> str:
         return train["loss"]
     kd = train.get("kd") or {}
     constants = "paper-figure" if kd.get("ramp") else "code"
-    return f"KD-Loss ({constants} constants, main {kd.get('main', 'paper')})"
+    blend = f", target blended {kd['teacher_blend']:g} with the Tough teacher" if kd.get("teacher_blend") else ""
+    cached = ", cached teachers" if train.get("teacher_targets") else ""
+    return f"KD-Loss ({constants} constants, main {kd.get('main', 'paper')}{blend}{cached})"
 
 
 def finished(stages: list[Path]) -> list[dict]:

@@ -97,3 +97,19 @@ R160=$RUNS/train/300w-160-fastcpu
 START=(--init-from "$RUN/plain-wing2/baseline/best.h5" --lr 2e-4 --loss wing)
 PREPARED=$P160 stage "$R160/res160" baseline 40 "${START[@]}"
 PREPARED=$P160 stage "$R160/spatial160" baseline 40 "${START[@]}" --head spatial
+# 10. KD from the teachers' cached outputs (session 7). `edgekd data teach` runs the teachers once over the training
+#     faces: Tough = the mean of the two best networks (plain-wing2 at 128 px, spatial160 at 160 px), each
+#     mirror-averaged (val 4.056 % against 4.305 % for plain-wing2 alone); Tolerant = the Tolerant teacher,
+#     mirror-averaged. From the shipped student (plain-wing2), 40 epochs at lr 1e-4 each, the same seed and batches:
+#     plain-wing3 (the plain Wing control), kd-cached/blend (KD-Loss, Wing main term whose target is half the
+#     ground truth and half the Tough teacher: --teacher-blend 0.5), kd-cached/assist (KD-Loss with the Wing main
+#     term on the ground truth: the assistive terms alone), spatial128 (the control with the spatial head).
+TARGETS=$RUNS/targets/wing2-sp160-flip.npz
+[ -f "$TARGETS" ] || $EDGEKD data teach "$PREPARED" --also-prepared "$P160" --teacher-flip --out "$TARGETS" \
+  --tough "$RUN/plain-wing2/baseline/best.h5" --tough "$R160/spatial160/baseline/best.h5" \
+  --tolerant "$RUN/teachers/tolerant/best.h5"
+FROM=(--init-from "$RUN/plain-wing2/baseline/best.h5" --lr 1e-4)
+stage "$RUN/plain-wing3" baseline 40 "${FROM[@]}" --loss wing
+stage "$RUN/kd-cached/blend" student 40 "${FROM[@]}" --teacher-targets "$TARGETS" --main-loss wing --teacher-blend 0.5
+stage "$RUN/kd-cached/assist" student 40 "${FROM[@]}" --teacher-targets "$TARGETS" --main-loss wing
+stage "$RUN/spatial128" baseline 40 "${FROM[@]}" --loss wing --head spatial

@@ -211,6 +211,44 @@ def data_show(prepared, out, name, exist_ok, split, count, augment_preset, no_au
     click.echo(f"wrote {path}")
 
 
+@data.command("teach", short_help="Teachers' outputs on every training face, once: KD without teachers in the loop.")
+@click.argument("prepared", type=click.Path(exists=True, file_okay=False))
+@click.option("--tough", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="Tough-teacher checkpoint (hard landmarks); repeat it for an ensemble, whose mean is the target.")
+@click.option("--tolerant", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="Tolerant-teacher checkpoint (soft landmarks); repeat it for an ensemble.")
+@click.option("--teacher-flip", is_flag=True, help="Average each teacher's output with its output on the mirrored "
+                                                     "crop.")
+@click.option("--also-prepared", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Prepared folders of the same faces at other input sizes, for teachers of those sizes.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The .npz to write (`edgekd train --teacher-targets` reads it; never inside PREPARED).")
+def data_teach(prepared, tough, tolerant, teacher_flip, also_prepared, out):
+    """Run the teachers once over the training faces and save their outputs, e.g.
+    `edgekd data teach runs/data/300w-128 --tough a.h5 --tough b.h5 --tolerant c.h5 --teacher-flip --out t.npz`.
+
+    `edgekd train --stage student --teacher-targets t.npz` then trains KD-Loss from these outputs, carried by each
+    sample's augmentation like the landmarks, at the cost of a plain step. Each teacher runs on the prepared folder
+    of its input size (PREPARED or an --also-prepared one)."""
+    from edgekd import teacher_targets
+    from edgekd.data.pipeline import PreparedData
+    from edgekd.fileio import check_outside_inputs
+
+    inputs = {"PREPARED": prepared, **{f"--also-prepared {p}": p for p in also_prepared},
+              **{f"--tough {p}": p for p in tough}, **{f"--tolerant {p}": p for p in tolerant}}
+    check_outside_inputs(out, "--out", inputs)
+    folders = [PreparedData.open(p) for p in (prepared, *also_prepared)]
+    targets, meta = teacher_targets.compute(folders, {"tough": tough, "tolerant": tolerant}, teacher_flip,
+                                            logs.log.info if logs.show_progress() else None)
+    teacher_targets.save(out, targets, meta, teacher_targets.face_ids(folders[0]))
+    for role in teacher_targets.ROLES:
+        nets = meta["teachers"][role]["networks"]
+        each = ", ".join(f"{r['train_nme']:.2f}" for r in nets)
+        click.echo(f"{role}: {len(nets)} network(s), NME on the {meta['faces']} training faces {each} -> "
+                   f"target {meta['teachers'][role]['train_nme']:.2f} %")
+    click.echo(f"wrote {out}")
+
+
 @main.command("train", short_help="Prepared folder -> Tough and Tolerant teachers -> KD-Loss student.")
 @click.argument("prepared", type=click.Path(exists=True, file_okay=False))
 @click.option("--run-dir", required=True, type=click.Path(file_okay=False), help="Run folder (one sub-folder per stage).")
@@ -249,6 +287,9 @@ def data_show(prepared, out, name, exist_ok, split, count, augment_preset, no_au
 @click.option("--steps-per-epoch", type=int, default=None, help="Limit steps per epoch (default: whole train split).")
 @click.option("--teachers-dir", type=click.Path(file_okay=False), default=None,
               help="Folder with tough/ and tolerant/ teacher runs (default: --run-dir).")
+@click.option("--teacher-targets", type=click.Path(dir_okay=False), default=None,
+              help="KD student: the teachers' outputs computed once by `edgekd data teach` (no teacher runs while "
+                   "training; a KD step then costs a plain one) instead of --teachers-dir.")
 @click.option("--init-from", type=click.Path(dir_okay=False), default=None,
               help="Start from this checkpoint's weights (same network; any input size, for fine-tuning at "
                    "another resolution) instead of random ones.")
@@ -258,6 +299,9 @@ def data_show(prepared, out, name, exist_ok, split, count, augment_preset, no_au
               help="KD-Loss constants: the authors' code or the paper's figures.")
 @click.option("--main-loss", type=click.Choice(["paper", *LOSSES]), default="paper", show_default=True,
               help="KD-Loss main term: paper = Loss_Main as published, or a plain loss against the ground truth.")
+@click.option("--teacher-blend", type=float, default=0.0, show_default=True,
+              help="KD student: the main term's target is (1 - b) x ground truth + b x the Tough teacher's output, "
+                   "0 to 1 (needs --main-loss l1, l2 or wing).")
 @click.option("--no-augment", is_flag=True, help="Train on the canonical crops only.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from last.h5 (weights, optimizer, epoch) with the settings "
@@ -266,8 +310,8 @@ def data_show(prepared, out, name, exist_ok, split, count, augment_preset, no_au
                                                "trains nothing.")
 def train(prepared, run_dir, stage, recipe, epochs, batch_size, lr, schedule, warmup_steps, min_lr, lr_decay, loss,
           head_init, head, input_norm, augment_preset, alpha, dropout, stochastic_depth, teacher_arch, teacher_flip,
-          steps_per_epoch, teachers_dir, init_from, strategy, loss_variant, main_loss, no_augment, seed, resume,
-          dry_run):
+          steps_per_epoch, teachers_dir, teacher_targets, init_from, strategy, loss_variant, main_loss, teacher_blend,
+          no_augment, seed, resume, dry_run):
     """Train the teachers and the KD-Loss student, e.g. `edgekd train runs/data/300w --run-dir runs/train/300w`."""
     import json
     from dataclasses import replace
@@ -275,14 +319,16 @@ def train(prepared, run_dir, stage, recipe, epochs, batch_size, lr, schedule, wa
     from edgekd.losses import KDLossConfig
     from edgekd.train import TrainConfig, train as train_stage, train_all
 
-    kd = replace(KDLossConfig.paper_figure() if loss_variant == "paper-figure" else KDLossConfig(), main=main_loss)
+    kd = replace(KDLossConfig.paper_figure() if loss_variant == "paper-figure" else KDLossConfig(), main=main_loss,
+                 teacher_blend=teacher_blend)
     cfg = TrainConfig.from_recipe(
         recipe, stage="student" if stage == "all" else stage, epochs=epochs, batch_size=batch_size,
         learning_rate=lr, schedule=schedule, warmup_steps=warmup_steps, min_lr=min_lr, lr_decay=lr_decay, loss=loss,
         head_init=head_init, head=head, input_norm=input_norm, augment_preset=augment_preset, alpha=alpha,
         dropout=dropout, stochastic_depth=stochastic_depth, teacher_arch=teacher_arch, teacher_flip=teacher_flip,
         seed=seed, augment=not no_augment, strategy=strategy, steps_per_epoch=steps_per_epoch,
-        teachers_dir=teachers_dir, init_from=init_from, kd=kd, progress=logs.show_progress())
+        teachers_dir=teachers_dir, teacher_targets=teacher_targets, init_from=init_from, kd=kd,
+        progress=logs.show_progress())
     if dry_run:
         from edgekd.train import PIPELINE, dry_run as project, format_duration
 

@@ -144,7 +144,9 @@ class ExportInputs:
     batchnorm_samples: int
     val_images: np.ndarray  # canonical validation crops, uint8 (N, S, S, 3)
     val_hard: np.ndarray  # their ground-truth landmarks in crop pixels
-    teachers: dict | None = None  # QAT: {"tough": model, "tolerant": model}, or None for plain L2
+    # QAT: {"tough": model, "tolerant": model}; both None when their outputs come from the run's teacher-targets
+    # file (attached to ``data``); or None for the run's plain loss
+    teachers: dict | None = None
     teacher_paths: dict = field(default_factory=dict)
 
 
@@ -209,13 +211,20 @@ def _check_match(checkpoint: Path, model, info: dict, data) -> None:
 
 
 def _load_teachers(cfg: ExportConfig, data) -> tuple[dict | None, dict]:
-    """Frozen teachers for QAT: --teachers-dir, else the ones the student's run config names; (None, {}) if none."""
+    """Frozen teachers for QAT: --teachers-dir, else the ones the student's run config names, or its teacher-targets
+    file (attached to ``data``, teachers None); (None, {}) if none."""
     from edgekd.checkpoint import check_loaded, load_model
     from edgekd.train import check_teacher, teacher_paths
 
     if cfg.teachers_dir is not None:
         paths = teacher_paths(cfg.teachers_dir)
     else:
+        cached = (_run_config(cfg.checkpoint).get("teacher_targets") or {}).get("file")
+        if cached and Path(cached).is_file():
+            from edgekd import teacher_targets
+
+            data.attach_guides(teacher_targets.load(cached, data))
+            return {"tough": None, "tolerant": None}, {"teacher_targets": cached}
         recorded = _run_config(cfg.checkpoint).get("teachers") or {}
         paths = {k: Path(v) for k, v in recorded.items()}
         if set(paths) != {"tough", "tolerant"} or not all(p.is_file() for p in paths.values()):

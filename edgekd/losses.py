@@ -32,12 +32,21 @@ class KDLossConfig:
     # the main term: "paper" = Loss_Main above (its slope and the Tolerant teacher's threshold), or a plain loss of
     # LOSSES on G alone, so that KD-Loss and a plain student trained with that loss differ by the assistive terms only
     main: str = "paper"
+    # the main term's target: (1 - teacher_blend) x G + teacher_blend x A, the Tough teacher's output (distillation
+    # of the teacher's positions, as in Hinton et al. for regression); 0 = the ground truth alone, as published.
+    # KD-Loss's assistive terms use only how far each teacher is from G, never where it points: the blend is what
+    # passes on an ensemble's or a mirror average's positions
+    teacher_blend: float = 0.0
 
     def __post_init__(self):
-        from edgekd.errors import EdgekdError
+        from edgekd.errors import EdgekdError, check_range
 
         if self.main != "paper" and self.main not in LOSSES:
             raise EdgekdError(f"--main-loss: {self.main!r} is not one of paper, {', '.join(LOSSES)}")
+        check_range("--teacher-blend", self.teacher_blend, 0.0, 1.0)
+        if self.teacher_blend and self.main == "paper":
+            raise EdgekdError("--teacher-blend: needs a plain main term (--main-loss l1, l2 or wing); Loss_Main as "
+                              "published is defined around the ground truth")
 
     @classmethod
     def paper_figure(cls) -> "KDLossConfig":
@@ -133,9 +142,13 @@ def main_loss(G, P, S, slope: float = 3.0):
 def kd_loss(G, P, A, S, cfg: KDLossConfig = KDLossConfig()):
     """KD-Loss = w_main*Loss_Main + w_tough*ALoss_A + w_tol*ALoss_S; returns (total, {component: value}).
 
-    With ``cfg.main`` a plain loss name, Loss_Main is that loss against G (the Tolerant teacher then guides through
-    its assistive term only)."""
-    main = main_loss(G, P, S, cfg.main_slope) if cfg.main == "paper" else get_loss(cfg.main)(G, P)
+    With ``cfg.main`` a plain loss name, Loss_Main is that loss against G, or against G blended with the Tough
+    teacher's output (``cfg.teacher_blend``); the Tolerant teacher then guides through its assistive term only."""
+    if cfg.main == "paper":
+        main = main_loss(G, P, S, cfg.main_slope)
+    else:
+        target = G if not cfg.teacher_blend else (1.0 - cfg.teacher_blend) * G + cfg.teacher_blend * A
+        main = get_loss(cfg.main)(target, P)
     tough = assistive_loss(G, P, A, cfg.c, cfg.tough_pos, cfg.tough_neg, cfg.ramp)
     tol = assistive_loss(G, P, S, cfg.c, cfg.tol_pos, cfg.tol_neg, cfg.ramp)
     total = cfg.w_main * main + cfg.w_tough * tough + cfg.w_tol * tol

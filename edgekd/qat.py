@@ -10,7 +10,8 @@ This is training (it sits beside the trainers, below export): export converts wh
   initialiser, and the landmark head alone would get ~6 px per int8 step at 128 px.
 - BatchNorm is frozen: its statistics were re-estimated after training, and batch statistics of a short fine-tune
   would only add noise.
-- The loss is KD-Loss with the student's frozen teachers when they are given, else plain L2 on the hard targets.
+- The loss is KD-Loss with the student's frozen teachers (or their cached outputs, teacher_targets.py) when they
+  are given, else the run's plain loss on the hard targets.
 """
 from __future__ import annotations
 
@@ -161,6 +162,9 @@ def _trainer(qat, data, teachers: dict | None, kd, cfg: QATConfig):
     from edgekd.trainers import Distiller, LandmarkTrainer
 
     nme_pair = data.scheme.nme_pair
+    if teachers and teachers["tough"] is None:  # their outputs come with the batches (data's attached guides)
+        return (Distiller(qat, None, None, kd, nme_pair),
+                "KD-Loss with the teachers' outputs computed once (edgekd data teach)")
     if teachers:
         flip = data.scheme.flip_permutation if cfg.teacher_flip else None
         return (Distiller(qat, teachers["tough"], teachers["tolerant"], kd, nme_pair, flip),

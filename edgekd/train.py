@@ -13,7 +13,8 @@ Checkpoints are plain tf_keras full-model HDF5 files (``keras.models.load_model(
 (stage, scheme, num_points, input_size, crop, epoch, val NME; read it with ``checkpoint_info``); ``last.h5`` also
 holds the optimizer variables in the group ``edgekd_optimizer``. BatchNorm statistics are re-estimated on
 training crops before every validation, so both checkpoints are ready for export as they are.
-Teachers for the student stage are read from ``<teachers_dir>/{tough,tolerant}/best.h5``.
+Teachers for the student stage are read from ``<teachers_dir>/{tough,tolerant}/best.h5``, or their outputs from a
+teacher-targets file (``teacher_targets``: computed once by ``edgekd data teach``, no teacher runs while training).
 """
 from __future__ import annotations
 
@@ -86,6 +87,7 @@ class TrainConfig:
     bn_recalibration_samples: int = 256  # training crops for re-estimating BatchNorm statistics; 0 = off
     steps_per_epoch: int | None = None  # None = the whole training split each epoch
     teachers_dir: str | None = None  # folder with tough/ and tolerant/; default: the run folder
+    teacher_targets: str | None = None  # KD student: the teachers' outputs from `edgekd data teach` instead
     init_from: str | None = None  # start from these weights (same network) instead of random: fine-tuning
     kd: KDLossConfig = field(default_factory=KDLossConfig)
     progress: bool = True
@@ -152,6 +154,14 @@ class TrainConfig:
         from edgekd.data.augment import AugmentConfig
 
         AugmentConfig.preset(self.augment_preset)
+        if self.teacher_targets is not None:
+            if self.stage != "student":
+                raise EdgekdError(f"--teacher-targets: only the student stage learns from teachers (--stage student), "
+                                  f"not {self.stage}")
+            for name in ("teachers_dir", "teacher_flip"):
+                if getattr(self, name):
+                    raise EdgekdError(f"--teacher-targets and {option_name(name)}: choose one (the mirror averaging "
+                                      f"of cached targets is chosen by `edgekd data teach --teacher-flip`)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,7 +178,7 @@ class TrainConfig:
 
 # TrainConfig fields whose `edgekd train` option has another name (the rest: --field-name)
 OPTION_NAMES = {"learning_rate": "--lr", "augment": "--no-augment", "augment_preset": "--augment",
-                "kd": "--loss-variant/--main-loss", "bn_momentum": "TrainConfig.bn_momentum",
+                "kd": "--loss-variant/--main-loss/--teacher-blend", "bn_momentum": "TrainConfig.bn_momentum",
                 "bn_recalibration_samples": "TrainConfig.bn_recalibration_samples", "progress": "-q"}
 
 
@@ -511,7 +521,9 @@ def _build(cfg: TrainConfig, data, teachers: dict, steps: int):
     netcfg = cfg.network()
     shape = mean_shape(data) if netcfg.head_init == "mean-shape" else None
     net = build_network(data.num_points, data.input_size, netcfg, shape)
-    if teachers:
+    if cfg.stage == "student" and cfg.teacher_targets:
+        trainer = Distiller(net, None, None, cfg.kd, data.scheme.nme_pair)  # outputs come with the batches
+    elif teachers:
         loaded = {}
         for name, path in teachers.items():
             loaded[name] = load_model(path)
@@ -538,6 +550,7 @@ def _write_config(stage_dir: Path, cfg: TrainConfig, prepared_dir, data, teacher
                                             "data": {"scheme": data.scheme.name, "input_size": data.input_size,
                                                      "counts": data.manifest.counts},
                                             "teachers": {k: str(v) for k, v in teachers.items()},
+                                            "teacher_targets": _targets_record(cfg),
                                             "init_from": str(Path(cfg.init_from).resolve()) if cfg.init_from else None,
                                             "resumed_from_epoch": start or None})
     write_json(stage_dir / "model_info.json", model_info(net))
@@ -546,6 +559,15 @@ def _write_config(stage_dir: Path, cfg: TrainConfig, prepared_dir, data, teacher
             "alpha": cfg.alpha if netcfg.arch == "mobilenetv2" else None, "head": netcfg.head,
             "target": TARGET[cfg.stage],
             "prepared": prepared, "data_license": data.manifest.license, "edgekd_version": edgekd.__version__}
+
+
+def _targets_record(cfg: TrainConfig) -> dict | None:
+    """The teacher-targets file and what it holds (its teachers and their NME on the training faces)."""
+    if not (cfg.stage == "student" and cfg.teacher_targets):
+        return None
+    from edgekd import teacher_targets
+
+    return {"file": str(Path(cfg.teacher_targets).resolve()), **teacher_targets.describe(cfg.teacher_targets)}
 
 
 def steps_per_epoch(cfg: TrainConfig, data) -> int:
@@ -571,9 +593,13 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
         cfg = resumed_config(stage_dir, cfg, explicit)
     data = _open_data(prepared_dir)
     _check_stage_folder(stage_dir, cfg, resume, data)
-    teachers = teacher_paths(run_dir, cfg) if cfg.stage == "student" else {}
+    teachers = teacher_paths(run_dir, cfg) if cfg.stage == "student" and not cfg.teacher_targets else {}
     for name, path in teachers.items():
         check_teacher(name, path, data)
+    if cfg.stage == "student" and cfg.teacher_targets:
+        from edgekd import teacher_targets
+
+        data.attach_guides(teacher_targets.load(cfg.teacher_targets, data))
 
     stage_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
@@ -625,7 +651,7 @@ def stage_cost(cfg: TrainConfig, stage: str) -> float:
     teacher = STEP_COST.get(cfg.teacher_arch, 1.0)
     if stage in ("tough", "tolerant"):
         return teacher
-    if stage == "student":
+    if stage == "student" and not cfg.teacher_targets:
         return 1.0 + 2 * FORWARD_SHARE * teacher * (2 if cfg.teacher_flip else 1)
     return 1.0
 

@@ -2,8 +2,9 @@
 
 ``LandmarkTrainer`` trains one network on one target with a plain loss chosen by name (losses.LOSSES);
 ``Distiller`` trains the student under KD-Loss with two frozen teachers run in inference mode on the same augmented
-batch. Both log the running loss and the training NME (vs the hard targets). QAT fine-tuning (qat.py) uses
-the same classes on the tfmot-wrapped network.
+batch, or with their outputs computed once and carried by the batch (teacher_targets.py). Both log the running
+loss and the training NME (vs the hard targets). QAT fine-tuning (qat.py) uses the same classes on the
+tfmot-wrapped network.
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ class LandmarkTrainer(keras.Model):
     def call(self, images, training=False):
         return self.net(images, training=training)
 
-    def guidance(self, images):
+    def guidance(self, images, targets):
         return {}
 
     def objective(self, targets, pred, guidance):
@@ -54,7 +55,7 @@ class LandmarkTrainer(keras.Model):
 
     def train_step(self, data):
         images, targets = data
-        guidance = self.guidance(images)  # frozen teachers run outside the tape
+        guidance = self.guidance(images, targets)  # frozen teachers run outside the tape
         with tf.GradientTape() as tape:
             pred = self.net(images, training=True)
             loss, parts = self.objective(targets, pred, guidance)
@@ -71,13 +72,21 @@ class LandmarkTrainer(keras.Model):
 
 
 class Distiller(LandmarkTrainer):
-    """The student under KD-Loss with two frozen teachers in inference mode on the same augmented batch."""
+    """The student under KD-Loss with two frozen teachers in inference mode on the same augmented batch.
+
+    ``tough`` and ``tolerant`` None: the teachers' outputs come with each batch, as its "tough" and "tolerant"
+    targets (computed once by ``edgekd data teach``; teacher_targets.py), and no teacher runs during training.
+    """
 
     components = ("main", "aloss_tough", "aloss_tol")
 
     def __init__(self, student, tough, tolerant, kd: KDLossConfig, nme_pair, flip_permutation=None, **kwargs):
         super().__init__(student, "hard", nme_pair, **kwargs)
-        tough.trainable = tolerant.trainable = False
+        if (tough is None) != (tolerant is None):
+            raise ValueError("Distiller: give both teachers, or neither (their outputs then come with the batch)")
+        for teacher in (tough, tolerant):
+            if teacher is not None:
+                teacher.trainable = False
         self.tough, self.tolerant, self.kd = tough, tolerant, kd
         self.flip_permutation = None if flip_permutation is None else list(flip_permutation)
 
@@ -89,7 +98,9 @@ class Distiller(LandmarkTrainer):
             out = 0.5 * (out + unflip(mirrored, self.flip_permutation, images.shape[2]))
         return tf.stop_gradient(out)
 
-    def guidance(self, images):
+    def guidance(self, images, targets):
+        if self.tough is None:
+            return {"A": tf.stop_gradient(targets["tough"]), "S": tf.stop_gradient(targets["tolerant"])}
         return {"A": self.teach(self.tough, images), "S": self.teach(self.tolerant, images)}
 
     def objective(self, targets, pred, guidance):

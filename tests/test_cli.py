@@ -131,12 +131,14 @@ def _visible(cmd):
 # One name per concept across verbs: the name, and the verbs that take that concept.
 CONCEPTS = {
     "dataset root": ("--root", {("data", "prepare"), ("bench",)}),
-    "prepared folder (main input)": ("PREPARED", {("data", "show"), ("train",)}),
+    "prepared folder (main input)": ("PREPARED", {("data", "show"), ("data", "teach"), ("train",)}),
     "prepared folder (option)": ("--prepared", {("export",), ("bench",)}),
     "dataset split": ("--split", {("data", "show"), ("bench",)}),
     "mirror averaging": ("--tta", {("bench",), ("predict",)}),
     "re-crops from the predicted points": ("--refine", {("bench",), ("predict",)}),
-    "output file": ("--out", {("data", "show"), ("export",), ("predict",)}),
+    "output file": ("--out", {("data", "show"), ("data", "teach"), ("export",), ("predict",)}),
+    "teachers' mirror averaging": ("--teacher-flip", {("data", "teach"), ("train",)}),
+    "the teachers' cached outputs": ("--teacher-targets", {("train",)}),
     "output folder": ("--out-dir", {("data", "prepare"), ("bench",)}),
     "run folder name": ("--name", {("data", "show"), ("bench",), ("predict",)}),
     "reuse a run folder": ("--exist-ok", {("data", "show"), ("bench",), ("predict",)}),

@@ -278,6 +278,21 @@ def test_augmentation_moves_points_with_the_pixels():
     np.testing.assert_allclose(peak, out[30], atol=1.0)
 
 
+def test_mild_preset_only_narrows_the_rotation():
+    from dataclasses import asdict
+
+    from edgekd.data.augment import random_matrix
+
+    light, mild = AugmentConfig.preset("light"), AugmentConfig.preset("mild")
+    assert {k: v for k, v in asdict(mild).items() if k != "max_rotation_deg"} == \
+        {k: v for k, v in asdict(light).items() if k != "max_rotation_deg"}
+    for cfg, lo, hi in ((mild, 9.0, 10.0 + 1e-6), (light, 23.0, 25.0 + 1e-6)):
+        rng = np.random.default_rng(0)
+        angles = [abs(np.degrees(np.arctan2(m[1, 0], m[0, 0]))) for m in
+                  (random_matrix(rng, cfg, 96, 64) for _ in range(400))]
+        assert lo < max(angles) <= hi
+
+
 def test_photometric_never_wraps_around():
     cfg = AugmentConfig(brightness=0.0, contrast_range=(1.5, 1.5), gamma_range=(1.0, 1.0), photometric_prob=1.0,
                         blur=False, noise=False, occlusion=False)

@@ -16,7 +16,7 @@ FLOORS = {
         "edgekd.metrics", "edgekd.metadata", "edgekd.checkpoint", "edgekd.detector", "edgekd.data", "edgekd.data.crop",
         "edgekd.data.readers"],
     1: ["edgekd.data.asm", "edgekd.data.augment", "edgekd.data.prepare", "edgekd.data.pipeline",
-        "edgekd.data.visualize"],
+        "edgekd.data.visualize", "edgekd.teacher_targets"],
     2: ["edgekd.models", "edgekd.losses"],
     3: ["edgekd.trainers", "edgekd.train", "edgekd.qat"],
     # runtime: free of training code; it stands on the foundations only (see RUNTIME_MAY_IMPORT)
@@ -26,7 +26,8 @@ FLOORS = {
     6: ["edgekd.bench"],  # and every edgekd.bench.* module
     7: ["edgekd.cli"],
 }
-TRAINING = ("edgekd.data.asm", "edgekd.data.augment", "edgekd.data.prepare", "edgekd.data.pipeline", "edgekd.models",
+TRAINING = ("edgekd.data.asm", "edgekd.data.augment", "edgekd.data.prepare", "edgekd.data.pipeline",
+            "edgekd.teacher_targets", "edgekd.models",
             "edgekd.losses", "edgekd.trainers", "edgekd.train", "edgekd.qat", "edgekd.quantize", "edgekd.export")
 
 

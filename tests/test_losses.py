@@ -94,6 +94,26 @@ def test_kd_loss_with_a_plain_main_term_differs_from_that_loss_by_the_assistive_
         KDLossConfig(main="l3")
 
 
+def test_teacher_blend_moves_the_main_target_toward_the_tough_teacher_only():
+    from dataclasses import replace
+
+    from edgekd.errors import EdgekdError
+
+    G, P, A, S = t(0.0, 0.0), t(0.1, 0.02), t(0.04, -0.04), t(-0.06, 0.06)
+    _, plain = kd_loss(G, P, A, S, replace(CODE, main="l1"))
+    _, half = kd_loss(G, P, A, S, replace(CODE, main="l1", teacher_blend=0.5))
+    _, full = kd_loss(G, P, A, S, replace(CODE, main="l1", teacher_blend=1.0))
+    assert float(half["main"]) == pytest.approx((abs(0.1 - 0.02) + abs(0.02 + 0.02)) / 2)  # target (0.02, -0.02)
+    assert float(full["main"]) == pytest.approx((abs(0.1 - 0.04) + abs(0.02 + 0.04)) / 2)  # target = A
+    assert float(plain["main"]) == pytest.approx((0.1 + 0.02) / 2)
+    for k in ("aloss_tough", "aloss_tol"):  # the assistive terms still measure the teachers against G
+        assert float(half[k]) == pytest.approx(float(plain[k]))
+    with pytest.raises(EdgekdError, match="--teacher-blend: needs a plain main term"):
+        KDLossConfig(teacher_blend=0.5)
+    with pytest.raises(EdgekdError, match=r"--teacher-blend 1.5: expected a number in \[0, 1\]"):
+        KDLossConfig(main="l1", teacher_blend=1.5)
+
+
 def test_kd_loss_is_zero_at_ground_truth_and_grows_outward():
     ps = np.linspace(0.0, 0.2, 41, dtype=np.float32)
     values = [float(kd_loss(t(0.0), t(p), t(0.04), t(0.06))[0]) for p in ps]

@@ -146,20 +146,22 @@ def test_resume_refuses_options_that_contradict_the_recorded_run(tiny_prepared, 
         train(tiny_prepared, run, TrainConfig(stage="baseline", epochs=5), resume=True, explicit={"epochs"})
     from edgekd.losses import KDLossConfig
 
-    with pytest.raises(EdgekdError, match="^.*: --loss-variant/--main-loss .* contradicts"):
+    with pytest.raises(EdgekdError, match="^.*: --loss-variant/--main-loss/--teacher-blend .* contradicts"):
         train(tiny_prepared, run, TrainConfig(stage="baseline", kd=KDLossConfig(main="l1")), resume=True,
               explicit={"kd"})
     assert not (run / "baseline" / "summary.json").exists()  # nothing trained
 
 
 def test_the_cli_names_which_train_options_were_given(tmp_path):
-    """`--resume` checks only what the user typed: --main-loss and --loss-variant both count as KD-Loss settings."""
+    """`--resume` checks only what the user typed: --main-loss, --loss-variant and --teacher-blend all count as KD-Loss
+    settings."""
     from edgekd.cli import _explicit_train_fields, train as train_command
 
     base = [str(tmp_path), "--run-dir", str(tmp_path / "r")]
     for extra, fields in ((["--main-loss", "l1", "--lr", "0.1", "--augment", "full"],
                            {"kd", "learning_rate", "augment_preset"}),
                           (["--loss-variant", "paper-figure", "--epochs", "3"], {"kd", "epochs"}),
+                          (["--teacher-blend", "0.5", "--teacher-targets", "t.npz"], {"kd", "teacher_targets"}),
                           ([], set())):
         with train_command.make_context("train", base + extra) as ctx:
             assert _explicit_train_fields(ctx) == fields, extra

@@ -7,7 +7,7 @@ clipping, never with integer wrap-around (the public code's int8 gamma bug, ../s
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import cv2
 import numpy as np
@@ -16,7 +16,7 @@ from edgekd.data.crop import transform_points
 from edgekd.schemes import LandmarkScheme
 
 
-PRESETS = ("light", "full")  # what `train --augment` and `data show --augment` offer ("none": --no-augment)
+PRESETS = ("light", "full", "mild")  # what `train --augment` and `data show --augment` offer ("none": --no-augment)
 
 
 @dataclass
@@ -53,10 +53,17 @@ class AugmentConfig:
         return cls(max_shift=0.05, gamma_range=(1.0, 1.0), blur=False, noise=False, occlusion=False)
 
     @classmethod
+    def mild(cls) -> "AugmentConfig":
+        """``light`` with rotations of at most 10 degrees: for the last epochs of a long run. The faces of 300-W lean
+        by 4 degrees (median) and 95 % by under 16; +-25 on top of that spends an under-fitting network's capacity on
+        poses the test faces rarely have. Shift and scale stay, since a detector's box jitters by that much."""
+        return replace(cls.light(), max_rotation_deg=10.0)
+
+    @classmethod
     def preset(cls, name: str) -> "AugmentConfig | None":
         from edgekd.errors import EdgekdError
 
-        presets = {"full": cls, "light": cls.light, "none": lambda: None}  # PRESETS, in this order
+        presets = {"full": cls, "light": cls.light, "mild": cls.mild, "none": lambda: None}  # PRESETS, in this order
         if name not in presets:
             raise EdgekdError(f"unknown augmentation {name!r}; expected one of {', '.join(presets)}")
         return presets[name]()

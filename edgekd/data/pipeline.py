@@ -38,6 +38,9 @@ class PreparedData:
         self.scheme: LandmarkScheme = get_scheme(self.manifest.scheme)
         self.crop: CropSpec = self.manifest.crop_spec
         self._splits: dict[str, SplitArrays] = {}
+        # extra point sets of the training split (stored-image pixels, like hard.npy) that every sample carries
+        # through the same augmentation: the teachers' cached outputs (edgekd.teacher_targets)
+        self.guides: dict[str, np.ndarray] = {}
 
     open = classmethod(lambda cls, root: cls(root))
 
@@ -68,12 +71,30 @@ class PreparedData:
             self._splits[name] = arrays
         return self._splits[name]
 
+    def attach_guides(self, guides: dict[str, np.ndarray]) -> None:
+        """Point sets (M, N, 2) in stored-image pixels, one per training face, that the training split's samples
+        carry under their names, moved by each sample's augmentation like the landmarks."""
+        n = len(self.split("train"))
+        for name, points in guides.items():
+            if points.shape != (n, self.num_points, 2):
+                raise DataError(f"{self.root}: {name} points have shape {points.shape}, expected "
+                                f"({n}, {self.num_points}, 2)")
+        self.guides = {k: np.asarray(v, np.float32) for k, v in guides.items()}
+
     def sample(self, split: str, index: int, rng=None, augment: AugmentConfig | None = None):
         """One model-ready sample in numpy: (crop uint8, hard (N,2) crop px, soft (N,2) crop px, flipped)."""
+        crop, points, flipped = self.sample_points(split, index, rng, augment)
+        return crop, points["hard"], points["soft"], flipped
+
+    def sample_points(self, split: str, index: int, rng=None, augment: AugmentConfig | None = None):
+        """(crop uint8, {"hard", "soft", and on the training split every attached guide: (N,2) crop px}, flipped)."""
         s = self.split(split)
-        crop, (hard, soft), flipped = augment_sample(np.asarray(s.images[index]), [s.hard[index], s.soft[index]],
-                                                     self.scheme, self.input_size, rng, augment)
-        return crop, hard, soft, flipped
+        sets = {"hard": s.hard[index], "soft": s.soft[index]}
+        if split == "train":
+            sets.update({k: v[index] for k, v in self.guides.items()})
+        crop, moved, flipped = augment_sample(np.asarray(s.images[index]), list(sets.values()), self.scheme,
+                                              self.input_size, rng, augment)
+        return crop, dict(zip(sets, moved)), flipped
 
     def arrays(self, split: str, limit: int | None = None):
         """Canonical (un-augmented) crops of a split: (images uint8 (M,S,S,3), hard (M,N,2) crop px)."""
@@ -86,23 +107,24 @@ class PreparedData:
 
 
 def _loader(data: PreparedData, split: str, aug):
-    """The tf.data map function: (index, element seed) -> (image float32 in [0, 1], {"hard", "soft"})."""
+    """The tf.data map function: (index, element seed) -> (image float32 in [0, 1], {"hard", "soft", guides...})
+    with every point set in normalised crop coordinates (B, 2N)."""
     import tensorflow as tf
 
     size, k = data.input_size, data.num_points
+    names = ["hard", "soft", *(data.guides if split == "train" else ())]
 
     def load(index, element_seed):
         rng = np.random.default_rng(int(element_seed)) if aug is not None else None
-        crop, hard, soft, _ = data.sample(split, int(index), rng, aug)
-        norm = data.crop.normalize
-        return crop, norm(hard).reshape(-1), norm(soft).reshape(-1)
+        crop, points, _ = data.sample_points(split, int(index), rng, aug)
+        return (crop, *(data.crop.normalize(points[n]).reshape(-1) for n in names))
 
     def tf_load(index, element_seed):
-        img, hard, soft = tf.numpy_function(load, [index, element_seed], [tf.uint8, tf.float32, tf.float32])
+        img, *sets = tf.numpy_function(load, [index, element_seed], [tf.uint8] + [tf.float32] * len(names))
         img.set_shape((size, size, 3))
-        hard.set_shape((2 * k,))
-        soft.set_shape((2 * k,))
-        return tf.cast(img, tf.float32) / 255.0, {"hard": hard, "soft": soft}
+        for t in sets:
+            t.set_shape((2 * k,))
+        return tf.cast(img, tf.float32) / 255.0, dict(zip(names, sets))
 
     return tf_load
 

@@ -1,0 +1,168 @@
+"""Teacher targets: the teachers' outputs on every training face, computed once and streamed with the data.
+
+Why: on 2 CPU cores a KD-Loss step with two mirror-averaged teachers costs about 2 x a plain step, because the
+teachers run on the batch and on its mirror at every step. The teachers are frozen, so their outputs can be
+computed once, on each training face's canonical crop, and then moved by each sample's augmentation like the
+landmarks (``PreparedData.attach_guides``): a KD step then costs what a plain step costs. It also lets a teacher be
+what no single network is at training time: the mean of several networks (an ensemble), each run on the prepared
+folder of its own input size, each averaged with its mirror (``flip``).
+
+What differs from teachers run online (``edgekd train --teachers-dir``): the teacher sees the canonical crop, not
+the augmented one; its output is carried by the augmentation's geometry (rotation, scale, shift, mirror), not
+recomputed, and the photometric changes do not reach it.
+
+File (``edgekd data teach``): an .npz holding ``tough`` and ``tolerant`` (M, N, 2) float32 in box coordinates
+(``to_box``: the same at every input size), ``face_ids`` (the training faces, in the prepared folder's order) and
+``meta`` (JSON: the teachers of each role, flip, scheme, crop margin, each teacher's NME on the training faces).
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.errors import DataError, OptionError
+
+ROLES = ("tough", "tolerant")  # KD-Loss's two teachers (losses.kd_loss: A and S)
+FORMAT = "edgekd-teacher-targets-1"
+
+
+def to_box(normalised: np.ndarray, input_size: int) -> np.ndarray:
+    """Normalised crop coordinates -> (point - crop centre) / crop side, which do not depend on the input size.
+
+    Crop pixels put the box centre at (size - 1) / 2 (pixel centres), so a normalised coordinate (pixels / size
+    - 0.5) is the box coordinate minus 1 / (2 size): half a pixel, about 0.03 NME points at 128 px if ignored.
+    """
+    return normalised + 0.5 / input_size
+
+
+def from_box(box: np.ndarray, input_size: int) -> np.ndarray:
+    return box - 0.5 / input_size
+
+
+def teacher_outputs(model, data, split: str = "train", flip: bool = False, batch_size: int = 64) -> np.ndarray:
+    """A network's predictions (M, N, 2) on a split's canonical crops, in box coordinates (``to_box``); with
+    ``flip``, averaged with its predictions on the mirrored crops (mirrored back and relabelled left/right)."""
+    images, _ = data.arrays(split)
+    x = images.astype(np.float32) / 255.0
+    size, n = data.input_size, data.num_points
+    pred = data.crop.denormalize(model.predict(x, batch_size=batch_size, verbose=0)).reshape(len(x), n, 2)
+    if flip:
+        mirrored = data.crop.denormalize(model.predict(np.ascontiguousarray(x[:, :, ::-1]), batch_size=batch_size,
+                                                       verbose=0)).reshape(len(x), n, 2)
+        pred = 0.5 * (pred + np.stack([data.scheme.flip(p, size) for p in mirrored]))
+    return to_box(data.crop.normalize(pred), size)
+
+
+def face_ids(data) -> list[str]:
+    return [f["id"] for f in data.split("train").faces]
+
+
+def _check_same_faces(folders: list) -> None:
+    """Every prepared folder must hold the same training faces, landmarks and crop margin (only the size differs)."""
+    first = folders[0]
+    for other in folders[1:]:
+        if other.scheme.name != first.scheme.name or other.crop.margin != first.crop.margin:
+            raise DataError(f"{other.root}: {other.scheme.name} data with margin {other.crop.margin}, but "
+                            f"{first.root} holds {first.scheme.name} data with margin {first.crop.margin}")
+        if face_ids(other) != face_ids(first):
+            raise DataError(f"{other.root}: not the same training faces as {first.root}; prepare both from the "
+                            f"same dataset with the same --val-fraction and --seed")
+
+
+def _folder_for(path: Path, model, folders: list):
+    """The prepared folder of the checkpoint's input size."""
+    size = model.input_shape[1]
+    for data in folders:
+        if data.input_size == size:
+            return data
+    have = ", ".join(str(d.input_size) for d in folders)
+    raise OptionError(f"{path}: takes {size} px crops, but no prepared folder has that size (have: {have}); add one "
+                      f"with --also-prepared")
+
+
+def compute(folders: list, teachers: dict[str, list], flip: bool = False, progress=None) -> tuple[dict, dict]:
+    """({role: (M, N, 2) box coordinates}, meta) for ``teachers`` = {"tough": [checkpoints], "tolerant": [...]}.
+
+    Each role's target is the mean of its networks' outputs, each network run on the folder of its input size.
+    ``progress(message)``, when given, hears about each network.
+    """
+    from edgekd.checkpoint import check_loaded, check_matches_data, load_model
+    from edgekd.metrics import batch_nme
+
+    _check_same_faces(folders)
+    base = folders[0]
+    _, hard = base.arrays("train")
+    hard = to_box(base.crop.normalize(hard), base.input_size)
+    targets, meta = {}, {"format": FORMAT, "flip": flip, "scheme": base.scheme.name, "margin": base.crop.margin,
+                         "faces": len(hard), "teachers": {}}
+    for role in ROLES:
+        paths = [Path(p) for p in teachers.get(role) or ()]
+        if not paths:
+            raise OptionError(f"--{role}: give at least one {role} teacher checkpoint")
+        outputs, rows = [], []
+        for path in paths:
+            model = load_model(path)
+            data = _folder_for(path, model, folders)
+            check_matches_data(path, f"{role} teacher", data)
+            check_loaded(path, f"{role} teacher", model, data)
+            if progress:
+                progress(f"{role}: {path} on {data.root} ({len(hard)} faces{', and mirrored' if flip else ''})")
+            out = teacher_outputs(model, data, "train", flip)
+            outputs.append(out)
+            rows.append({"checkpoint": str(path.resolve()), "input_size": data.input_size,
+                         "train_nme": float(100 * batch_nme(out, hard, base.scheme.nme_pair).mean())})
+        targets[role] = np.mean(outputs, axis=0).astype(np.float32)
+        meta["teachers"][role] = {"networks": rows,
+                                  "train_nme": float(100 * batch_nme(targets[role], hard,
+                                                                     base.scheme.nme_pair).mean())}
+    return targets, meta
+
+
+def save(path, targets: dict, meta: dict, ids: list[str]) -> Path:
+    """Write the .npz atomically (never half a file under the name)."""
+    from edgekd.fileio import write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, **{r: targets[r] for r in ROLES}, face_ids=np.array(ids), meta=np.array(json.dumps(meta)))
+    return write_bytes(path, buf.getvalue())
+
+
+def load(path, data) -> dict[str, np.ndarray]:
+    """{role: (M, N, 2) stored-image pixels of ``data``'s training faces}, ready for ``PreparedData.attach_guides``.
+
+    Refuses a file made for other faces, landmarks or another crop margin, with one line naming the file.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(str(arrays["meta"]))
+    except FileNotFoundError:
+        raise OptionError(f"--teacher-targets {path}: file not found") from None
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"{path}: not a teacher-targets file of `edgekd data teach` ({e})") from None
+    if meta.get("format") != FORMAT or any(r not in arrays for r in ROLES) or "face_ids" not in arrays:
+        raise DataError(f"{path}: not a teacher-targets file of `edgekd data teach` (format {meta.get('format')!r})")
+    if meta.get("scheme") != data.scheme.name or meta.get("margin") != data.crop.margin:
+        raise DataError(f"{path}: targets for {meta.get('scheme')} crops with margin {meta.get('margin')}, but "
+                        f"{data.root} holds {data.scheme.name} crops with margin {data.crop.margin}")
+    if [str(i) for i in arrays["face_ids"]] != face_ids(data):
+        raise DataError(f"{path}: made for other training faces than {data.root}'s; run `edgekd data teach` on it")
+    offset = (data.manifest.store_size - data.input_size) / 2.0
+    out = {}
+    for role in ROLES:
+        t = arrays[role]
+        if t.shape != (len(arrays["face_ids"]), data.num_points, 2) or not np.isfinite(t).all():
+            raise DataError(f"{path}: {role} targets have shape {t.shape} or non-finite values")
+        out[role] = ((from_box(t, data.input_size) + 0.5) * data.input_size + offset).astype(np.float32)
+    return out
+
+
+def describe(path) -> dict:
+    """The meta of a teacher-targets file (recorded in the student's run config)."""
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z["meta"]))
+
