@@ -35,6 +35,14 @@ for t in tough tolerant; do export_once "$RUN/teachers/$t/best.h5" "$O/${t}_teac
 # and 4.360 %: no gain, so no int8 files)
 export_once "$RUN/soup/baseline/best.h5" "$O/soup_float32.tflite"
 
+# session 7: the last stage four ways (stage 10 of the training script), each int8 QAT scored on validation by its
+# export; mild2 ships (SHIP below), so its float32 and PTQ twins too
+for pair in plain-wing3/baseline:plain_wing3 mild/baseline:mild mild2/baseline:mild2; do
+  export_once "$RUN/${pair%%:*}/best.h5" "$O/${pair##*:}_qat_int8.tflite" --qat --qat-lr 1e-5
+done
+export_once "$RUN/mild2/baseline/best.h5" "$O/mild2_float32.tflite"
+export_once "$RUN/mild2/baseline/best.h5" "$O/mild2_ptq_int8.tflite" --int8
+
 MODELS=()
 for f in {kd_student,plain_control,plain_student,plain_long}_{float32,ptq_int8,qat_int8} \
          {tough,tolerant}_teacher_float32; do  # present ones
@@ -45,12 +53,14 @@ $EDGEKD bench "${MODELS[@]}" --root "$DATA/300w" --dataset 300w --crop both --co
     --out-dir "$RUNS/bench/300w-128-fastcpu" --exist-ok
 # 2. the shipped pair with mirror averaging and the video rows (tracking vs detector crops), 1 thread, on the
 #    first 200 test faces (each becomes a 20-frame clip)
-SHIP=${SHIP:-plain_wing2}
+SHIP=${SHIP:-mild2}  # session 5-6: plain_wing2
 $EDGEKD bench "$O/${SHIP}_float32.tflite" "$O/${SHIP}_qat_int8.tflite" --root "$DATA/300w" --crop both --tta flip \
     --video --limit 200 --threads 1 --out-dir "$RUNS/bench/300w-128-fastcpu-tta-video" --exist-ok
 # 3. the shipped files (benchmarks/ship_model.py copies SHIP's QAT and float32 exports into models/300w/) with the
-#    PTQ twin, both crop protocols, dlib in the same run: the results page's first table. Pause training meanwhile.
+#    PTQ twin and the int8 file shipped before, both crop protocols, dlib in the same run: the results page's first
+#    table (session 7: benchmarks/300w-128-fastcpu/mild2/). Pause training meanwhile.
 $EDGEKD bench models/300w/student_qat_int8.tflite models/300w/student_float32.tflite "$O/${SHIP}_ptq_int8.tflite" \
+    "$O/plain_wing2_qat_int8.tflite" \
     --root "$DATA/300w" --crop both --compare dlib --threads 1,2 --out-dir "$RUNS/bench/300w-128-fastcpu-shipped" \
     --exist-ok
 # 4. the 160 px candidates of session 6 (stages 8-9 of the training script; not shipped, see the results page):
@@ -66,5 +76,5 @@ export_once "$R160/spatial160/baseline/best.h5" "$O160/spatial160_float32.tflite
 export_once "$R160/spatial160/baseline/best.h5" "$O160/spatial160_ptq_int8.tflite" --int8
 export_once "$R160/spatial160/baseline/best.h5" "$O160/spatial160_qat_int8.tflite" --qat --qat-lr 1e-5
 export_once "$R160/spatial160/baseline/best.h5" "$O160/spatial160_qat6_int8.tflite" --qat --qat-lr 1e-5 --qat-epochs 6
-$EDGEKD bench "$O160"/spatial160_{qat_int8,float32,ptq_int8}.tflite "$O/${SHIP}_qat_int8.tflite" --root "$DATA/300w" \
+$EDGEKD bench "$O160"/spatial160_{qat_int8,float32,ptq_int8}.tflite "$O/plain_wing2_qat_int8.tflite" --root "$DATA/300w" \
     --crop both --compare dlib --threads 1,2 --out-dir "$RUNS/bench/300w-160-candidates" --exist-ok

@@ -276,7 +276,8 @@ def data_teach(prepared, tough, tolerant, teacher_flip, also_prepared, out):
 @click.option("--input-norm/--no-input-norm", default=None,
               help="Scale [0, 1] pixels to the backbone's input range inside the model.")
 @click.option("--augment", "augment_preset", type=click.Choice(AUGMENT_PRESETS), default=None,
-              help="light: geometry, mirror, contrast, brightness; full: also gamma, blur, noise, occlusion.")
+              help="light: geometry, mirror, contrast, brightness; full: also gamma, blur, noise, occlusion; mild: "
+                   "light with rotations of at most 10 degrees (the last epochs of a long run).")
 @click.option("--alpha", default=1.0, show_default=True, help="MobileNetV2 width.")
 @click.option("--dropout", type=float, default=None, help="Dropout before the teachers' Dense head.")
 @click.option("--stochastic-depth", type=float, default=None, help="Teachers' EfficientNet drop-connect rate.")
@@ -329,6 +330,8 @@ def train(prepared, run_dir, stage, recipe, epochs, batch_size, lr, schedule, wa
         seed=seed, augment=not no_augment, strategy=strategy, steps_per_epoch=steps_per_epoch,
         teachers_dir=teachers_dir, teacher_targets=teacher_targets, init_from=init_from, kd=kd,
         progress=logs.show_progress())
+    if stage == "all" and teacher_targets:
+        raise OptionError("--teacher-targets: add --stage student (the file replaces the teacher stages)")
     if dry_run:
         from edgekd.train import PIPELINE, dry_run as project, format_duration
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import logging
 import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -34,6 +35,8 @@ from edgekd.metadata import ModelMetadata, embed
 from edgekd.qat import QATConfig, calibration_images, quantization_aware_model
 from edgekd.quantize import (CONVERTER_SETTINGS, FULL_INTEGER, IO_TYPES, MODES, QuantizeConfig, convert,
                              float_head_outputs, inspect_ops, latency_ms, output_precision)
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TOLERANCE = 0.1  # NME points (percent of the outer-eye-corner distance)
 
@@ -225,6 +228,9 @@ def _load_teachers(cfg: ExportConfig, data) -> tuple[dict | None, dict]:
 
             data.attach_guides(teacher_targets.load(cached, data))
             return {"tough": None, "tolerant": None}, {"teacher_targets": cached}
+        if cached:
+            log.warning("%s: the teacher-targets file its run recorded, %s, is gone; QAT uses the run's plain loss "
+                        "(--teachers-dir gives it teachers)", cfg.checkpoint, cached)
         recorded = _run_config(cfg.checkpoint).get("teachers") or {}
         paths = {k: Path(v) for k, v in recorded.items()}
         if set(paths) != {"tough", "tolerant"} or not all(p.is_file() for p in paths.values()):

@@ -17,8 +17,10 @@ File (``edgekd data teach``): an .npz holding ``tough`` and ``tolerant`` (M, N, 
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +63,8 @@ def face_ids(data) -> list[str]:
 
 
 def _check_same_faces(folders: list) -> None:
-    """Every prepared folder must hold the same training faces, landmarks and crop margin (only the size differs)."""
+    """Every prepared folder must hold the same training faces (ids, in order), landmark scheme and crop margin:
+    only the input size may differ."""
     first = folders[0]
     for other in folders[1:]:
         if other.scheme.name != first.scheme.name or other.crop.margin != first.crop.margin:
@@ -142,8 +145,10 @@ def load(path, data) -> dict[str, np.ndarray]:
         meta = json.loads(str(arrays["meta"]))
     except FileNotFoundError:
         raise OptionError(f"--teacher-targets {path}: file not found") from None
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: not a teacher-targets file of `edgekd data teach` ({e})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: not a teacher-targets file of `edgekd data teach` (its meta is not an object)")
     if meta.get("format") != FORMAT or any(r not in arrays for r in ROLES) or "face_ids" not in arrays:
         raise DataError(f"{path}: not a teacher-targets file of `edgekd data teach` (format {meta.get('format')!r})")
     if meta.get("scheme") != data.scheme.name or meta.get("margin") != data.crop.margin:
@@ -162,7 +167,13 @@ def load(path, data) -> dict[str, np.ndarray]:
 
 
 def describe(path) -> dict:
-    """The meta of a teacher-targets file (recorded in the student's run config)."""
+    """The meta of a teacher-targets file and its sha256 (recorded in the student's run config: a resumed run
+    refuses a file that changed)."""
     with np.load(path, allow_pickle=False) as z:
-        return json.loads(str(z["meta"]))
+        meta = json.loads(str(z["meta"]))
+    return {**meta, "sha256": sha256(path)}
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 

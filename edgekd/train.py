@@ -561,6 +561,18 @@ def _write_config(stage_dir: Path, cfg: TrainConfig, prepared_dir, data, teacher
             "prepared": prepared, "data_license": data.manifest.license, "edgekd_version": edgekd.__version__}
 
 
+def _check_same_targets(stage_dir: Path, cfg: TrainConfig) -> None:
+    """A resumed KD run must read the very teacher outputs it started with: refuse a file that changed since."""
+    path = stage_dir / "config.json"
+    recorded = (json.loads(path.read_text()).get("teacher_targets") or {}) if path.is_file() else {}
+    if cfg.teacher_targets and recorded.get("sha256") and Path(cfg.teacher_targets).is_file():
+        from edgekd import teacher_targets
+
+        if teacher_targets.sha256(cfg.teacher_targets) != recorded["sha256"]:
+            raise EdgekdError(f"--teacher-targets {cfg.teacher_targets}: not the file {stage_dir} started with (its "
+                              f"sha256 changed); resume with that file, or start a new --run-dir")
+
+
 def _targets_record(cfg: TrainConfig) -> dict | None:
     """The teacher-targets file and what it holds (its teachers and their NME on the training faces)."""
     if not (cfg.stage == "student" and cfg.teacher_targets):
@@ -589,8 +601,11 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
     cfg.validate()
     check_outside_inputs(run_dir, "--run-dir", {"PREPARED": prepared_dir})
     stage_dir = Path(run_dir) / cfg.stage
+    if cfg.teacher_targets:  # recorded resolved, so a resume from another folder finds it
+        cfg = replace(cfg, teacher_targets=str(Path(cfg.teacher_targets).resolve()))
     if resume:
         cfg = resumed_config(stage_dir, cfg, explicit)
+        _check_same_targets(stage_dir, cfg)
     data = _open_data(prepared_dir)
     _check_stage_folder(stage_dir, cfg, resume, data)
     teachers = teacher_paths(run_dir, cfg) if cfg.stage == "student" and not cfg.teacher_targets else {}
@@ -672,6 +687,9 @@ def _finished_matches(stage_dir: Path, cfg: TrainConfig) -> None:
 def train_all(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explicit=None) -> dict[str, dict]:
     """Tough teacher, Tolerant teacher, student, in order; a finished stage with the same settings is skipped."""
     import tf_keras as keras
+
+    if cfg.teacher_targets:
+        raise EdgekdError("--teacher-targets: add --stage student (the file replaces the teacher stages)")
 
     if resume:  # the settings the run was started with, from the first stage that recorded them
         started = next((Path(run_dir) / s for s in PIPELINE if (Path(run_dir) / s / "config.json").is_file()), None)

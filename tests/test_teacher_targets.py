@@ -115,12 +115,14 @@ def test_cached_outputs_give_the_distiller_the_same_step_as_online_teachers():
 
 
 def test_student_trains_from_the_file_and_records_it(tiny_prepared, targets_file, teacher, tmp_path):
-    cfg = TrainConfig(stage="student", teacher_targets=str(targets_file), init_from=str(teacher),
+    mine = tmp_path / "mine.npz"
+    mine.write_bytes(targets_file.read_bytes())
+    cfg = TrainConfig(stage="student", teacher_targets=str(mine), init_from=str(teacher),
                       kd=KDLossConfig(main="wing", teacher_blend=0.5), **TINY)
     summary = train(tiny_prepared, tmp_path, cfg)  # no tough/ or tolerant/ folder anywhere: nothing runs them
     assert summary["epochs"] == 1
     config = json.loads((tmp_path / "student" / "config.json").read_text())
-    assert config["teachers"] == {} and config["teacher_targets"]["file"] == str(targets_file.resolve())
+    assert config["teachers"] == {} and config["teacher_targets"]["file"] == str(mine.resolve())
     assert config["teacher_targets"]["flip"] is True and config["train"]["kd"]["teacher_blend"] == 0.5
     assert config["teacher_targets"]["teachers"]["tough"]["networks"][0]["checkpoint"] == str(teacher.resolve())
     # QAT export of this student fine-tunes under the same objective, from the same file
@@ -129,8 +131,15 @@ def test_student_trains_from_the_file_and_records_it(tiny_prepared, targets_file
     data = PreparedData.open(tiny_prepared)
     teachers, paths = _load_teachers(ExportConfig(checkpoint=tmp_path / "student" / "best.h5",
                                                   out=tmp_path / "s.tflite", mode="qat"), data)
-    assert teachers == {"tough": None, "tolerant": None} and paths == {"teacher_targets": str(targets_file.resolve())}
+    assert teachers == {"tough": None, "tolerant": None} and paths == {"teacher_targets": str(mine.resolve())}
     assert set(data.guides) == {"tough", "tolerant"}
+    # the file made again with other outputs: a resumed run refuses it
+    with np.load(mine) as z:
+        arrays = dict(z)
+    np.savez(mine, **{**arrays, "tough": arrays["tough"] + 0.01})
+    with pytest.raises(EdgekdError, match=r"mine\.npz: not the file .*student started with"):
+        train(tiny_prepared, tmp_path, TrainConfig(stage="student", teacher_targets=str(mine), progress=False),
+              resume=True)
 
 
 def test_bad_teacher_targets_are_one_line_errors(tiny_300w_root, tiny_prepared, targets_file, teacher, tmp_path):
@@ -146,13 +155,21 @@ def test_bad_teacher_targets_are_one_line_errors(tiny_300w_root, tiny_prepared, 
     with pytest.raises(DataError, match=r"t\.npz: made for other training faces"):
         teacher_targets.load(targets_file, PreparedData.open(other))
     junk = tmp_path / "junk.npz"
-    junk.write_bytes(b"not a zip")
-    with pytest.raises(DataError, match="junk.npz: not a teacher-targets file"):
+    for content in (b"not a zip", targets_file.read_bytes()[:1000]):  # and a truncated real one
+        junk.write_bytes(content)
+        with pytest.raises(DataError, match="junk.npz: not a teacher-targets file"):
+            teacher_targets.load(junk, PreparedData.open(tiny_prepared))
+    with np.load(targets_file) as z:
+        arrays = dict(z)
+    np.savez(junk, **{**arrays, "meta": np.array("[1, 2]")})  # valid JSON, not an object
+    with pytest.raises(DataError, match="its meta is not an object"):
         teacher_targets.load(junk, PreparedData.open(tiny_prepared))
     runner = CliRunner()
     cases = [
         (["train", str(tiny_prepared), "--run-dir", str(tmp_path / "r"), "--stage", "student", "--teacher-targets",
           str(tmp_path / "missing.npz")], "--teacher-targets", "missing.npz: file not found"),
+        (["train", str(tiny_prepared), "--run-dir", str(tmp_path / "r"), "--teacher-targets", str(targets_file)],
+         "--teacher-targets", "add --stage student"),
         (["data", "teach", str(tiny_prepared), "--tough", str(teacher), "--tolerant", str(teacher), "--out",
           str(tiny_prepared / "t.npz")], "--out", "lies inside the input PREPARED"),
         (["data", "teach", str(other), "--also-prepared", str(tiny_prepared), "--tough", str(teacher),
@@ -172,3 +189,22 @@ def test_teacher_of_an_input_size_without_a_folder_is_refused(tiny_prepared, tmp
     save_checkpoint(models.build_student(68, 96, 0.35), path, {"num_points": 68, "input_size": 96})
     with pytest.raises(EdgekdError, match=r"t96\.h5: takes 96 px crops, but no prepared folder has that size"):
         teacher_targets.compute([PreparedData.open(tiny_prepared)], {"tough": [path], "tolerant": [path]})
+
+
+def test_an_ensemble_of_two_input_sizes_averages_each_on_its_own_folder(tiny_300w_root, tiny_prepared, teacher,
+                                                                       tmp_path):
+    from edgekd.checkpoint import load_model, save_checkpoint
+    from edgekd.data.prepare import PrepareConfig, prepare
+
+    prepare(PrepareConfig(dataset="300w", root=str(tiny_300w_root), input_size=96, val_fraction=0.1), tmp_path / "p96",
+            progress=False)
+    folders = [PreparedData.open(tiny_prepared), PreparedData.open(tmp_path / "p96")]
+    big = tmp_path / "t96.h5"
+    save_checkpoint(models.build_student(68, 96, 0.35), big, {"num_points": 68, "input_size": 96,
+                                                               "crop": folders[1].crop.to_dict()})
+    targets, meta = teacher_targets.compute(folders, {"tough": [teacher, big], "tolerant": [teacher]}, flip=True)
+    each = [teacher_targets.teacher_outputs(load_model(teacher), folders[0], flip=True),
+            teacher_targets.teacher_outputs(load_model(big), folders[1], flip=True)]
+    np.testing.assert_allclose(targets["tough"], 0.5 * (each[0] + each[1]), atol=1e-6)
+    np.testing.assert_allclose(targets["tolerant"], each[0], atol=1e-6)
+    assert [r["input_size"] for r in meta["teachers"]["tough"]["networks"]] == [64, 96]
