@@ -289,8 +289,9 @@ def data_teach(prepared, tough, tolerant, teacher_flip, also_prepared, out):
 @click.option("--teachers-dir", type=click.Path(file_okay=False), default=None,
               help="Folder with tough/ and tolerant/ teacher runs (default: --run-dir).")
 @click.option("--teacher-targets", type=click.Path(dir_okay=False), default=None,
-              help="KD student: the teachers' outputs computed once by `edgekd data teach` (no teacher runs while "
-                   "training; a KD step then costs a plain one) instead of --teachers-dir.")
+              help="KD student: the teachers' outputs computed once by `edgekd data teach` instead of --teachers-dir "
+                   "(a KD step then costs a plain one; the teachers saw canonical crops, not augmented ones, which "
+                   "made KD-Loss worse here: benchmarks/README.md).")
 @click.option("--init-from", type=click.Path(dir_okay=False), default=None,
               help="Start from this checkpoint's weights (same network; any input size, for fine-tuning at "
                    "another resolution) instead of random ones.")

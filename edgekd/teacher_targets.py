@@ -9,7 +9,11 @@ folder of its own input size, each averaged with its mirror (``flip``).
 
 What differs from teachers run online (``edgekd train --teachers-dir``): the teacher sees the canonical crop, not
 the augmented one; its output is carried by the augmentation's geometry (rotation, scale, shift, mirror), not
-recomputed, and the photometric changes do not reach it.
+recomputed, and the photometric changes do not reach it. That makes it a different teacher: on augmented
+training crops the cached Tough teacher is closer to the truth than the same network run on them (4.37 against
+4.77 % NME), and KD-Loss, whose assistive terms use only how far the teacher is, trained a worse student from it
+than from the online teachers (1.076 against 0.892 x the plain control, benchmarks/README.md, session 7). Use it
+where the teachers' positions are passed on (``KDLossConfig.teacher_blend``) or to try ensembles cheaply.
 
 File (``edgekd data teach``): an .npz holding ``tough`` and ``tolerant`` (M, N, 2) float32 in box coordinates
 (``to_box``: the same at every input size), ``face_ids`` (the training faces, in the prepared folder's order) and
