@@ -504,7 +504,7 @@ def build_card(result: ExportResult) -> dict:
     return {
         "model": result.path.name, "created": result.created, "sha256": result.sha256,
         "size_bytes": result.size_bytes, "size_mb": result.size_mb,
-        "checkpoint": str(cfg.checkpoint),
+        "checkpoint": str(Path(cfg.checkpoint).resolve()),  # where it came from, wherever export ran
         "checkpoint_info": {k: result.checkpoint_info[k] for k in ("stage", "epoch", "val_nme", "alpha")
                             if k in result.checkpoint_info},
         "prepared": str(result.prepared),

@@ -132,6 +132,15 @@ def test_op_check_lists_float_fallbacks(exports):
     assert {"CONV_2D", "FULLY_CONNECTED"} & named
 
 
+def test_card_names_the_checkpoint_by_its_absolute_path(checkpoint, tiny_prepared, tmp_path, monkeypatch):
+    """Exported from inside the run folder with a relative path, the card still says where the weights are."""
+    from edgekd.export import ExportConfig, export_model
+
+    monkeypatch.chdir(checkpoint.parent)
+    r = export_model(ExportConfig(checkpoint.name, tmp_path / "m.tflite", "float32", tiny_prepared, **FAST))
+    assert json.loads(r.card_json.read_text())["checkpoint"] == str(checkpoint.resolve())
+
+
 def test_output_precision_matches_the_output_error(exports, checkpoint, tiny_prepared):
     """The int8 head's step, as reported, bounds how far the float-out int8 model strays from a rounding."""
     from edgekd.data.pipeline import PreparedData
