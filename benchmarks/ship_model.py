@@ -3,6 +3,10 @@ came from and why it was chosen (the choice itself is made on validation NME, be
 
     .venv/bin/python benchmarks/ship_model.py RUNS/export/300w-128-fastcpu/plain_long_qat_int8.tflite \\
         models/300w/student_qat_int8.tflite --note "the plain student trained longest; chosen on validation NME"
+
+``--prepared DIR`` also replaces the detector mapping in the model's metadata by that prepared folder's (same
+input size and margin; the network's bytes are untouched): how a model exported before its data's mapping was
+refitted with keypoints ships with the new one (session 8). The cards get the new sha256, size and metadata.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ def cards(model: Path) -> tuple[Path, Path]:
     return model.with_suffix(".card.json"), model.with_suffix(".card.md")
 
 
-def ship(source: Path, target: Path, note: str) -> None:
+def ship(source: Path, target: Path, note: str, prepared: Path | None = None) -> None:
     src_json, src_md = cards(source)
     missing = [p for p in (source, src_json, src_md) if not p.is_file()]
     if missing:
@@ -28,13 +32,37 @@ def ship(source: Path, target: Path, note: str) -> None:
     card = json.loads(src_json.read_text())
     card["model"] = target.name
     card["shipped_as"] = {"file": target.name, "exported_as": str(source), "note": note}
-    md = src_md.read_text().rstrip("\n").replace(f"# {source.name}", f"# {target.name}", 1)
+    model = source.read_bytes()
+    md = src_md.read_text().rstrip("\n")
+    if prepared is not None:
+        model, card, md = _remap(model, card, source, prepared)
+    md = md.replace(f"# {source.name}", f"# {target.name}", 1)
     md += f"\n\nShipped as `{target.name}`; exported as `{source.name}` (benchmarks/export_bench_300w.sh): {note}.\n"
     dst_json, dst_md = cards(target)
-    write_bytes(target, source.read_bytes())
+    write_bytes(target, model)
     write_json(dst_json, card)
     write_text(dst_md, md)
     print(f"{source} -> {target} (+ {dst_json.name}, {dst_md.name})")
+
+
+def _remap(model: bytes, card: dict, source: Path, prepared: Path) -> tuple[bytes, dict, str]:
+    """The model with ``prepared``'s detector mapping in its metadata, its card updated to match, the card's
+    Markdown rendered again from it."""
+    import hashlib
+
+    from edgekd.data.pipeline import PreparedData
+    from edgekd.errors import EdgekdError
+    from edgekd.export import render_card
+    from edgekd.metadata import with_detector_mapping
+
+    try:
+        model, meta = with_detector_mapping(model, PreparedData.open(prepared).crop, str(source))
+    except EdgekdError as e:
+        sys.exit(f"error: {e}")
+    card.update(sha256=hashlib.sha256(model).hexdigest(), size_bytes=len(model), size_mb=round(len(model) / 1e6, 3),
+                metadata=json.loads(meta.to_json()))
+    card["shipped_as"]["detector_mapping_from"] = str(prepared.resolve())
+    return model, card, render_card(card).rstrip("\n")
 
 
 def main(argv=None) -> None:
@@ -42,8 +70,9 @@ def main(argv=None) -> None:
     ap.add_argument("source", type=Path, help="the exported .tflite (its .card.json and .card.md beside it)")
     ap.add_argument("target", type=Path, help="where it ships, e.g. models/300w/student_qat_int8.tflite")
     ap.add_argument("--note", required=True, help="what it is and why it was chosen")
+    ap.add_argument("--prepared", type=Path, help="take the detector mapping from this prepared folder")
     args = ap.parse_args(argv)
-    ship(args.source, args.target, args.note)
+    ship(args.source, args.target, args.note, args.prepared)
 
 
 if __name__ == "__main__":

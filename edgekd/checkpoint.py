@@ -106,25 +106,22 @@ def check_matches_data(path: Path, what: str, data, info: dict | None = None, an
     """Compare a checkpoint's recorded landmark count, input size and crop with the prepared data.
 
     ``any_size``: the input size may differ (a start for fine-tuning at another resolution: MobileNetV2's
-    convolutions and global pooling have the same weights at any input size); the crop's margin and detector
-    mapping must still match, since they define what the landmarks' coordinates mean.
+    convolutions and global pooling have the same weights at any input size); the crop's margin must still match,
+    since it defines what the landmarks' coordinates mean. The detector mapping is not compared: it says where a
+    detector's box puts the crop at run time and is no part of what the network learnt (training crops come from
+    the landmarks), so a prepared folder whose mapping was refitted still exports the networks trained on it, with
+    the new mapping in their metadata.
     """
-    import dataclasses
-
-    from edgekd.data.crop import CropSpec
-
     info = checkpoint_info(path) if info is None else info
     checked = {"num_points": data.num_points} if any_size else {"num_points": data.num_points,
                                                                  "input_size": data.input_size}
     for key, value in checked.items():
         if key in info and info[key] != value:
             raise ModelError(f"{path}: {what} has {key} {info[key]}, but the data has {value}")
-    crop = CropSpec.from_dict(info["crop"]) if info.get("crop") else None
-    if crop is not None and any_size:
-        crop = dataclasses.replace(crop, input_size=data.crop.input_size)
-    if crop is not None and crop != data.crop:
-        raise ModelError(f"{path}: {what} was trained on another crop ({info['crop']}) than the data "
-                         f"({data.crop.to_dict()})")
+    crop = info.get("crop") or {}
+    if "margin" in crop and crop["margin"] != data.crop.margin:
+        raise ModelError(f"{path}: {what} was trained on another crop (margin {crop['margin']}) than the data "
+                         f"(margin {data.crop.margin})")
 
 
 def check_loaded(path: Path, what: str, model, data) -> None:

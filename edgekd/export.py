@@ -578,7 +578,9 @@ def _summary_table(card: dict) -> list[str]:
                    f"{crop['input_size']}"),
         ("landmarks", f"{meta['scheme']}, {meta['num_points']} points"),
         ("crop", f"margin {crop['margin']}, input {crop['input_size']} px, detector offset "
-                 f"{crop['detector_offset']}, scale {crop['detector_scale']}"),
+                 f"{crop['detector_offset']}, scale {crop['detector_scale']}"
+                 + ("; where the detector gives its 6 keypoints, the keypoint mapping (3 x 15 weights)"
+                    if crop.get("detector_keypoint_weights") else "")),
         ("training data", meta["training_data"]),
         ("data licence", meta["data_license"]),
         ("checkpoint", card["checkpoint"]),

@@ -7,7 +7,7 @@ entry (android_demo/.../TfliteMetadata.java). ``ModelMetadata`` below lists the 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from edgekd.data.crop import CropSpec
@@ -77,24 +77,44 @@ def embed(tflite: bytes, meta: ModelMetadata) -> bytes:
 
 def read(path: str | Path) -> ModelMetadata:
     """Metadata of a .tflite file; a clear error when the file is not an edgekd export."""
-    from ai_edge_litert import schema_py_generated as schema
-
     path = Path(path)
     try:
         data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such model file") from None
+    return read_bytes(data, str(path))
+
+
+def read_bytes(data: bytes, source: str = "<model>") -> ModelMetadata:
+    """Metadata of .tflite bytes (``source`` names them in errors)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    try:
         model = schema.Model.GetRootAs(data, 0)
         for i in range(model.MetadataLength()):
             m = model.Metadata(i)
             if _name(m.Name()) == METADATA_NAME:
                 raw = model.Buffers(m.Buffer()).DataAsNumpy()
-                return ModelMetadata.from_json(bytes(raw).decode("utf-8"), str(path))
-    except FileNotFoundError:
-        raise ModelError(f"{path}: no such model file") from None
+                return ModelMetadata.from_json(bytes(raw).decode("utf-8"), source)
     except ModelError:
         raise
     except Exception as e:  # a truncated or non-TFLite file fails deep inside the flatbuffer reader
-        raise ModelError(f"{path}: not a readable .tflite file ({type(e).__name__})") from None
-    raise ModelError(f"{path}: no edgekd metadata; export the model with `edgekd export`")
+        raise ModelError(f"{source}: not a readable .tflite file ({type(e).__name__})") from None
+    raise ModelError(f"{source}: no edgekd metadata; export the model with `edgekd export`")
+
+
+def with_detector_mapping(tflite: bytes, crop: CropSpec, source: str = "<model>") -> tuple[bytes, ModelMetadata]:
+    """The same network with ``crop``'s detector mapping in its metadata (e.g. a prepared folder refitted with
+    keypoints): the mapping only says where a detector's box puts the crop, so the weights stay as they are.
+    Refused unless input size and margin, which define the network's coordinates, are the model's own."""
+    meta = read_bytes(tflite, source)
+    if (crop.input_size, crop.margin) != (meta.crop.input_size, meta.crop.margin):
+        raise ModelError(f"{source}: crop input {meta.crop.input_size} px, margin {meta.crop.margin}; the new "
+                         f"mapping is for input {crop.input_size} px, margin {crop.margin}")
+    meta = replace(meta, crop=replace(meta.crop, detector_offset=crop.detector_offset,
+                                      detector_scale=crop.detector_scale,
+                                      detector_keypoint_weights=crop.detector_keypoint_weights))
+    return embed(tflite, meta), meta
 
 
 def _name(n) -> str:

@@ -145,6 +145,35 @@ def test_crop_maths_match_crop_py(java):
 
 
 @needs_java
+def test_keypoint_mapping_matches_crop_py(java):
+    """The phone places the crop from BlazeFace's keypoints as crop.py does, falling back to the box alike."""
+    import dataclasses
+
+    rng = np.random.default_rng(5)
+    layout = np.array([[-0.17, -0.1], [0.17, -0.1], [0.0, 0.05], [0.0, 0.2], [-0.42, -0.02], [0.42, -0.02]])
+    cases, commands = [], []
+    for k in range(24):
+        weights = rng.normal(0, 0.05, (3, 15))
+        weights[:, 0] = (rng.normal(0, 0.02), 0.06 + rng.normal(0, 0.02), np.log(0.96))
+        if k % 6 == 5:
+            weights[0, 0] = 1.0  # a whole box side off: the guard keeps the box mapping
+        spec = CropSpec(input_size=128, margin=0.15, detector_offset=(-0.003, 0.058), detector_scale=0.963,
+                        detector_keypoint_weights=tuple(map(tuple, weights)))
+        x, y, w = rng.uniform(0, 300, 3)
+        det = np.array([x, y, w + 40, (w + 40) * rng.uniform(0.9, 1.1)])
+        kp = (det[:2] + det[2:] / 2 + (layout + rng.normal(0, 0.03, layout.shape)) * det[2]).astype(np.float32)
+        if k % 6 == 4:
+            kp[2, 0] = np.nan  # unusable keypoints: the box mapping
+        cases.append((spec.box_from_detector(det, kp), dataclasses.replace(spec, detector_keypoint_weights=None)
+                      .box_from_detector(det), k))
+        commands.append(f"box_from_keypoints {_spec_args(spec)} " + " ".join(map(repr, weights.ravel().tolist()))
+                        + " " + " ".join(map(repr, det.tolist())) + " " + " ".join(repr(float(v)).replace("nan", "NaN") for v in kp.ravel()))
+    for (expected, by_box, k), answer in zip(cases, java(*commands)):
+        np.testing.assert_allclose(_nums(answer), expected, rtol=0, atol=1e-9)
+        assert (expected == by_box) == (k % 6 in (4, 5))
+
+
+@needs_java
 def test_warp_matches_cv2_crops(java, tmp_path):
     """The phone's crops are the desktop's, pyramid (large downscales) and border cases included."""
     import cv2

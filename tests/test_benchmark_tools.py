@@ -90,6 +90,48 @@ def test_ship_model_copies_the_model_and_says_where_it_came_from(tmp_path):
         ship.ship(tmp_path / "export" / "missing.tflite", target, "x")
 
 
+def test_ship_model_can_carry_a_refitted_detector_mapping(tmp_path, tiny_prepared):
+    """--prepared: the same network bytes with the prepared folder's detector mapping, cards updated to match;
+    keypoint weights travel in the metadata; another margin is refused."""
+    import dataclasses
+    import hashlib
+
+    from runtime_helpers import build_tiny_models
+
+    from edgekd import metadata
+    from edgekd.data.crop import CropSpec
+    from edgekd.data.pipeline import PreparedData
+    from edgekd.errors import ModelError
+    from edgekd.export import render_card
+
+    ship = _load("ship_model")
+    src = build_tiny_models(tmp_path / "tiny")["float"]
+    meta = metadata.read(src)
+    card = json.loads(SHIPPED_INT8.with_suffix(".card.json").read_text())  # a real card, for the tiny model
+    card.update(model=src.name, metadata=json.loads(meta.to_json()))
+    src.with_suffix(".card.json").write_text(json.dumps(card))
+    src.with_suffix(".card.md").write_text(render_card(card))
+    target = tmp_path / "models" / "student_float32.tflite"
+    target.parent.mkdir()
+    ship.ship(src, target, "chosen on validation NME", prepared=tiny_prepared)
+    shipped = metadata.read(target)
+    assert shipped.crop == PreparedData.open(tiny_prepared).crop != meta.crop  # the fitted offset and scale
+    assert dataclasses.replace(shipped, crop=meta.crop) == meta  # nothing else changed
+    new_card = json.loads(target.with_suffix(".card.json").read_text())
+    assert new_card["sha256"] == hashlib.sha256(target.read_bytes()).hexdigest()
+    assert new_card["size_bytes"] == target.stat().st_size and new_card["metadata"] == json.loads(shipped.to_json())
+    assert new_card["shipped_as"]["detector_mapping_from"] == str(tiny_prepared.resolve())
+    md = target.with_suffix(".card.md").read_text()
+    assert md.startswith("# student_float32.tflite\n") and new_card["sha256"] in md
+
+    weights = tuple((0.01 * i,) * 15 for i in range(3))
+    with_kp = dataclasses.replace(meta.crop, detector_keypoint_weights=weights)
+    model, carried = metadata.with_detector_mapping(src.read_bytes(), with_kp)
+    assert metadata.read_bytes(model).crop.detector_keypoint_weights == weights == carried.crop.detector_keypoint_weights
+    with pytest.raises(ModelError, match="margin"):
+        metadata.with_detector_mapping(src.read_bytes(), CropSpec(input_size=64, margin=0.3))
+
+
 def test_average_weights_writes_the_mean_network_and_refuses_mismatches(tmp_path):
     from runtime_helpers import tiny_keras
 

@@ -162,6 +162,55 @@ def test_crop_round_trip_and_pixel_alignment():
     np.testing.assert_array_equal(m2, m_small)
 
 
+def _detections(rng, n):
+    """n random BlazeFace-like boxes (x, y, w, h) with keypoints where faces put them."""
+    layout = np.array([[-0.17, -0.1], [0.17, -0.1], [0.0, 0.05], [0.0, 0.2], [-0.42, -0.02], [0.42, -0.02]])
+    boxes, keypoints = [], []
+    for _ in range(n):
+        x, y, w = rng.uniform(0, 300), rng.uniform(0, 300), rng.uniform(60, 200)
+        h = w * rng.uniform(0.95, 1.05)
+        boxes.append((x, y, w, h))
+        keypoints.append(np.array([x + w / 2, y + h / 2]) + (layout + rng.normal(0, 0.03, layout.shape)) * w)
+    return boxes, keypoints
+
+
+def test_keypoint_mapping_is_fitted_robustly_and_used_when_keypoints_come():
+    from edgekd.data.crop import NUM_KEYPOINT_FEATURES, keypoint_features
+    from edgekd.detector import MIN_KEYPOINT_FACES, fit_keypoint_mapping
+
+    rng = np.random.default_rng(0)
+    boxes, keypoints = _detections(rng, 400)
+    true = rng.normal(0, 0.05, (3, NUM_KEYPOINT_FEATURES))
+    true[:, 0] = (0.01, 0.08, np.log(1.1))  # intercepts: offsets and log scale
+    triples = []
+    for i, (box, kp) in enumerate(zip(boxes, keypoints)):
+        dx, dy, ls = true @ keypoint_features(box, kp)
+        if i % 10 == 0:  # a wrong match now and then: the refit without the worst 10 % ignores it
+            dx, dy, ls = dx + 0.5, dy - 0.4, ls + 0.6
+        s = max(box[2], box[3])
+        triples.append((box, kp, (box[0] + box[2] / 2 + dx * s, box[1] + box[3] / 2 + dy * s, s * np.exp(ls))))
+    weights, spread = fit_keypoint_mapping(triples)
+    # the features are nearly collinear (the intercept and the log distances), so compare what the weights
+    # predict on faces they were not fitted on, in box sides, not the weights themselves
+    fresh = [keypoint_features(b, k) for b, k in zip(*_detections(rng, 50))]
+    np.testing.assert_allclose([np.array(weights) @ f for f in fresh], [true @ f for f in fresh], atol=1e-3)
+    assert max(spread) < 1e-3  # the outliers are left out of the fit; 0.5 box sides each
+    assert fit_keypoint_mapping(triples[:MIN_KEYPOINT_FACES - 1]) == (None, None)
+
+    spec = CropSpec(detector_offset=(0.0, 0.05), detector_scale=1.2, detector_keypoint_weights=weights)
+    box, kp, target = triples[1]
+    np.testing.assert_allclose(spec.box_from_detector(box, kp), target, atol=0.05)  # pixels
+    by_box = CropSpec(detector_offset=(0.0, 0.05), detector_scale=1.2).box_from_detector(box)
+    assert spec.box_from_detector(box) == by_box  # no keypoints: the box mapping
+    assert spec.box_from_detector(box, np.full((6, 2), np.nan)) == by_box  # unusable keypoints: the box mapping
+    assert spec.box_from_detector(box, kp[:4]) == by_box
+    far = CropSpec(detector_keypoint_weights=((2.0,) + (0.0,) * 14, (0.0,) * 15, (0.0,) * 15))
+    assert far.box_from_detector(box, kp) == CropSpec().box_from_detector(box)  # 2 box sides off: guarded
+    again = CropSpec.from_dict(json.loads(json.dumps(spec.to_dict())))  # as manifests and model metadata carry it
+    assert again == spec and again.box_from_detector(box, kp) == spec.box_from_detector(box, kp)
+    assert CropSpec.from_dict({"input_size": 128, "margin": 0.15}).detector_keypoint_weights is None  # older files
+
+
 def test_normalisation_round_trip():
     spec = CropSpec(input_size=128)
     pts = np.random.default_rng(0).uniform(0, 127, (68, 2)).astype(np.float32)

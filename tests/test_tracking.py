@@ -198,7 +198,7 @@ class _SlidingModel:
         return Face(points.astype(np.float32), tuple(box))
 
     def predict_detection(self, image, detection):
-        face = self.predict_box(image, self.crop.box_from_detector(detection.box))
+        face = self.predict_box(image, self.crop.box_from_detector(detection.box, detection.keypoints))
         face.detection = detection
         return face
 

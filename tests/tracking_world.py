@@ -72,7 +72,7 @@ class StubPredictor:
         return Face(stub_landmarks(box, face, self.slide), tuple(box))
 
     def predict_detection(self, image, detection):
-        face = self.predict_box(image, self.crop.box_from_detector(detection.box))
+        face = self.predict_box(image, self.crop.box_from_detector(detection.box, detection.keypoints))
         face.detection = detection
         return face
 

@@ -33,5 +33,5 @@ def crop_box(protocol: str, crop: CropSpec, points, detection=None) -> tuple[flo
     if protocol == "gt":
         return crop.box_from_points(points)
     if protocol == "detector":
-        return None if detection is None else crop.box_from_detector(detection.box)
+        return None if detection is None else crop.box_from_detector(detection.box, detection.keypoints)
     raise ValueError(f"unknown protocol {protocol!r}")

@@ -296,7 +296,7 @@ def _measure_latency(m, row, det, images, crop_source, threads, det_ms, variant:
     else:  # no data: the sample face, cut from the detector's box
         image = images[0]
         dets = det.detect(image)
-        box = (m.crop.box_from_detector(dets[0].box) if dets
+        box = (m.crop.box_from_detector(dets[0].box, dets[0].keypoints) if dets
                else (image.shape[1] / 2, image.shape[0] / 2, min(image.shape[:2]) / 2))
         det_ms = det_ms or lat.time_calls(lambda: det.detect(image), 3, 20)
     patch, _ = m.crop.crop(image, box)

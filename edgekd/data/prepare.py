@@ -114,7 +114,9 @@ class Manifest:
             d = self.detector_fit
             lines.append(f"face detector box -> crop box: offset ({d['detector_offset'][0]:+.3f}, "
                          f"{d['detector_offset'][1]:+.3f}), scale {d['detector_scale']:.3f}, fitted on "
-                         f"{d['faces_used']} training faces ({d['faces_missed']} missed)")
+                         f"{d['faces_used']} training faces ({d['faces_missed']} missed)"
+                         + ("; keypoint mapping fitted too (used where the detector gives its 6 keypoints)"
+                            if d.get("keypoint_weights") else ""))
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} unreadable faces (see manifest.json)")
         if self.excluded_test_overlap:
@@ -279,6 +281,10 @@ def prepare(cfg: PrepareConfig, out, force: bool = False, progress: bool = True)
         same_config = {**existing.config, "root": ""} == {**asdict(cfg), "root": ""}  # sources["root"] is resolved
         if same_config and existing.sources == sources and not force:
             log.info("%s: already prepared with these settings; nothing to do (--force rewrites it)", out)
+            if cfg.fit_detector and existing.detector_fit and "keypoint_weights" not in existing.detector_fit:
+                log.info("%s: its detector mapping has no keypoint part (prepared before edgekd fitted one; crops "
+                         "placed from the detector's keypoints are closer to the training crops); --force refits it",
+                         out)
             existing.reused = True
             return existing
         if not force:

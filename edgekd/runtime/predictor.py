@@ -123,7 +123,7 @@ class Predictor:
         return points
 
     def predict_detection(self, image: np.ndarray, detection) -> Face:
-        face = self.predict_box(image, self.crop.box_from_detector(detection.box))
+        face = self.predict_box(image, self.crop.box_from_detector(detection.box, detection.keypoints))
         face.detection = detection
         return face
 

@@ -197,7 +197,7 @@ class FaceTracker:
         """Match detections to tracks (greedy by IoU of the crop squares): tracks without one are dropped,
         detections without one start tracks (lost tracks overlapping them keep their id and filter)."""
         crop = self.predictor.crop
-        squares = [crop.box_from_detector(d.box) for d in detections]
+        squares = [crop.box_from_detector(d.box, d.keypoints) for d in detections]
         pairs = sorted((-square_iou(track.box, sq), i, j) for i, (track, _, _) in enumerate(kept)
                        for j, sq in enumerate(squares))  # best overlap first, then track and detection order
         used_tracks, used_dets = set(), set()

@@ -50,6 +50,18 @@ public final class EdgekdJavaChecks {
                 return String.join(",", TfliteMetadata.readAll(ByteBuffer.wrap(Files.readAllBytes(Paths.get(a[1])))).keySet());
             case "box_from_detector":
                 return join(spec(a, 1).boxFromDetector(d(a[6]), d(a[7]), d(a[8]), d(a[9])));
+            case "box_from_keypoints": { // box_from_keypoints S margin ox oy scale w0..w44 x y w h k0..k11
+                double[][] weights = new double[3][CropSpec.NUM_KEYPOINT_FEATURES];
+                for (int i = 0; i < 3 * CropSpec.NUM_KEYPOINT_FEATURES; i++) {
+                    weights[i / CropSpec.NUM_KEYPOINT_FEATURES][i % CropSpec.NUM_KEYPOINT_FEATURES] = d(a[6 + i]);
+                }
+                CropSpec base = spec(a, 1);
+                CropSpec kp = new CropSpec(base.inputSize, base.margin, base.offsetX, base.offsetY, base.detectorScale,
+                        weights);
+                int b = 6 + 3 * CropSpec.NUM_KEYPOINT_FEATURES;
+                return join(kp.boxFromDetector(d(a[b]), d(a[b + 1]), d(a[b + 2]), d(a[b + 3]),
+                        floats(a, b + 4, b + 16)));
+            }
             case "matrix":
                 return join(spec(a, 1).matrix(new double[] {d(a[6]), d(a[7]), d(a[8])}));
             case "box_from_points":

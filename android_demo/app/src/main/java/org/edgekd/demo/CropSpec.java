@@ -14,24 +14,95 @@ public final class CropSpec {
     public final double offsetX;
     public final double offsetY;
     public final double detectorScale;
+    /** 3 rows of {@link #NUM_KEYPOINT_FEATURES} weights (offset x, offset y, log scale), or null: box mapping only. */
+    public final double[][] keypointWeights;
+
+    public static final int NUM_KEYPOINT_FEATURES = 15;
+    /** crop.py KEYPOINT_GUARD: box sides off the box mapping's centre, |log| off its scale. */
+    public static final double CENTRE_GUARD = 0.25, SCALE_GUARD = 0.3;
 
     public CropSpec(int inputSize, double margin, double offsetX, double offsetY, double detectorScale) {
+        this(inputSize, margin, offsetX, offsetY, detectorScale, null);
+    }
+
+    public CropSpec(int inputSize, double margin, double offsetX, double offsetY, double detectorScale,
+                    double[][] keypointWeights) {
         if (inputSize <= 0) {
             throw new IllegalArgumentException("input_size must be positive, got " + inputSize);
+        }
+        if (keypointWeights != null) {
+            if (keypointWeights.length != 3) {
+                throw new IllegalArgumentException("detector_keypoint_weights: expected 3 rows, got " + keypointWeights.length);
+            }
+            for (double[] row : keypointWeights) {
+                if (row.length != NUM_KEYPOINT_FEATURES) {
+                    throw new IllegalArgumentException("detector_keypoint_weights: expected rows of "
+                            + NUM_KEYPOINT_FEATURES + ", got " + row.length);
+                }
+            }
         }
         this.inputSize = inputSize;
         this.margin = margin;
         this.offsetX = offsetX;
         this.offsetY = offsetY;
         this.detectorScale = detectorScale;
+        this.keypointWeights = keypointWeights;
     }
 
     /** Detector box (x, y, w, h) to the landmark-box square it predicts (crop.py box_from_detector). */
     public double[] boxFromDetector(double x, double y, double w, double h) {
+        return boxFromDetector(x, y, w, h, null);
+    }
+
+    /**
+     * Detector box (x, y, w, h) and its 6 keypoints (x0, y0, ... x5, y5 in image pixels, BlazeFace's order; null
+     * when the detector gives none) to the landmark-box square (crop.py box_from_detector): the keypoint mapping
+     * when the model carries one and its answer stays within the guard of the box mapping's, else the box mapping.
+     */
+    public double[] boxFromDetector(double x, double y, double w, double h, float[] keypoints) {
         double side = Math.max(w, h);
-        double cx = x + w / 2.0 + offsetX * side;
-        double cy = y + h / 2.0 + offsetY * side;
-        return new double[] {cx, cy, detectorScale * side};
+        double cx = x + w / 2.0, cy = y + h / 2.0;
+        double[] box = {cx + offsetX * side, cy + offsetY * side, detectorScale * side};
+        double[] f = keypointWeights == null ? null : keypointFeatures(x, y, w, h, keypoints);
+        if (f == null) {
+            return box;
+        }
+        double[] out = new double[3];
+        for (int r = 0; r < 3; r++) {
+            for (int i = 0; i < NUM_KEYPOINT_FEATURES; i++) {
+                out[r] += keypointWeights[r][i] * f[i];
+            }
+        }
+        double[] byKeypoints = {cx + out[0] * side, cy + out[1] * side, Math.exp(out[2]) * side};
+        if (Math.max(Math.abs(byKeypoints[0] - box[0]), Math.abs(byKeypoints[1] - box[1])) > CENTRE_GUARD * side
+                || Math.abs(Math.log(byKeypoints[2] / box[2])) > SCALE_GUARD) {
+            return box;
+        }
+        return byKeypoints;
+    }
+
+    /** crop.py keypoint_features: null unless there are 6 finite keypoints and the box has a size. */
+    public static double[] keypointFeatures(double x, double y, double w, double h, float[] keypoints) {
+        double side = Math.max(w, h);
+        if (keypoints == null || keypoints.length != 12 || !(side > 0)) {
+            return null;
+        }
+        double[] f = new double[NUM_KEYPOINT_FEATURES];
+        f[0] = 1.0;
+        double cx = x + w / 2.0, cy = y + h / 2.0;
+        for (int i = 0; i < 6; i++) {
+            if (Float.isNaN(keypoints[2 * i]) || Float.isInfinite(keypoints[2 * i])
+                    || Float.isNaN(keypoints[2 * i + 1]) || Float.isInfinite(keypoints[2 * i + 1])) {
+                return null;
+            }
+            f[1 + 2 * i] = (keypoints[2 * i] - cx) / side;
+            f[2 + 2 * i] = (keypoints[2 * i + 1] - cy) / side;
+        }
+        double eyes = Math.hypot(f[1] - f[3], f[2] - f[4]);
+        double mouth = Math.hypot((f[1] + f[3]) / 2.0 - f[7], (f[2] + f[4]) / 2.0 - f[8]);
+        f[13] = Math.log(Math.max(eyes, 1e-3));
+        f[14] = Math.log(Math.max(mouth, 1e-3));
+        return f;
     }
 
     /** Square around the extent of interleaved points x0, y0, x1, y1, ... (crop.py box_from_points). */

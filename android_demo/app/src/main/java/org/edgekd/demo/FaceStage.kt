@@ -15,8 +15,11 @@ import java.io.Closeable
  * (synchronous, so its time is measured like the other stages).
  */
 class FaceStage(context: Context, private val mode: RunningMode, val minConfidence: Float = 0.5f) : Closeable {
-    /** A detection: box in image pixels (x, y = top-left corner) and its score. */
-    class Face(val x: Float, val y: Float, val w: Float, val h: Float, val score: Float)
+    /**
+     * A detection: box in image pixels (x, y = top-left corner), its score and BlazeFace's 6 keypoints as x0, y0, ...
+     * x5, y5 in image pixels (eyes, nose tip, mouth, ear tragions), null when the detector gave none.
+     */
+    class Face(val x: Float, val y: Float, val w: Float, val h: Float, val score: Float, val keypoints: FloatArray? = null)
 
     private val detector: FaceDetector
 
@@ -36,7 +39,11 @@ class FaceStage(context: Context, private val mode: RunningMode, val minConfiden
         val result = if (mode == RunningMode.VIDEO) detector.detectForVideo(image, timestampMs) else detector.detect(image)
         return result.detections().map { d ->
             val r = d.boundingBox()
-            Face(r.left, r.top, r.width(), r.height(), d.categories().firstOrNull()?.score() ?: 0f)
+            // keypoints come normalised to the image; CropSpec wants pixels, as the desktop's Detection has them
+            val kps = d.keypoints().orElse(null)?.takeIf { it.size == 6 }?.let { k ->
+                FloatArray(12) { i -> if (i % 2 == 0) k[i / 2].x() * bitmap.width else k[i / 2].y() * bitmap.height }
+            }
+            Face(r.left, r.top, r.width(), r.height(), d.categories().firstOrNull()?.score() ?: 0f, kps)
         }
     }
 

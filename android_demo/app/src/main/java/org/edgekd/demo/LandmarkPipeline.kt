@@ -46,7 +46,7 @@ class LandmarkPipeline(val detector: FaceStage?, val model: LandmarkModel) : Clo
             faces = found.size
             face = choose(found, matchBox)
                 ?: return Result(null, null, null, faces, detectorMs, null, null, null, ms(t0, System.nanoTime()))
-            box = spec.boxFromDetector(face.x.toDouble(), face.y.toDouble(), face.w.toDouble(), face.h.toDouble())
+            box = spec.boxFromDetector(face.x.toDouble(), face.y.toDouble(), face.w.toDouble(), face.h.toDouble(), face.keypoints)
         }
         val t1 = System.nanoTime()
         loadPixels(bitmap)
@@ -76,7 +76,7 @@ class LandmarkPipeline(val detector: FaceStage?, val model: LandmarkModel) : Clo
             detectorMs = ms(t0, System.nanoTime())
             faces = found.size
             return found.sortedByDescending { it.score }
-                .map { spec.boxFromDetector(it.x.toDouble(), it.y.toDouble(), it.w.toDouble(), it.h.toDouble()) }
+                .map { spec.boxFromDetector(it.x.toDouble(), it.y.toDouble(), it.w.toDouble(), it.h.toDouble(), it.keypoints) }
         }
 
         override fun landmarks(box: DoubleArray): FloatArray {

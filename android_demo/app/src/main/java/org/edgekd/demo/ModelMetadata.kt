@@ -39,12 +39,17 @@ class ModelMetadata(
             }
             val c = o.getJSONObject("crop")
             val offset = c.optJSONArray("detector_offset")
+            // null (JSON null or absent, as in models exported before session 8): the box mapping alone
+            val weights = c.optJSONArray("detector_keypoint_weights")?.let { rows ->
+                Array(rows.length()) { r -> rows.getJSONArray(r).let { row -> DoubleArray(row.length()) { row.getDouble(it) } } }
+            }
             val crop = CropSpec(
                 c.getInt("input_size"),
                 c.getDouble("margin"),
                 offset?.getDouble(0) ?: 0.0,
                 offset?.getDouble(1) ?: 0.0,
-                c.optDouble("detector_scale", 1.0)
+                c.optDouble("detector_scale", 1.0),
+                weights
             )
             val pair = o.optJSONArray("nme_pair")?.let { a -> IntArray(a.length()) { a.getInt(it) } }
             return ModelMetadata(
