@@ -3,7 +3,8 @@
 On the validation faces of a prepared folder (never the test set), a Keras checkpoint is scored three ways, errors
 in the original image, inter-ocular normalisation (the bench's protocol):
   gt        crops from the landmark box (the `--crop gt` protocol);
-  detector  crops from BlazeFace's box through the prepared folder's fitted mapping (`--crop detector`);
+  detector  crops from BlazeFace's box (and keypoints) through the prepared folder's fitted mapping (`--crop
+            detector`);
   shuffled  crops from the landmark box moved by *another* face's detector residual (its offset and scale against
             its own landmark box): the same spread of box errors as the detector's, with no link to the face's
             content. If `shuffled` scores like `detector`, the gap is the box jitter itself (a network that is
@@ -53,7 +54,7 @@ def main(argv=None) -> None:
             found = detector.detect(image)
             k = match_box([d.box for d in found], pts)
             if k is not None:  # a missed face has no detector crop to compare
-                images.append(image), points.append(pts), boxes.append(found[k].box)
+                images.append(image), points.append(pts), boxes.append(found[k])
 
     def nme(crop_boxes) -> float:
         cut = [crop.crop(im, box) for im, box in zip(images, crop_boxes)]
@@ -65,7 +66,7 @@ def main(argv=None) -> None:
         return float(100 * np.mean(errors))
 
     gt = [crop.box_from_points(p) for p in points]
-    det = [crop.box_from_detector(box) for box in boxes]
+    det = [crop.box_from_detector(d.box, d.keypoints) for d in boxes]  # keypoints: when the folder has a keypoint fit
     residual = np.array([[(x1 - x0) / s0, (y1 - y0) / s0, s1 / s0 - 1] for (x0, y0, s0), (x1, y1, s1) in zip(gt, det)])
     rng = np.random.default_rng(0)
     shuffled = []

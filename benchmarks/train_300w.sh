@@ -124,3 +124,20 @@ KD_TARGETS=$RUNS/targets/teachers-flip.npz
 [ -f "$KD_TARGETS" ] || $EDGEKD data teach "$PREPARED" --teacher-flip --out "$KD_TARGETS" \
   --tough "$RUN/teachers/tough/best.h5" --tolerant "$RUN/teachers/tolerant/best.h5"
 stage "$E/kd-cached-110" student 110 --init-from "$E/baseline/best.h5" --teacher-targets "$KD_TARGETS" --main-loss l1
+# 12. spatial160 (stage 9) through the recipe that made mild2 (session 8): 40 epochs of Wing at lr 1e-4 with
+#     rotations of at most 10 degrees (--augment mild), then 40 more at lr 7e-5, at 160 px with the spatial head.
+#     About 20 min each (23-29 s per epoch + 3-6 s validation).
+PREPARED=$P160 stage "$R160/sp160-mild" baseline 40 --init-from "$R160/spatial160/baseline/best.h5" --lr 1e-4 \
+  --loss wing --augment mild --head spatial
+PREPARED=$P160 stage "$R160/sp160-mild2" baseline 40 --init-from "$R160/sp160-mild/baseline/best.h5" --lr 7e-5 \
+  --loss wing --augment mild --head spatial
+#     (sp160-mild2 was stopped after 23 epochs in session 8, val 4.131 % then; a rerun continues it.)
+# 13. The last stage once more at 128 px from mild2, 40 epochs of Wing at lr 5e-5, the same seed and batches
+#     (session 8): mild3, the control (--augment mild), and tight (--augment tight: shifts of at most 3 % and scales
+#     of 0.94-1.06, the box jitter left once detector crops are placed from the keypoints); then tight2: tight's
+#     best, 40 more tight epochs at lr 3.5e-5. About 14 min each alone (17 s per epoch + 3 s validation); session 8
+#     ran mild3 and tight side by side, one core each (27 s + 6 s).
+FROM=(--init-from "$RUN/mild2/baseline/best.h5" --lr 5e-5 --loss wing)
+stage "$RUN/mild3" baseline 40 "${FROM[@]}" --augment mild
+stage "$RUN/tight" baseline 40 "${FROM[@]}" --augment tight
+stage "$RUN/tight2" baseline 40 --init-from "$RUN/tight/baseline/best.h5" --lr 3.5e-5 --loss wing --augment tight

@@ -277,7 +277,8 @@ def data_teach(prepared, tough, tolerant, teacher_flip, also_prepared, out):
               help="Scale [0, 1] pixels to the backbone's input range inside the model.")
 @click.option("--augment", "augment_preset", type=click.Choice(AUGMENT_PRESETS), default=None,
               help="light: geometry, mirror, contrast, brightness; full: also gamma, blur, noise, occlusion; mild: "
-                   "light with rotations of at most 10 degrees (the last epochs of a long run).")
+                   "light with rotations of at most 10 degrees (the last epochs of a long run); tight: mild with shifts "
+                   "of at most 3 % and scales of 0.94-1.06 (for models whose detector crops come from the keypoints).")
 @click.option("--alpha", default=1.0, show_default=True, help="MobileNetV2 width.")
 @click.option("--dropout", type=float, default=None, help="Dropout before the teachers' Dense head.")
 @click.option("--stochastic-depth", type=float, default=None, help="Teachers' EfficientNet drop-connect rate.")

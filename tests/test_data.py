@@ -342,6 +342,25 @@ def test_mild_preset_only_narrows_the_rotation():
         assert lo < max(angles) <= hi
 
 
+def test_tight_preset_narrows_shift_and_scale_of_mild():
+    from dataclasses import asdict
+
+    from edgekd.data.augment import random_matrix
+
+    mild, tight = AugmentConfig.preset("mild"), AugmentConfig.preset("tight")
+    changed = {"max_shift", "scale_range"}
+    assert {k: v for k, v in asdict(tight).items() if k not in changed} == \
+        {k: v for k, v in asdict(mild).items() if k not in changed}
+    for cfg, shift, scale in ((tight, 0.03, 0.06), (mild, 0.05, 0.10)):
+        rng = np.random.default_rng(0)
+        ms = [random_matrix(rng, cfg, 96, 64) for _ in range(400)]
+        scales = np.array([np.hypot(m[0, 0], m[1, 0]) for m in ms])
+        # the centre of the stored image lands on the crop centre, moved by the shift alone
+        centres = np.array([m[:, :2] @ np.full(2, 95 / 2.0) + m[:, 2] - 63 / 2.0 for m in ms]) / 64
+        assert 0.8 * shift < np.abs(centres).max() <= shift + 1e-9
+        assert 0.8 * scale < np.abs(scales - 1).max() <= scale + 1e-9
+
+
 def test_photometric_never_wraps_around():
     cfg = AugmentConfig(brightness=0.0, contrast_range=(1.5, 1.5), gamma_range=(1.0, 1.0), photometric_prob=1.0,
                         blur=False, noise=False, occlusion=False)

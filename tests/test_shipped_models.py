@@ -1,5 +1,6 @@
 """The models shipped in models/ work out of the box: a card beside each, metadata inside, a plausible face shape
 on a sample image that is not in any training set (scikit-image's astronaut), and the int8 size budget."""
+import hashlib
 import json
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def astronaut_faces():
 def test_shipped_model_runs_on_a_sample_face(path, astronaut_faces):
     card = json.loads(path.with_name(path.stem + ".card.json").read_text())
     assert path.with_name(path.stem + ".card.md").is_file() and card["model"] == path.name
+    assert card["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()  # the card describes this very file
     image, detections = astronaut_faces
     assert len(detections) == 1
     with LandmarkModel(path) as model:

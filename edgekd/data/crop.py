@@ -108,7 +108,8 @@ class CropSpec:
         d = dict(d)
         d["detector_offset"] = tuple(d.get("detector_offset", (0.0, 0.0)))
         if d.get("detector_keypoint_weights") is not None:
-            d["detector_keypoint_weights"] = tuple(tuple(float(v) for v in row) for row in d["detector_keypoint_weights"])
+            d["detector_keypoint_weights"] = tuple(tuple(float(v) for v in row)
+                                                   for row in d["detector_keypoint_weights"])
         return cls(**{k: d[k] for k in ("input_size", "margin", "detector_offset", "detector_scale",
                                         "detector_keypoint_weights") if k in d})
 
@@ -124,9 +125,11 @@ def keypoint_features(box_xywh, keypoints) -> np.ndarray | None:
     """The NUM_KEYPOINT_FEATURES numbers a keypoint mapping reads, or None unless ``keypoints`` are 6 finite points
     (BlazeFace's order: right eye, left eye, nose tip, mouth, right ear, left ear).
 
-    Why keypoints: BlazeFace's box jitters against the landmark box by 2.4 / 3.7 % of its side in x / y and 6.3 % in
-    size (validation faces, session 8), and a crop that is off by that much costs the model 0.17 NME points; where
-    the eyes and mouth sit in the box says much of where the landmarks are and how large the face is."""
+    Why keypoints: the box mapping leaves BlazeFace's crop off the landmark box by 2.7 / 3.9 % of its side in x / y
+    and 6.4 % in size (standard deviations over the 168 validation faces), which costs the shipped network 0.15 NME
+    points against ground-truth crops; from the keypoints it is 2.2 / 2.3 / 4.1 % and 0.08 points
+    (benchmarks/README.md, session 8): where the eyes and mouth sit says where the landmarks are and how large the
+    face is better than the box's edges do."""
     k = np.asarray(keypoints, dtype=np.float64) if keypoints is not None else None
     x, y, w, h = (float(v) for v in box_xywh)
     side = max(w, h)
