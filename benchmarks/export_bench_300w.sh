@@ -57,10 +57,11 @@ $EDGEKD bench "${MODELS[@]}" --root "$DATA/300w" --dataset 300w --crop both --co
 SHIP=${SHIP:-mild2}  # session 5-6: plain_wing2
 $EDGEKD bench "$O/${SHIP}_float32.tflite" "$O/${SHIP}_qat_int8.tflite" --root "$DATA/300w" --crop both --tta flip \
     --video --limit 200 --threads 1 --out-dir "$RUNS/bench/300w-128-fastcpu-tta-video" --exist-ok
-# 3. the shipped files (benchmarks/ship_model.py copies SHIP's QAT and float32 exports into models/300w/) with the
-#    PTQ twin and the int8 file shipped before, both crop protocols, dlib in the same run: the results page's first
-#    table (session 7: benchmarks/300w-128-fastcpu/mild2/). Pause training meanwhile.
-$EDGEKD bench models/300w/student_qat_int8.tflite models/300w/student_float32.tflite "$O/${SHIP}_ptq_int8.tflite" \
+# 3. session 7's shipped files (benchmarks/ship_model.py copied SHIP's QAT and float32 exports into models/300w/,
+#    which session 8 replaced, so they are benched from the export folder here, under their export names) with the
+#    PTQ twin and the int8 file shipped before, both crop protocols, dlib in the same run: session 7's table
+#    (benchmarks/300w-128-fastcpu/mild2/). Pause training meanwhile.
+$EDGEKD bench "$O/${SHIP}_qat_int8.tflite" "$O/${SHIP}_float32.tflite" "$O/${SHIP}_ptq_int8.tflite" \
     "$O/plain_wing2_qat_int8.tflite" \
     --root "$DATA/300w" --crop both --compare dlib --threads 1,2 --out-dir "$RUNS/bench/300w-128-fastcpu-shipped" \
     --exist-ok

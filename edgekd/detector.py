@@ -162,7 +162,8 @@ class DetectorMapping:
     where keypoints were found on enough faces, the keypoint mapping that CropSpec prefers.
 
     ``spread`` is the median absolute deviation of the per-face offsets and log scale: how much faces vary;
-    ``keypoint_spread`` the same for what the keypoint mapping leaves (on the faces it was fitted on)."""
+    ``keypoint_spread`` the same for what the keypoint mapping leaves, over every view it was fitted on (the
+    worst 10 % it leaves out of the fit included)."""
 
     detector_offset: tuple[float, float]
     detector_scale: float
@@ -179,9 +180,9 @@ class DetectorMapping:
     def to_dict(self) -> dict:
         d = {"detector_offset": list(self.detector_offset), "detector_scale": self.detector_scale,
              "faces_used": self.faces_used, "faces_missed": self.faces_missed, "spread": list(self.spread)}
-        if self.keypoint_weights is not None:
-            d["keypoint_weights"] = [list(row) for row in self.keypoint_weights]
-            d["keypoint_spread"] = list(self.keypoint_spread)
+        # always present (None when too few faces had keypoints): a manifest without the key predates the fit
+        d["keypoint_weights"] = None if self.keypoint_weights is None else [list(r) for r in self.keypoint_weights]
+        d["keypoint_spread"] = None if self.keypoint_spread is None else list(self.keypoint_spread)
         return d
 
 
@@ -212,7 +213,7 @@ def _trimmed_mean(v: np.ndarray, cut: float = 0.1) -> float:
     return float(kept.mean() if kept.size else np.median(v))
 
 
-MIN_KEYPOINT_FACES = 100  # 45 weights: fewer faces than this keep the box mapping alone
+MIN_KEYPOINT_FACES = 100  # 45 weights: fewer faces (not views) than this keep the box mapping alone
 
 
 def fit_keypoint_mapping(triples, ridge: float = 1e-6):
@@ -222,6 +223,7 @@ def fit_keypoint_mapping(triples, ridge: float = 1e-6):
     MIN_KEYPOINT_FACES faces have 6 keypoints."""
     from edgekd.data.crop import keypoint_features
 
+    triples = list(triples)
     X, Y = [], []
     for (x, y, w, h), keypoints, (cx, cy, side) in triples:
         f = keypoint_features((x, y, w, h), keypoints)
@@ -230,7 +232,7 @@ def fit_keypoint_mapping(triples, ridge: float = 1e-6):
         s = max(w, h)
         X.append(f)
         Y.append(((cx - (x + w / 2.0)) / s, (cy - (y + h / 2.0)) / s, np.log(side / s)))
-    if len(X) < MIN_KEYPOINT_FACES:
+    if len({tuple(t) for *_, t in triples}) < MIN_KEYPOINT_FACES:  # faces, not views: a face's views share its target
         return None, None
     X, Y = np.asarray(X), np.asarray(Y)
     keep = np.ones(len(X), bool)
@@ -269,7 +271,8 @@ def fit_detector_mapping(samples, detector: FaceDetector | None = None, progress
     """Fit CropSpec.detector_offset/detector_scale (and detector_keypoint_weights) on (training) samples: where
     MediaPipe's box and keypoints sit relative to ``CropSpec.box_from_points`` of the annotation. The box mapping
     is fitted on the images as they are; the keypoint mapping also on each image shrunk inside a larger canvas
-    (``pads``, see KEYPOINT_FIT_PADS). Faces the detector misses in the image itself are counted, not used.
+    (``pads``, see KEYPOINT_FIT_PADS). Faces the detector misses in the image itself are counted as missed and
+    left out of the box fit; whatever views of them it finds still go into the keypoint fit.
 
     Apply the result with ``mapping.apply(crop_spec)``; store it in the manifest/metadata so runtime crops match.
     """

@@ -210,7 +210,7 @@ def _check_match(checkpoint: Path, model, info: dict, data) -> None:
     check_loaded(checkpoint, "the model", model, data)
     if info.get("scheme") and info["scheme"] != data.scheme.name:
         raise ModelError(f"{checkpoint}: trained on {info['scheme']} landmarks, but {data.root} is {data.scheme.name}")
-    check_matches_data(checkpoint, "the model", data, info)  # the whole CropSpec, as training checks it
+    check_matches_data(checkpoint, "the model", data, info)  # input size and margin; the mapping comes from the data
 
 
 def _load_teachers(cfg: ExportConfig, data) -> tuple[dict | None, dict]:

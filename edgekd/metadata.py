@@ -59,18 +59,28 @@ class ModelMetadata:
 def embed(tflite: bytes, meta: ModelMetadata) -> bytes:
     """Return the model bytes with ``meta`` stored as the ``edgekd`` metadata entry (replacing an old one)."""
     from ai_edge_litert import schema_py_generated as schema
-    import flatbuffers
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
-    model.metadata = [m for m in (model.metadata or []) if _name(m.name) != METADATA_NAME]
+    model.buffers = list(model.buffers or [])
     buf = schema.BufferT()
     buf.data = list(meta.to_json().encode("utf-8"))
-    model.buffers = list(model.buffers or []) + [buf]
+    old = [m for m in (model.metadata or []) if _name(m.name) == METADATA_NAME]
+    if old:  # replaced in place: a second embed leaves no orphaned copy of the old metadata in the file
+        model.buffers[old[0].buffer] = buf
+        model.metadata = [m for m in model.metadata if _name(m.name) != METADATA_NAME or m is old[0]]
+        return _pack(model, len(tflite))
+    model.buffers.append(buf)
     entry = schema.MetadataT()
     entry.name = METADATA_NAME
     entry.buffer = len(model.buffers) - 1
-    model.metadata.append(entry)
-    builder = flatbuffers.Builder(len(tflite) + 4096)
+    model.metadata = list(model.metadata or []) + [entry]
+    return _pack(model, len(tflite))
+
+
+def _pack(model, size: int) -> bytes:
+    import flatbuffers
+
+    builder = flatbuffers.Builder(size + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 
@@ -82,6 +92,8 @@ def read(path: str | Path) -> ModelMetadata:
         data = path.read_bytes()
     except FileNotFoundError:
         raise ModelError(f"{path}: no such model file") from None
+    except OSError as e:  # a folder, no permission
+        raise ModelError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
     return read_bytes(data, str(path))
 
 

@@ -157,6 +157,8 @@ def test_keypoint_mapping_matches_crop_py(java):
         weights[:, 0] = (rng.normal(0, 0.02), 0.06 + rng.normal(0, 0.02), np.log(0.96))
         if k % 6 == 5:
             weights[0, 0] = 1.0  # a whole box side off: the guard keeps the box mapping
+        if k % 6 == 3:
+            weights[2, 0] += 0.5  # a crop e^0.5 too large: guarded too
         spec = CropSpec(input_size=128, margin=0.15, detector_offset=(-0.003, 0.058), detector_scale=0.963,
                         detector_keypoint_weights=tuple(map(tuple, weights)))
         x, y, w = rng.uniform(0, 300, 3)
@@ -170,7 +172,7 @@ def test_keypoint_mapping_matches_crop_py(java):
                         + " " + " ".join(map(repr, det.tolist())) + " " + " ".join(repr(float(v)).replace("nan", "NaN") for v in kp.ravel()))
     for (expected, by_box, k), answer in zip(cases, java(*commands)):
         np.testing.assert_allclose(_nums(answer), expected, rtol=0, atol=1e-9)
-        assert (expected == by_box) == (k % 6 in (4, 5))
+        assert (expected == by_box) == (k % 6 in (3, 4, 5))
 
 
 @needs_java

@@ -128,8 +128,11 @@ def test_ship_model_can_carry_a_refitted_detector_mapping(tmp_path, tiny_prepare
     with_kp = dataclasses.replace(meta.crop, detector_keypoint_weights=weights)
     model, carried = metadata.with_detector_mapping(src.read_bytes(), with_kp)
     assert metadata.read_bytes(model).crop.detector_keypoint_weights == weights == carried.crop.detector_keypoint_weights
-    with pytest.raises(ModelError, match="margin"):
+    assert model.count(b'"num_points"') == 1  # the old metadata is replaced, not left behind
+    with pytest.raises(ModelError, match="margin 0.15; the new mapping is for input 64 px, margin 0.3"):
         metadata.with_detector_mapping(src.read_bytes(), CropSpec(input_size=64, margin=0.3))
+    with pytest.raises(ModelError, match="input 64 px, margin 0.15; the new mapping is for input 96 px"):
+        metadata.with_detector_mapping(src.read_bytes(), CropSpec(input_size=96, margin=0.15))
 
 
 def test_average_weights_writes_the_mean_network_and_refuses_mismatches(tmp_path):

@@ -206,6 +206,11 @@ def test_keypoint_mapping_is_fitted_robustly_and_used_when_keypoints_come():
     assert spec.box_from_detector(box, kp[:4]) == by_box
     far = CropSpec(detector_keypoint_weights=((2.0,) + (0.0,) * 14, (0.0,) * 15, (0.0,) * 15))
     assert far.box_from_detector(box, kp) == CropSpec().box_from_detector(box)  # 2 box sides off: guarded
+    big = CropSpec(detector_keypoint_weights=((0.0,) * 15, (0.0,) * 15, (0.5,) + (0.0,) * 14))
+    assert big.box_from_detector(box, kp) == CropSpec().box_from_detector(box)  # e^0.5 too large: guarded
+    for bad in (weights[:2], ((float("nan"),) * 15,) * 3):
+        with pytest.raises(ValueError, match="3 rows of 15 finite numbers"):
+            CropSpec(detector_keypoint_weights=bad)
     again = CropSpec.from_dict(json.loads(json.dumps(spec.to_dict())))  # as manifests and model metadata carry it
     assert again == spec and again.box_from_detector(box, kp) == spec.box_from_detector(box, kp)
     assert CropSpec.from_dict({"input_size": 128, "margin": 0.15}).detector_keypoint_weights is None  # older files
@@ -284,6 +289,31 @@ def test_prepare_writes_manifest_and_is_safe_to_rerun(tiny_prepared, tiny_300w_r
     cfg.margin = 0.3
     with pytest.raises(EdgekdError, match="other settings"):
         prepare(cfg, tiny_prepared, progress=False)
+
+
+def test_prepare_says_when_a_folder_predates_the_keypoint_mapping(tiny_prepared, tmp_path, caplog):
+    """A folder prepared before the keypoint fit is reused as it is, with a line saying that --force refits it;
+    one whose fit found too few faces for keypoints (36 here, under MIN_KEYPOINT_FACES) gets no such line."""
+    import shutil
+
+    from edgekd.data.prepare import Manifest
+
+    m = Manifest.load(tiny_prepared / "manifest.json")
+    assert m.detector_fit["keypoint_weights"] is None and m.crop_spec.detector_keypoint_weights is None
+    older = tmp_path / "older"
+    shutil.copytree(tiny_prepared, older)
+    cfg = PrepareConfig(**m.config)
+    with caplog.at_level(logging.INFO):
+        prepare(cfg, older, progress=False)
+    assert "no keypoint part" not in caplog.text
+    manifest = json.loads((older / "manifest.json").read_text())
+    for key in ("keypoint_weights", "keypoint_spread"):
+        del manifest["detector_fit"][key]
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert prepare(cfg, older, progress=False).reused
+    assert "no keypoint part" in caplog.text and "--force refits it" in caplog.text
 
 
 def test_prepare_skips_corrupt_image_and_counts_it(tmp_path, tiny_300w_root):

@@ -269,6 +269,26 @@ def test_mismatched_data_is_refused(tiny_prepared, tmp_path):
     assert not (tmp_path / "m.tflite").exists()
 
 
+def test_a_refitted_detector_mapping_is_taken_from_the_data(checkpoint, tiny_prepared, tmp_path):
+    """The detector mapping is run-time only: a checkpoint recorded with another one exports, and its file carries
+    the data's mapping (a prepared folder refitted with keypoints updates models trained before)."""
+    import h5py
+
+    from edgekd.checkpoint import INFO_ATTR
+    from edgekd.data.pipeline import PreparedData
+    from edgekd.export import ExportConfig, export_model
+    from edgekd.metadata import read
+
+    older = tmp_path / "older.h5"
+    older.write_bytes(checkpoint.read_bytes())
+    with h5py.File(older, "a") as f:
+        info = json.loads(f.attrs[INFO_ATTR])
+        info["crop"].update(detector_offset=[0.2, -0.1], detector_scale=1.4, detector_keypoint_weights=None)
+        f.attrs[INFO_ATTR] = json.dumps(info)
+    export_model(ExportConfig(older, tmp_path / "m.tflite", "float32", tiny_prepared, **FAST))
+    assert read(tmp_path / "m.tflite").crop == PreparedData.open(tiny_prepared).crop
+
+
 def test_other_crop_or_missing_teachers_are_refused(checkpoint, tiny_prepared, tmp_path):
     import h5py
 

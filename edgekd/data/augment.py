@@ -62,7 +62,7 @@ class AugmentConfig:
     @classmethod
     def tight(cls) -> "AugmentConfig":
         """``mild`` with shifts of at most 3 % of the crop and scales of 0.94-1.06: the box jitter left when detector
-        crops are placed from the keypoints (2.1 / 2.2 % of the landmark box off centre, 3.7 % in size, standard
+        crops are placed from the keypoints (2.2 / 2.3 % of the landmark box off centre, 4.1 % in size, standard
         deviations) rather than from the box alone (2.7 / 3.9 / 6.4 %), so less of an under-fitting network goes
         to offsets it will not see (session 8)."""
         return replace(cls.mild(), max_shift=0.03, scale_range=(0.94, 1.06))

@@ -38,6 +38,11 @@ class CropSpec:
     # where the eyes, nose, mouth and ears sit in the box. None: the box mapping above.
     detector_keypoint_weights: tuple[tuple[float, ...], ...] | None = None
 
+    def __post_init__(self):
+        w = self.detector_keypoint_weights
+        if w is not None and (np.shape(w) != (3, NUM_KEYPOINT_FEATURES) or not np.isfinite(w).all()):
+            raise ValueError(f"detector_keypoint_weights: expected 3 rows of {NUM_KEYPOINT_FEATURES} finite numbers")
+
     # --- boxes: (cx, cy, side) squares ------------------------------------------------------------------------
     @staticmethod
     def box_from_points(points: np.ndarray) -> tuple[float, float, float]:
@@ -126,7 +131,7 @@ def keypoint_features(box_xywh, keypoints) -> np.ndarray | None:
     (BlazeFace's order: right eye, left eye, nose tip, mouth, right ear, left ear).
 
     Why keypoints: the box mapping leaves BlazeFace's crop off the landmark box by 2.7 / 3.9 % of its side in x / y
-    and 6.4 % in size (standard deviations over the 168 validation faces), which costs the shipped network 0.15 NME
+    and 6.4 % in size (standard deviations over the 168 validation faces), which costs session 7's network 0.15 NME
     points against ground-truth crops; from the keypoints it is 2.2 / 2.3 / 4.1 % and 0.08 points
     (benchmarks/README.md, session 8): where the eyes and mouth sit says where the landmarks are and how large the
     face is better than the box's edges do."""

@@ -131,7 +131,9 @@ class Manifest:
     def load(cls, path) -> "Manifest":
         try:
             d = json.loads(Path(path).read_text())
-            return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+            manifest = cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+            manifest.crop_spec  # noqa: B018  (a crop that CropSpec refuses is an unreadable manifest, said here)
+            return manifest
         except FileNotFoundError:
             raise DataError(f"{path}: no manifest; run `edgekd data prepare` first") from None
         except (ValueError, TypeError, AttributeError) as e:

@@ -39,6 +39,11 @@ public final class CropSpec {
                     throw new IllegalArgumentException("detector_keypoint_weights: expected rows of "
                             + NUM_KEYPOINT_FEATURES + ", got " + row.length);
                 }
+                for (double v : row) {
+                    if (Double.isNaN(v) || Double.isInfinite(v)) {
+                        throw new IllegalArgumentException("detector_keypoint_weights: expected finite numbers");
+                    }
+                }
             }
         }
         this.inputSize = inputSize;

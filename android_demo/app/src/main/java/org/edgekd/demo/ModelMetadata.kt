@@ -43,14 +43,18 @@ class ModelMetadata(
             val weights = c.optJSONArray("detector_keypoint_weights")?.let { rows ->
                 Array(rows.length()) { r -> rows.getJSONArray(r).let { row -> DoubleArray(row.length()) { row.getDouble(it) } } }
             }
-            val crop = CropSpec(
-                c.getInt("input_size"),
-                c.getDouble("margin"),
-                offset?.getDouble(0) ?: 0.0,
-                offset?.getDouble(1) ?: 0.0,
-                c.optDouble("detector_scale", 1.0),
-                weights
-            )
+            val crop = try {
+                CropSpec(
+                    c.getInt("input_size"),
+                    c.getDouble("margin"),
+                    offset?.getDouble(0) ?: 0.0,
+                    offset?.getDouble(1) ?: 0.0,
+                    c.optDouble("detector_scale", 1.0),
+                    weights
+                )
+            } catch (e: IllegalArgumentException) {
+                throw IllegalArgumentException("$source: ${e.message}")
+            }
             val pair = o.optJSONArray("nme_pair")?.let { a -> IntArray(a.length()) { a.getInt(it) } }
             return ModelMetadata(
                 o.getString("scheme"), o.getInt("num_points"), crop, o.optString("quantization", "float32"), pair
