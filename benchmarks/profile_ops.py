@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgekd import logs  # noqa: E402
-from edgekd.runtime.model import make_interpreter  # noqa: E402
+from edgekd.interpreter import make_interpreter  # noqa: E402
 from edgekd.timing import machine  # noqa: E402
 
 

@@ -25,6 +25,7 @@ from edgekd.data.augment import PRESETS as AUGMENT_PRESETS
 from edgekd.errors import EdgekdError, OptionError, describe_os_error
 from edgekd.losses import LOSSES
 from edgekd.models import HEADS, MODELS
+from edgekd.qat import QAT_SCHEDULES, QAT_TARGETS
 from edgekd.schemes import SCHEMES
 from edgekd.train import RECIPES, SCHEDULES, STAGES
 from edgekd.runtime.blazeface import BACKENDS as DETECTOR_BACKENDS, RANGES as DETECTOR_RANGES
@@ -295,7 +296,8 @@ def data_teach(prepared, tough, tolerant, teacher_flip, also_prepared, out):
                    "made KD-Loss worse here: benchmarks/README.md).")
 @click.option("--init-from", type=click.Path(dir_okay=False), default=None,
               help="Start from this checkpoint's weights (same network; any input size, for fine-tuning at "
-                   "another resolution) instead of random ones.")
+                   "another resolution) instead of random ones; a float32 .tflite export works too (e.g. "
+                   "models/300w/student_float32.tflite, to fine-tune the shipped student).")
 @click.option("--strategy", type=click.Choice(["default", "mirrored"]), default="default", show_default=True,
               help="mirrored = data-parallel over all local GPUs.")
 @click.option("--loss-variant", type=click.Choice(["code", "paper-figure"]), default="code", show_default=True,
@@ -389,13 +391,22 @@ def _explicit_train_fields(ctx) -> set[str]:
 @click.option("--qat-steps", default=None, type=int, help="Steps per QAT epoch (default: the whole training split).")
 @click.option("--qat-lr", default=1e-4, show_default=True,
               help="QAT Adam learning rate; keep it at or below the rate the checkpoint's training ended on.")
+@click.option("--qat-target", type=click.Choice(list(QAT_TARGETS)), default=QAT_TARGETS[0], show_default=True,
+              help="What QAT fits: the float network's own outputs on the same crops (it then only learns to undo "
+                   "the rounding; measured best), or the run's own targets and loss (KD-Loss with the student's "
+                   "teachers).")
+@click.option("--qat-schedule", type=click.Choice(list(QAT_SCHEDULES)), default=QAT_SCHEDULES[0],
+              show_default=True,
+              help="QAT learning rate: constant, or cosine-decayed to 0 over the fine-tune.")
 @click.option("--teachers-dir", type=click.Path(file_okay=False),
-              help="QAT: folder with tough/best.h5 and tolerant/best.h5 (default: the student run's teachers).")
+              help="QAT with --qat-target truth: folder with tough/best.h5 and tolerant/best.h5 (default: the "
+                   "student run's teachers).")
 @click.option("--tolerance", default=0.1, show_default=True, help="Largest NME increase (points) over the Keras model.")
 @click.option("--allow-degradation", is_flag=True, help="Write the model even if it loses more than --tolerance.")
 @click.option("--seed", default=0, show_default=True)
 def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, output_type, calibration_samples,
-           qat_epochs, qat_steps, qat_lr, teachers_dir, tolerance, allow_degradation, seed):
+           qat_epochs, qat_steps, qat_lr, qat_schedule, qat_target, teachers_dir, tolerance, allow_degradation,
+           seed):
     """Convert a checkpoint to .tflite with metadata and a model card, e.g.
     `edgekd export runs/train/300w/student/best.h5 --out runs/export/student_int8.tflite --int8`."""
     from edgekd.export import ExportConfig, export_model
@@ -406,8 +417,8 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
     r = export_model(ExportConfig(
         checkpoint, out, chosen[0] if chosen else "float32", prepared, input_type=input_type, output_type=output_type,
         calibration_samples=calibration_samples, qat_epochs=qat_epochs, qat_steps_per_epoch=qat_steps,
-        qat_learning_rate=qat_lr, teachers_dir=teachers_dir, tolerance=tolerance, allow_degradation=allow_degradation,
-        seed=seed, progress=logs.show_progress()))
+        qat_learning_rate=qat_lr, qat_schedule=qat_schedule, qat_target=qat_target, teachers_dir=teachers_dir,
+        tolerance=tolerance, allow_degradation=allow_degradation, seed=seed, progress=logs.show_progress()))
     warn = " (DEGRADED, written with --allow-degradation)" if r.degraded else ""
     click.echo(f"wrote {r.path} ({r.size_mb:.2f} MB, {r.metadata.quantization}): validation NME "
                f"{r.nme_tflite:.3f}% vs Keras {r.nme_keras:.3f}%{warn}, {r.latency['median']:.2f} ms "

@@ -32,7 +32,7 @@ import edgekd
 from edgekd.errors import EdgekdError, ModelError, OptionError, check_range
 from edgekd.fileio import check_outside_inputs, remove_stale_temps, write_json, write_text
 from edgekd.metadata import ModelMetadata, embed
-from edgekd.qat import QATConfig, calibration_images, quantization_aware_model
+from edgekd.qat import QAT_SCHEDULES, QAT_TARGETS, QATConfig, calibration_images, quantization_aware_model
 from edgekd.quantize import (CONVERTER_SETTINGS, FULL_INTEGER, IO_TYPES, MODES, QuantizeConfig, convert,
                              float_head_outputs, inspect_ops, latency_ms, output_precision)
 
@@ -68,6 +68,8 @@ class ExportConfig:
     qat_epochs: int = 3
     qat_steps_per_epoch: int | None = None
     qat_learning_rate: float = 1e-4
+    qat_schedule: str = "constant"
+    qat_target: str = "float"
     teachers_dir: Path | None = None
     tolerance: float = DEFAULT_TOLERANCE
     allow_degradation: bool = False
@@ -94,6 +96,11 @@ class ExportConfig:
         if self.qat_steps_per_epoch is not None:
             check_range("--qat-steps", self.qat_steps_per_epoch, 1, integer=True)
         check_range("--qat-lr", self.qat_learning_rate, 0, lo_open=True)
+        _choice("--qat-schedule", self.qat_schedule, QAT_SCHEDULES)
+        _choice("--qat-target", self.qat_target, QAT_TARGETS)
+        if self.teachers_dir is not None and (self.mode != "qat" or self.qat_target != "truth"):
+            raise OptionError(f"--teachers-dir {self.teachers_dir}: teachers are used only by --qat with "
+                              f"--qat-target truth")
         check_range("--tolerance", self.tolerance, 0)
         check_range("--seed", self.seed, 0, 2**32 - 1, integer=True)
         if self.bn_recalibration_samples is not None:
@@ -123,8 +130,8 @@ class ExportConfig:
     @property
     def qat_config(self) -> QATConfig:
         return QATConfig(epochs=self.qat_epochs, steps_per_epoch=self.qat_steps_per_epoch,
-                         learning_rate=self.qat_learning_rate, calibration_samples=self.calibration_samples,
-                         seed=self.seed)
+                         learning_rate=self.qat_learning_rate, schedule=self.qat_schedule,
+                         target=self.qat_target, calibration_samples=self.calibration_samples, seed=self.seed)
 
     def to_dict(self) -> dict:
         return {f.name: str(v) if isinstance(v := getattr(self, f.name), Path) else v for f in fields(self)}
@@ -163,7 +170,8 @@ def resolve_inputs(cfg: ExportConfig) -> ExportInputs:
     _check_match(cfg.checkpoint, model, info, data)
     if data.manifest.counts.get("val", 0) < 1:
         raise EdgekdError(f"{data.root}: no validation split to check the export on")
-    teachers, teacher_paths = _load_teachers(cfg, data) if cfg.mode == "qat" else (None, {})
+    with_teachers = cfg.mode == "qat" and cfg.qat_target == "truth"
+    teachers, teacher_paths = _load_teachers(cfg, data) if with_teachers else (None, {})
     recal = _recalibrate_batchnorm(model, data, cfg, info)
     images, hard = data.arrays("val", limit=cfg.val_limit)
     return ExportInputs(cfg.checkpoint, info, data, model, recal, images, hard, teachers, teacher_paths)

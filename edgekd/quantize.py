@@ -2,7 +2,7 @@
 quantization (PTQ) or from a quantization-aware model (QAT, trained by edgekd.qat)), and the checks of what came
 out: op input types, the landmark output's precision, latency.
 
-Every interpreter comes from the runtime's ``make_interpreter`` and every timing from ``edgekd.timing``, so the
+Every interpreter comes from ``edgekd.interpreter.make_interpreter`` and every timing from ``edgekd.timing``, so the
 numbers on a model card are measured the way the runtime and the bench run the model.
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ import numpy as np
 
 import edgekd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgekd.errors import EdgekdError
-from edgekd.runtime.model import dequantize_output, make_interpreter, quantize_input
+from edgekd.interpreter import make_interpreter
+from edgekd.runtime.model import dequantize_output, quantize_input
 from edgekd.timing import stats, time_calls
 
 MODES = ("float32", "float16", "dynamic", "int8", "qat")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import os
 import time
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 import edgekd
+from edgekd import tflite_weights
 from edgekd.errors import EdgekdError, ModelError, check_range
 from edgekd.metrics import batch_nme
 from edgekd.fileio import check_outside_inputs, write_json, write_text
@@ -47,6 +49,8 @@ class TrainingDiverged(EdgekdError):
 
 
 SCHEDULES = ("cosine", "inverse-time")
+TFLITE_INIT_CROPS = 320  # augmented training crops for the BatchNorm statistics of --init-from X.tflite
+log = logging.getLogger(__name__)
 # Recipes: one option each for the paper's settings and for the settings measured best on a 2-core CPU. A recipe
 # sets the defaults below; options given explicitly override it (benchmarks/README.md, ablation).
 RECIPES = {
@@ -487,14 +491,44 @@ def _check_stage_folder(stage_dir: Path, cfg: TrainConfig, resume: bool, data) -
         init = Path(cfg.init_from)
         if not init.is_file():
             raise ModelError(f"{init}: checkpoint to start from (--init-from) not found")
-        check_matches_data(init, "the checkpoint to start from", data, any_size=True)
+        info = None
+        if tflite_weights.is_tflite(init):
+            tflite_weights.check_float32(init)
+            info = _tflite_info(init)
+        check_matches_data(init, "the checkpoint to start from", data, info=info, any_size=True)
 
 
-def _init_weights(path: Path, net) -> None:
+def _tflite_info(path: Path) -> dict:
+    """What ``check_matches_data`` compares, read from an exported model's edgekd metadata."""
+    from edgekd import metadata
+
+    meta = metadata.read(path)
+    return {"num_points": meta.num_points, "crop": meta.crop.to_dict()}
+
+
+def _init_weights(path: Path, net, cfg: TrainConfig, data) -> None:
     """``--init-from``: a checkpoint's weights into a freshly built network; a GAP-head checkpoint also starts a
-    spatial-head network (``models.gap_to_spatial``: the same function, so fine-tuning starts where it stands)."""
+    spatial-head network (``models.gap_to_spatial``: the same function, so fine-tuning starts where it stands).
+    A float32 .tflite export starts the same network (``tflite_weights``: BatchNorm split again with statistics
+    of the stage's own augmented training crops)."""
     from edgekd.models import gap_to_spatial, head_of
 
+    if tflite_weights.is_tflite(path):
+        from edgekd.models import build_network
+        from edgekd.qat import calibration_images
+
+        images = calibration_images(data, TFLITE_INIT_CROPS, cfg.seed, cfg.augment_preset if cfg.augment else "none")
+        spatial_from_gap = head_of(net) == "spatial" and not tflite_weights.has_spatial_head(path)
+        target = build_network(data.num_points, data.input_size, replace(cfg.network(), head="gap"),
+                               mean_shape(data)) if spatial_from_gap else net
+        done = tflite_weights.load_into(target, path, images)
+        if spatial_from_gap:
+            gap_to_spatial(target, net)
+        diff = done["max_output_diff"]
+        log.info("started from %s: %d weighted layers, BatchNorm statistics of %d augmented training crops, %s",
+                 path, done["layers"], len(images), "not compared with the file (it cannot run at this size)"
+                 if diff is None else f"largest output difference to the file {diff:.1g}")
+        return
     if head_of(net) == "spatial":
         source = load_model(path)
         if head_of(source) == "gap":
@@ -616,7 +650,6 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
 
         data.attach_guides(teacher_targets.load(cfg.teacher_targets, data))
 
-    stage_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     steps = steps_per_epoch(cfg, data)
     with _strategy(cfg.strategy).scope():
@@ -626,7 +659,8 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
             restored = restore(stage_dir / LAST, net, optimizer)
             start, best_so_far = int(restored["epoch"]), float(restored.get("best_so_far", math.inf))
         elif cfg.init_from:
-            _init_weights(Path(cfg.init_from), net)
+            _init_weights(Path(cfg.init_from), net, cfg, data)
+    stage_dir.mkdir(parents=True, exist_ok=True)  # only now: a refused start leaves no folder behind
     info = _write_config(stage_dir, cfg, prepared_dir, data, teachers, start, net)
 
     run = _Run(cfg, stage_dir, data, net, optimizer, info, make_dataset)

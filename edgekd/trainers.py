@@ -1,10 +1,11 @@
 """The training steps: module-level tf_keras ``Model`` subclasses with a custom ``train_step`` (keras.io style).
 
 ``LandmarkTrainer`` trains one network on one target with a plain loss chosen by name (losses.LOSSES);
-``Distiller`` trains the student under KD-Loss with two frozen teachers run in inference mode on the same augmented
-batch, or with their outputs computed once and carried by the batch (teacher_targets.py). Both log the running
-loss and the training NME (vs the hard targets). QAT fine-tuning (qat.py) uses the same classes on the
-tfmot-wrapped network.
+``Mimic`` trains one network to reproduce a frozen reference network's outputs (QAT: the int8-simulated network
+and its own float twin); ``Distiller`` trains the student under KD-Loss with two frozen teachers run in inference
+mode on the same augmented batch, or with their outputs computed once and carried by the batch
+(teacher_targets.py). All three log the running loss and the training NME (vs the hard targets). QAT fine-tuning
+(qat.py) uses the same classes on the tfmot-wrapped network.
 """
 from __future__ import annotations
 
@@ -105,3 +106,20 @@ class Distiller(LandmarkTrainer):
 
     def objective(self, targets, pred, guidance):
         return kd_loss(targets["hard"], pred, guidance["A"], guidance["S"], self.kd)
+
+
+class Mimic(LandmarkTrainer):
+    """Trains ``net`` to reproduce a frozen ``reference`` network's outputs on the same augmented batch, with a
+    plain loss by name. For QAT, whose job is to make the int8-simulated network compute what the float one does:
+    against the ground truth the fine-tune also chases the float network's remaining errors."""
+
+    def __init__(self, net, reference, nme_pair, loss: str = "l1", **kwargs):
+        super().__init__(net, "hard", nme_pair, loss, **kwargs)
+        reference.trainable = False
+        self.reference = reference
+
+    def guidance(self, images, targets):
+        return {"reference": tf.stop_gradient(self.reference(images, training=False))}
+
+    def objective(self, targets, pred, guidance):
+        return self.loss_fn(guidance["reference"], pred), {}

@@ -367,7 +367,8 @@ CASES = [
                      ("--tolerance", "inf"), ("--seed", "-1"), ("--seed", "4294967296"))],
     *[(f"export-qat-{opt[2:]}-{v}", ["export", "{w}/ckpt/best.h5", "--out", "{w}/cwd/m.tflite", "--qat", opt, v], opt)
       for opt, v in (("--qat-epochs", "0"), ("--qat-epochs", "-1"), ("--qat-steps", "0"), ("--qat-lr", "0"),
-                     ("--qat-lr", "nan"), ("--qat-lr", "-1"))],
+                     ("--qat-lr", "nan"), ("--qat-lr", "-1"), ("--qat-schedule", "linear"),
+                     ("--qat-target", "teacher"))],
     ("export-output-type", ["export", "{w}/ckpt/best.h5", "--out", "{w}/cwd/m.tflite", "--output-type", "int4"],
      "--output-type"),
     # --- export: outputs equal to or inside inputs (a valid checkpoint, so nothing but the check can refuse)
@@ -379,7 +380,8 @@ CASES = [
                                     "{w}/prepared/m.tflite"], "--out"),
     ("export-out-inside-recorded-prepared", ["export", "{w}/ckpt/best.h5", "--out", "{w}/prepared/val/m.tflite"],
      "recorded in the checkpoint"),
-    ("export-out-inside-teachers", ["export", "{w}/ckpt/best.h5", "--qat", "--teachers-dir", "{w}/run", "--out",
+    ("export-out-inside-teachers", ["export", "{w}/ckpt/best.h5", "--qat", "--qat-target", "truth", "--teachers-dir",
+                                    "{w}/run", "--out",
                                     "{w}/run/m.tflite"], "--teachers-dir"),
     ("export-out-not-tflite", ["export", "{w}/ckpt/best.h5", "--out", "{w}/cwd/m.onnx"], "--out"),
     ("export-out-is-folder", ["export", "{w}/ckpt/best.h5", "--out", "{w}/empty"], "--out"),
@@ -396,7 +398,8 @@ CASES = [
                                       "{w}/cwd/m.tflite"], "manifest"),
     ("export-prepared-missing", ["export", "{w}/ckpt/best.h5", "--prepared", "{w}/nope", "--out",
                                  "{w}/cwd/m.tflite"], "nope"),
-    ("export-teachers-missing", ["export", "{w}/ckpt/best.h5", "--qat", "--teachers-dir", "{w}/nope", "--out",
+    ("export-teachers-missing", ["export", "{w}/ckpt/best.h5", "--qat", "--qat-target", "truth", "--teachers-dir",
+                                 "{w}/nope", "--out",
                                  "{w}/cwd/m.tflite"], "{w}/nope"),
     # --- bench: numbers and choices
     *[(f"bench-limit-{v}", ["bench", str(MODEL), "--root", "{w}/300w", "--limit", v, "--out-dir", "{w}/cwd/b"],

@@ -20,7 +20,7 @@ def _load(name):
 def test_profile_cuts_run_exactly_the_ops_before_them():
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from edgekd.runtime.model import make_interpreter
+    from edgekd.interpreter import make_interpreter
 
     profile = _load("profile_ops")
     model = flatbuffer_utils.read_model(str(SHIPPED_INT8))
@@ -165,3 +165,32 @@ def test_average_weights_writes_the_mean_network_and_refuses_mismatches(tmp_path
         soup.average([paths[0], wflw], tmp_path / "x.h5")
     with pytest.raises(EdgekdError, match=r"is one of the inputs"):
         soup.average(paths, paths[1])
+
+
+def test_quantization_table_ranks_int8_files_per_network(tmp_path, capsys):
+    table = _load("quantization_table")
+
+    def card(name, network, mode, keras, tflite, qat=None, calibration=None):
+        quant = {"mode": mode, **({"qat": qat} if qat else {}),
+                 **({"calibration": f"{calibration} augmented training crops"} if calibration else {})}
+        (tmp_path / f"{name}.card.json").write_text(json.dumps({
+            "model": f"{name}.tflite", "checkpoint": f"/runs/{network}/baseline/best.h5", "quantization": quant,
+            "nme": {"keras": keras, "tflite": tflite}}))
+        return tmp_path / f"{name}.card.json"
+
+    paths = [card("a_f32", "a", "float32", 4.10, 4.10), card("a_ptq", "a", "int8", 4.10, 4.15, calibration="300"),
+             card("a_qat", "a", "qat", 4.10, 4.13, {"epochs": 6, "learning_rate": 1e-5, "target": "float",
+                                                    "schedule": "cosine"}),
+             card("b_qat", "b", "qat", 4.20, 4.27, {"epochs": 3, "learning_rate": 1e-5})]
+    rows = table.collect(paths)
+    assert [r["network"] for r in rows] == ["a/baseline", "b/baseline"]
+    assert [r["file"] for r in rows[0]["int8"]] == ["a_qat.tflite", "a_ptq.tflite"]  # best int8 first
+    assert rows[0]["int8"][0]["cost"] == pytest.approx(0.03)
+    assert rows[1]["int8"][0]["recipe"] == "QAT fitting the truth, 3 epochs at 1e-05 constant"  # older cards
+    assert rows[0]["int8"][1]["recipe"] == "PTQ (300 calibration crops)"
+    assert table.main([str(p) for p in paths] + ["--out", str(tmp_path / "t")]) == 0
+    assert "| a/baseline | 4.100 | `a_qat.tflite` | QAT fitting the float, 6 epochs at 1e-05 cosine | 4.130 | +0.030 |" in \
+        (tmp_path / "t.md").read_text()
+    (tmp_path / "bad.card.json").write_text("{}")
+    assert table.main([str(tmp_path / "bad.card.json")]) == 2
+    assert "bad.card.json: not an edgekd model card" in capsys.readouterr().err

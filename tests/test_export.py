@@ -97,10 +97,13 @@ def test_export_each_mode(mode, exports, checkpoint):
     it.allocate_tensors()
     want = "int8" if mode in ("int8", "qat") else "float32"
     assert it.get_input_details()[0]["dtype"].__name__ == want == card["input"]["dtype"]
-    if mode == "qat":  # no teachers given: the card must say the fallback loss was used
+    if mode == "qat":  # by default QAT fits the float network's outputs, with the run's loss (L2 here)
         assert abs(r.nme_tflite - card["nme"]["keras_qat"]) < 0.5
-        assert "plain L2" in card["quantization"]["qat"]["loss"]
-        assert "plain L2" in r.card_md.read_text()
+        assert "plain L2 against the float network's own outputs" in card["quantization"]["qat"]["loss"]
+        qat = card["quantization"]["qat"]  # the default schedule keeps its rate to the end
+        assert qat["schedule"] == "constant"
+        assert qat["last_step_learning_rate"] == pytest.approx(FAST["qat_learning_rate"])
+        assert "float network's own outputs" in r.card_md.read_text()
 
 
 def _op_input_types(path):
@@ -305,7 +308,7 @@ def test_other_crop_or_missing_teachers_are_refused(checkpoint, tiny_prepared, t
         export_model(ExportConfig(other, tmp_path / "m.tflite", "int8", tiny_prepared, **FAST))
     with pytest.raises(ModelError, match=r"nowhere/tough/best.h5: no tough teacher"):
         export_model(ExportConfig(checkpoint, tmp_path / "m.tflite", "qat", tiny_prepared,
-                                  teachers_dir=tmp_path / "nowhere", **FAST))
+                                  teachers_dir=tmp_path / "nowhere", qat_target="truth", **FAST))
     assert not list(tmp_path.glob("m.*"))
 
 
@@ -334,11 +337,24 @@ def test_cli_qat_options_reach_the_recipe(checkpoint, tiny_prepared, tmp_path):
     from edgekd.cli import main
 
     r = CliRunner().invoke(main, ["export", str(checkpoint), "--out", str(tmp_path / "q.tflite"), "--qat",
-                                  "--qat-lr", "2e-7", "--qat-epochs", "1", "--qat-steps", "1", "--data",
+                                  "--qat-lr", "2e-7", "--qat-epochs", "1", "--qat-steps", "2", "--qat-schedule",
+                                  "cosine", "--qat-target", "truth", "--data",
                                   str(tiny_prepared), "--calibration-samples", "8", "--tolerance", "50"])
     assert r.exit_code == 0, r.output
     recipe = json.loads((tmp_path / "q.card.json").read_text())["quantization"]["qat"]
-    assert (recipe["learning_rate"], recipe["epochs"], recipe["steps_per_epoch"]) == (2e-7, 1, 1)
+    assert (recipe["learning_rate"], recipe["epochs"], recipe["steps_per_epoch"], recipe["schedule"]) == \
+        (2e-7, 1, 2, "cosine")
+    assert recipe["last_step_learning_rate"] == pytest.approx(1e-7)  # cosine over 2 steps: the 2nd at half the rate
+    assert recipe["target"] == "truth" and "hard targets" in recipe["loss"]
+
+
+def test_teachers_dir_needs_qat_target_truth(checkpoint, tiny_prepared, tmp_path):
+    from edgekd.export import ExportConfig, export_model
+
+    with pytest.raises(EdgekdError, match="--teachers-dir .*only by --qat with --qat-target truth"):
+        export_model(ExportConfig(checkpoint, tmp_path / "f.tflite", "qat", tiny_prepared, teachers_dir=tmp_path,
+                                  **FAST))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_errors_are_one_line(checkpoint, tiny_prepared, tmp_path):
@@ -361,6 +377,8 @@ def test_cli_errors_are_one_line(checkpoint, tiny_prepared, tmp_path):
     (dict(tolerance=float("nan")), "--tolerance nan: expected a number >= 0"),
     (dict(tolerance=float("inf")), "--tolerance inf: expected a number >= 0"),
     (dict(calibration_samples=0), "--calibration-samples 0: expected a whole number >= 1"),
+    (dict(qat_schedule="linear"), "--qat-schedule 'linear': expected one of constant, cosine"),
+    (dict(qat_target="teacher"), "--qat-target 'teacher': expected one of float, truth"),
     (dict(calibration_samples=2.5), "--calibration-samples 2.5: expected a whole number >= 1"),
     (dict(qat_epochs=0), "--qat-epochs 0: expected a whole number >= 1"),
     (dict(qat_steps_per_epoch=0), "--qat-steps 0: expected a whole number >= 1"),
@@ -395,7 +413,7 @@ def test_out_never_overwrites_or_enters_an_input(checkpoint, tiny_prepared, tmp_
          "lies inside the input CHECKPOINT"),
         (dict(checkpoint=checkpoint, out=as_folder, prepared=as_folder), "is the input --prepared"),
         (dict(checkpoint=checkpoint, out=tmp_path / "t" / "m.tflite", prepared=tiny_prepared, mode="qat",
-              teachers_dir=tmp_path / "t"), "lies inside the input --teachers-dir"),
+              teachers_dir=tmp_path / "t", qat_target="truth"), "lies inside the input --teachers-dir"),
     ]
     for kw, what in cases:
         with pytest.raises(EdgekdError) as err:

@@ -13,12 +13,12 @@ REPO = PACKAGE.parent
 # floor of every module; a module may import its own floor and the floors below it
 FLOORS = {
     0: ["edgekd", "edgekd.errors", "edgekd.logs", "edgekd.fileio", "edgekd.schemes", "edgekd.timing",
-        "edgekd.metrics", "edgekd.metadata", "edgekd.checkpoint", "edgekd.detector", "edgekd.data", "edgekd.data.crop",
-        "edgekd.data.readers"],
+        "edgekd.metrics", "edgekd.metadata", "edgekd.interpreter", "edgekd.checkpoint", "edgekd.detector",
+        "edgekd.data", "edgekd.data.crop", "edgekd.data.readers"],
     1: ["edgekd.data.asm", "edgekd.data.augment", "edgekd.data.prepare", "edgekd.data.pipeline",
         "edgekd.data.visualize", "edgekd.teacher_targets"],
     2: ["edgekd.models", "edgekd.losses"],
-    3: ["edgekd.trainers", "edgekd.train", "edgekd.qat"],
+    3: ["edgekd.trainers", "edgekd.train", "edgekd.qat", "edgekd.tflite_weights"],
     # runtime: free of training code; it stands on the foundations only (see RUNTIME_MAY_IMPORT)
     4: ["edgekd.runtime", "edgekd.runtime.model", "edgekd.runtime.predictor", "edgekd.runtime.tracker",
         "edgekd.runtime.blazeface", "edgekd.runtime.video"],
@@ -28,7 +28,8 @@ FLOORS = {
 }
 TRAINING = ("edgekd.data.asm", "edgekd.data.augment", "edgekd.data.prepare", "edgekd.data.pipeline",
             "edgekd.teacher_targets", "edgekd.models",
-            "edgekd.losses", "edgekd.trainers", "edgekd.train", "edgekd.qat", "edgekd.quantize", "edgekd.export")
+            "edgekd.losses", "edgekd.trainers", "edgekd.train", "edgekd.qat", "edgekd.tflite_weights", "edgekd.quantize",
+            "edgekd.export")
 
 
 def _module_name(path: Path) -> str:

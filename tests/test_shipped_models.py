@@ -48,3 +48,25 @@ def test_shipped_model_runs_on_a_sample_face(path, astronaut_faces):
     assert p[36:42, 0].mean() < p[42:48, 0].mean()
     # the eye-corner distance is a sensible fraction of the detected box
     assert 0.25 * w < np.linalg.norm(p[45] - p[36]) < 0.8 * w
+
+
+def test_shipped_float32_rebuilds_into_a_trainable_network():
+    """What `edgekd train --init-from models/300w/student_float32.tflite` starts from: the shipped file rebuilds into
+    the student network (MobileNetV2 of the width its card records, GAP head unless the file has the spatial one,
+    the metadata's input size), matching the file's outputs; BatchNorm statistics come from any crops here
+    (inference mode does not depend on them)."""
+    from edgekd import tflite_weights
+    from edgekd.metadata import read
+    from edgekd.models import NetworkConfig, build_network
+
+    path = Path(__file__).resolve().parents[1] / "models" / "300w" / "student_float32.tflite"
+    if not path.is_file():
+        pytest.skip("no float32 model shipped")
+    alpha = json.loads(path.with_name(path.stem + ".card.json").read_text())["checkpoint_info"]["alpha"]
+    meta = read(path)
+    head = "spatial" if tflite_weights.has_spatial_head(path) else "gap"
+    size = meta.crop.input_size
+    net = build_network(meta.num_points, size, NetworkConfig(alpha=alpha, head=head, head_init="default"))
+    images = np.random.default_rng(0).random((8, size, size, 3), np.float32)
+    done = tflite_weights.load_into(net, path, images, batch=8)
+    assert done["batchnorms"] > 50 and done["max_output_diff"] < 1e-4

@@ -86,6 +86,32 @@ def test_distiller_updates_only_the_student():
     assert any(not np.array_equal(b, w.numpy()) for b, w in zip(learner, student.trainable_weights))
 
 
+def test_mimic_fits_the_reference_not_the_targets():
+    """QAT's --qat-target float: the network learns the frozen reference's outputs; the batch's own landmarks
+    (here far from the reference) play no part, and the reference does not move."""
+    from edgekd.trainers import Mimic
+
+    def dense(seed):
+        x = keras.Input((6,))
+        return keras.Model(x, keras.layers.Dense(4, kernel_initializer=keras.initializers.RandomNormal(0, 1, seed))(x))
+
+    net, reference = dense(1), dense(2)
+    mimic = Mimic(net, reference, nme_pair=(0, 1), loss="l1")
+    mimic.compile(optimizer=keras.optimizers.Adam(5e-2))
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(32, 6)).astype(np.float32)
+    targets = {"hard": np.full((32, 4), 9.0, np.float32)}
+    frozen = [w.numpy().copy() for w in reference.weights]
+    gap = lambda: float(np.abs(net(images).numpy() - reference(images).numpy()).mean())
+    before = gap()
+    for _ in range(200):
+        mimic.train_on_batch(images, targets)
+    assert gap() < 0.05 * before
+    assert float(np.abs(net(images).numpy() - 9.0).mean()) > 1.0  # not pulled toward the batch's landmarks
+    for b, w in zip(frozen, reference.weights):
+        np.testing.assert_array_equal(b, w.numpy())
+
+
 def _fake_teacher(path, num_points, info_points=None, size=64):
     path.parent.mkdir(parents=True, exist_ok=True)
     info = {} if info_points is None else {"num_points": info_points, "input_size": size}
@@ -273,6 +299,78 @@ def test_init_from_refuses_a_missing_or_foreign_checkpoint(tiny_prepared, tmp_pa
     with pytest.raises(ModelError, match="does not fit this run's network"):  # ... into an alpha 0.5 student
         train(tiny_prepared, tmp_path / "b", TrainConfig(stage="baseline", **{**TINY, "alpha": 0.5},
                                                          init_from=str(tmp_path / "wide.h5")))
+
+
+def _naive_split(net):
+    """The same folded function with BatchNorm as a plain shift (gamma 1, mean 0): exact in inference mode only."""
+    for layer in net.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            shift = beta - mean * gamma / np.sqrt(var + layer.epsilon)
+            layer.set_weights([np.ones_like(gamma), shift, np.zeros_like(mean), np.ones_like(var) - layer.epsilon])
+
+
+def test_init_from_a_float32_tflite_export(tiny_prepared, tmp_path, one_epoch_baseline):
+    """A float32 export starts a run as the network it was exported from: the rebuilt network matches the .tflite
+    in inference mode, and in training mode (batch statistics) it stays near that function, unlike a split that
+    puts the folded bias in beta alone; int8 files are refused (their weights are rounded)."""
+    from edgekd import tflite_weights
+    from edgekd.export import ExportConfig, export_model
+    from edgekd.qat import calibration_images
+
+    source = one_epoch_baseline / "baseline" / "best.h5"
+    tflite = tmp_path / "start.tflite"
+    export_model(ExportConfig(source, tflite, "float32", tiny_prepared, latency_runs=2, progress=False))
+    data = pipeline.PreparedData.open(tiny_prepared)
+    images = calibration_images(data, 24, seed=1, augment="light")
+    original = load_model(source)
+    rebuilt = models.build_network(68, 64, models.NetworkConfig(alpha=0.35, head_init="default"))
+    done = tflite_weights.load_into(rebuilt, tflite, images)
+    assert done["layers"] == 53 and done["batchnorms"] == 52 and done["max_output_diff"] < 1e-4
+    np.testing.assert_allclose(rebuilt(images).numpy(), original(images).numpy(), atol=1e-4)
+    drift = np.abs(rebuilt(images, training=True).numpy() - rebuilt(images).numpy()).mean()
+    naive = models.build_network(68, 64, models.NetworkConfig(alpha=0.35, head_init="default"))
+    naive.set_weights(rebuilt.get_weights())
+    _naive_split(naive)
+    np.testing.assert_allclose(naive(images).numpy(), original(images).numpy(), atol=1e-4)
+    naive_drift = np.abs(naive(images, training=True).numpy() - naive(images).numpy()).mean()
+    assert drift < 0.2 * naive_drift, (drift, naive_drift)
+
+    cfg = TrainConfig(stage="baseline", **{**TINY, "epochs": 1, "learning_rate": 1e-9, "schedule": "inverse-time",
+                                           "lr_decay": 0.0, "init_from": str(tflite)})
+    train(tiny_prepared, tmp_path / "ft", cfg)
+    tuned = load_model(tmp_path / "ft" / "baseline" / LAST)
+    kernels = [layer.name for layer in original.layers if isinstance(layer, keras.layers.Conv2D)]
+    for name in kernels:  # BatchNorm folded into the kernels and split again: equal up to a per-channel scale
+        a, b = original.get_layer(name).get_weights()[0], tuned.get_layer(name).get_weights()[0]
+        ratio = (a * b).sum(axis=(0, 1, 2)) / np.maximum((b * b).sum(axis=(0, 1, 2)), 1e-12)
+        np.testing.assert_allclose(a, b * ratio, atol=1e-4 * np.abs(a).max())
+    assert json.loads((tmp_path / "ft" / "baseline" / "config.json").read_text())["init_from"] == str(tflite.resolve())
+
+    # a GAP file starts a spatial-head run as the same function (models.gap_to_spatial), as a GAP checkpoint does
+    train(tiny_prepared, tmp_path / "sp", TrainConfig(**{**cfg.__dict__, "head": "spatial"}))
+    spatial = load_model(tmp_path / "sp" / "baseline" / LAST)
+    assert models.head_of(spatial) == "spatial"
+    kernel, bias = rebuilt.get_layer(models.HEAD_NAME).get_weights()
+    np.testing.assert_allclose(spatial.get_layer(models.REDUCE_NAME).get_weights()[0][0, 0], kernel, atol=1e-6)
+    np.testing.assert_allclose(spatial.get_layer(models.HEAD_NAME).get_weights()[1], bias, atol=1e-6)
+
+    # at another input size the file is run at that size for the check (a GAP network's weights fit any size)
+    big = models.build_network(68, 96, models.NetworkConfig(alpha=0.35, head_init="default"))
+    wide = np.random.default_rng(2).random((4, 96, 96, 3), np.float32)
+    assert tflite_weights.load_into(big, tflite, wide)["max_output_diff"] < 1e-4
+
+    # refused in one line, before any folder is made: rounded or run-time weights, another network
+    for mode in ("int8", "float16"):
+        export_model(ExportConfig(source, tmp_path / f"{mode}.tflite", mode, tiny_prepared, calibration_samples=8,
+                                  latency_runs=2, progress=False, tolerance=50.0))
+        with pytest.raises(ModelError, match=rf"{mode}\.tflite: its weights are \S*{mode}\S* .*needs a float32"):
+            train(tiny_prepared, tmp_path / mode, TrainConfig(stage="baseline", **TINY,
+                                                              init_from=str(tmp_path / f"{mode}.tflite")))
+    with pytest.raises(ModelError, match=r"start\.tflite: op \d+ \(\w+\) has weights .* this run's layer"):
+        train(tiny_prepared, tmp_path / "w", TrainConfig(stage="baseline", **{**TINY, "alpha": 0.5},
+                                                         init_from=str(tflite)))
+    assert not any((tmp_path / d).exists() for d in ("int8", "float16", "w"))
 
 
 def test_mobilenetv2_teachers_continue_from_a_student(tiny_prepared, tmp_path, one_epoch_baseline):

@@ -21,7 +21,7 @@ import numpy as np
 
 from edgekd.detector import ASSET, FULL_RANGE_ASSET, Detection, FaceDetector, check_asset
 from edgekd.errors import ModelError
-from edgekd.runtime.model import make_interpreter
+from edgekd.interpreter import make_interpreter
 
 RANGES = ("short-range", "full-range")
 BACKENDS = ("auto", "tasks", "litert")

@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from dataclasses import dataclass
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import numpy as np
 
 from edgekd.data.crop import CropSpec
 from edgekd.errors import ModelError
+from edgekd.interpreter import RUNTIMES, make_interpreter, package_version
 
 log = logging.getLogger(__name__)
 
 KERAS_SUFFIXES = (".h5", ".keras", ".hdf5")
-RUNTIMES = ("auto", "litert", "tflite_runtime", "tf")
 
 
 @dataclass(frozen=True)
@@ -36,13 +34,6 @@ class ModelInfo:
     num_points: int
     crop: CropSpec
     quantization: str = "float32"
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib_metadata.version(dist)
-    except importlib_metadata.PackageNotFoundError:
-        return "unknown"
 
 
 class LandmarkModel:
@@ -234,54 +225,6 @@ def _keras_info(path: Path, scheme, crop) -> ModelInfo:
 
 
 # --- backends -------------------------------------------------------------------------------------------------
-def _interpreter_class(runtime: str):
-    """(Interpreter class, runtime label). 'auto' prefers ai-edge-litert, then tflite_runtime, then tf.lite."""
-    order = ["litert", "tflite_runtime", "tf"] if runtime == "auto" else [runtime]
-    for name in order:
-        try:
-            if name == "litert":
-                from ai_edge_litert.interpreter import Interpreter
-
-                return Interpreter, f"ai-edge-litert {_version('ai-edge-litert')}"
-            if name == "tflite_runtime":
-                from tflite_runtime.interpreter import Interpreter
-
-                return Interpreter, f"tflite-runtime {_version('tflite-runtime')}"
-            import edgekd  # noqa: F401  (legacy Keras before TF loads)
-            import tensorflow as tf
-
-            return tf.lite.Interpreter, f"tensorflow {tf.__version__} (tf.lite)"
-        except ImportError:
-            continue
-    raise ModelError("no TFLite runtime found; install ai-edge-litert (pip install ai-edge-litert)")
-
-
-def make_interpreter(path=None, content: bytes | None = None, num_threads: int = 1, runtime: str = "auto",
-                     delegates: bool = True, preserve_all_tensors: bool = False):
-    """The one place a TFLite interpreter is built: (allocated interpreter, runtime label).
-
-    ``delegates=False`` runs the builtin kernels without XNNPACK, which would hide every op's types inside one
-    DELEGATE node (export's op inspection needs them); only LiteRT and tf.lite offer the switch.
-    ``preserve_all_tensors`` keeps every intermediate tensor readable after ``invoke`` (export reads the head's input).
-    """
-    cls, label = _interpreter_class(runtime)
-    kwargs = {"num_threads": num_threads}
-    if not delegates:
-        resolver = getattr(sys.modules[cls.__module__], "OpResolverType", None)
-        if resolver is None:
-            raise ModelError(f"{label} cannot run without its default delegates; install ai-edge-litert")
-        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    if preserve_all_tensors:
-        kwargs["experimental_preserve_all_tensors"] = True
-    source = {"model_content": content} if content is not None else {"model_path": str(path)}
-    try:
-        interp = cls(**source, **kwargs)
-        interp.allocate_tensors()
-    except (ValueError, RuntimeError) as e:
-        raise ModelError(f"{path or 'model'}: the TFLite runtime cannot load it ({str(e).splitlines()[0]})") from None
-    return interp, label
-
-
 class _TFLiteBackend:
     def __init__(self, path: Path, num_threads: int, runtime: str):
         self.interp, label = make_interpreter(path, num_threads=num_threads, runtime=runtime)
@@ -385,7 +328,8 @@ class _KerasBackend:
         import tensorflow as tf
 
         self.model = _load_keras(path)
-        self.name = f"tf_keras {_version('tf-keras')} (TensorFlow {_version('tensorflow')}, tf.function)"
+        self.name = (f"tf_keras {package_version('tf-keras')} (TensorFlow {package_version('tensorflow')}, "
+                     f"tf.function)")
         shape = tuple(self.model.input_shape)
         self.input_size = int(shape[1]) if len(shape) == 4 and shape[1] else None
         out = tuple(self.model.output_shape)
