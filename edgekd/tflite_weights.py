@@ -42,7 +42,7 @@ def check_float32(path) -> None:
 
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"{path}: model to start from (--init-from) not found")
+        raise ModelError(f"{path}: checkpoint to start from (--init-from) not found")
     label = metadata.read(path).quantization
     if label != "float32":
         raise ModelError(f"{path}: its weights are {label} (edgekd metadata); --init-from needs a float32 export")
