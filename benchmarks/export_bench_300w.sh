@@ -21,6 +21,52 @@ export_once() {  # export_once CHECKPOINT OUT [options]
   $EDGEKD export "$1" --out "$2" "${@:3}"
 }
 
+# 6. session 9 (a fresh machine: the run folders were gone; stage 14 of the training script rebuilt session 8's
+#    shipped network from its float32 file as tight-r, and trained tight2r and tight3). The QAT recipe is chosen on
+#    validation on tight-r and tight2r: fitting the truth (as before) for 3 epochs at a constant or a cosine rate
+#    and 6 cosine epochs, PTQ, and fitting the float network's own outputs (--qat-target float, now the default)
+#    for 3 constant and 6 cosine epochs; tight3 (the best float32 network) ships with the chosen recipe
+#    (`benchmarks/quantization_table.py` turns the cards into the table of the results page). An export over
+#    --tolerance is reported and skipped, not fatal.
+#    FROM_SHIPPED=1 runs this step alone (the runs of stage 14 of the training script, none of the earlier ones).
+session9() {
+  O9=$RUNS/export/300w-128-s9
+  mkdir -p "$O9"
+  ex9() { export_once "$@" --prepared "$P128KP" || echo "== $2: not written (see above)"; }
+  for r in tight-r tight2r tight3; do
+    CK=$RUN/$r/baseline/best.h5
+    ex9 "$CK" "$O9/${r}_float32.tflite"
+    ex9 "$CK" "$O9/${r}_ptq.tflite" --int8
+    ex9 "$CK" "$O9/${r}_qat_const.tflite" --qat --qat-target truth --qat-lr 1e-5
+    ex9 "$CK" "$O9/${r}_qat_cos.tflite" --qat --qat-target truth --qat-lr 1e-5 --qat-schedule cosine
+    ex9 "$CK" "$O9/${r}_qat_float.tflite" --qat --qat-target float --qat-lr 1e-5
+    ex9 "$CK" "$O9/${r}_qat_float6.tflite" --qat --qat-target float --qat-lr 1e-5 --qat-schedule cosine --qat-epochs 6
+  done
+  ex9 "$RUN/soup9/baseline/best.h5" "$O9/soup9_float32.tflite"
+  for r in tight-r tight2r; do
+    ex9 "$RUN/$r/baseline/best.h5" "$O9/${r}_qat_cos6.tflite" --qat --qat-target truth --qat-lr 1e-5 \
+        --qat-schedule cosine --qat-epochs 6
+  done
+  # ship tight3 (see benchmarks/README.md, session 9), then one bench run with training paused: the shipped pair,
+  # tight3's PTQ twin, session 8's shipped int8 file (git's copy at d32b4cb) and dlib, mirror-averaged rows too
+  S8=$O9/session8_shipped_qat_int8.tflite
+  if [ ! -f "$S8" ]; then
+    git show d32b4cb:models/300w/student_qat_int8.tflite > "$S8.tmp" || { rm -f "$S8.tmp"; exit 1; }
+    mv "$S8.tmp" "$S8"
+  fi
+  #   .venv/bin/python benchmarks/ship_model.py "$O9/tight3_qat_float6.tflite" models/300w/student_qat_int8.tflite \
+  #       --note "<why>"    (and tight3_float32.tflite -> student_float32.tflite)
+  $EDGEKD bench models/300w/student_qat_int8.tflite models/300w/student_float32.tflite "$O9/tight3_ptq.tflite" \
+      "$S8" --root "$DATA/300w" --crop both --compare dlib --tta flip --threads 1,2 \
+      --out-dir "$RUNS/bench/300w-128-session9" --exist-ok
+}
+P128KP=$RUNS/data/300w-128-kp
+if [ "${FROM_SHIPPED:-0}" = 1 ]; then
+  [ -f "$P128KP/manifest.json" ] || $EDGEKD data prepare --dataset 300w --root "$DATA/300w" --out-dir "$P128KP" \
+      --input-size 128
+  session9; exit 0
+fi
+
 # the KD-Loss student and its plain control, both fine-tuned from the baseline (kd/), the baseline itself and the
 # plain students trained longer (plain-long; plain-longer and plain-wing, its L1 and Wing restarts; plain-wing2)
 for pair in kd/student:kd_student kd/baseline:plain_control baseline:plain_student plain-long/baseline:plain_long \
@@ -115,39 +161,4 @@ export_once "$RUN/$SHIP8/baseline/best.h5" "$O/${SHIP8}_ptq_int8.tflite" --int8 
 $EDGEKD bench models/300w/student_qat_int8.tflite models/300w/student_float32.tflite "$O/${SHIP8}_ptq_int8.tflite" \
     "$O/mild2_qat_int8.tflite" "$O/mild2_kp_qat_int8.tflite" --root "$DATA/300w" --crop both --compare dlib \
     --tta flip --threads 1,2 --out-dir "$RUNS/bench/300w-128-session8" --exist-ok
-# 6. session 9 (a fresh machine: the run folders were gone; stage 14 of the training script rebuilt session 8's
-#    shipped network from its float32 file as tight-r, and trained tight2r and tight3). The QAT recipe is chosen on
-#    validation on tight-r and tight2r: fitting the truth (as before) for 3 epochs at a constant or a cosine rate
-#    and 6 cosine epochs, PTQ, and fitting the float network's own outputs (--qat-target float, now the default)
-#    for 3 constant and 6 cosine epochs; tight3 (the best float32 network) ships with the chosen recipe
-#    (`benchmarks/quantization_table.py` turns the cards into the table of the results page). An export over
-#    --tolerance is reported and skipped, not fatal.
-O9=$RUNS/export/300w-128-s9
-mkdir -p "$O9"
-ex9() { export_once "$@" --prepared "$P128KP" || echo "== $2: not written (see above)"; }
-for r in tight-r tight2r tight3; do
-  CK=$RUN/$r/baseline/best.h5
-  ex9 "$CK" "$O9/${r}_float32.tflite"
-  ex9 "$CK" "$O9/${r}_ptq.tflite" --int8
-  ex9 "$CK" "$O9/${r}_qat_const.tflite" --qat --qat-target truth --qat-lr 1e-5
-  ex9 "$CK" "$O9/${r}_qat_cos.tflite" --qat --qat-target truth --qat-lr 1e-5 --qat-schedule cosine
-  ex9 "$CK" "$O9/${r}_qat_float.tflite" --qat --qat-target float --qat-lr 1e-5
-  ex9 "$CK" "$O9/${r}_qat_float6.tflite" --qat --qat-target float --qat-lr 1e-5 --qat-schedule cosine --qat-epochs 6
-done
-ex9 "$RUN/soup9/baseline/best.h5" "$O9/soup9_float32.tflite"
-for r in tight-r tight2r; do
-  ex9 "$RUN/$r/baseline/best.h5" "$O9/${r}_qat_cos6.tflite" --qat --qat-target truth --qat-lr 1e-5 \
-      --qat-schedule cosine --qat-epochs 6
-done
-# ship tight3 (see benchmarks/README.md, session 9), then one bench run with training paused: the shipped pair,
-# tight3's PTQ twin, session 8's shipped int8 file (git's copy at d32b4cb) and dlib, mirror-averaged rows too
-S8=$O9/session8_shipped_qat_int8.tflite
-if [ ! -f "$S8" ]; then
-  git show d32b4cb:models/300w/student_qat_int8.tflite > "$S8.tmp" || { rm -f "$S8.tmp"; exit 1; }
-  mv "$S8.tmp" "$S8"
-fi
-#   .venv/bin/python benchmarks/ship_model.py "$O9/tight3_qat_float6.tflite" models/300w/student_qat_int8.tflite \
-#       --note "<why>"    (and tight3_float32.tflite -> student_float32.tflite)
-$EDGEKD bench models/300w/student_qat_int8.tflite models/300w/student_float32.tflite "$O9/tight3_ptq.tflite" \
-    "$S8" --root "$DATA/300w" --crop both --compare dlib --tta flip --threads 1,2 \
-    --out-dir "$RUNS/bench/300w-128-session9" --exist-ok
+session9

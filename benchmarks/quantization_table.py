@@ -24,7 +24,7 @@ def recipe(card: dict) -> str:
     """A card's int8 recipe in words: PTQ, or QAT with its target, schedule and length."""
     quant = card["quantization"]
     if quant["mode"] != "qat":
-        crops = quant.get("calibration", "").split(" augmented")[0]
+        crops = str(quant.get("calibration", "")).split(" augmented")[0]
         return f"PTQ ({crops} calibration crops)" if quant["mode"] == "int8" and crops else quant["mode"]
     qat = quant["qat"]
     words = (f"QAT fitting the {qat.get('target', 'truth')}, {qat['epochs']} epochs at {qat['learning_rate']:g} "
@@ -41,7 +41,8 @@ def collect(paths: list[Path]) -> list[dict]:
     for path in paths:
         try:
             card = json.loads(path.read_text())
-            stage = Path(card["checkpoint"]).parent
+            checkpoint = Path(card["checkpoint"])  # a checkpoint file, or the stage folder export was given
+            stage = checkpoint.parent if checkpoint.suffix in (".h5", ".keras", ".hdf5") else checkpoint
             network = f"{stage.parent.name}/{stage.name}"
             mode, nme = card["quantization"]["mode"], card["nme"]
             row = networks.setdefault(network, {"network": network, "float32": nme["keras"], "int8": []})

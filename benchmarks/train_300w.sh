@@ -69,7 +69,7 @@ stage() {  # stage RUN_DIR NAME EPOCHS [extra options]
 stage14() {
   local shipped=$RUNS/shipped8_float32.tflite
   if [ ! -f "$shipped" ]; then
-    git -C "$(dirname "$0")/.." show d32b4cb:models/300w/student_float32.tflite > "$shipped.tmp" \
+    git show d32b4cb:models/300w/student_float32.tflite > "$shipped.tmp" \
       || { rm -f "$shipped.tmp"; echo "session 8's float32 file is not in this checkout's git history" >&2; exit 1; }
     mv "$shipped.tmp" "$shipped"
   fi

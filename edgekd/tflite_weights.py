@@ -145,12 +145,13 @@ def load_into(net, path, images: np.ndarray, batch: int = 32) -> dict:
         bn.set_weights([ones, op["bias"], np.zeros_like(op["bias"]), ones - bn.epsilon])
         batchnorms.append((layer, bn, op["bias"]))
 
-    probe = keras.Model(net.input, [layer.output for layer, _, _ in batchnorms])
+    probe = keras.Model(net.input, [layer.output for layer, _, _ in batchnorms]) if batchnorms else None
     sums = [0.0] * len(batchnorms)
     squares = [0.0] * len(batchnorms)
     counts = [0] * len(batchnorms)  # values per channel: images x positions (each layer its own size)
-    for start in range(0, len(images), batch):
+    for start in range(0, len(images) if probe is not None else 0, batch):
         outs = probe(images[start:start + batch], training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]  # one BatchNorm: Keras returns the tensor
         for i, z in enumerate(outs):
             z = z.numpy().astype(np.float64).reshape(-1, z.shape[-1])
             sums[i] = sums[i] + z.sum(0)

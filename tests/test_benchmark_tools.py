@@ -184,6 +184,11 @@ def test_quantization_table_ranks_int8_files_per_network(tmp_path, capsys):
              card("b_qat", "b", "qat", 4.20, 4.27, {"epochs": 3, "learning_rate": 1e-5})]
     rows = table.collect(paths)
     assert [r["network"] for r in rows] == ["a/baseline", "b/baseline"]
+    folder = json.loads(paths[-1].read_text())  # export also takes a stage folder: the same network, one row
+    folder["checkpoint"], folder["model"] = "/runs/b/baseline", "b_ptq.tflite"
+    (tmp_path / "b_folder.card.json").write_text(json.dumps(folder))
+    assert [r["network"] for r in table.collect(paths + [tmp_path / "b_folder.card.json"])] == ["a/baseline",
+                                                                                               "b/baseline"]
     assert [r["file"] for r in rows[0]["int8"]] == ["a_qat.tflite", "a_ptq.tflite"]  # best int8 first
     assert rows[0]["int8"][0]["cost"] == pytest.approx(0.03)
     assert rows[1]["int8"][0]["recipe"] == "QAT fitting the truth, 3 epochs at 1e-05 constant"  # older cards
