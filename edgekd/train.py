@@ -518,7 +518,12 @@ def _init_weights(path: Path, net, cfg: TrainConfig, data) -> None:
         from edgekd.qat import calibration_images
 
         images = calibration_images(data, TFLITE_INIT_CROPS, cfg.seed, cfg.augment_preset if cfg.augment else "none")
-        spatial_from_gap = head_of(net) == "spatial" and not tflite_weights.has_spatial_head(path)
+        spatial_file = tflite_weights.has_spatial_head(path)
+        if head_of(net) == "spatial" and spatial_file:
+            from edgekd import metadata
+
+            _check_spatial_size(path, metadata.read(path).crop.input_size, net.input_shape[1])
+        spatial_from_gap = head_of(net) == "spatial" and not spatial_file
         target = build_network(data.num_points, data.input_size, replace(cfg.network(), head="gap"),
                                mean_shape(data)) if spatial_from_gap else net
         done = tflite_weights.load_into(target, path, images)
@@ -538,11 +543,14 @@ def _init_weights(path: Path, net, cfg: TrainConfig, data) -> None:
                 raise ModelError(f"{path}: does not fit this run's network (was --alpha or --teacher-arch "
                                  f"changed?): {str(e).splitlines()[0]}") from None
             return
-        if source.input_shape[1] != net.input_shape[1]:
-            raise ModelError(f"{path}: a spatial head's Dense layer depends on the input size ({source.input_shape[1]}"
-                             f" px here, {net.input_shape[1]} px in the data); --init-from a spatial checkpoint of the "
-                             f"same size, or a GAP checkpoint of any size")
+        _check_spatial_size(path, source.input_shape[1], net.input_shape[1])
     load_weights(path, net)
+
+
+def _check_spatial_size(path: Path, size: int, wanted: int) -> None:
+    if size != wanted:
+        raise ModelError(f"{path}: a spatial head's Dense layer depends on the input size ({size} px here, {wanted} "
+                         f"px in the data); --init-from a spatial model of the same size, or a GAP one of any size")
 
 
 def _build(cfg: TrainConfig, data, teachers: dict, steps: int):

@@ -310,7 +310,7 @@ def _naive_split(net):
             layer.set_weights([np.ones_like(gamma), shift, np.zeros_like(mean), np.ones_like(var) - layer.epsilon])
 
 
-def test_init_from_a_float32_tflite_export(tiny_prepared, tmp_path, one_epoch_baseline):
+def test_init_from_a_float32_tflite_export(tiny_300w_root, tiny_prepared, tmp_path, one_epoch_baseline):
     """A float32 export starts a run as the network it was exported from: the rebuilt network matches the .tflite
     in inference mode, and in training mode (batch statistics) it stays near that function, unlike a split that
     puts the folded bias in beta alone; int8 files are refused (their weights are rounded)."""
@@ -354,6 +354,18 @@ def test_init_from_a_float32_tflite_export(tiny_prepared, tmp_path, one_epoch_ba
     kernel, bias = rebuilt.get_layer(models.HEAD_NAME).get_weights()
     np.testing.assert_allclose(spatial.get_layer(models.REDUCE_NAME).get_weights()[0][0, 0], kernel, atol=1e-6)
     np.testing.assert_allclose(spatial.get_layer(models.HEAD_NAME).get_weights()[1], bias, atol=1e-6)
+
+    # ... but a spatial file starts only a run of its own input size (its Dense layer depends on it)
+    from edgekd.data.prepare import PrepareConfig, prepare
+
+    export_model(ExportConfig(tmp_path / "sp" / "baseline" / LAST, tmp_path / "sp.tflite", "float32", tiny_prepared,
+                              latency_runs=2, progress=False))
+    prepare(PrepareConfig(dataset="300w", root=str(tiny_300w_root), input_size=96, val_fraction=0.1),
+            tmp_path / "p96", progress=False)
+    with pytest.raises(ModelError, match=r"sp\.tflite: a spatial head's Dense layer depends on the input size \(64 px"):
+        train(tmp_path / "p96", tmp_path / "sp96", TrainConfig(**{**cfg.__dict__, "head": "spatial",
+                                                                  "init_from": str(tmp_path / "sp.tflite")}))
+    assert not (tmp_path / "sp96").exists()
 
     # at another input size the file is run at that size for the check (a GAP network's weights fit any size)
     big = models.build_network(68, 96, models.NetworkConfig(alpha=0.35, head_init="default"))
