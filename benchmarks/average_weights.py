@@ -62,11 +62,14 @@ def _recalibrate(net, info: dict, first: Path, samples: int, seed: int) -> None:
     from edgekd.data.pipeline import PreparedData, make_dataset
     from edgekd.models import recalibrate_batchnorm
 
+    train = _train_config(first)
+    if not train:  # guessing would be silently wrong: BatchNorm statistics of other crops cost 0.05 NME here
+        raise EdgekdError(f"{first}: no config.json of its run beside it, to say how that run augmented its crops; "
+                          f"copy the run's config.json next to it (or pass --bn-samples 0)")
     prepared = info.get("prepared")
     if not prepared or not (Path(prepared) / "manifest.json").is_file():
         raise EdgekdError(f"{first}: the prepared data it was trained on ({prepared}) is not there; it is needed to "
                           f"re-estimate BatchNorm statistics (or pass --bn-samples 0)")
-    train = _train_config(first)
     augment = AugmentConfig.preset(train.get("augment_preset", "full")) if train.get("augment", True) else False
     ds = make_dataset(PreparedData.open(prepared), "train", 32, augment=augment, seed=seed, shuffle=True)
     recalibrate_batchnorm(net, ds, -(-samples // 32))

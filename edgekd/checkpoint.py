@@ -16,6 +16,7 @@ from edgekd.errors import ModelError
 from edgekd.fileio import remove_stale_temps
 
 BEST, LAST, SUMMARY = "best.h5", "last.h5", "summary.json"
+AVERAGE = "average.h5"  # the running mean of the last epochs' weights (train --average-last)
 INFO_ATTR, OPTIMIZER_GROUP = "edgekd", "edgekd_optimizer"
 
 

@@ -285,11 +285,15 @@ def data_teach(prepared, tough, tolerant, teacher_flip, also_prepared, out):
 @click.option("--stochastic-depth", type=float, default=None, help="Teachers' EfficientNet drop-connect rate.")
 @click.option("--teacher-arch", type=click.Choice(list(MODELS)), default=None,
               help="Teachers' network (recipe: mobilenetv2 fast-cpu, efficientnet-b3 paper).")
-@click.option("--teacher-flip", is_flag=True, help="KD student: average each teacher's output with its output on the "
-                                                     "mirrored image.")
+@click.option("--teacher-flip", is_flag=True, help="Average each teacher's output with its output on the mirrored "
+                                                     "image (KD student; baseline with --teacher-blend).")
 @click.option("--steps-per-epoch", type=int, default=None, help="Limit steps per epoch (default: whole train split).")
+@click.option("--average-last", type=int, default=0, show_default=True,
+              help="Also average the weights of the last K epochs (stochastic weight averaging): validated after the "
+                   "last epoch, it becomes best.h5 when it beats every epoch.")
 @click.option("--teachers-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder with tough/ and tolerant/ teacher runs (default: --run-dir).")
+              help="Folder with tough/ and tolerant/ teacher runs (default: --run-dir); a baseline with "
+                   "--teacher-blend reads tough/ alone.")
 @click.option("--teacher-targets", type=click.Path(dir_okay=False), default=None,
               help="KD student: the teachers' outputs computed once by `edgekd data teach` instead of --teachers-dir "
                    "(a KD step then costs a plain one; the teachers saw canonical crops, not augmented ones, which "
@@ -306,7 +310,8 @@ def data_teach(prepared, tough, tolerant, teacher_flip, also_prepared, out):
               help="KD-Loss main term: paper = Loss_Main as published, or a plain loss against the ground truth.")
 @click.option("--teacher-blend", type=float, default=0.0, show_default=True,
               help="KD student: the main term's target is (1 - b) x ground truth + b x the Tough teacher's output, "
-                   "0 to 1 (needs --main-loss l1, l2 or wing).")
+                   "0 to 1 (needs --main-loss l1, l2 or wing); baseline: the same target for its --loss, with no "
+                   "assistive terms (distillation of the teacher's positions, e.g. of its mirror average).")
 @click.option("--no-augment", is_flag=True, help="Train on the canonical crops only.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from last.h5 (weights, optimizer, epoch) with the settings "
@@ -315,8 +320,8 @@ def data_teach(prepared, tough, tolerant, teacher_flip, also_prepared, out):
                                                "trains nothing.")
 def train(prepared, run_dir, stage, recipe, epochs, batch_size, lr, schedule, warmup_steps, min_lr, lr_decay, loss,
           head_init, head, input_norm, augment_preset, alpha, dropout, stochastic_depth, teacher_arch, teacher_flip,
-          steps_per_epoch, teachers_dir, teacher_targets, init_from, strategy, loss_variant, main_loss, teacher_blend,
-          no_augment, seed, resume, dry_run):
+          steps_per_epoch, average_last, teachers_dir, teacher_targets, init_from, strategy, loss_variant, main_loss,
+          teacher_blend, no_augment, seed, resume, dry_run):
     """Train the teachers and the KD-Loss student, e.g. `edgekd train runs/data/300w --run-dir runs/train/300w`."""
     import json
     from dataclasses import replace
@@ -332,6 +337,7 @@ def train(prepared, run_dir, stage, recipe, epochs, batch_size, lr, schedule, wa
         head_init=head_init, head=head, input_norm=input_norm, augment_preset=augment_preset, alpha=alpha,
         dropout=dropout, stochastic_depth=stochastic_depth, teacher_arch=teacher_arch, teacher_flip=teacher_flip,
         seed=seed, augment=not no_augment, strategy=strategy, steps_per_epoch=steps_per_epoch,
+        average_last=average_last,
         teachers_dir=teachers_dir, teacher_targets=teacher_targets, init_from=init_from, kd=kd,
         progress=logs.show_progress())
     if stage == "all" and teacher_targets:

@@ -44,9 +44,6 @@ class KDLossConfig:
         if self.main != "paper" and self.main not in LOSSES:
             raise EdgekdError(f"--main-loss: {self.main!r} is not one of paper, {', '.join(LOSSES)}")
         check_range("--teacher-blend", self.teacher_blend, 0.0, 1.0)
-        if self.teacher_blend and self.main == "paper":
-            raise EdgekdError("--teacher-blend: needs a plain main term (--main-loss l1, l2 or wing); Loss_Main as "
-                              "published is defined around the ground truth")
 
     @classmethod
     def paper_figure(cls) -> "KDLossConfig":

@@ -6,7 +6,10 @@ Run folder, one sub-folder per stage (``<run_dir>/<stage>/``):
   log.csv          one row per epoch: training losses, running train NME, validation NME (vs hard and soft
                    targets), learning rate, seconds of training and of BatchNorm recalibration + validation
   last.h5          full Keras model after the latest epoch + optimizer state and epoch (for ``--resume``)
-  best.h5          full Keras model of the epoch with the best validation NME (val split, never test)
+  best.h5          full Keras model of the epoch with the best validation NME (val split, never test), or the
+                   average below when it validates better
+  average.h5       with --average-last K: the mean of the weights of the last K epochs (stochastic weight
+                   averaging), BatchNorm re-estimated and validated after the last epoch
   summary.json     written when the stage finishes; ``train_all`` skips a stage that has one
 Checkpoints are plain tf_keras full-model HDF5 files (``keras.models.load_model(path, compile=False)`` works; use
 ``load_model`` here for a one-line error on a bad file). Each carries JSON under the HDF5 attribute ``edgekd``
@@ -15,6 +18,8 @@ holds the optimizer variables in the group ``edgekd_optimizer``. BatchNorm stati
 training crops before every validation, so both checkpoints are ready for export as they are.
 Teachers for the student stage are read from ``<teachers_dir>/{tough,tolerant}/best.h5``, or their outputs from a
 teacher-targets file (``teacher_targets``: computed once by ``edgekd data teach``, no teacher runs while training).
+The baseline stage with ``--teacher-blend`` reads the Tough teacher alone and fits its plain loss to the blend of the
+ground truth and that teacher's outputs (distillation without KD-Loss's assistive terms).
 """
 from __future__ import annotations
 
@@ -40,8 +45,8 @@ from edgekd.losses import LOSSES, KDLossConfig
 STAGES = ("tough", "tolerant", "student", "baseline")
 PIPELINE = ("tough", "tolerant", "student")  # what `train_all` runs, in order
 TARGET = {"tough": "hard", "tolerant": "soft", "student": "hard", "baseline": "hard"}
-from edgekd.checkpoint import (BEST, LAST, SUMMARY, check_loaded, check_matches_data, checkpoint_info,  # noqa: F401
-                               load_model, load_weights, restore, save_checkpoint)
+from edgekd.checkpoint import (AVERAGE, BEST, LAST, SUMMARY, check_loaded, check_matches_data,  # noqa: F401
+                               checkpoint_info, load_model, load_weights, restore, save_checkpoint)
 
 
 class TrainingDiverged(EdgekdError):
@@ -83,13 +88,17 @@ class TrainConfig:
     dropout: float = 0.0  # teacher head
     stochastic_depth: float = 0.0  # teachers' EfficientNet drop-connect rate (Keras and paper: 0.2)
     teacher_arch: str = "mobilenetv2"  # the paper's is efficientnet-b3 (see models.MODELS)
-    teacher_flip: bool = False  # KD student: teachers' outputs averaged over the image and its mirror
+    teacher_flip: bool = False  # teachers' outputs averaged over the image and its mirror (student; blended baseline)
     seed: int = 0
     augment: bool = True
     augment_preset: str = "light"  # light | full (AugmentConfig presets)
     strategy: str = "default"  # default (one device) | mirrored (all local GPUs)
     bn_recalibration_samples: int = 256  # training crops for re-estimating BatchNorm statistics; 0 = off
     steps_per_epoch: int | None = None  # None = the whole training split each epoch
+    # the mean of the last K epochs' weights is also validated, and becomes best.h5 when it beats every epoch:
+    # late epochs of a run at a small constant-ish rate scatter around a basin (validation NME +-0.03 here from one
+    # epoch to the next), and their mean sits nearer its centre (Izmailov et al., UAI 2018)
+    average_last: int = 0
     teachers_dir: str | None = None  # folder with tough/ and tolerant/; default: the run folder
     teacher_targets: str | None = None  # KD student: the teachers' outputs from `edgekd data teach` instead
     init_from: str | None = None  # start from these weights (same network) instead of random: fine-tuning
@@ -152,6 +161,7 @@ class TrainConfig:
             check_range(option_name("bn_momentum"), self.bn_momentum, 0, 1.0, lo_open=True, hi_open=True)
         if self.steps_per_epoch is not None:
             check_range("--steps-per-epoch", self.steps_per_epoch, 1, integer=True)
+        check_range("--average-last", self.average_last, 0, self.epochs, integer=True)
         check_range(option_name("bn_recalibration_samples"), self.bn_recalibration_samples, 0, integer=True)
         for name in ("c", "w_main", "w_tough", "w_tol", "main_slope"):
             check_range(f"KD-Loss {name}", getattr(self.kd, name), 0, lo_open=True)
@@ -166,6 +176,20 @@ class TrainConfig:
                 if getattr(self, name):
                     raise EdgekdError(f"--teacher-targets and {option_name(name)}: choose one (the mirror averaging "
                                       f"of cached targets is chosen by `edgekd data teach --teacher-flip`)")
+        if self.stage == "student" and self.kd.teacher_blend and self.kd.main == "paper":
+            raise EdgekdError("--teacher-blend: needs a plain main term (--main-loss l1, l2 or wing); Loss_Main as "
+                              "published is defined around the ground truth")
+        if self.stage in ("tough", "tolerant") and self.kd.teacher_blend:
+            raise EdgekdError(f"--teacher-blend: the {self.stage} teacher learns from the landmarks alone; it blends "
+                              f"the student's or the baseline's target with the Tough teacher's outputs")
+        if self.teacher_flip and not (self.stage == "student" or self.blended_baseline):
+            raise EdgekdError(f"--teacher-flip: the {self.stage} stage runs no teacher (it needs --stage student, or "
+                              f"--stage baseline with --teacher-blend)")
+
+    @property
+    def blended_baseline(self) -> bool:
+        """A plain student whose target blends the ground truth with the Tough teacher's outputs (trainers.Mimic)."""
+        return self.stage == "baseline" and self.kd.teacher_blend > 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -385,12 +409,65 @@ class _Run:
         if improved:
             save_checkpoint(self.net, self.dir / BEST, info)
         save_checkpoint(self.net, self.dir / LAST, info, self.optimizer)
+        self.fold_in(epoch)
         self.eval_seconds.append(eval_seconds)
         self._last_step = None  # validation is not a training step
         if self.cfg.progress:
             from tqdm import tqdm
 
             tqdm.write(self.progress_line(epoch, logs, val, seconds, eval_seconds))
+
+    def averages(self, epoch: int) -> bool:
+        """Whether ``epoch`` (1-based) is one of the last ``average_last`` epochs of the stage."""
+        return self.cfg.average_last > 0 and epoch > self.cfg.epochs - self.cfg.average_last
+
+    def fold_in(self, epoch: int) -> None:
+        """Add the network's current weights (those of ``epoch``) to the running mean in average.h5.
+
+        Written after last.h5: a kill between the two leaves the epoch out of the mean, and the resumed run, whose
+        network then holds last.h5's weights, folds it in first; an epoch already in the mean is not added twice."""
+        if not self.averages(epoch):
+            return
+        path, weights = self.dir / AVERAGE, self.net.get_weights()
+        first = epoch
+        if path.is_file():
+            first, last = checkpoint_info(path)["averaged_epochs"]
+            if last >= epoch:
+                return
+            load_weights(path, self.net)
+            mean, n = self.net.get_weights(), last - first + 1
+            self.net.set_weights([m + (w - m) / (n + 1) for m, w in zip(mean, weights)])
+        save_checkpoint(self.net, path, {**self.info, "averaged_epochs": [first, epoch]})
+        self.net.set_weights(weights)
+
+    def finish_average(self) -> dict | None:
+        """After the last epoch: the mean's BatchNorm statistics re-estimated, validated, written back to
+        average.h5, and to best.h5 when it beats every epoch. Returns what summary.json records of it."""
+        path = self.dir / AVERAGE
+        if not self.cfg.average_last or not path.is_file():
+            return None
+        info = checkpoint_info(path)
+        first, last = info["averaged_epochs"]
+        if self.select not in info and last == self.cfg.epochs:
+            weights = self.net.get_weights()
+            load_weights(path, self.net)
+            self.recalibrate(self.cfg.epochs + 1)
+            val = evaluate(self.net, self.val, self.data.scheme.nme_pair, self.forward)
+            info = {**info, "epoch": last, **val, "best_so_far": min(self.best, val[self.select])}
+            if val[self.select] < self.best:
+                save_checkpoint(self.net, self.dir / BEST, info)
+                self.best = val[self.select]
+            save_checkpoint(self.net, path, info)
+            self.net.set_weights(weights)
+            if self.cfg.progress:
+                from tqdm import tqdm
+
+                tqdm.write(f"{self.cfg.stage}: the mean of epochs {first}-{last}: val NME {val[self.select]:.2f}% "
+                           f"(best epoch {min(r[self.select] for r in self.rows):.2f}%)")
+        if self.select not in info:
+            return None
+        return {"epochs": [first, last], "val_nme": info["val_nme"], "val_nme_soft": info["val_nme_soft"],
+                "is_best": checkpoint_info(self.dir / BEST).get("averaged_epochs") == [first, last]}
 
     def step_done(self, batch: int) -> None:
         """Time of every training step; the first steps of a session carry graph tracing and are left out."""
@@ -455,9 +532,10 @@ def _strategy(name: str):
 
 
 def teacher_paths(run_dir, cfg: TrainConfig | None = None) -> dict[str, Path]:
-    """``<teachers_dir or run_dir>/{tough,tolerant}/best.h5``."""
+    """``<teachers_dir or run_dir>/{tough,tolerant}/best.h5`` (the Tough one alone for a blended baseline)."""
     root = Path(cfg.teachers_dir) if cfg and cfg.teachers_dir else Path(run_dir)
-    return {name: root / name / BEST for name in ("tough", "tolerant")}
+    names = ("tough",) if cfg is not None and cfg.blended_baseline else ("tough", "tolerant")
+    return {name: root / name / BEST for name in names}
 
 
 def check_teacher(name: str, path: Path, data) -> None:
@@ -558,7 +636,7 @@ def _build(cfg: TrainConfig, data, teachers: dict, steps: int):
     import tf_keras as keras
 
     from edgekd.models import build_network
-    from edgekd.trainers import Distiller, LandmarkTrainer
+    from edgekd.trainers import Distiller, LandmarkTrainer, Mimic
 
     netcfg = cfg.network()
     shape = mean_shape(data) if netcfg.head_init == "mean-shape" else None
@@ -571,7 +649,10 @@ def _build(cfg: TrainConfig, data, teachers: dict, steps: int):
             loaded[name] = load_model(path)
             check_loaded(path, f"{name} teacher", loaded[name], data)
         flip = data.scheme.flip_permutation if cfg.teacher_flip else None
-        trainer = Distiller(net, loaded["tough"], loaded["tolerant"], cfg.kd, data.scheme.nme_pair, flip)
+        if cfg.blended_baseline:
+            trainer = Mimic(net, loaded["tough"], data.scheme.nme_pair, cfg.loss, cfg.kd.teacher_blend, flip)
+        else:
+            trainer = Distiller(net, loaded["tough"], loaded["tolerant"], cfg.kd, data.scheme.nme_pair, flip)
     else:
         trainer = LandmarkTrainer(net, TARGET[cfg.stage], data.scheme.nme_pair, cfg.loss)
     optimizer = keras.optimizers.Adam(learning_rate=make_schedule(cfg, steps * cfg.epochs))
@@ -650,7 +731,8 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
         _check_same_targets(stage_dir, cfg)
     data = _open_data(prepared_dir)
     _check_stage_folder(stage_dir, cfg, resume, data)
-    teachers = teacher_paths(run_dir, cfg) if cfg.stage == "student" and not cfg.teacher_targets else {}
+    runs_teachers = (cfg.stage == "student" and not cfg.teacher_targets) or cfg.blended_baseline
+    teachers = teacher_paths(run_dir, cfg) if runs_teachers else {}
     for name, path in teachers.items():
         check_teacher(name, path, data)
     if cfg.stage == "student" and cfg.teacher_targets:
@@ -666,6 +748,9 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
         if resume and (stage_dir / LAST).is_file():
             restored = restore(stage_dir / LAST, net, optimizer)
             start, best_so_far = int(restored["epoch"]), float(restored.get("best_so_far", math.inf))
+        elif cfg.average_last and (stage_dir / AVERAGE).is_file():
+            raise EdgekdError(f"{stage_dir / AVERAGE}: left by an earlier run without its {LAST}; remove it, or start "
+                              f"a new --run-dir")
         elif cfg.init_from:
             _init_weights(Path(cfg.init_from), net, cfg, data)
     stage_dir.mkdir(parents=True, exist_ok=True)  # only now: a refused start leaves no folder behind
@@ -675,6 +760,7 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
     run.later_epochs = later_epochs
     run.load_log(start)
     run.best = min(run.best, best_so_far)
+    run.fold_in(start)  # a kill between last.h5 and average.h5 left last.h5's epoch out of the mean
     t0 = time.time()
     if start < cfg.epochs:
         (stage_dir / SUMMARY).unlink(missing_ok=True)  # unfinished again until these epochs are done
@@ -682,10 +768,11 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
                                          cfg.steps_per_epoch)
         trainer.fit(train_ds, epochs=cfg.epochs, initial_epoch=start, steps_per_epoch=steps,
                     callbacks=[_epoch_callback_class()(run)], verbose=0)
-    return _summarize(run, stage_dir, start, time.time() - t0)
+    average = run.finish_average()
+    return _summarize(run, stage_dir, start, time.time() - t0, average)
 
 
-def _summarize(run: "_Run", stage_dir: Path, start: int, seconds: float) -> dict:
+def _summarize(run: "_Run", stage_dir: Path, start: int, seconds: float, average: dict | None = None) -> dict:
     best_row = min(run.rows, key=lambda r: r.get(run.select, math.inf)) if run.rows else {}
     summary = {"stage": run.cfg.stage, "epochs": run.rows[-1]["epoch"] if run.rows else start,
                "best_epoch": best_row.get("epoch"), "best_val_nme": best_row.get("val_nme"),
@@ -693,6 +780,11 @@ def _summarize(run: "_Run", stage_dir: Path, start: int, seconds: float) -> dict
                "checkpoint": BEST, "seconds": round(seconds, 1),
                "seconds_per_epoch": round(float(np.median([r["seconds"] + r.get("eval_seconds", 0)
                                                             for r in run.rows])), 1) if run.rows else None}
+    if average is not None:  # best.h5 is the one validated best: the mean of the last epochs, or one epoch
+        summary["average"] = average
+        if average["is_best"]:
+            summary.update(best_epoch=f"mean of {average['epochs'][0]}-{average['epochs'][1]}",
+                           best_val_nme=average["val_nme"])
     write_json(stage_dir / SUMMARY, summary)
     return summary
 
@@ -708,8 +800,11 @@ def stage_cost(cfg: TrainConfig, stage: str) -> float:
     teacher = STEP_COST.get(cfg.teacher_arch, 1.0)
     if stage in ("tough", "tolerant"):
         return teacher
+    passes = 2 if cfg.teacher_flip else 1
     if stage == "student" and not cfg.teacher_targets:
-        return 1.0 + 2 * FORWARD_SHARE * teacher * (2 if cfg.teacher_flip else 1)
+        return 1.0 + 2 * FORWARD_SHARE * teacher * passes
+    if stage == "baseline" and cfg.kd.teacher_blend:
+        return 1.0 + FORWARD_SHARE * teacher * passes
     return 1.0
 
 

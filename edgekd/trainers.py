@@ -1,8 +1,9 @@
 """The training steps: module-level tf_keras ``Model`` subclasses with a custom ``train_step`` (keras.io style).
 
 ``LandmarkTrainer`` trains one network on one target with a plain loss chosen by name (losses.LOSSES);
-``Mimic`` trains one network to reproduce a frozen reference network's outputs (QAT: the int8-simulated network
-and its own float twin); ``Distiller`` trains the student under KD-Loss with two frozen teachers run in inference
+``Mimic`` trains one network to reproduce a frozen reference network's outputs, or a blend of them with the ground
+truth (QAT: the int8-simulated network and its own float twin; a plain student and a teacher's mirror-averaged
+outputs, ``--teacher-blend`` on the baseline stage); ``Distiller`` trains the student under KD-Loss with two frozen teachers run in inference
 mode on the same augmented batch, or with their outputs computed once and carried by the batch
 (teacher_targets.py). All three log the running loss and the training NME (vs the hard targets). QAT fine-tuning
 (qat.py) uses the same classes on the tfmot-wrapped network.
@@ -28,6 +29,16 @@ def unflip(pred, flip_permutation, input_size: int):
     p = tf.stack([-p[..., 0] - 1.0 / input_size, p[..., 1]], axis=-1)
     p = tf.gather(p, flip_permutation, axis=1)
     return tf.reshape(p, (tf.shape(pred)[0], -1))
+
+
+def teach(teacher, images, flip_permutation=None):
+    """A frozen network's output, without gradient; with a flip permutation, averaged with its output on the
+    mirrored image (two passes: a teacher at its test-time mirror average, which is better than one pass)."""
+    out = teacher(images, training=False)
+    if flip_permutation is not None:
+        mirrored = teacher(tf.reverse(images, axis=[2]), training=False)
+        out = 0.5 * (out + unflip(mirrored, flip_permutation, images.shape[2]))
+    return tf.stop_gradient(out)
 
 
 class LandmarkTrainer(keras.Model):
@@ -91,35 +102,41 @@ class Distiller(LandmarkTrainer):
         self.tough, self.tolerant, self.kd = tough, tolerant, kd
         self.flip_permutation = None if flip_permutation is None else list(flip_permutation)
 
-    def teach(self, teacher, images):
-        """A teacher's output; with a flip permutation, averaged with its output on the mirrored image."""
-        out = teacher(images, training=False)
-        if self.flip_permutation is not None:
-            mirrored = teacher(tf.reverse(images, axis=[2]), training=False)
-            out = 0.5 * (out + unflip(mirrored, self.flip_permutation, images.shape[2]))
-        return tf.stop_gradient(out)
-
     def guidance(self, images, targets):
         if self.tough is None:
             return {"A": tf.stop_gradient(targets["tough"]), "S": tf.stop_gradient(targets["tolerant"])}
-        return {"A": self.teach(self.tough, images), "S": self.teach(self.tolerant, images)}
+        return {"A": teach(self.tough, images, self.flip_permutation),
+                "S": teach(self.tolerant, images, self.flip_permutation)}
 
     def objective(self, targets, pred, guidance):
         return kd_loss(targets["hard"], pred, guidance["A"], guidance["S"], self.kd)
 
 
 class Mimic(LandmarkTrainer):
-    """Trains ``net`` to reproduce a frozen ``reference`` network's outputs on the same augmented batch, with a
-    plain loss by name. For QAT, whose job is to make the int8-simulated network compute what the float one does:
-    against the ground truth the fine-tune also chases the float network's remaining errors."""
+    """Trains ``net`` toward a frozen ``reference`` network's outputs on the same augmented batch, with a plain loss
+    by name: its target is (1 - blend) x the ground truth + blend x the reference's output (mirror-averaged with a
+    flip permutation).
 
-    def __init__(self, net, reference, nme_pair, loss: str = "l1", **kwargs):
+    blend 1 is QAT's: the int8-simulated network should compute what its float twin does (against the ground truth
+    the fine-tune also chases the float network's remaining errors). A blend below 1 with a better or mirror-averaged
+    teacher is distillation of the teacher's positions into a plain student (Hinton et al.'s soft targets, for
+    regression): a student fitting its own mirror average learns, in one pass, part of what the second pass adds.
+    """
+
+    def __init__(self, net, reference, nme_pair, loss: str = "l1", blend: float = 1.0, flip_permutation=None,
+                 **kwargs):
         super().__init__(net, "hard", nme_pair, loss, **kwargs)
+        if not 0.0 < blend <= 1.0:
+            raise ValueError(f"Mimic: blend {blend} is not in (0, 1]")
         reference.trainable = False
-        self.reference = reference
+        self.reference, self.blend = reference, float(blend)
+        self.flip_permutation = None if flip_permutation is None else list(flip_permutation)
 
     def guidance(self, images, targets):
-        return {"reference": tf.stop_gradient(self.reference(images, training=False))}
+        return {"reference": teach(self.reference, images, self.flip_permutation)}
 
     def objective(self, targets, pred, guidance):
-        return self.loss_fn(guidance["reference"], pred), {}
+        target = guidance["reference"]
+        if self.blend < 1.0:
+            target = (1.0 - self.blend) * targets["hard"] + self.blend * target
+        return self.loss_fn(target, pred), {}

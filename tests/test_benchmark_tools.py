@@ -1,6 +1,7 @@
 """The tools behind benchmarks/README.md: the op profiler's cut models and the ablation table's bookkeeping."""
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,12 @@ def test_average_weights_writes_the_mean_network_and_refuses_mismatches(tmp_path
     assert config["train"] == {"loss": "l1"} and config["averaged_from"] == info["averaged_from"]
     with pytest.raises(EdgekdError, match=r"run1/best.h5: the prepared data it was trained on \(/p\) is not there"):
         soup.average(paths, tmp_path / "y.h5")
+    snapshot = tmp_path / "snaps" / "ep3.h5"  # a copy of a run's checkpoint, without the run's config.json
+    snapshot.parent.mkdir()
+    shutil.copy(paths[0], snapshot)
+    with pytest.raises(EdgekdError, match=r"ep3.h5: no config.json of its run beside it"):
+        soup.average([snapshot, paths[1]], tmp_path / "z.h5")
+    assert not (tmp_path / "z.h5").exists()
     wflw = tmp_path / "wflw.h5"
     save_checkpoint(tiny_keras(98), wflw, {})
     with pytest.raises(EdgekdError, match=r"wflw.h5: not the same network"):

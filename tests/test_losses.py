@@ -108,8 +108,13 @@ def test_teacher_blend_moves_the_main_target_toward_the_tough_teacher_only():
     assert float(plain["main"]) == pytest.approx((0.1 + 0.02) / 2)
     for k in ("aloss_tough", "aloss_tol"):  # the assistive terms still measure the teachers against G
         assert float(half[k]) == pytest.approx(float(plain[k]))
+    from edgekd.train import TrainConfig
+
     with pytest.raises(EdgekdError, match="--teacher-blend: needs a plain main term"):
-        KDLossConfig(teacher_blend=0.5)
+        TrainConfig(stage="student", kd=KDLossConfig(teacher_blend=0.5)).validate()
+    TrainConfig(stage="baseline", kd=KDLossConfig(teacher_blend=0.5)).validate()  # the baseline blends its --loss
+    with pytest.raises(EdgekdError, match="--teacher-blend: the tough teacher learns from the landmarks alone"):
+        TrainConfig(stage="tough", kd=KDLossConfig(teacher_blend=0.5)).validate()
     with pytest.raises(EdgekdError, match=r"--teacher-blend 1.5: expected a number in \[0, 1\]"):
         KDLossConfig(main="l1", teacher_blend=1.5)
 

@@ -6,6 +6,7 @@ architecture.
 """
 import json
 import shutil
+from dataclasses import replace
 
 import edgekd  # noqa: F401
 import h5py
@@ -112,6 +113,55 @@ def test_mimic_fits_the_reference_not_the_targets():
         np.testing.assert_array_equal(b, w.numpy())
 
 
+def test_mimic_blend_and_mirror_average_set_the_target():
+    """--teacher-blend on the baseline stage: the target is (1 - b) x the landmarks + b x the reference, and with a
+    flip permutation the reference's output is its mean over the image and the mirrored image."""
+    import tensorflow as tf
+
+    from edgekd.trainers import Mimic, teach, unflip
+
+    net, reference = models.build_student(4, 64, 0.35), models.build_student(4, 64, 0.35)
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 64, 64, 3), dtype=np.float32)
+    hard = rng.uniform(-0.3, 0.3, (2, 8)).astype(np.float32)
+    perm = [1, 0, 3, 2]
+    ref, mirrored = reference(images).numpy(), reference(images[:, :, ::-1]).numpy()
+    averaged = 0.5 * (ref + unflip(tf.constant(mirrored), perm, 64).numpy())
+    np.testing.assert_allclose(teach(reference, images, perm).numpy(), averaged, atol=1e-6)
+    assert not np.allclose(averaged, ref, atol=1e-4)  # the mirror pass changes the target
+    pred = net(images).numpy()
+    for blend, flip, reference_out in ((1.0, None, ref), (0.25, perm, averaged)):
+        mimic = Mimic(net, reference, nme_pair=(0, 1), loss="l1", blend=blend, flip_permutation=flip)
+        loss, _ = mimic.objective({"hard": tf.constant(hard)}, tf.constant(pred), mimic.guidance(images, None))
+        target = (1 - blend) * hard + blend * reference_out
+        assert float(loss) == pytest.approx(float(np.abs(pred - target).mean()), rel=1e-5)
+    with pytest.raises(ValueError, match="blend 0"):
+        Mimic(net, reference, nme_pair=(0, 1), blend=0.0)
+
+
+def test_baseline_with_teacher_blend_learns_from_the_tough_teacher_alone(tiny_prepared, tmp_path,
+                                                                        one_epoch_baseline):
+    """A plain student distilled from one teacher's mirror average: no Tolerant teacher is needed, the teacher is
+    recorded, and options that need a teacher are refused where no teacher runs."""
+    teachers = tmp_path / "teachers"
+    (teachers / "tough").mkdir(parents=True)
+    shutil.copy(one_epoch_baseline / "baseline" / "best.h5", teachers / "tough" / "best.h5")
+    cfg = TrainConfig(stage="baseline", **{**TINY, "epochs": 1}, teachers_dir=str(teachers), teacher_flip=True,
+                      kd=KDLossConfig(teacher_blend=0.5))
+    summary = train(tiny_prepared, tmp_path / "run", cfg)
+    config = json.loads((tmp_path / "run" / "baseline" / "config.json").read_text())
+    assert set(config["teachers"]) == {"tough"} and config["train"]["kd"]["teacher_blend"] == 0.5
+    assert np.isfinite(summary["best_val_nme"])
+    from edgekd.train import stage_cost
+
+    assert stage_cost(cfg, "baseline") > stage_cost(replace(cfg, teacher_flip=False), "baseline") > 1.0
+    with pytest.raises(ModelError, match="no tough teacher"):
+        train(tiny_prepared, tmp_path / "run2", replace(cfg, teachers_dir=str(tmp_path / "none")))
+    assert not (tmp_path / "run2").exists()
+    with pytest.raises(EdgekdError, match="--teacher-flip: the baseline stage runs no teacher"):
+        replace(cfg, kd=KDLossConfig()).validate()
+
+
 def _fake_teacher(path, num_points, info_points=None, size=64):
     path.parent.mkdir(parents=True, exist_ok=True)
     info = {} if info_points is None else {"num_points": info_points, "input_size": size}
@@ -161,6 +211,51 @@ def _planned_two_killed_after_one(one_epoch_baseline, tmp_path):
     config["train"]["epochs"] = 2
     (run / "baseline" / "config.json").write_text(json.dumps(config))
     return run
+
+
+def test_average_last_is_the_mean_of_the_last_epochs_and_survives_a_kill(tiny_prepared, tmp_path,
+                                                                         one_epoch_baseline, monkeypatch):
+    """--average-last 2 of a 3-epoch run killed after epoch 2 between last.h5 and average.h5: the resumed run folds
+    last.h5's epoch in first, so average.h5 is the mean of epochs 2 and 3 (kernels; BatchNorm re-estimated), then
+    validated; best.h5 is whichever validated better, and summary.json says which."""
+    import edgekd.train as train_module
+    from edgekd.checkpoint import AVERAGE
+
+    run = _planned_two_killed_after_one(one_epoch_baseline, tmp_path)
+    train(tiny_prepared, run, TrainConfig(stage="baseline", progress=False), resume=True)  # epoch 2, no averaging
+    stage = run / "baseline"
+    assert not (stage / AVERAGE).exists()
+    (stage / "summary.json").unlink()
+    config = json.loads((stage / "config.json").read_text())
+    config["train"].update(epochs=3, average_last=2)
+    (stage / "config.json").write_text(json.dumps(config))
+    kernels = lambda weights: [w for w in weights if w.ndim >= 2]
+    epoch2 = kernels(load_model(stage / LAST).get_weights())
+    saved = {}
+    original = train_module.save_checkpoint
+
+    def recording(net, path, info, optimizer=None):
+        if path.name == LAST:
+            saved[info["epoch"]] = kernels(net.get_weights())
+        return original(net, path, info, optimizer)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", recording)
+    summary = train(tiny_prepared, run, TrainConfig(stage="baseline", progress=False), resume=True)
+    assert list(saved) == [3]
+    info = checkpoint_info(stage / AVERAGE)
+    assert info["averaged_epochs"] == [2, 3] and np.isfinite(info["val_nme"])
+    for got, a, b in zip(kernels(load_model(stage / AVERAGE).get_weights()), epoch2, saved[3]):
+        np.testing.assert_allclose(got, (a + b) / 2, rtol=1e-5, atol=1e-7)
+    assert summary["average"]["epochs"] == [2, 3] and summary["average"]["val_nme"] == info["val_nme"]
+    epochs_best = min(float(r["val_nme"]) for r in _rows(stage))
+    assert summary["average"]["is_best"] == (info["val_nme"] < epochs_best)
+    assert (checkpoint_info(stage / "best.h5").get("averaged_epochs") == [2, 3]) == summary["average"]["is_best"]
+    assert summary["best_val_nme"] == pytest.approx(min(epochs_best, info["val_nme"]))
+    # finished: a rerun neither trains nor folds again
+    again = train(tiny_prepared, run, TrainConfig(stage="baseline", progress=False), resume=True)
+    assert again["average"] == summary["average"] and checkpoint_info(stage / AVERAGE) == info
+    with pytest.raises(EdgekdError, match="^--average-last 4: "):
+        TrainConfig(epochs=3, average_last=4).validate()
 
 
 def test_resume_refuses_options_that_contradict_the_recorded_run(tiny_prepared, tmp_path, one_epoch_baseline):
