@@ -60,11 +60,38 @@ session9() {
       "$S8" --root "$DATA/300w" --crop both --compare dlib --tta flip --threads 1,2 \
       --out-dir "$RUNS/bench/300w-128-session9" --exist-ok
 }
+session10() {
+  # 7. session 10: float32 and QAT exports (fitting the float network, 6 cosine epochs at 1e-5, session 9's recipe)
+  #    of stage 15's candidates: a best epoch, or the mean of a run's last epochs (average.h5 of --average-last, or
+  #    average/best.h5 where session 10 averaged copied epochs with benchmarks/average_weights.py)
+  O10=$RUNS/export/300w-128-s10
+  mkdir -p "$O10"
+  ex10() {
+    export_once "$1" "$O10/$2_float32.tflite" --prepared "$P128KP" || echo "== $2: not written (see above)"
+    export_once "$1" "$O10/$2_qat.tflite" --prepared "$P128KP" --qat --qat-target float --qat-lr 1e-5 \
+        --qat-schedule cosine --qat-epochs 6 || echo "== $2: not written (see above)"
+  }
+  mean_of() { if [ -f "$1/baseline/average.h5" ]; then echo "$1/baseline/average.h5"; else echo "$1/average/best.h5"; fi; }
+  ex10 "$RUN/selfflip-b1.0/baseline/best.h5" sf1
+  ex10 "$(mean_of "$RUN/swa-sf")" swa-sf
+  ex10 "$RUN/sp128-sf/baseline/best.h5" sp128-sf
+  ex10 "$(mean_of "$RUN/sp128-sf")" sp128-sf-mean
+  SHIP10=${SHIP10:-sf1}   # chosen on validation int8 NME (4.097 %; sp128-sf 4.105, swa-sf 4.126, session 9 4.126)
+  S9=$O10/session9_shipped_qat_int8.tflite
+  if [ ! -f "$S9" ]; then
+    git show 431dced:models/300w/student_qat_int8.tflite > "$S9.tmp" || { rm -f "$S9.tmp"; exit 1; }
+    mv "$S9.tmp" "$S9"
+  fi
+  #   .venv/bin/python benchmarks/ship_model.py "$O10/${SHIP10}_qat.tflite" models/300w/student_qat_int8.tflite \
+  #       --note "<why>"    (and ${SHIP10}_float32.tflite -> student_float32.tflite)
+  $EDGEKD bench models/300w/student_qat_int8.tflite models/300w/student_float32.tflite "$S9" --root "$DATA/300w" \
+      --crop both --compare dlib --tta flip --threads 1,2 --out-dir "$RUNS/bench/300w-128-session10" --exist-ok
+}
 P128KP=$RUNS/data/300w-128-kp
 if [ "${FROM_SHIPPED:-0}" = 1 ]; then
   [ -f "$P128KP/manifest.json" ] || $EDGEKD data prepare --dataset 300w --root "$DATA/300w" --out-dir "$P128KP" \
       --input-size 128
-  session9; exit 0
+  session9; session10; exit 0
 fi
 
 # the KD-Loss student and its plain control, both fine-tuned from the baseline (kd/), the baseline itself and the
@@ -162,3 +189,4 @@ $EDGEKD bench models/300w/student_qat_int8.tflite models/300w/student_float32.tf
     "$O/mild2_qat_int8.tflite" "$O/mild2_kp_qat_int8.tflite" --root "$DATA/300w" --crop both --compare dlib \
     --tta flip --threads 1,2 --out-dir "$RUNS/bench/300w-128-session8" --exist-ok
 session9
+session10

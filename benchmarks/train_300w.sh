@@ -66,7 +66,14 @@ stage() {  # stage RUN_DIR NAME EPOCHS [extra options]
   $EDGEKD train "$PREPARED" --run-dir "$1" --stage "$2" --epochs "$3" "${resume[@]}" "${@:4}"
 }
 
+kp_data() {  # sessions 9-10 trained on their own prepared folder (the same `data prepare`, keypoint crops)
+  PREPARED=$RUNS/data/300w-128-kp
+  [ -f "$PREPARED/manifest.json" ] || $EDGEKD data prepare --dataset 300w --root "$DATA/300w" --out-dir "$PREPARED" \
+    --input-size 128
+}
+
 stage14() {
+  local PREPARED; kp_data
   local shipped=$RUNS/shipped8_float32.tflite
   if [ ! -f "$shipped" ]; then
     git show d32b4cb:models/300w/student_float32.tflite > "$shipped.tmp" \
@@ -81,7 +88,31 @@ stage14() {
       --out "$RUN/soup9/baseline/best.h5"
   fi
 }
-if [ "${FROM_SHIPPED:-0}" = 1 ]; then stage14; exit 0; fi
+stage15() {  # session 10: distil the network's own mirror average, average the last epochs' weights
+  local PREPARED; kp_data
+  teachers() {  # teachers FOLDER CHECKPOINT: a teachers folder whose Tough teacher is CHECKPOINT
+    mkdir -p "$1/tough"
+    [ -f "$1/tough/best.h5" ] || cp "$2" "$1/tough/best.h5"
+  }
+  local T3=$RUN/tight3/baseline/best.h5 SF1=$RUN/selfflip-b1.0/baseline/best.h5
+  local TIGHT=(--loss wing --augment tight --teacher-flip)
+  teachers "$RUN/teach-t3" "$T3"
+  stage "$RUN/selfflip-b1.0" baseline 40 --init-from "$T3" --lr 3e-5 --teachers-dir "$RUN/teach-t3" \
+    --teacher-blend 1.0 "${TIGHT[@]}"
+  stage "$RUN/selfflip-b0.5" baseline 40 --init-from "$T3" --lr 3e-5 --teachers-dir "$RUN/teach-t3" \
+    --teacher-blend 0.5 "${TIGHT[@]}"
+  stage "$RUN/anneal-t3" baseline 20 --init-from "$T3" --lr 1e-5 --min-lr 1e-7 --loss wing --augment tight
+  stage "$RUN/anneal-sf" baseline 20 --init-from "$SF1" --lr 1e-5 --min-lr 1e-7 --teachers-dir "$RUN/teach-t3" \
+    --teacher-blend 1.0 "${TIGHT[@]}"
+  stage "$RUN/swa-sf" baseline 16 --init-from "$SF1" --lr 1e-5 --min-lr 9e-6 --teachers-dir "$RUN/teach-t3" \
+    --teacher-blend 1.0 "${TIGHT[@]}" --average-last 14
+  teachers "$RUN/teach-sf1" "$SF1"
+  stage "$RUN/sf2" baseline 30 --init-from "$SF1" --lr 2.5e-5 --min-lr 1e-6 --teachers-dir "$RUN/teach-sf1" \
+    --teacher-blend 1.0 "${TIGHT[@]}" --average-last 20
+  stage "$RUN/sp128-sf" baseline 40 --init-from "$SF1" --head spatial --lr 5e-5 --min-lr 1e-6 \
+    --teachers-dir "$RUN/teach-sf1" --teacher-blend 1.0 "${TIGHT[@]}" --average-last 12
+}
+if [ "${FROM_SHIPPED:-0}" = 1 ]; then stage14; stage15; exit 0; fi
 
 stage "$RUN" baseline 110
 stage "$RUN/teachers" tough 50 --init-from "$RUN/baseline/best.h5" --lr 5e-4
@@ -166,3 +197,14 @@ stage "$RUN/tight2" baseline 40 --init-from "$RUN/tight/baseline/best.h5" --lr 3
 #     tight2r's best, 40 more tight epochs at lr 2.5e-5 (4.088 %), shipped in session 9. About 1, 15 and 15 min.
 #     FROM_SHIPPED=1 runs this stage alone (a fresh machine need not retrain stages 1-13 first).
 stage14
+# 15. Session 10: from tight3, a plain student that fits its own mirror average (`--stage baseline --teacher-blend
+#     B --teacher-flip`, the teacher folder's Tough teacher being tight3): selfflip-b1.0 (the average alone) and
+#     -b0.5 (half the landmarks); anneal-t3 / anneal-sf: tight3 and selfflip-b1.0's best, 20 epochs at a rate
+#     that decays to 1e-7, to see where each line settles; swa-sf: selfflip-b1.0 at a near-constant 1e-5, its
+#     last 14 epochs' weights averaged; sf2: a second round, teacher = selfflip-b1.0's mirror average;
+#     sp128-sf: the same teacher, with the spatial head at 128 px. About 35, 35, 12, 20, 17, 30 and 40 min with
+#     two runs side by side (50-65 s per epoch each with the mirrored teacher). In session 10 swa-sf and sf2 ran
+#     without --average-last (their weights were copied after every epoch and averaged by
+#     benchmarks/average_weights.py): the script's --average-last gives the same mean.
+#     FROM_SHIPPED=1 runs stages 14 and 15 alone.
+stage15
