@@ -565,6 +565,9 @@ def _check_stage_folder(stage_dir: Path, cfg: TrainConfig, resume: bool, data) -
         raise EdgekdError(f"{stage_dir}: holds an unfinished run; pass --resume to continue it, or use another --run-dir")
     if resume and last.is_file():
         check_matches_data(last, "the checkpoint to resume", data)
+    if cfg.average_last and (stage_dir / AVERAGE).is_file() and not last.is_file():
+        raise EdgekdError(f"{stage_dir / AVERAGE}: left by an earlier run without its {LAST}; remove it, or use "
+                          f"another --run-dir")
     if cfg.init_from and not (resume and last.is_file()):
         init = Path(cfg.init_from)
         if not init.is_file():
@@ -748,9 +751,6 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
         if resume and (stage_dir / LAST).is_file():
             restored = restore(stage_dir / LAST, net, optimizer)
             start, best_so_far = int(restored["epoch"]), float(restored.get("best_so_far", math.inf))
-        elif cfg.average_last and (stage_dir / AVERAGE).is_file():
-            raise EdgekdError(f"{stage_dir / AVERAGE}: left by an earlier run without its {LAST}; remove it, or start "
-                              f"a new --run-dir")
         elif cfg.init_from:
             _init_weights(Path(cfg.init_from), net, cfg, data)
     stage_dir.mkdir(parents=True, exist_ok=True)  # only now: a refused start leaves no folder behind

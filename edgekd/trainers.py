@@ -3,9 +3,9 @@
 ``LandmarkTrainer`` trains one network on one target with a plain loss chosen by name (losses.LOSSES);
 ``Mimic`` trains one network to reproduce a frozen reference network's outputs, or a blend of them with the ground
 truth (QAT: the int8-simulated network and its own float twin; a plain student and a teacher's mirror-averaged
-outputs, ``--teacher-blend`` on the baseline stage); ``Distiller`` trains the student under KD-Loss with two frozen teachers run in inference
-mode on the same augmented batch, or with their outputs computed once and carried by the batch
-(teacher_targets.py). All three log the running loss and the training NME (vs the hard targets). QAT fine-tuning
+outputs, ``--teacher-blend`` on the baseline stage); ``Distiller`` trains the student under KD-Loss with two
+frozen teachers run in inference mode on the same augmented batch, or with their outputs computed once and carried
+by the batch (teacher_targets.py). All three log the running loss and the training NME (vs the hard targets). QAT fine-tuning
 (qat.py) uses the same classes on the tfmot-wrapped network.
 """
 from __future__ import annotations
@@ -117,10 +117,11 @@ class Mimic(LandmarkTrainer):
     by name: its target is (1 - blend) x the ground truth + blend x the reference's output (mirror-averaged with a
     flip permutation).
 
-    blend 1 is QAT's: the int8-simulated network should compute what its float twin does (against the ground truth
-    the fine-tune also chases the float network's remaining errors). A blend below 1 with a better or mirror-averaged
-    teacher is distillation of the teacher's positions into a plain student (Hinton et al.'s soft targets, for
-    regression): a student fitting its own mirror average learns, in one pass, part of what the second pass adds.
+    QAT uses blend 1: the int8-simulated network should compute what its float twin does (against the ground truth
+    the fine-tune also chases the float network's remaining errors). With a better or a mirror-averaged teacher it
+    is distillation of the teacher's positions into a plain student (Hinton et al.'s soft targets, for regression):
+    a student fitting its own mirror average learns, in one pass, part of what the second pass adds (benchmarks/
+    README.md, session 10: about a fifth).
     """
 
     def __init__(self, net, reference, nme_pair, loss: str = "l1", blend: float = 1.0, flip_permutation=None,

@@ -256,6 +256,10 @@ def test_average_last_is_the_mean_of_the_last_epochs_and_survives_a_kill(tiny_pr
     assert again["average"] == summary["average"] and checkpoint_info(stage / AVERAGE) == info
     with pytest.raises(EdgekdError, match="^--average-last 4: "):
         TrainConfig(epochs=3, average_last=4).validate()
+    (stage / LAST).unlink()  # a mean whose run is gone is not folded into a new one
+    (stage / "summary.json").unlink()
+    with pytest.raises(EdgekdError, match="average.h5: left by an earlier run without its last.h5"):
+        train(tiny_prepared, run, TrainConfig(stage="baseline", **{**TINY, "epochs": 3, "average_last": 2}))
 
 
 def test_resume_refuses_options_that_contradict_the_recorded_run(tiny_prepared, tmp_path, one_epoch_baseline):
