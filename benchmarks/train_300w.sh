@@ -202,9 +202,9 @@ stage14
 #     -b0.5 (half the landmarks); anneal-t3 / anneal-sf: tight3 and selfflip-b1.0's best, 20 epochs at a rate
 #     that decays to 1e-7, to see where each line settles; swa-sf: selfflip-b1.0 at a near-constant 1e-5, its
 #     last 14 epochs' weights averaged; sf2: a second round, teacher = selfflip-b1.0's mirror average;
-#     sp128-sf: the same teacher, with the spatial head at 128 px. About 35, 35, 12, 20, 17, 30 and 40 min with
-#     two runs side by side (50-65 s per epoch each with the mirrored teacher). In session 10 swa-sf and sf2 ran
-#     without --average-last (their weights were copied after every epoch and averaged by
-#     benchmarks/average_weights.py): the script's --average-last gives the same mean.
+#     sp128-sf: the same teacher, with the spatial head at 128 px. selfflip-b1.0 shipped in session 10. 34, 34,
+#     12, 15, 14, 25 and 31 min with two runs side by side (46-53 s per epoch with the mirrored teacher, 35 s
+#     without). In session 10 swa-sf and sf2 ran without --average-last (their weights were copied after every
+#     epoch and averaged by benchmarks/average_weights.py): the script's --average-last averages the same epochs.
 #     FROM_SHIPPED=1 runs stages 14 and 15 alone.
 stage15
