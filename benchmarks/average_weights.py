@@ -32,6 +32,10 @@ def average(paths: list[Path], out: Path, bn_samples: int = 256, seed: int = 0) 
         raise EdgekdError("give two or more checkpoints to average")
     if out.resolve() in {p.resolve() for p in paths}:
         raise EdgekdError(f"--out {out}: is one of the inputs; write the average to a new file")
+    if not _train_config(paths[0]):  # guessing would be silently wrong: other crops' BatchNorm cost 0.05 NME here
+        raise EdgekdError(f"{paths[0]}: no config.json of its run beside it (with its training settings), to say how "
+                          f"that run augmented its crops and what export --qat fine-tunes with; copy the run's "
+                          f"config.json next to it")
     nets = [load_model(p) for p in paths]
     shapes = [[w.shape for w in n.get_weights()] for n in nets]
     for p, s in zip(paths[1:], shapes[1:]):
@@ -63,9 +67,6 @@ def _recalibrate(net, info: dict, first: Path, samples: int, seed: int) -> None:
     from edgekd.models import recalibrate_batchnorm
 
     train = _train_config(first)
-    if not train:  # guessing would be silently wrong: BatchNorm statistics of other crops cost 0.05 NME here
-        raise EdgekdError(f"{first}: no config.json of its run beside it, to say how that run augmented its crops; "
-                          f"copy the run's config.json next to it (or pass --bn-samples 0)")
     prepared = info.get("prepared")
     if not prepared or not (Path(prepared) / "manifest.json").is_file():
         raise EdgekdError(f"{first}: the prepared data it was trained on ({prepared}) is not there; it is needed to "

@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 import tempfile
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -317,8 +317,6 @@ def convert_model(cfg: ExportConfig, inputs: ExportInputs) -> Converted:
 def _trained_like(qat: QATConfig, checkpoint: Path) -> QATConfig:
     """The QAT recipe with the run's own loss, augmentation preset and teacher mirroring, so fine-tuning and
     calibration continue what training did (a checkpoint without a run config: L2 and the full preset)."""
-    from dataclasses import replace
-
     train = _run_config(checkpoint).get("train", {})
     augment = train.get("augment_preset", "full") if train.get("augment", True) else "none"
     return replace(qat, loss=train.get("loss", qat.loss), augment=augment,
@@ -329,8 +327,11 @@ def _kd_config(checkpoint: Path):
     """The KD-Loss the student was trained with (its run config), so QAT fine-tunes under the same objective."""
     from edgekd.losses import KDLossConfig
 
-    kd = _run_config(checkpoint).get("train", {}).get("kd")
-    return KDLossConfig(**kd) if kd else KDLossConfig()
+    train = _run_config(checkpoint).get("train", {})
+    kd = KDLossConfig(**train["kd"]) if train.get("kd") else KDLossConfig()
+    if train.get("stage") != "student" and kd.main == "paper":  # a blended baseline's blend is not KD-Loss's
+        kd = replace(kd, teacher_blend=0.0)
+    return kd
 
 
 def _metadata(data, cfg: QuantizeConfig, checkpoint: Path) -> ModelMetadata:

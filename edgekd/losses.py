@@ -142,6 +142,8 @@ def kd_loss(G, P, A, S, cfg: KDLossConfig = KDLossConfig()):
     With ``cfg.main`` a plain loss name, Loss_Main is that loss against G, or against G blended with the Tough
     teacher's output (``cfg.teacher_blend``); the Tolerant teacher then guides through its assistive term only."""
     if cfg.main == "paper":
+        if cfg.teacher_blend:
+            raise ValueError("kd_loss: teacher_blend needs a plain main term; Loss_Main is defined around G alone")
         main = main_loss(G, P, S, cfg.main_slope)
     else:
         target = G if not cfg.teacher_blend else (1.0 - cfg.teacher_blend) * G + cfg.teacher_blend * A

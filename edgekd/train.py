@@ -161,7 +161,9 @@ class TrainConfig:
             check_range(option_name("bn_momentum"), self.bn_momentum, 0, 1.0, lo_open=True, hi_open=True)
         if self.steps_per_epoch is not None:
             check_range("--steps-per-epoch", self.steps_per_epoch, 1, integer=True)
-        check_range("--average-last", self.average_last, 0, self.epochs, integer=True)
+        check_range("--average-last", self.average_last, 0, integer=True)
+        if self.average_last > self.epochs:
+            raise EdgekdError(f"--average-last {self.average_last}: at most --epochs ({self.epochs})")
         check_range(option_name("bn_recalibration_samples"), self.bn_recalibration_samples, 0, integer=True)
         for name in ("c", "w_main", "w_tough", "w_tol", "main_slope"):
             check_range(f"KD-Loss {name}", getattr(self.kd, name), 0, lo_open=True)
@@ -179,12 +181,11 @@ class TrainConfig:
         if self.stage == "student" and self.kd.teacher_blend and self.kd.main == "paper":
             raise EdgekdError("--teacher-blend: needs a plain main term (--main-loss l1, l2 or wing); Loss_Main as "
                               "published is defined around the ground truth")
-        if self.stage in ("tough", "tolerant") and self.kd.teacher_blend:
-            raise EdgekdError(f"--teacher-blend: the {self.stage} teacher learns from the landmarks alone; it blends "
-                              f"the student's or the baseline's target with the Tough teacher's outputs")
-        if self.teacher_flip and not (self.stage == "student" or self.blended_baseline):
-            raise EdgekdError(f"--teacher-flip: the {self.stage} stage runs no teacher (it needs --stage student, or "
-                              f"--stage baseline with --teacher-blend)")
+        # the teacher stages ignore the student's options (train_all hands every stage the same settings); a plain
+        # baseline that was asked to mirror a teacher it does not run is refused
+        if self.stage == "baseline" and self.teacher_flip and not self.blended_baseline:
+            raise EdgekdError("--teacher-flip: the baseline stage runs no teacher without --teacher-blend (or use "
+                              "--stage student)")
 
     @property
     def blended_baseline(self) -> bool:
@@ -432,11 +433,15 @@ class _Run:
         first = epoch
         if path.is_file():
             first, last = checkpoint_info(path)["averaged_epochs"]
-            if last >= epoch:
+            if first <= epoch <= last:
                 return
+        # a mean of other epochs (a finished run resumed with more --epochs) is not continued: it starts again
+        if path.is_file() and last == epoch - 1 and self.averages(first):
             load_weights(path, self.net)
             mean, n = self.net.get_weights(), last - first + 1
             self.net.set_weights([m + (w - m) / (n + 1) for m, w in zip(mean, weights)])
+        else:
+            first = epoch
         save_checkpoint(self.net, path, {**self.info, "averaged_epochs": [first, epoch]})
         self.net.set_weights(weights)
 
@@ -464,7 +469,7 @@ class _Run:
 
                 tqdm.write(f"{self.cfg.stage}: the mean of epochs {first}-{last}: val NME {val[self.select]:.2f}% "
                            f"(best epoch {min(r[self.select] for r in self.rows):.2f}%)")
-        if self.select not in info:
+        if self.select not in info or last != self.cfg.epochs:  # none, or a mean of another run's last epochs
             return None
         return {"epochs": [first, last], "val_nme": info["val_nme"], "val_nme_soft": info["val_nme_soft"],
                 "is_best": checkpoint_info(self.dir / BEST).get("averaged_epochs") == [first, last]}
@@ -760,6 +765,8 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
     run.later_epochs = later_epochs
     run.load_log(start)
     run.best = min(run.best, best_so_far)
+    if resume and (stage_dir / BEST).is_file():  # the mean of the last epochs may be best.h5 (after last.h5)
+        run.best = min(run.best, checkpoint_info(stage_dir / BEST).get(run.select, math.inf))
     run.fold_in(start)  # a kill between last.h5 and average.h5 left last.h5's epoch out of the mean
     t0 = time.time()
     if start < cfg.epochs:
@@ -783,8 +790,7 @@ def _summarize(run: "_Run", stage_dir: Path, start: int, seconds: float, average
     if average is not None:  # best.h5 is the one validated best: the mean of the last epochs, or one epoch
         summary["average"] = average
         if average["is_best"]:
-            summary.update(best_epoch=f"mean of {average['epochs'][0]}-{average['epochs'][1]}",
-                           best_val_nme=average["val_nme"])
+            summary.update(best_epoch=None, best_val_nme=average["val_nme"])
     write_json(stage_dir / SUMMARY, summary)
     return summary
 
@@ -871,8 +877,8 @@ def dry_run(prepared_dir, cfg: TrainConfig, stages=PIPELINE, timed_steps: int = 
         for _ in range(timed_steps):
             trainer.train_on_batch(*next(ds))
         step = (time.perf_counter() - t0) / timed_steps
-        if stage == "student":  # measured without teachers: add their forward passes
-            step *= stage_cost(scfg, "student")
+        if stage == "student" or scfg.blended_baseline:  # measured without teachers: add their forward passes
+            step *= stage_cost(scfg, stage)
         rows.append({"stage": stage, "network": scfg.network().arch, "seconds_per_step": round(step, 3),
                      "steps": steps * cfg.epochs, "projected_seconds": round(1.15 * step * steps * cfg.epochs)})
         keras.backend.clear_session()

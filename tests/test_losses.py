@@ -113,8 +113,10 @@ def test_teacher_blend_moves_the_main_target_toward_the_tough_teacher_only():
     with pytest.raises(EdgekdError, match="--teacher-blend: needs a plain main term"):
         TrainConfig(stage="student", kd=KDLossConfig(teacher_blend=0.5)).validate()
     TrainConfig(stage="baseline", kd=KDLossConfig(teacher_blend=0.5)).validate()  # the baseline blends its --loss
-    with pytest.raises(EdgekdError, match="--teacher-blend: the tough teacher learns from the landmarks alone"):
-        TrainConfig(stage="tough", kd=KDLossConfig(teacher_blend=0.5)).validate()
+    # `train --stage all` hands the teacher stages the student's settings: they ignore them
+    TrainConfig(stage="tough", teacher_flip=True, kd=KDLossConfig(main="l1", teacher_blend=0.5)).validate()
+    with pytest.raises(ValueError, match="teacher_blend needs a plain main term"):
+        kd_loss(G, P, A, S, replace(CODE, teacher_blend=0.5))
     with pytest.raises(EdgekdError, match=r"--teacher-blend 1.5: expected a number in \[0, 1\]"):
         KDLossConfig(main="l1", teacher_blend=1.5)
 

@@ -254,8 +254,17 @@ def test_average_last_is_the_mean_of_the_last_epochs_and_survives_a_kill(tiny_pr
     # finished: a rerun neither trains nor folds again
     again = train(tiny_prepared, run, TrainConfig(stage="baseline", progress=False), resume=True)
     assert again["average"] == summary["average"] and checkpoint_info(stage / AVERAGE) == info
-    with pytest.raises(EdgekdError, match="^--average-last 4: "):
+    with pytest.raises(EdgekdError, match=r"^--average-last 4: at most --epochs \(3\)$"):
         TrainConfig(epochs=3, average_last=4).validate()
+    # resumed with one more epoch, the mean of epochs 2-3 is not continued: the new window is epoch 4 alone
+    (stage / "summary.json").unlink()
+    config = json.loads((stage / "config.json").read_text())
+    config["train"].update(epochs=4, average_last=1)
+    (stage / "config.json").write_text(json.dumps(config))
+    longer = train(tiny_prepared, run, TrainConfig(stage="baseline", progress=False), resume=True)
+    assert checkpoint_info(stage / AVERAGE)["averaged_epochs"] == [4, 4] and longer["average"]["epochs"] == [4, 4]
+    for got, want in zip(kernels(load_model(stage / AVERAGE).get_weights()), saved[4]):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
     (stage / LAST).unlink()  # a mean whose run is gone is not folded into a new one
     (stage / "summary.json").unlink()
     with pytest.raises(EdgekdError, match="average.h5: left by an earlier run without its last.h5"):
