@@ -111,6 +111,11 @@ stage15() {  # session 10: distil the network's own mirror average, average the 
     --teacher-blend 1.0 "${TIGHT[@]}" --average-last 20
   stage "$RUN/sp128-sf" baseline 40 --init-from "$SF1" --head spatial --lr 5e-5 --min-lr 1e-6 \
     --teachers-dir "$RUN/teach-sf1" --teacher-blend 1.0 "${TIGHT[@]}" --average-last 12
+  local P160=$RUNS/data/300w-160-kp   # a second teacher for an ensemble: selfflip-b1.0 at 160 px, spatial head
+  [ -f "$P160/manifest.json" ] || $EDGEKD data prepare --dataset 300w --root "$DATA/300w" --out-dir "$P160" \
+    --input-size 160
+  PREPARED=$P160 stage "$RUNS/train/300w-160-fastcpu/sp160-sf1" baseline 40 --init-from "$SF1" --head spatial \
+    --lr 1e-4 --min-lr 1e-6 --loss wing --augment tight --average-last 10
 }
 if [ "${FROM_SHIPPED:-0}" = 1 ]; then stage14; stage15; exit 0; fi
 
@@ -204,7 +209,8 @@ stage14
 #     last 14 epochs' weights averaged; sf2: a second round, teacher = selfflip-b1.0's mirror average;
 #     sp128-sf: the same teacher, with the spatial head at 128 px. selfflip-b1.0 shipped in session 10. 34, 34,
 #     12, 15, 14, 25 and 31 min with two runs side by side (46-53 s per epoch with the mirrored teacher, 35 s
-#     without). In session 10 swa-sf and sf2 ran without --average-last (their weights were copied after every
+#     without). sp160-sf1: selfflip-b1.0 at 160 px with the spatial head, plain Wing, a teacher for an ensemble
+#     (about 30 min beside the test suite; with selfflip-b1.0, mirror-averaged each, 3.905 % on validation). In session 10 swa-sf and sf2 ran without --average-last (their weights were copied after every
 #     epoch and averaged by benchmarks/average_weights.py): the script's --average-last averages the same epochs.
 #     FROM_SHIPPED=1 runs stages 14 and 15 alone.
 stage15
