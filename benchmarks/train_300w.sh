@@ -117,7 +117,15 @@ stage15() {  # session 10: distil the network's own mirror average, average the 
   PREPARED=$P160 stage "$RUNS/train/300w-160-fastcpu/sp160-sf1" baseline 40 --init-from "$SF1" --head spatial \
     --lr 1e-4 --min-lr 1e-6 --loss wing --augment tight --average-last 10
 }
-if [ "${FROM_SHIPPED:-0}" = 1 ]; then stage14; stage15; exit 0; fi
+stage16() {  # session 11: distil an ensemble teacher (several --teachers-dir; trainers.Ensemble)
+  local PREPARED; kp_data
+  local SF1=$RUN/selfflip-b1.0/baseline/best.h5 SP160=$RUNS/train/300w-160-fastcpu/sp160-sf1/baseline/best.h5
+  mkdir -p "$RUN/teach-sp160/tough"
+  [ -f "$RUN/teach-sp160/tough/best.h5" ] || cp "$SP160" "$RUN/teach-sp160/tough/best.h5"
+  stage "$RUN/ens-sf" baseline 40 --init-from "$SF1" --lr 3e-5 --teachers-dir "$RUN/teach-sf1" \
+    --teachers-dir "$RUN/teach-sp160" --teacher-blend 1.0 --teacher-flip --loss wing --augment tight --average-last 10
+}
+if [ "${FROM_SHIPPED:-0}" = 1 ]; then stage14; stage15; stage16; exit 0; fi
 
 stage "$RUN" baseline 110
 stage "$RUN/teachers" tough 50 --init-from "$RUN/baseline/best.h5" --lr 5e-4

@@ -125,11 +125,12 @@ def check_matches_data(path: Path, what: str, data, info: dict | None = None, an
                          f"(margin {data.crop.margin})")
 
 
-def check_loaded(path: Path, what: str, model, data) -> None:
-    """Compare a loaded network's output count and input size with the prepared data (checkpoints without info)."""
+def check_loaded(path: Path, what: str, model, data, any_size: bool = False) -> None:
+    """Compare a loaded network's output count and input size with the prepared data (checkpoints without info);
+    ``any_size``: the input size may differ (a teacher fed the batch resized, trainers.Ensemble)."""
     size, outputs = model.input_shape[1], model.output_shape[-1]
     if outputs != 2 * data.num_points:
         raise ModelError(f"{path}: {what} predicts {outputs // 2} landmarks, but {data.root} holds "
                          f"{data.num_points}-point {data.scheme.name} data")
-    if size != data.input_size:
+    if size != data.input_size and not any_size:
         raise ModelError(f"{path}: {what} takes {size} px input, but {data.root} is prepared at {data.input_size} px")

@@ -291,9 +291,10 @@ def data_teach(prepared, tough, tolerant, teacher_flip, also_prepared, out):
 @click.option("--average-last", type=int, default=0, show_default=True,
               help="Also average the weights of the last K epochs (stochastic weight averaging): validated after the "
                    "last epoch, it becomes best.h5 when it beats every epoch.")
-@click.option("--teachers-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--teachers-dir", type=click.Path(file_okay=False), multiple=True,
               help="Folder with tough/ and tolerant/ teacher runs (default: --run-dir); a baseline with "
-                   "--teacher-blend reads tough/ alone.")
+                   "--teacher-blend reads tough/ alone. Repeat it for ensembles: each teacher is then the mean of its "
+                   "role's networks in every folder, each fed the batch resized to its own input size.")
 @click.option("--teacher-targets", type=click.Path(dir_okay=False), default=None,
               help="KD student: the teachers' outputs computed once by `edgekd data teach` instead of --teachers-dir "
                    "(a KD step then costs a plain one; the teachers saw canonical crops, not augmented ones, which "

@@ -224,8 +224,7 @@ def _check_match(checkpoint: Path, model, info: dict, data) -> None:
 def _load_teachers(cfg: ExportConfig, data) -> tuple[dict | None, dict]:
     """Frozen teachers for QAT: --teachers-dir, else the ones the student's run config names, or its teacher-targets
     file (attached to ``data``, teachers None); (None, {}) if none."""
-    from edgekd.checkpoint import check_loaded, load_model
-    from edgekd.train import check_teacher, teacher_paths
+    from edgekd.train import load_teachers, teacher_paths
 
     if cfg.teachers_dir is not None:
         paths = teacher_paths(cfg.teachers_dir)
@@ -240,15 +239,11 @@ def _load_teachers(cfg: ExportConfig, data) -> tuple[dict | None, dict]:
             log.warning("%s: the teacher-targets file its run recorded, %s, is gone; QAT uses the run's plain loss "
                         "(--teachers-dir gives it teachers)", cfg.checkpoint, cached)
         recorded = _run_config(cfg.checkpoint).get("teachers") or {}
-        paths = {k: Path(v) for k, v in recorded.items()}
-        if set(paths) != {"tough", "tolerant"} or not all(p.is_file() for p in paths.values()):
+        # a list of networks per role (an ensemble), or one path as recorded before ensembles
+        paths = {k: [Path(p) for p in ([v] if isinstance(v, str) else v)] for k, v in recorded.items()}
+        if set(paths) != {"tough", "tolerant"} or not all(p.is_file() for v in paths.values() for p in v):
             return None, {}
-    teachers = {}
-    for name, path in paths.items():
-        check_teacher(name, path, data)
-        teachers[name] = load_model(path)
-        check_loaded(path, f"{name} teacher", teachers[name], data)
-    return teachers, {k: str(v) for k, v in paths.items()}
+    return load_teachers(paths, data), {k: [str(p) for p in v] for k, v in paths.items()}
 
 
 def _recalibrate_batchnorm(model, data, cfg: ExportConfig, info: dict) -> int:

@@ -99,11 +99,19 @@ class TrainConfig:
     # late epochs of a run at a small constant-ish rate scatter around a basin (validation NME +-0.03 here from one
     # epoch to the next), and their mean sits nearer its centre (Izmailov et al., UAI 2018)
     average_last: int = 0
-    teachers_dir: str | None = None  # folder with tough/ and tolerant/; default: the run folder
+    # folders with tough/ and tolerant/ (default: the run folder); with several, each teacher is the ensemble of
+    # that role's networks in every folder (trainers.Ensemble)
+    teachers_dir: list[str] | None = None
     teacher_targets: str | None = None  # KD student: the teachers' outputs from `edgekd data teach` instead
     init_from: str | None = None  # start from these weights (same network) instead of random: fine-tuning
     kd: KDLossConfig = field(default_factory=KDLossConfig)
     progress: bool = True
+
+    def __post_init__(self):
+        if isinstance(self.teachers_dir, (str, Path)):  # one folder, as recorded before ensembles
+            self.teachers_dir = [str(self.teachers_dir)]
+        elif self.teachers_dir is not None:
+            self.teachers_dir = [str(d) for d in self.teachers_dir] or None
 
     @classmethod
     def from_recipe(cls, recipe: str = "fast-cpu", **overrides) -> "TrainConfig":
@@ -536,19 +544,37 @@ def _strategy(name: str):
     return tf.distribute.MirroredStrategy() if name == "mirrored" else tf.distribute.get_strategy()
 
 
-def teacher_paths(run_dir, cfg: TrainConfig | None = None) -> dict[str, Path]:
-    """``<teachers_dir or run_dir>/{tough,tolerant}/best.h5`` (the Tough one alone for a blended baseline)."""
-    root = Path(cfg.teachers_dir) if cfg and cfg.teachers_dir else Path(run_dir)
+def teacher_paths(run_dir, cfg: TrainConfig | None = None) -> dict[str, list[Path]]:
+    """``<each teachers_dir, or run_dir>/{tough,tolerant}/best.h5`` (the Tough ones alone for a blended baseline):
+    each role's networks, one per folder (several make an ensemble)."""
+    roots = [Path(d) for d in cfg.teachers_dir] if cfg and cfg.teachers_dir else [Path(run_dir)]
     names = ("tough",) if cfg is not None and cfg.blended_baseline else ("tough", "tolerant")
-    return {name: root / name / BEST for name in names}
+    return {name: [root / name / BEST for root in roots] for name in names}
 
 
 def check_teacher(name: str, path: Path, data) -> None:
-    """Refuse a missing teacher, or one trained for other landmarks, another input size or another crop."""
+    """Refuse a missing teacher, or one trained for other landmarks or another crop (its input size may differ: it
+    is fed the batch resized, trainers.Ensemble)."""
     if not path.is_file():
         raise ModelError(f"{path}: no {name} teacher; train it first (`edgekd train ... --stage {name}`) "
                          f"or point --teachers-dir at a folder holding {name}/{BEST}")
-    check_matches_data(path, f"{name} teacher", data)
+    check_matches_data(path, f"{name} teacher", data, any_size=True)
+
+
+def load_teachers(paths: dict[str, list[Path]], data) -> dict:
+    """Each role's frozen teacher: its one network, or the ``Ensemble`` of several (any input size)."""
+    from edgekd.trainers import Ensemble
+
+    teachers = {}
+    for name, role_paths in paths.items():
+        nets = []
+        for path in role_paths:
+            check_teacher(name, path, data)
+            nets.append(load_model(path))
+            check_loaded(path, f"{name} teacher", nets[-1], data, any_size=True)
+        single = len(nets) == 1 and nets[0].input_shape[1] == data.input_size
+        teachers[name] = nets[0] if single else Ensemble(nets, data.input_size, name=f"{name}_ensemble")
+    return teachers
 
 
 def _open_data(prepared_dir):
@@ -652,10 +678,7 @@ def _build(cfg: TrainConfig, data, teachers: dict, steps: int):
     if cfg.stage == "student" and cfg.teacher_targets:
         trainer = Distiller(net, None, None, cfg.kd, data.scheme.nme_pair)  # outputs come with the batches
     elif teachers:
-        loaded = {}
-        for name, path in teachers.items():
-            loaded[name] = load_model(path)
-            check_loaded(path, f"{name} teacher", loaded[name], data)
+        loaded = load_teachers(teachers, data)
         flip = data.scheme.flip_permutation if cfg.teacher_flip else None
         if cfg.blended_baseline:
             trainer = Mimic(net, loaded["tough"], data.scheme.nme_pair, cfg.loss, cfg.kd.teacher_blend, flip)
@@ -680,7 +703,7 @@ def _write_config(stage_dir: Path, cfg: TrainConfig, prepared_dir, data, teacher
     write_json(stage_dir / "config.json", {"train": cfg.to_dict(), "prepared": prepared,
                                             "data": {"scheme": data.scheme.name, "input_size": data.input_size,
                                                      "counts": data.manifest.counts},
-                                            "teachers": {k: str(v) for k, v in teachers.items()},
+                                            "teachers": {k: [str(p) for p in v] for k, v in teachers.items()},
                                             "teacher_targets": _targets_record(cfg),
                                             "init_from": str(Path(cfg.init_from).resolve()) if cfg.init_from else None,
                                             "resumed_from_epoch": start or None})
@@ -741,8 +764,9 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
     _check_stage_folder(stage_dir, cfg, resume, data)
     runs_teachers = (cfg.stage == "student" and not cfg.teacher_targets) or cfg.blended_baseline
     teachers = teacher_paths(run_dir, cfg) if runs_teachers else {}
-    for name, path in teachers.items():
-        check_teacher(name, path, data)
+    for name, role_paths in teachers.items():
+        for path in role_paths:
+            check_teacher(name, path, data)
     if cfg.stage == "student" and cfg.teacher_targets:
         from edgekd import teacher_targets
 
@@ -806,7 +830,7 @@ def stage_cost(cfg: TrainConfig, stage: str) -> float:
     teacher = STEP_COST.get(cfg.teacher_arch, 1.0)
     if stage in ("tough", "tolerant"):
         return teacher
-    passes = 2 if cfg.teacher_flip else 1
+    passes = (2 if cfg.teacher_flip else 1) * len(cfg.teachers_dir or [None])  # every member of an ensemble runs
     if stage == "student" and not cfg.teacher_targets:
         return 1.0 + 2 * FORWARD_SHARE * teacher * passes
     if stage == "baseline" and cfg.kd.teacher_blend:

@@ -139,6 +139,58 @@ def test_mimic_blend_and_mirror_average_set_the_target():
         Mimic(net, reference, nme_pair=(0, 1), blend=0.0)
 
 
+def test_ensemble_averages_members_each_at_its_own_input_size():
+    """An ensemble teacher: the mean of its members, a member of another input size fed the batch resized and its
+    output moved to the batch's normalised coordinates (half a pixel of each size apart); mirror-averaging works on
+    it as on one network."""
+    import tensorflow as tf
+
+    from edgekd.trainers import Ensemble, teach, unflip
+
+    small, large = models.build_student(4, 64, 0.35), models.build_student(4, 96, 0.35)
+    head = large.layers[-1]
+    kernel, bias = head.get_weights()
+    head.set_weights([np.zeros_like(kernel), np.full_like(bias, 0.1)])  # outputs 0.1 whatever the image
+    images = np.random.default_rng(1).random((2, 64, 64, 3), dtype=np.float32)
+    np.testing.assert_allclose(Ensemble([small], 64)(images).numpy(), small(images).numpy(), atol=1e-6)
+    # 0.1 at 96 px is the point 0.1 + 0.5 / 96 from the crop's centre: 0.1 + 0.5 / 96 - 0.5 / 64 at 64 px
+    moved = 0.1 + 0.5 / 96 - 0.5 / 64
+    np.testing.assert_allclose(Ensemble([large], 64)(images).numpy(), np.full((2, 8), moved), atol=1e-6)
+    pair = Ensemble([small, large], 64)
+    np.testing.assert_allclose(pair(images).numpy(), 0.5 * (small(images).numpy() + moved), atol=1e-6)
+    perm = [1, 0, 3, 2]
+    mirrored = unflip(pair(images[:, :, ::-1]), perm, 64).numpy()
+    np.testing.assert_allclose(teach(pair, tf.constant(images), perm).numpy(),
+                               0.5 * (pair(images).numpy() + mirrored), atol=1e-6)
+    assert not small.trainable and not large.trainable
+    with pytest.raises(ValueError, match="no members"):
+        Ensemble([], 64)
+
+
+def test_baseline_learns_from_an_ensemble_of_teacher_folders_in_the_cli(tiny_prepared, tmp_path,
+                                                                          one_epoch_baseline):
+    """--teachers-dir twice: the Tough teacher is the ensemble of both folders' networks, one of them at another
+    input size; both are recorded, and the planned cost counts both."""
+    from edgekd.cli import main
+    from edgekd.train import stage_cost
+
+    (tmp_path / "a" / "tough").mkdir(parents=True)
+    shutil.copy(one_epoch_baseline / "baseline" / "best.h5", tmp_path / "a" / "tough" / "best.h5")
+    _fake_teacher(tmp_path / "b" / "tough" / "best.h5", 68, 68, size=96)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["-q", "train", str(tiny_prepared), "--run-dir", str(run), "--stage",
+                                       "baseline", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8",
+                                       "--alpha", "0.35", "--teachers-dir", str(tmp_path / "a"), "--teachers-dir",
+                                       str(tmp_path / "b"), "--teacher-blend", "1", "--teacher-flip"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "baseline" / "config.json").read_text())
+    assert config["teachers"] == {"tough": [str(tmp_path / d / "tough" / "best.h5") for d in "ab"]}
+    assert (run / "baseline" / "summary.json").is_file()
+    cfg = TrainConfig.from_dict(config["train"])
+    assert len(cfg.teachers_dir) == 2
+    assert stage_cost(cfg, "baseline") > stage_cost(replace(cfg, teachers_dir=cfg.teachers_dir[:1]), "baseline")
+
+
 def test_baseline_with_teacher_blend_learns_from_the_tough_teacher_alone(tiny_prepared, tmp_path,
                                                                         one_epoch_baseline):
     """A plain student distilled from one teacher's mirror average: no Tolerant teacher is needed, the teacher is
