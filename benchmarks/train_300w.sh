@@ -117,13 +117,26 @@ stage15() {  # session 10: distil the network's own mirror average, average the 
   PREPARED=$P160 stage "$RUNS/train/300w-160-fastcpu/sp160-sf1" baseline 40 --init-from "$SF1" --head spatial \
     --lr 1e-4 --min-lr 1e-6 --loss wing --augment tight --average-last 10
 }
-stage16() {  # session 11: distil an ensemble teacher (several --teachers-dir; trainers.Ensemble)
+# 16. Session 11: distil an ensemble teacher (`--teachers-dir` twice; trainers.Ensemble): selfflip-b1.0 (128 px)
+#     and sp160-sf1 (160 px, fed the student's crops resized), mirror-averaged each (3.905 % on validation).
+#     ens-sf: from selfflip-b1.0 at lr 3e-5 (as selfflip-b1.0 itself); ens-hi: the same at lr 1e-4 -> 1e-6, so that
+#     the student can move further toward the teacher. sp192-sf1: a third member at 192 px, as sp160-sf1 (the
+#     three make 3.894 %: not worth a third network per step). 43 min (ens-sf, beside sp192-sf1: 56-62 s per epoch,
+#     32 s alone) and 48 min (sp192-sf1).
+stage16() {
   local PREPARED; kp_data
   local SF1=$RUN/selfflip-b1.0/baseline/best.h5 SP160=$RUNS/train/300w-160-fastcpu/sp160-sf1/baseline/best.h5
   mkdir -p "$RUN/teach-sp160/tough"
   [ -f "$RUN/teach-sp160/tough/best.h5" ] || cp "$SP160" "$RUN/teach-sp160/tough/best.h5"
-  stage "$RUN/ens-sf" baseline 40 --init-from "$SF1" --lr 3e-5 --teachers-dir "$RUN/teach-sf1" \
-    --teachers-dir "$RUN/teach-sp160" --teacher-blend 1.0 --teacher-flip --loss wing --augment tight --average-last 10
+  local ENS=(--teachers-dir "$RUN/teach-sf1" --teachers-dir "$RUN/teach-sp160" --teacher-blend 1.0 --teacher-flip
+             --loss wing --augment tight --average-last 10)
+  stage "$RUN/ens-sf" baseline 40 --init-from "$SF1" --lr 3e-5 "${ENS[@]}"
+  stage "$RUN/ens-hi" baseline 40 --init-from "$SF1" --lr 1e-4 --min-lr 1e-6 "${ENS[@]}"
+  local P192=$RUNS/data/300w-192-kp
+  [ -f "$P192/manifest.json" ] || $EDGEKD data prepare --dataset 300w --root "$DATA/300w" --out-dir "$P192" \
+    --input-size 192
+  PREPARED=$P192 stage "$RUNS/train/300w-192-fastcpu/sp192-sf1" baseline 40 --init-from "$SF1" --head spatial \
+    --lr 1e-4 --min-lr 1e-6 --loss wing --augment tight --average-last 10
 }
 if [ "${FROM_SHIPPED:-0}" = 1 ]; then stage14; stage15; stage16; exit 0; fi
 
@@ -218,7 +231,9 @@ stage14
 #     sp128-sf: the same teacher, with the spatial head at 128 px. selfflip-b1.0 shipped in session 10. 34, 34,
 #     12, 15, 14, 25 and 31 min with two runs side by side (46-53 s per epoch with the mirrored teacher, 35 s
 #     without). sp160-sf1: selfflip-b1.0 at 160 px with the spatial head, plain Wing, a teacher for an ensemble
-#     (about 30 min beside the test suite; with selfflip-b1.0, mirror-averaged each, 3.905 % on validation). In session 10 swa-sf and sf2 ran without --average-last (their weights were copied after every
-#     epoch and averaged by benchmarks/average_weights.py): the script's --average-last averages the same epochs.
-#     FROM_SHIPPED=1 runs stages 14 and 15 alone.
+#     (about 30 min beside the test suite; with selfflip-b1.0, mirror-averaged each, 3.905 % on validation). In
+#     session 10 swa-sf and sf2 ran without --average-last (their weights were copied after every epoch and
+#     averaged by benchmarks/average_weights.py): the script's --average-last averages the same epochs.
+#     FROM_SHIPPED=1 runs stages 14 to 16 alone.
 stage15
+stage16
