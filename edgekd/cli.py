@@ -407,7 +407,7 @@ def _explicit_train_fields(ctx) -> set[str]:
               help="QAT learning rate: constant, or cosine-decayed to 0 over the fine-tune.")
 @click.option("--teachers-dir", type=click.Path(file_okay=False),
               help="QAT with --qat-target truth: folder with tough/best.h5 and tolerant/best.h5 (default: the "
-                   "student run's teachers).")
+                   "student run's teachers, all of an ensemble's networks).")
 @click.option("--tolerance", default=0.1, show_default=True, help="Largest NME increase (points) over the Keras model.")
 @click.option("--allow-degradation", is_flag=True, help="Write the model even if it loses more than --tolerance.")
 @click.option("--seed", default=0, show_default=True)

@@ -241,7 +241,12 @@ def _load_teachers(cfg: ExportConfig, data) -> tuple[dict | None, dict]:
         recorded = _run_config(cfg.checkpoint).get("teachers") or {}
         # a list of networks per role (an ensemble), or one path as recorded before ensembles
         paths = {k: [Path(p) for p in ([v] if isinstance(v, str) else v)] for k, v in recorded.items()}
-        if set(paths) != {"tough", "tolerant"} or not all(p.is_file() for v in paths.values() for p in v):
+        if set(paths) != {"tough", "tolerant"}:
+            return None, {}
+        missing = [str(p) for v in paths.values() for p in v if not p.is_file()]
+        if missing:
+            log.warning("%s: the teachers its run recorded are gone (%s); QAT uses the run's plain loss "
+                        "(--teachers-dir gives it teachers)", cfg.checkpoint, ", ".join(missing))
             return None, {}
     return load_teachers(paths, data), {k: [str(p) for p in v] for k, v in paths.items()}
 

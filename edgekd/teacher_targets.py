@@ -35,8 +35,9 @@ ROLES = ("tough", "tolerant")  # KD-Loss's two teachers (losses.kd_loss: A and S
 FORMAT = "edgekd-teacher-targets-1"
 
 
-def to_box(normalised: np.ndarray, input_size: int) -> np.ndarray:
-    """Normalised crop coordinates -> (point - crop centre) / crop side, which do not depend on the input size.
+def to_box(normalised, input_size: int):
+    """Normalised crop coordinates -> (point - crop centre) / crop side, which do not depend on the input size
+    (NumPy arrays or TensorFlow tensors: trainers.Ensemble moves a teacher's outputs between input sizes with it).
 
     Crop pixels put the box centre at (size - 1) / 2 (pixel centres), so a normalised coordinate (pixels / size
     - 0.5) is the box coordinate minus 1 / (2 size): half a pixel, about 0.03 NME points at 128 px if ignored.
@@ -44,7 +45,7 @@ def to_box(normalised: np.ndarray, input_size: int) -> np.ndarray:
     return normalised + 0.5 / input_size
 
 
-def from_box(box: np.ndarray, input_size: int) -> np.ndarray:
+def from_box(box, input_size: int):
     return box - 0.5 / input_size
 
 

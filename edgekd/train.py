@@ -16,8 +16,9 @@ Checkpoints are plain tf_keras full-model HDF5 files (``keras.models.load_model(
 (stage, scheme, num_points, input_size, crop, epoch, val NME; read it with ``checkpoint_info``); ``last.h5`` also
 holds the optimizer variables in the group ``edgekd_optimizer``. BatchNorm statistics are re-estimated on
 training crops before every validation, so both checkpoints are ready for export as they are.
-Teachers for the student stage are read from ``<teachers_dir>/{tough,tolerant}/best.h5``, or their outputs from a
-teacher-targets file (``teacher_targets``: computed once by ``edgekd data teach``, no teacher runs while training).
+Teachers for the student stage are read from ``<teachers_dir>/{tough,tolerant}/best.h5`` (with several folders, each
+teacher is the ensemble of its role's networks, a network of another input size fed the batch resized:
+``trainers.Ensemble``), or their outputs from a teacher-targets file (``teacher_targets``: computed once by ``edgekd data teach``, no teacher runs while training).
 The baseline stage with ``--teacher-blend`` reads the Tough teacher alone and fits its plain loss to the blend of the
 ground truth and that teacher's outputs (distillation without KD-Loss's assistive terms).
 """
@@ -186,6 +187,9 @@ class TrainConfig:
                 if getattr(self, name):
                     raise EdgekdError(f"--teacher-targets and {option_name(name)}: choose one (the mirror averaging "
                                       f"of cached targets is chosen by `edgekd data teach --teacher-flip`)")
+        if self.teachers_dir and len({str(Path(d).resolve()) for d in self.teachers_dir}) < len(self.teachers_dir):
+            raise EdgekdError(f"--teachers-dir: a folder is given twice ({', '.join(self.teachers_dir)}); an "
+                              f"ensemble needs different networks")
         if self.stage == "student" and self.kd.teacher_blend and self.kd.main == "paper":
             raise EdgekdError("--teacher-blend: needs a plain main term (--main-loss l1, l2 or wing); Loss_Main as "
                               "published is defined around the ground truth")
@@ -248,6 +252,8 @@ def resumed_config(stage_dir: Path, cfg: TrainConfig, explicit=None) -> TrainCon
         explicit = {k for k in cfg.__dataclass_fields__ if getattr(cfg, k) != getattr(default, k)}
     for name in sorted(explicit):
         mine, theirs = getattr(cfg, name), getattr(recorded, name)
+        if name == "teachers_dir":
+            _check_same_teacher_count(stage_dir, mine, theirs)
         if name in RESUMABLE_CHANGES or mine == theirs:
             continue
         if name == "epochs" and recorded.schedule == "inverse-time":
@@ -259,9 +265,21 @@ def resumed_config(stage_dir: Path, cfg: TrainConfig, explicit=None) -> TrainCon
         raise EdgekdError(f"{stage_dir}: {option_name(name)} {mine} contradicts the run's recorded {theirs}; "
                           f"leave it out to resume with the recorded settings, or use another --run-dir")
     keep = {k: getattr(cfg, k) for k in RESUMABLE_CHANGES}
+    if "teachers_dir" not in explicit:  # the folders the run started with, not the run folder's own teachers
+        keep["teachers_dir"] = recorded.teachers_dir
     if "epochs" in explicit:
         keep["epochs"] = cfg.epochs
     return replace(recorded, stage=cfg.stage, **keep)
+
+
+def _check_same_teacher_count(stage_dir: Path, mine, theirs) -> None:
+    """Teacher folders may move between runs of a stage, but their number makes the teacher (an ensemble of as many
+    networks per role): a different number would change what the stage learns from mid-way."""
+    if len(mine or [None]) != len(theirs or [None]):
+        started = ", ".join(theirs or ["the run folder"])
+        raise EdgekdError(f"{stage_dir}: --teachers-dir given {len(mine or [None])} time(s), but the run was "
+                          f"started with {len(theirs or [None])} teacher folder(s) ({started}); give the same number, "
+                          f"or use another --run-dir")
 
 
 # --- metrics ----------------------------------------------------------------------------------------------------
@@ -757,6 +775,8 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
     stage_dir = Path(run_dir) / cfg.stage
     if cfg.teacher_targets:  # recorded resolved, so a resume from another folder finds it
         cfg = replace(cfg, teacher_targets=str(Path(cfg.teacher_targets).resolve()))
+    if cfg.teachers_dir:  # the same for the teachers (and for the export of the run's QAT, which reads them)
+        cfg = replace(cfg, teachers_dir=[str(Path(d).resolve()) for d in cfg.teachers_dir])
     if resume:
         cfg = resumed_config(stage_dir, cfg, explicit)
         _check_same_targets(stage_dir, cfg)
@@ -830,7 +850,9 @@ def stage_cost(cfg: TrainConfig, stage: str) -> float:
     teacher = STEP_COST.get(cfg.teacher_arch, 1.0)
     if stage in ("tough", "tolerant"):
         return teacher
-    passes = (2 if cfg.teacher_flip else 1) * len(cfg.teachers_dir or [None])  # every member of an ensemble runs
+    # every member of an ensemble runs, each priced as a network at the student's input size (a 160 px member
+    # costs about 1.6 x that: the ETA of the running stage, measured, is the one to trust)
+    passes = (2 if cfg.teacher_flip else 1) * len(cfg.teachers_dir or [None])
     if stage == "student" and not cfg.teacher_targets:
         return 1.0 + 2 * FORWARD_SHARE * teacher * passes
     if stage == "baseline" and cfg.kd.teacher_blend:
@@ -844,6 +866,7 @@ def _finished_matches(stage_dir: Path, cfg: TrainConfig) -> None:
     if not path.is_file():
         return
     recorded = TrainConfig.from_dict(json.loads(path.read_text())["train"])
+    _check_same_teacher_count(stage_dir, cfg.teachers_dir, recorded.teachers_dir)
     differ = [k for k in cfg.__dataclass_fields__ if k not in (*RESUMABLE_CHANGES, "stage")
               and getattr(recorded, k) != getattr(cfg, k)]
     if differ:

@@ -39,7 +39,7 @@ class Ensemble(keras.Model):
 
     Why: averaging teachers that err differently is a better teacher than any of them (benchmarks/README.md,
     session 10: the shipped 128 px student and its 160 px fine-tune, mirror-averaged each, 3.905 % validation NME
-    against 3.997 % for the better one), and a teacher trained at a larger input size still teaches a small student
+    against 3.991 and 3.997 % for each alone), and a teacher trained at a larger input size still teaches a small student
     on the student's own augmented crops, upsampled. Resizing keeps the crop, so only the half-pixel offset of the
     normalised coordinates (teacher_targets.to_box) differs between sizes.
     """
@@ -59,7 +59,9 @@ class Ensemble(keras.Model):
             if size == self.input_size:
                 outs.append(member(images, training=False))
                 continue
-            out = member(tf.image.resize(images, (size, size)), training=False)
+            # downsizing is anti-aliased (only enlarging, 128 -> 160 px, was measured as a teacher: benchmarks/README.md)
+            resized = tf.image.resize(images, (size, size), antialias=size < self.input_size)
+            out = member(resized, training=False)
             outs.append(from_box(to_box(out, size), self.input_size))
         return tf.add_n(outs) / len(outs)
 

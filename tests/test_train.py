@@ -145,7 +145,7 @@ def test_ensemble_averages_members_each_at_its_own_input_size():
     it as on one network."""
     import tensorflow as tf
 
-    from edgekd.trainers import Ensemble, teach, unflip
+    from edgekd.trainers import Ensemble, teach
 
     small, large = models.build_student(4, 64, 0.35), models.build_student(4, 96, 0.35)
     head = large.layers[-1]
@@ -158,11 +158,14 @@ def test_ensemble_averages_members_each_at_its_own_input_size():
     np.testing.assert_allclose(Ensemble([large], 64)(images).numpy(), np.full((2, 8), moved), atol=1e-6)
     pair = Ensemble([small, large], 64)
     np.testing.assert_allclose(pair(images).numpy(), 0.5 * (small(images).numpy() + moved), atol=1e-6)
+    # with real weights: the member's own mirror average on the batch enlarged to 96 px, moved to 64 px coordinates
+    other = models.build_student(4, 96, 0.35)
     perm = [1, 0, 3, 2]
-    mirrored = unflip(pair(images[:, :, ::-1]), perm, 64).numpy()
-    np.testing.assert_allclose(teach(pair, tf.constant(images), perm).numpy(),
-                               0.5 * (pair(images).numpy() + mirrored), atol=1e-6)
-    assert not small.trainable and not large.trainable
+    own = teach(other, tf.image.resize(images, (96, 96)), perm).numpy()
+    np.testing.assert_allclose(teach(Ensemble([other], 64), tf.constant(images), perm).numpy(),
+                               own + 0.5 / 96 - 0.5 / 64, atol=1e-5)
+    assert not np.allclose(own, teach(other, tf.image.resize(images, (96, 96))).numpy(), atol=1e-4)
+    assert not small.trainable and not large.trainable and not other.trainable
     with pytest.raises(ValueError, match="no members"):
         Ensemble([], 64)
 
@@ -170,9 +173,10 @@ def test_ensemble_averages_members_each_at_its_own_input_size():
 def test_baseline_learns_from_an_ensemble_of_teacher_folders_in_the_cli(tiny_prepared, tmp_path,
                                                                           one_epoch_baseline):
     """--teachers-dir twice: the Tough teacher is the ensemble of both folders' networks, one of them at another
-    input size; both are recorded, and the planned cost counts both."""
+    input size; both are recorded, the planned cost counts both, and a resume keeps them."""
     from edgekd.cli import main
-    from edgekd.train import stage_cost
+    from edgekd.train import load_teachers, resumed_config, stage_cost, teacher_paths
+    from edgekd.trainers import Ensemble
 
     (tmp_path / "a" / "tough").mkdir(parents=True)
     shutil.copy(one_epoch_baseline / "baseline" / "best.h5", tmp_path / "a" / "tough" / "best.h5")
@@ -188,7 +192,16 @@ def test_baseline_learns_from_an_ensemble_of_teacher_folders_in_the_cli(tiny_pre
     assert (run / "baseline" / "summary.json").is_file()
     cfg = TrainConfig.from_dict(config["train"])
     assert len(cfg.teachers_dir) == 2
+    assert TrainConfig.from_dict({**config["train"], "teachers_dir": "t"}).teachers_dir == ["t"]  # before ensembles
     assert stage_cost(cfg, "baseline") > stage_cost(replace(cfg, teachers_dir=cfg.teachers_dir[:1]), "baseline")
+    teacher = load_teachers(teacher_paths(run, cfg), pipeline.PreparedData.open(tiny_prepared))["tough"]
+    assert isinstance(teacher, Ensemble) and [m.input_shape[1] for m in teacher.members] == [64, 96]
+    # a resume keeps the recorded folders, and refuses another number of them (that would be another teacher)
+    assert resumed_config(run / "baseline", cfg, explicit=set()).teachers_dir == cfg.teachers_dir
+    with pytest.raises(EdgekdError, match="--teachers-dir given 1 time.*started with 2 teacher folder"):
+        resumed_config(run / "baseline", replace(cfg, teachers_dir=cfg.teachers_dir[:1]), explicit={"teachers_dir"})
+    with pytest.raises(EdgekdError, match="--teachers-dir: a folder is given twice"):
+        replace(cfg, teachers_dir=[str(tmp_path / "a"), str(tmp_path / "b" / ".." / "a")]).validate()
 
 
 def test_baseline_with_teacher_blend_learns_from_the_tough_teacher_alone(tiny_prepared, tmp_path,
