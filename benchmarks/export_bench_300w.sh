@@ -87,11 +87,32 @@ session10() {
   $EDGEKD bench models/300w/student_qat_int8.tflite models/300w/student_float32.tflite "$S9" --root "$DATA/300w" \
       --crop both --compare dlib --tta flip --threads 1,2 --out-dir "$RUNS/bench/300w-128-session10" --exist-ok
 }
+session11() {
+  # 8. session 11: the same exports of stage 16's ensemble-distilled students (a best epoch, and the mean of the
+  #    last 10 epochs' weights); a candidate ships only when its int8 file beats the shipped one on validation by
+  #    0.01 or more (two QAT runs of one network differ by about that); then one bench run: the shipped pair, the
+  #    best candidate's int8 file and dlib, mirror-averaged rows too
+  O11=$RUNS/export/300w-128-s11
+  mkdir -p "$O11"
+  ex11() {
+    export_once "$1" "$O11/$2_float32.tflite" --prepared "$P128KP" || echo "== $2: not written (see above)"
+    export_once "$1" "$O11/$2_qat.tflite" --prepared "$P128KP" --qat --qat-target float --qat-lr 1e-5 \
+        --qat-schedule cosine --qat-epochs 6 || echo "== $2: not written (see above)"
+  }
+  for r in ens-sf ens-hi; do
+    ex11 "$RUN/$r/baseline/best.h5" "$r"
+    ex11 "$RUN/$r/baseline/average.h5" "$r-mean"
+  done
+  BEST11=${BEST11:-ens-sf}   # the candidate with the lowest int8 validation NME (benchmarks/README.md, session 11)
+  $EDGEKD bench models/300w/student_qat_int8.tflite models/300w/student_float32.tflite "$O11/${BEST11}_qat.tflite" \
+      --root "$DATA/300w" --crop both --compare dlib --tta flip --threads 1,2 \
+      --out-dir "$RUNS/bench/300w-128-session11" --exist-ok
+}
 P128KP=$RUNS/data/300w-128-kp
 if [ "${FROM_SHIPPED:-0}" = 1 ]; then
   [ -f "$P128KP/manifest.json" ] || $EDGEKD data prepare --dataset 300w --root "$DATA/300w" --out-dir "$P128KP" \
       --input-size 128
-  session9; session10; exit 0
+  session9; session10; session11; exit 0
 fi
 
 # the KD-Loss student and its plain control, both fine-tuned from the baseline (kd/), the baseline itself and the
