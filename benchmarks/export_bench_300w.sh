@@ -20,6 +20,17 @@ export_once() {  # export_once CHECKPOINT OUT [options]
   if [ ! -f "$1" ]; then echo "== $1 not trained yet, skipped"; return; fi
   $EDGEKD export "$1" --out "$2" "${@:3}"
 }
+float_and_qat() {  # float_and_qat CHECKPOINT OUT_DIR NAME: NAME_float32 and NAME_qat (fitting the float network,
+                   # 6 cosine epochs at 1e-5: session 9's recipe); a file over --tolerance is reported, not fatal
+  export_once "$1" "$2/$3_float32.tflite" --prepared "$P128KP" || echo "== $3: not written (see above)"
+  export_once "$1" "$2/$3_qat.tflite" --prepared "$P128KP" --qat --qat-target float --qat-lr 1e-5 \
+      --qat-schedule cosine --qat-epochs 6 || echo "== $3: not written (see above)"
+}
+shipped_at() {  # shipped_at COMMIT OUT: the int8 file shipped at COMMIT (git's copy), to bench beside its successor
+  [ -f "$2" ] && return
+  git show "$1:models/300w/student_qat_int8.tflite" > "$2.tmp" || { rm -f "$2.tmp"; exit 1; }
+  mv "$2.tmp" "$2"
+}
 
 # 6. session 9 (a fresh machine: the run folders were gone; stage 14 of the training script rebuilt session 8's
 #    shipped network from its float32 file as tight-r, and trained tight2r and tight3). The QAT recipe is chosen on
@@ -50,10 +61,7 @@ session9() {
   # ship tight3 (see benchmarks/README.md, session 9), then one bench run with training paused: the shipped pair,
   # tight3's PTQ twin, session 8's shipped int8 file (git's copy at d32b4cb) and dlib, mirror-averaged rows too
   S8=$O9/session8_shipped_qat_int8.tflite
-  if [ ! -f "$S8" ]; then
-    git show d32b4cb:models/300w/student_qat_int8.tflite > "$S8.tmp" || { rm -f "$S8.tmp"; exit 1; }
-    mv "$S8.tmp" "$S8"
-  fi
+  shipped_at d32b4cb "$S8"
   #   .venv/bin/python benchmarks/ship_model.py "$O9/tight3_qat_float6.tflite" models/300w/student_qat_int8.tflite \
   #       --note "<why>"    (and tight3_float32.tflite -> student_float32.tflite)
   $EDGEKD bench models/300w/student_qat_int8.tflite models/300w/student_float32.tflite "$O9/tight3_ptq.tflite" \
@@ -66,11 +74,7 @@ session10() {
   #    average/best.h5 where session 10 averaged copied epochs with benchmarks/average_weights.py)
   O10=$RUNS/export/300w-128-s10
   mkdir -p "$O10"
-  ex10() {
-    export_once "$1" "$O10/$2_float32.tflite" --prepared "$P128KP" || echo "== $2: not written (see above)"
-    export_once "$1" "$O10/$2_qat.tflite" --prepared "$P128KP" --qat --qat-target float --qat-lr 1e-5 \
-        --qat-schedule cosine --qat-epochs 6 || echo "== $2: not written (see above)"
-  }
+  ex10() { float_and_qat "$1" "$O10" "$2"; }
   mean_of() { if [ -f "$1/baseline/average.h5" ]; then echo "$1/baseline/average.h5"; else echo "$1/average/best.h5"; fi; }
   ex10 "$RUN/selfflip-b1.0/baseline/best.h5" sf1
   ex10 "$(mean_of "$RUN/swa-sf")" swa-sf
@@ -78,10 +82,7 @@ session10() {
   ex10 "$(mean_of "$RUN/sp128-sf")" sp128-sf-mean
   SHIP10=${SHIP10:-sf1}   # chosen on validation int8 NME (4.097 %; sp128-sf 4.105, swa-sf 4.126, session 9 4.126)
   S9=$O10/session9_shipped_qat_int8.tflite
-  if [ ! -f "$S9" ]; then
-    git show 431dced:models/300w/student_qat_int8.tflite > "$S9.tmp" || { rm -f "$S9.tmp"; exit 1; }
-    mv "$S9.tmp" "$S9"
-  fi
+  shipped_at 431dced "$S9"
   #   .venv/bin/python benchmarks/ship_model.py "$O10/${SHIP10}_qat.tflite" models/300w/student_qat_int8.tflite \
   #       --note "<why>"    (and ${SHIP10}_float32.tflite -> student_float32.tflite)
   $EDGEKD bench models/300w/student_qat_int8.tflite models/300w/student_float32.tflite "$S9" --root "$DATA/300w" \
@@ -90,23 +91,21 @@ session10() {
 session11() {
   # 8. session 11: the same exports of stage 16's ensemble-distilled students (a best epoch, and the mean of the
   #    last 10 epochs' weights); a candidate ships only when its int8 file beats the shipped one on validation by
-  #    0.01 or more (two QAT runs of one network differ by about that); then one bench run: the shipped pair, the
-  #    best candidate's int8 file and dlib, mirror-averaged rows too
+  #    0.01 or more (two QAT runs of one network differ by about that); then, after shipping, one bench run: the
+  #    shipped pair, session 10's shipped int8 file and dlib, mirror-averaged rows too
   O11=$RUNS/export/300w-128-s11
   mkdir -p "$O11"
-  ex11() {
-    export_once "$1" "$O11/$2_float32.tflite" --prepared "$P128KP" || echo "== $2: not written (see above)"
-    export_once "$1" "$O11/$2_qat.tflite" --prepared "$P128KP" --qat --qat-target float --qat-lr 1e-5 \
-        --qat-schedule cosine --qat-epochs 6 || echo "== $2: not written (see above)"
-  }
   for r in ens-sf ens-hi; do
-    ex11 "$RUN/$r/baseline/best.h5" "$r"
-    ex11 "$RUN/$r/baseline/average.h5" "$r-mean"
+    float_and_qat "$RUN/$r/baseline/best.h5" "$O11" "$r"
+    float_and_qat "$RUN/$r/baseline/average.h5" "$O11" "$r-mean"
   done
-  BEST11=${BEST11:-ens-sf}   # the candidate with the lowest int8 validation NME (benchmarks/README.md, session 11)
-  $EDGEKD bench models/300w/student_qat_int8.tflite models/300w/student_float32.tflite "$O11/${BEST11}_qat.tflite" \
-      --root "$DATA/300w" --crop both --compare dlib --tta flip --threads 1,2 \
-      --out-dir "$RUNS/bench/300w-128-session11" --exist-ok
+  SHIP11=${SHIP11:-ens-hi}   # the lowest int8 validation NME (4.084 %; ens-hi-mean 4.093, ens-sf 4.095, session 10 4.097)
+  S10=$O11/session10_shipped_qat_int8.tflite
+  shipped_at f378391 "$S10"
+  #   .venv/bin/python benchmarks/ship_model.py "$O11/${SHIP11}_qat.tflite" models/300w/student_qat_int8.tflite \
+  #       --note "<why>"    (and ${SHIP11}_float32.tflite -> student_float32.tflite)
+  $EDGEKD bench models/300w/student_qat_int8.tflite models/300w/student_float32.tflite "$S10" --root "$DATA/300w" \
+      --crop both --compare dlib --tta flip --threads 1,2 --out-dir "$RUNS/bench/300w-128-session11" --exist-ok
 }
 P128KP=$RUNS/data/300w-128-kp
 if [ "${FROM_SHIPPED:-0}" = 1 ]; then
