@@ -18,7 +18,8 @@ holds the optimizer variables in the group ``edgekd_optimizer``. BatchNorm stati
 training crops before every validation, so both checkpoints are ready for export as they are.
 Teachers for the student stage are read from ``<teachers_dir>/{tough,tolerant}/best.h5`` (with several folders, each
 teacher is the ensemble of its role's networks, a network of another input size fed the batch resized:
-``trainers.Ensemble``), or their outputs from a teacher-targets file (``teacher_targets``: computed once by ``edgekd data teach``, no teacher runs while training).
+``trainers.Ensemble``), or their outputs from a teacher-targets file (``teacher_targets``: computed once by
+``edgekd data teach``, no teacher runs while training).
 The baseline stage with ``--teacher-blend`` reads the Tough teacher alone and fits its plain loss to the blend of the
 ground truth and that teacher's outputs (distillation without KD-Loss's assistive terms).
 """

@@ -38,10 +38,11 @@ class Ensemble(keras.Model):
     size and its output moved back to the batch's normalised coordinates.
 
     Why: averaging teachers that err differently is a better teacher than any of them (benchmarks/README.md,
-    session 10: the shipped 128 px student and its 160 px fine-tune, mirror-averaged each, 3.905 % validation NME
-    against 3.991 and 3.997 % for each alone), and a teacher trained at a larger input size still teaches a small student
-    on the student's own augmented crops, upsampled. Resizing keeps the crop, so only the half-pixel offset of the
-    normalised coordinates (teacher_targets.to_box) differs between sizes.
+    sessions 10-11: session 10's 128 px student and its 160 px fine-tune, mirror-averaged each, 3.905 % validation NME
+    against 3.991 and 3.997 % for each alone; the student that fitted it, session 11's, gained 0.03), and a teacher
+    trained at a larger input size still teaches a small student on the student's own augmented crops, upsampled.
+    Resizing keeps the crop, so only the half-pixel offset of the normalised coordinates (teacher_targets.to_box)
+    differs between sizes.
     """
 
     def __init__(self, members, input_size: int, **kwargs):
@@ -59,7 +60,7 @@ class Ensemble(keras.Model):
             if size == self.input_size:
                 outs.append(member(images, training=False))
                 continue
-            # downsizing is anti-aliased (only enlarging, 128 -> 160 px, was measured as a teacher: benchmarks/README.md)
+            # downsizing is anti-aliased (only enlarging, 128 -> 160 px, was measured: benchmarks/README.md)
             resized = tf.image.resize(images, (size, size), antialias=size < self.input_size)
             out = member(resized, training=False)
             outs.append(from_box(to_box(out, size), self.input_size))
