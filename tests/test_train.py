@@ -168,6 +168,13 @@ def test_ensemble_averages_members_each_at_its_own_input_size():
     assert not small.trainable and not large.trainable and not other.trainable
     with pytest.raises(ValueError, match="no members"):
         Ensemble([], 64)
+    # KD-Loss's two teachers as ensembles: the Distiller's A and S are the ensembles' mirror averages
+    from edgekd.trainers import Distiller
+
+    distiller = Distiller(models.build_student(4, 64, 0.35), pair, Ensemble([other], 64), KDLossConfig(), (0, 1), perm)
+    guidance = distiller.guidance(tf.constant(images), None)
+    np.testing.assert_allclose(guidance["A"].numpy(), teach(pair, tf.constant(images), perm).numpy(), atol=1e-6)
+    np.testing.assert_allclose(guidance["S"].numpy(), own + 0.5 / 96 - 0.5 / 64, atol=1e-5)
 
 
 def test_baseline_learns_from_an_ensemble_of_teacher_folders_in_the_cli(tiny_prepared, tmp_path,
