@@ -137,8 +137,8 @@ stage16() {
     --input-size 192
   PREPARED=$P192 stage "$RUNS/train/300w-192-fastcpu/sp192-sf1" baseline 40 --init-from "$SF1" --head spatial \
     --lr 1e-4 --min-lr 1e-6 --loss wing --augment tight --average-last 10
-  # the next round's 160 px member, from the shipped ens-hi (as sp160-sf1 from selfflip-b1.0); started at the end of
-  # session 11, for session 12: the teacher ens-hi + sp160-eh, then a run like ens-hi from ens-hi
+  # a second round's 160 px member, from the shipped ens-hi (as sp160-sf1 from selfflip-b1.0; 24-41 s per epoch):
+  # with ens-hi, mirror-averaged each, 3.920 % on validation, no better than the first round's teacher (3.905 %)
   PREPARED=$RUNS/data/300w-160-kp stage "$RUNS/train/300w-160-fastcpu/sp160-eh" baseline 40 \
     --init-from "$RUN/ens-hi/baseline/best.h5" --head spatial --lr 1e-4 --min-lr 1e-6 --loss wing --augment tight \
     --average-last 10
