@@ -401,13 +401,13 @@ def _explicit_train_fields(ctx) -> set[str]:
 @click.option("--qat-target", type=click.Choice(list(QAT_TARGETS)), default=QAT_TARGETS[0], show_default=True,
               help="What QAT fits: the float network's own outputs on the same crops (it then only learns to undo "
                    "the rounding; measured best), or the run's own targets and loss (KD-Loss with the student's "
-                   "teachers).")
+                   "teachers; a --teacher-blend baseline's blend with its Tough teacher).")
 @click.option("--qat-schedule", type=click.Choice(list(QAT_SCHEDULES)), default=QAT_SCHEDULES[0],
               show_default=True,
               help="QAT learning rate: constant, or cosine-decayed to 0 over the fine-tune.")
 @click.option("--teachers-dir", type=click.Path(file_okay=False),
-              help="QAT with --qat-target truth: folder with tough/best.h5 and tolerant/best.h5 (default: the "
-                   "student run's teachers, all of an ensemble's networks).")
+              help="QAT with --qat-target truth: folder with tough/best.h5 and tolerant/best.h5 (tough alone for a "
+                   "--teacher-blend baseline; default: the run's teachers, all of an ensemble's networks).")
 @click.option("--tolerance", default=0.1, show_default=True, help="Largest NME increase (points) over the Keras model.")
 @click.option("--allow-degradation", is_flag=True, help="Write the model even if it loses more than --tolerance.")
 @click.option("--seed", default=0, show_default=True)

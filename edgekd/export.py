@@ -223,11 +223,13 @@ def _check_match(checkpoint: Path, model, info: dict, data) -> None:
 
 def _load_teachers(cfg: ExportConfig, data) -> tuple[dict | None, dict]:
     """Frozen teachers for QAT: --teachers-dir, else the ones the student's run config names, or its teacher-targets
-    file (attached to ``data``, teachers None); (None, {}) if none."""
+    file (attached to ``data``, teachers None); (None, {}) if none. A blended baseline's run reads its Tough
+    teacher alone, as in training."""
     from edgekd.train import load_teachers, teacher_paths
 
+    roles = {"tough"} if _baseline_blend(_run_config(cfg.checkpoint).get("train", {})) else {"tough", "tolerant"}
     if cfg.teachers_dir is not None:
-        paths = teacher_paths(cfg.teachers_dir)
+        paths = {k: v for k, v in teacher_paths(cfg.teachers_dir).items() if k in roles}
     else:
         cached = (_run_config(cfg.checkpoint).get("teacher_targets") or {}).get("file")
         if cached and Path(cached).is_file():
@@ -241,7 +243,7 @@ def _load_teachers(cfg: ExportConfig, data) -> tuple[dict | None, dict]:
         recorded = _run_config(cfg.checkpoint).get("teachers") or {}
         # a list of networks per role (an ensemble), or one path as recorded before ensembles
         paths = {k: [Path(p) for p in ([v] if isinstance(v, str) else v)] for k, v in recorded.items()}
-        if set(paths) != {"tough", "tolerant"}:
+        if set(paths) != roles:
             return None, {}
         missing = [str(p) for v in paths.values() for p in v if not p.is_file()]
         if missing:
@@ -320,7 +322,12 @@ def _trained_like(qat: QATConfig, checkpoint: Path) -> QATConfig:
     train = _run_config(checkpoint).get("train", {})
     augment = train.get("augment_preset", "full") if train.get("augment", True) else "none"
     return replace(qat, loss=train.get("loss", qat.loss), augment=augment,
-                   teacher_flip=bool(train.get("teacher_flip", False)))
+                   teacher_flip=bool(train.get("teacher_flip", False)), teacher_blend=_baseline_blend(train))
+
+
+def _baseline_blend(train: dict) -> float:
+    """A blended baseline's teacher blend (its Tough teacher alone taught it), 0.0 for any other run."""
+    return float((train.get("kd") or {}).get("teacher_blend") or 0.0) if train.get("stage") == "baseline" else 0.0
 
 
 def _kd_config(checkpoint: Path):

@@ -15,8 +15,10 @@ This is training (it sits beside the trainers, below export): export converts wh
   does, and against the ground truth it would also chase the float network's remaining errors. Measured on
   validation over three networks (session 9, benchmarks/README.md): int8 - float32 +0.031 to +0.041 fitting the
   float network, +0.058 to +0.076 fitting the truth with the same 3 epochs.
-  ``target="truth"``: KD-Loss with the student's frozen teachers (or their cached outputs, teacher_targets.py)
-  when they are given, else the run's plain loss on the hard targets.
+  ``target="truth"``: the run's own objective. KD-Loss with the student's frozen teachers (or their cached outputs,
+  teacher_targets.py) when they are given; for a blended baseline (``teacher_blend`` > 0, its Tough teacher alone)
+  the run's plain loss against its blend of the ground truth and the teacher's outputs, so QAT goes on distilling
+  from a teacher better than the float network; else the run's plain loss on the hard targets.
 """
 from __future__ import annotations
 
@@ -49,7 +51,8 @@ class QATConfig:
     seed: int = 0
     loss: str = "l2"  # plain students: the loss their run trained with (export reads it from the run's config)
     augment: str = "full"  # augmentation preset of the fine-tuning and calibration crops (the run's, likewise)
-    teacher_flip: bool = False  # KD students: teachers' outputs mirror-averaged, as in their run
+    teacher_flip: bool = False  # KD students and blended baselines: teachers' outputs mirror-averaged, as in their run
+    teacher_blend: float = 0.0  # a blended baseline's blend (train.py): target truth fits it with the Tough teacher
 
     def __post_init__(self):
         for name, value, allowed in (("schedule", self.schedule, QAT_SCHEDULES), ("target", self.target, QAT_TARGETS)):
@@ -184,8 +187,14 @@ def _trainer(qat, data, teachers: dict | None, kd, cfg: QATConfig, model=None):
     if teachers and teachers["tough"] is None:  # their outputs come with the batches (data's attached guides)
         return (Distiller(qat, None, None, kd, nme_pair),
                 "KD-Loss with the teachers' outputs computed once (edgekd data teach)")
+    flip = data.scheme.flip_permutation if cfg.teacher_flip else None
+    if teachers and "tolerant" not in teachers:  # a blended baseline's Tough teacher (one network or an ensemble)
+        if cfg.teacher_blend <= 0:
+            raise ValueError("QAT with the Tough teacher alone needs the run's teacher_blend")
+        return (Mimic(qat, teachers["tough"], nme_pair, cfg.loss, cfg.teacher_blend, flip),
+                f"plain {cfg.loss.upper()} against {cfg.teacher_blend:g} x the Tough teacher's outputs"
+                + (" (mirror-averaged)" if flip else "") + f" + {1 - cfg.teacher_blend:g} x the hard targets")
     if teachers:
-        flip = data.scheme.flip_permutation if cfg.teacher_flip else None
         return (Distiller(qat, teachers["tough"], teachers["tolerant"], kd, nme_pair, flip),
                 "KD-Loss with the frozen Tough and Tolerant teachers" + (" (mirror-averaged)" if flip else ""))
     return (LandmarkTrainer(qat, "hard", nme_pair, cfg.loss),

@@ -348,6 +348,44 @@ def test_cli_qat_options_reach_the_recipe(checkpoint, tiny_prepared, tmp_path):
     assert recipe["target"] == "truth" and "hard targets" in recipe["loss"]
 
 
+def test_qat_target_truth_of_a_blended_baseline_fits_its_tough_teacher(checkpoint, tiny_prepared, tmp_path):
+    """A --teacher-blend baseline's own objective is its blend with the Tough teacher alone: QAT with target truth
+    reads the teacher its run recorded (no Tolerant one), mirror-averaged and blended as in training."""
+    import shutil
+
+    from edgekd.data.pipeline import PreparedData
+    from edgekd.export import ExportConfig, export_model
+    from edgekd.qat import QATConfig, _trainer
+    from edgekd.trainers import Mimic
+
+    stage = tmp_path / "run" / "baseline"
+    stage.mkdir(parents=True)
+    shutil.copy(checkpoint, stage / "best.h5")
+    (tmp_path / "t" / "tough").mkdir(parents=True)
+    shutil.copy(checkpoint, tmp_path / "t" / "tough" / "best.h5")
+    (stage / "config.json").write_text(json.dumps({
+        "train": {"stage": "baseline", "loss": "l1", "teacher_flip": True, "kd": {"teacher_blend": 0.75}},
+        "teachers": {"tough": [str(tmp_path / "t" / "tough" / "best.h5")]}}))
+    r = export_model(ExportConfig(stage / "best.h5", tmp_path / "q.tflite", "qat", tiny_prepared,
+                                  qat_target="truth", **FAST))
+    assert r.config.out.is_file()
+    recipe = json.loads((tmp_path / "q.card.json").read_text())["quantization"]["qat"]
+    assert recipe["teachers"] == {"tough": [str(tmp_path / "t" / "tough" / "best.h5")]}
+    assert recipe["loss"] == ("plain L1 against 0.75 x the Tough teacher's outputs (mirror-averaged) "
+                              "+ 0.25 x the hard targets")
+    # the trainer itself: a Mimic of that teacher with the run's blend and the scheme's mirror permutation
+    from edgekd.checkpoint import load_model
+
+    data = PreparedData.open(tiny_prepared)
+    cfg = QATConfig(target="truth", loss="l1", teacher_flip=True, teacher_blend=0.75)
+    teacher, net = load_model(checkpoint), load_model(checkpoint)
+    trainer, _ = _trainer(net, data, {"tough": teacher}, None, cfg)
+    assert isinstance(trainer, Mimic) and trainer.reference is teacher and trainer.blend == 0.75
+    assert trainer.flip_permutation == list(data.scheme.flip_permutation)
+    with pytest.raises(ValueError, match="needs the run's teacher_blend"):
+        _trainer(net, data, {"tough": teacher}, None, QATConfig(target="truth"))
+
+
 def test_teachers_dir_needs_qat_target_truth(checkpoint, tiny_prepared, tmp_path):
     from edgekd.export import ExportConfig, export_model
 
