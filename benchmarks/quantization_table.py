@@ -29,6 +29,8 @@ def recipe(card: dict) -> str:
     qat = quant["qat"]
     words = (f"QAT fitting the {qat.get('target', 'truth')}, {qat['epochs']} epochs at {qat['learning_rate']:g} "
              f"{qat.get('schedule', 'constant')}")
+    seed = (card.get("config") or {}).get("seed", 0)  # two seeds of one recipe show the noise of a QAT run
+    words += f", seed {seed}" if seed else ""
     # a session-9 trial kept the landmark layer in float (not kept in edgekd: it scored worse)
     return words + (", landmark layer in float" if qat.get("landmark_head", "int8") != "int8" else "")
 

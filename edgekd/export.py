@@ -65,10 +65,10 @@ class ExportConfig:
     input_type: str = "int8"
     output_type: str = "float32"
     calibration_samples: int = 300
-    qat_epochs: int = 3
+    qat_epochs: int = QATConfig.epochs
     qat_steps_per_epoch: int | None = None
-    qat_learning_rate: float = 1e-4
-    qat_schedule: str = "constant"
+    qat_learning_rate: float = QATConfig.learning_rate
+    qat_schedule: str = QATConfig.schedule
     qat_target: str = "float"
     teachers_dir: Path | None = None
     tolerance: float = DEFAULT_TOLERANCE

@@ -31,7 +31,7 @@ import edgekd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgekd.errors import EdgekdError
 
 TFMOT_INSTALL = "pip install --no-deps tensorflow-model-optimization==0.8.1"
-QAT_SCHEDULES = ("constant", "cosine")  # the default first
+QAT_SCHEDULES = ("cosine", "constant")  # the default first
 QAT_TARGETS = ("float", "truth")  # what the fine-tune fits: the float network's outputs, or the run's own targets
 
 
@@ -39,11 +39,13 @@ QAT_TARGETS = ("float", "truth")  # what the fine-tune fits: the float network's
 class QATConfig:
     """The fine-tune recipe. Values are checked where users give them (export.ExportConfig.validate)."""
 
-    epochs: int = 3
+    # the defaults are the recipe measured best (benchmarks/README.md, sessions 9 and 12): 6 epochs at 1e-5, cosine
+    # to 0, fitting the float network; 12 or 24 epochs were no better, 3e-5 and 1e-4 worse
+    epochs: int = 6
     steps_per_epoch: int | None = None  # None = one pass over the training split per epoch
     batch_size: int = 32
-    learning_rate: float = 1e-4
-    schedule: str = "constant"  # constant | cosine (to 0 over the fine-tune: QAT as the tail of a cosine run)
+    learning_rate: float = 1e-5
+    schedule: str = "cosine"  # cosine (to 0 over the fine-tune: QAT as the tail of a cosine run) | constant
     target: str = "float"  # float: the float network's own outputs (module docstring); truth: the run's own loss
     freeze_batchnorm: bool = True
     init_ranges: bool = True  # activation ranges from the float model (False: tfmot's +-6, for comparison)
@@ -175,7 +177,8 @@ def _freeze_batchnorm(qat) -> int:
 # --- fine-tuning ------------------------------------------------------------------------------------------------
 def _trainer(qat, data, teachers: dict | None, kd, cfg: QATConfig, model=None):
     """(trainer, loss description): with target "float" the run's plain loss against the float ``model``'s outputs;
-    else KD-Loss as in the student stage when teachers are given, else the run's plain loss."""
+    else KD-Loss as in the student stage when both teachers are given, the run's blend with its Tough teacher when
+    that one alone is (a blended baseline), else the run's plain loss."""
     from edgekd.trainers import Distiller, LandmarkTrainer, Mimic
 
     nme_pair = data.scheme.nme_pair
@@ -191,9 +194,11 @@ def _trainer(qat, data, teachers: dict | None, kd, cfg: QATConfig, model=None):
     if teachers and "tolerant" not in teachers:  # a blended baseline's Tough teacher (one network or an ensemble)
         if cfg.teacher_blend <= 0:
             raise ValueError("QAT with the Tough teacher alone needs the run's teacher_blend")
+        blend = "" if cfg.teacher_blend == 1 else f"{cfg.teacher_blend:g} x "
         return (Mimic(qat, teachers["tough"], nme_pair, cfg.loss, cfg.teacher_blend, flip),
-                f"plain {cfg.loss.upper()} against {cfg.teacher_blend:g} x the Tough teacher's outputs"
-                + (" (mirror-averaged)" if flip else "") + f" + {1 - cfg.teacher_blend:g} x the hard targets")
+                f"plain {cfg.loss.upper()} against {blend}the Tough teacher's outputs"
+                + (" (mirror-averaged)" if flip else "")
+                + (f" + {1 - cfg.teacher_blend:g} x the hard targets" if blend else ""))
     if teachers:
         return (Distiller(qat, teachers["tough"], teachers["tolerant"], kd, nme_pair, flip),
                 "KD-Loss with the frozen Tough and Tolerant teachers" + (" (mirror-averaged)" if flip else ""))

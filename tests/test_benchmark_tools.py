@@ -177,12 +177,12 @@ def test_average_weights_writes_the_mean_network_and_refuses_mismatches(tmp_path
 def test_quantization_table_ranks_int8_files_per_network(tmp_path, capsys):
     table = _load("quantization_table")
 
-    def card(name, network, mode, keras, tflite, qat=None, calibration=None):
+    def card(name, network, mode, keras, tflite, qat=None, calibration=None, seed=None):
         quant = {"mode": mode, **({"qat": qat} if qat else {}),
                  **({"calibration": f"{calibration} augmented training crops"} if calibration else {})}
         (tmp_path / f"{name}.card.json").write_text(json.dumps({
             "model": f"{name}.tflite", "checkpoint": f"/runs/{network}/baseline/best.h5", "quantization": quant,
-            "nme": {"keras": keras, "tflite": tflite}}))
+            "nme": {"keras": keras, "tflite": tflite}, **({"config": {"seed": seed}} if seed is not None else {})}))
         return tmp_path / f"{name}.card.json"
 
     paths = [card("a_f32", "a", "float32", 4.10, 4.10), card("a_ptq", "a", "int8", 4.10, 4.15, calibration="300"),
@@ -200,6 +200,9 @@ def test_quantization_table_ranks_int8_files_per_network(tmp_path, capsys):
     assert rows[0]["int8"][0]["cost"] == pytest.approx(0.03)
     assert rows[1]["int8"][0]["recipe"] == "QAT fitting the truth, 3 epochs at 1e-05 constant"  # older cards
     assert rows[0]["int8"][1]["recipe"] == "PTQ (300 calibration crops)"
+    seeded = card("a_qat1", "a", "qat", 4.10, 4.12, {"epochs": 6, "learning_rate": 1e-5, "target": "float",
+                                                      "schedule": "cosine"}, seed=1)
+    assert table.collect([seeded])[0]["int8"][0]["recipe"] == "QAT fitting the float, 6 epochs at 1e-05 cosine, seed 1"
     assert table.main([str(p) for p in paths] + ["--out", str(tmp_path / "t")]) == 0
     assert "| a/baseline | 4.100 | `a_qat.tflite` | QAT fitting the float, 6 epochs at 1e-05 cosine | 4.130 | +0.030 |" in \
         (tmp_path / "t.md").read_text()

@@ -100,9 +100,9 @@ def test_export_each_mode(mode, exports, checkpoint):
     if mode == "qat":  # by default QAT fits the float network's outputs, with the run's loss (L2 here)
         assert abs(r.nme_tflite - card["nme"]["keras_qat"]) < 0.5
         assert "plain L2 against the float network's own outputs" in card["quantization"]["qat"]["loss"]
-        qat = card["quantization"]["qat"]  # the default schedule keeps its rate to the end
-        assert qat["schedule"] == "constant"
-        assert qat["last_step_learning_rate"] == pytest.approx(FAST["qat_learning_rate"])
+        qat = card["quantization"]["qat"]  # the default schedule decays the rate: at half of it on step 2 of 2
+        assert qat["schedule"] == "cosine"
+        assert qat["last_step_learning_rate"] == pytest.approx(FAST["qat_learning_rate"] / 2)
         assert "float network's own outputs" in r.card_md.read_text()
 
 
@@ -382,6 +382,8 @@ def test_qat_target_truth_of_a_blended_baseline_fits_its_tough_teacher(checkpoin
     trainer, _ = _trainer(net, data, {"tough": teacher}, None, cfg)
     assert isinstance(trainer, Mimic) and trainer.reference is teacher and trainer.blend == 0.75
     assert trainer.flip_permutation == list(data.scheme.flip_permutation)
+    assert _trainer(net, data, {"tough": teacher}, None, QATConfig(target="truth", loss="wing", teacher_blend=1.0))[1] \
+        == "plain WING against the Tough teacher's outputs"
     with pytest.raises(ValueError, match="needs the run's teacher_blend"):
         _trainer(net, data, {"tough": teacher}, None, QATConfig(target="truth"))
 
