@@ -143,7 +143,15 @@ stage16() {
     --init-from "$RUN/ens-hi/baseline/best.h5" --head spatial --lr 1e-4 --min-lr 1e-6 --loss wing --augment tight \
     --average-last 10
 }
-if [ "${FROM_SHIPPED:-0}" = 1 ]; then stage14; stage15; stage16; exit 0; fi
+# 17. Session 12: a second cycle on the same ensemble teacher, from the shipped ens-hi at lr 5e-5 -> 1e-6, 30 epochs
+#     (37 s per epoch alone, 80-118 s beside two QAT exports).
+stage17() {
+  local PREPARED; kp_data
+  stage "$RUN/ens-hi2" baseline 30 --init-from "$RUN/ens-hi/baseline/best.h5" --lr 5e-5 --min-lr 1e-6 \
+    --teachers-dir "$RUN/teach-sf1" --teachers-dir "$RUN/teach-sp160" --teacher-blend 1.0 --teacher-flip \
+    --loss wing --augment tight --average-last 10
+}
+if [ "${FROM_SHIPPED:-0}" = 1 ]; then stage14; stage15; stage16; stage17; exit 0; fi
 
 stage "$RUN" baseline 110
 stage "$RUN/teachers" tough 50 --init-from "$RUN/baseline/best.h5" --lr 5e-4
@@ -239,6 +247,7 @@ stage14
 #     (about 30 min beside the test suite; with selfflip-b1.0, mirror-averaged each, 3.905 % on validation). In
 #     session 10 swa-sf and sf2 ran without --average-last (their weights were copied after every epoch and
 #     averaged by benchmarks/average_weights.py): the script's --average-last averages the same epochs.
-#     FROM_SHIPPED=1 runs stages 14 to 16 alone.
+#     FROM_SHIPPED=1 runs stages 14 to 17 alone.
 stage15
 stage16
+stage17

@@ -404,9 +404,9 @@ def _explicit_train_fields(ctx) -> set[str]:
               help="What QAT fits: the float network's own outputs on the same crops (it then only learns to undo "
                    "the rounding; measured best), or the run's own targets and loss (KD-Loss with the student's "
                    "teachers; a --teacher-blend baseline's blend with its Tough teacher).")
-@click.option("--qat-schedule", type=click.Choice(list(QAT_SCHEDULES)), default=QAT_SCHEDULES[0],
+@click.option("--qat-schedule", type=click.Choice(list(QAT_SCHEDULES)), default=QATConfig.schedule,
               show_default=True,
-              help="QAT learning rate: constant, or cosine-decayed to 0 over the fine-tune.")
+              help="QAT learning rate: cosine-decayed to 0 over the fine-tune, or constant.")
 @click.option("--teachers-dir", type=click.Path(file_okay=False),
               help="QAT with --qat-target truth: folder with tough/best.h5 and tolerant/best.h5 (tough alone for a "
                    "--teacher-blend baseline; default: the run's teachers, all of an ensemble's networks).")

@@ -317,8 +317,9 @@ def convert_model(cfg: ExportConfig, inputs: ExportInputs) -> Converted:
 
 
 def _trained_like(qat: QATConfig, checkpoint: Path) -> QATConfig:
-    """The QAT recipe with the run's own loss, augmentation preset and teacher mirroring, so fine-tuning and
-    calibration continue what training did (a checkpoint without a run config: L2 and the full preset)."""
+    """The QAT recipe with the run's own loss, augmentation preset, teacher mirroring and (a blended baseline) teacher
+    blend, so fine-tuning and calibration continue what training did (a checkpoint without a run config: L2 and
+    the full preset)."""
     train = _run_config(checkpoint).get("train", {})
     augment = train.get("augment_preset", "full") if train.get("augment", True) else "none"
     return replace(qat, loss=train.get("loss", qat.loss), augment=augment,
@@ -331,14 +332,12 @@ def _baseline_blend(train: dict) -> float:
 
 
 def _kd_config(checkpoint: Path):
-    """The KD-Loss the student was trained with (its run config), so QAT fine-tunes under the same objective."""
+    """The KD-Loss the student was trained with (its run config), so QAT fine-tunes under the same objective (a
+    blended baseline's blend goes to trainers.Mimic instead, through ``_trained_like``)."""
     from edgekd.losses import KDLossConfig
 
     train = _run_config(checkpoint).get("train", {})
-    kd = KDLossConfig(**train["kd"]) if train.get("kd") else KDLossConfig()
-    if train.get("stage") != "student" and kd.main == "paper":  # a blended baseline's blend is not KD-Loss's
-        kd = replace(kd, teacher_blend=0.0)
-    return kd
+    return KDLossConfig(**train["kd"]) if train.get("kd") else KDLossConfig()
 
 
 def _metadata(data, cfg: QuantizeConfig, checkpoint: Path) -> ModelMetadata:

@@ -348,10 +348,11 @@ def test_cli_qat_options_reach_the_recipe(checkpoint, tiny_prepared, tmp_path):
     assert recipe["target"] == "truth" and "hard targets" in recipe["loss"]
 
 
-def test_qat_target_truth_of_a_blended_baseline_fits_its_tough_teacher(checkpoint, tiny_prepared, tmp_path):
+def test_qat_target_truth_of_a_blended_baseline_fits_its_tough_teacher(checkpoint, tiny_prepared, tmp_path, caplog):
     """A --teacher-blend baseline's own objective is its blend with the Tough teacher alone: QAT with target truth
     reads the teacher its run recorded (no Tolerant one), mirror-averaged and blended as in training."""
     import shutil
+    from dataclasses import replace
 
     from edgekd.data.pipeline import PreparedData
     from edgekd.export import ExportConfig, export_model
@@ -373,6 +374,18 @@ def test_qat_target_truth_of_a_blended_baseline_fits_its_tough_teacher(checkpoin
     assert recipe["teachers"] == {"tough": [str(tmp_path / "t" / "tough" / "best.h5")]}
     assert recipe["loss"] == ("plain L1 against 0.75 x the Tough teacher's outputs (mirror-averaged) "
                               "+ 0.25 x the hard targets")
+    assert (recipe["teacher_blend"], recipe["teacher_flip"], recipe["kd"]) == (0.75, True, None)
+    # --teachers-dir: a folder with tough/ alone is enough (no Tolerant teacher is read); recorded teachers that are
+    # gone leave the run's plain loss on the hard targets, with a warning
+    from edgekd.export import _load_teachers
+
+    other = ExportConfig(stage / "best.h5", tmp_path / "o.tflite", "qat", tiny_prepared, qat_target="truth",
+                         teachers_dir=tmp_path / "t")
+    loaded, paths = _load_teachers(other, PreparedData.open(tiny_prepared))
+    assert set(loaded) == {"tough"} and paths == {"tough": [str(tmp_path / "t" / "tough" / "best.h5")]}
+    (tmp_path / "t" / "tough" / "best.h5").unlink()
+    assert _load_teachers(replace(other, teachers_dir=None), PreparedData.open(tiny_prepared)) == (None, {})
+    assert "the teachers its run recorded are gone" in caplog.text
     # the trainer itself: a Mimic of that teacher with the run's blend and the scheme's mirror permutation
     from edgekd.checkpoint import load_model
 
@@ -417,7 +430,7 @@ def test_cli_errors_are_one_line(checkpoint, tiny_prepared, tmp_path):
     (dict(tolerance=float("nan")), "--tolerance nan: expected a number >= 0"),
     (dict(tolerance=float("inf")), "--tolerance inf: expected a number >= 0"),
     (dict(calibration_samples=0), "--calibration-samples 0: expected a whole number >= 1"),
-    (dict(qat_schedule="linear"), "--qat-schedule 'linear': expected one of constant, cosine"),
+    (dict(qat_schedule="linear"), "--qat-schedule 'linear': expected one of cosine, constant"),
     (dict(qat_target="teacher"), "--qat-target 'teacher': expected one of float, truth"),
     (dict(calibration_samples=2.5), "--calibration-samples 2.5: expected a whole number >= 1"),
     (dict(qat_epochs=0), "--qat-epochs 0: expected a whole number >= 1"),
