@@ -37,7 +37,7 @@ def ship(source: Path, target: Path, note: str, prepared: Path | None = None) ->
     if prepared is not None:
         model, card, md = _remap(model, card, source, prepared)
     md = md.replace(f"# {source.name}", f"# {target.name}", 1)
-    md += f"\n\nShipped as `{target.name}`; exported as `{source.name}` (benchmarks/export_bench_300w.sh): {note}.\n"
+    md += f"\n\nShipped as `{target.name}`; exported as `{source.name}` (benchmarks/export_bench_300w.sh): {note.rstrip('.')}.\n"
     dst_json, dst_md = cards(target)
     write_bytes(target, model)
     write_json(dst_json, card)
