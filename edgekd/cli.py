@@ -410,12 +410,15 @@ def _explicit_train_fields(ctx) -> set[str]:
 @click.option("--teachers-dir", type=click.Path(file_okay=False),
               help="QAT with --qat-target truth: folder with tough/best.h5 and tolerant/best.h5 (tough alone for a "
                    "--teacher-blend baseline; default: the run's teachers, all of an ensemble's networks).")
+@click.option("--float-head", is_flag=True,
+              help="QAT: keep the landmark layer in float (int8 up to the pooled features): no int8 rounding of the "
+                   "output, +0.5 MB, about +0.02 ms; 0.003-0.006 lower validation NME in two paired runs.")
 @click.option("--tolerance", default=0.1, show_default=True, help="Largest NME increase (points) over the Keras model.")
 @click.option("--allow-degradation", is_flag=True, help="Write the model even if it loses more than --tolerance.")
 @click.option("--seed", default=0, show_default=True)
 def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, output_type, calibration_samples,
-           qat_epochs, qat_steps, qat_lr, qat_schedule, qat_target, teachers_dir, tolerance, allow_degradation,
-           seed):
+           qat_epochs, qat_steps, qat_lr, qat_schedule, qat_target, teachers_dir, float_head, tolerance,
+           allow_degradation, seed):
     """Convert a checkpoint to .tflite with metadata and a model card, e.g.
     `edgekd export runs/train/300w/student/best.h5 --out runs/export/student_int8.tflite --int8`."""
     from edgekd.export import ExportConfig, export_model
@@ -427,7 +430,7 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
         checkpoint, out, chosen[0] if chosen else "float32", prepared, input_type=input_type, output_type=output_type,
         calibration_samples=calibration_samples, qat_epochs=qat_epochs, qat_steps_per_epoch=qat_steps,
         qat_learning_rate=qat_lr, qat_schedule=qat_schedule, qat_target=qat_target, teachers_dir=teachers_dir,
-        tolerance=tolerance, allow_degradation=allow_degradation, seed=seed, progress=logs.show_progress()))
+        float_head=float_head, tolerance=tolerance, allow_degradation=allow_degradation, seed=seed, progress=logs.show_progress()))
     warn = " (DEGRADED, written with --allow-degradation)" if r.degraded else ""
     click.echo(f"wrote {r.path} ({r.size_mb:.2f} MB, {r.metadata.quantization}): validation NME "
                f"{r.nme_tflite:.3f}% vs Keras {r.nme_keras:.3f}%{warn}, {r.latency['median']:.2f} ms "

@@ -71,6 +71,7 @@ class ExportConfig:
     qat_schedule: str = QATConfig.schedule
     qat_target: str = "float"
     teachers_dir: Path | None = None
+    float_head: bool = False  # QAT: the landmark layer in float (qat.quantize_model)
     tolerance: float = DEFAULT_TOLERANCE
     allow_degradation: bool = False
     seed: int = 0
@@ -101,6 +102,9 @@ class ExportConfig:
         if self.teachers_dir is not None and (self.mode != "qat" or self.qat_target != "truth"):
             raise OptionError(f"--teachers-dir {self.teachers_dir}: teachers are used only by --qat with "
                               f"--qat-target truth")
+        if self.float_head and self.mode != "qat":
+            raise OptionError("--float-head: only with --qat (the landmark layer is left out of quantization-aware "
+                              "training)")
         check_range("--tolerance", self.tolerance, 0)
         check_range("--seed", self.seed, 0, 2**32 - 1, integer=True)
         if self.bn_recalibration_samples is not None:
@@ -131,7 +135,8 @@ class ExportConfig:
     def qat_config(self) -> QATConfig:
         return QATConfig(epochs=self.qat_epochs, steps_per_epoch=self.qat_steps_per_epoch,
                          learning_rate=self.qat_learning_rate, schedule=self.qat_schedule,
-                         target=self.qat_target, calibration_samples=self.calibration_samples, seed=self.seed)
+                         target=self.qat_target, calibration_samples=self.calibration_samples, seed=self.seed,
+                         float_head=self.float_head)
 
     def to_dict(self) -> dict:
         return {f.name: str(v) if isinstance(v := getattr(self, f.name), Path) else v for f in fields(self)}
@@ -409,7 +414,7 @@ def verify(cfg: ExportConfig, inputs: ExportInputs, reference: float, converted:
     check_tolerance(cfg, scores)
     tflite = converted.tflite
     precision = output_precision(tflite, inputs.data.input_size)
-    if cfg.quantize_config.full_integer:
+    if cfg.quantize_config.full_integer and not cfg.float_head:
         precision.update(_head_cost(tflite, converted.model, inputs))
     latency = latency_ms(tflite, inputs.val_images[0].astype(np.float32) / 255.0, runs=cfg.latency_runs)
     return ExportResult(cfg, converted.metadata, scores, hashlib.sha256(tflite).hexdigest(), len(tflite),
@@ -609,6 +614,9 @@ def _summary_table(card: dict) -> list[str]:
 def _precision_section(card: dict) -> list[str]:
     prec = card["output_precision"]
     if not prec["scale"]:
+        if ((card.get("quantization") or {}).get("qat") or {}).get("landmark_head") == "float":
+            return ["## Output precision", "", "The landmark layer runs in float (`--float-head`): the int8 features "
+                    "are dequantized before it, so the output is not rounded to an int8 grid.", ""]
         return []
     lines = ["## Output precision", "",
              f"The landmark head is quantized with scale {prec['scale']:.6g} ({prec['source']}): "

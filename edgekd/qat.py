@@ -59,6 +59,7 @@ class QATConfig:
     augment: str = "full"  # augmentation preset of the fine-tuning and calibration crops (the run's, likewise)
     teacher_flip: bool = False  # KD students and blended baselines: teachers' outputs mirror-averaged, as in their run
     teacher_blend: float = 0.0  # a blended baseline's blend (train.py): target truth fits it with the Tough teacher
+    float_head: bool = False  # the landmark layer left in float (quantize_model)
 
     def __post_init__(self):
         for name, value, allowed in (("schedule", self.schedule, QAT_SCHEDULES), ("target", self.target, QAT_TARGETS)):
@@ -96,14 +97,23 @@ def _as_depthwise(layer):
     return conv
 
 
-def quantize_model(model):
+def quantize_model(model, float_head: bool = False):
     """tfmot's default 8-bit QAT wrapping of a flat tf_keras model, its ``Rescaling`` input layer made a frozen
-    depthwise conv first (``_as_depthwise``), so the converted model is integer from input to head."""
+    depthwise conv first (``_as_depthwise``), so the converted model is integer from input to head.
+
+    ``float_head``: the landmark layer (models.HEAD_NAME, a Dense) is left unwrapped, so the converter dequantizes
+    the int8 features before it and runs it in float: the output is no longer rounded to an int8 grid (0.45 crop px
+    per step at 128 px), for 0.5 MB of float weights and about 0.02 ms (benchmarks/README.md, session 12)."""
     import tensorflow_model_optimization as tfmot
     import tf_keras as keras
 
+    from edgekd.models import HEAD_NAME
+
+    if float_head and not isinstance(model.layers[-1], keras.layers.Dense):
+        raise EdgekdError(f"--float-head: the model's last layer {model.layers[-1].name!r} is not the Dense "
+                          f"landmark layer")
     rescalings = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Rescaling)]
-    if not rescalings:
+    if not rescalings and not float_head:
         return tfmot.quantization.keras.quantize_model(model)
     replace = lambda layer: _as_depthwise(layer) if layer.name in rescalings else layer.__class__.from_config(
         layer.get_config())
@@ -114,7 +124,14 @@ def quantize_model(model):
     for name in rescalings:
         conv = flat.get_layer(name)
         conv.set_weights(_as_depthwise(model.get_layer(name)).get_weights())
-    return tfmot.quantization.keras.quantize_model(flat)
+    if not float_head:
+        return tfmot.quantization.keras.quantize_model(flat)
+    head = model.layers[-1].name  # HEAD_NAME for edgekd's networks
+    annotate = tfmot.quantization.keras.quantize_annotate_layer
+    annotated = keras.models.clone_model(flat, clone_function=lambda l: l if l.name in (head, HEAD_NAME) else
+                                         annotate(l))
+    with tfmot.quantization.keras.quantize_scope():
+        return tfmot.quantization.keras.quantize_apply(annotated)
 
 
 def _layer_outputs_range(model, names: list[str], images: np.ndarray, batch: int = 32) -> dict:
@@ -229,7 +246,7 @@ def quantization_aware_model(model, data, cfg: QATConfig = QATConfig(), teachers
 
     keras.utils.set_random_seed(cfg.seed)
     try:
-        qat = quantize_model(model)
+        qat = quantize_model(model, cfg.float_head)
     except ValueError as e:
         raise EdgekdError(f"{model.name}: cannot be wrapped for quantization-aware training "
                           f"({str(e).splitlines()[0]}); only flat tf_keras models can") from None
@@ -258,6 +275,7 @@ def quantization_aware_model(model, data, cfg: QATConfig = QATConfig(), teachers
         **({"teacher_blend": cfg.teacher_blend, "teacher_flip": cfg.teacher_flip} if blended else {}),
         "epochs": cfg.epochs, "steps_per_epoch": steps, "batch_size": cfg.batch_size,
         "learning_rate": cfg.learning_rate, "schedule": cfg.schedule, "target": cfg.target, "optimizer": "Adam",
+        "landmark_head": "float" if cfg.float_head else "int8",
         "augment": cfg.augment,
         "batchnorm": f"frozen ({frozen} layers, inference mode)" if frozen else "trained",
         "activation_ranges": f"{ranges} ranges initialised from the float model on {len(calibration)} augmented "

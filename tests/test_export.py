@@ -127,6 +127,20 @@ def test_int8_exports_compute_in_integers(mode, exports):
     assert "QUANTIZE/DEQUANTIZE only at the boundary" in r.card_md.read_text()
 
 
+def test_qat_float_head_runs_the_landmark_layer_alone_in_float(exports, checkpoint):
+    """--float-head: every op integer up to the pooled features, then one float FULLY_CONNECTED whose output is not
+    on an int8 grid; the card says so, and the model still computes what the Keras network does."""
+    r = exports("qat", float_head=True)
+    inner = [(name, types) for name, types in _op_input_types(r.path) if name not in ("QUANTIZE", "DEQUANTIZE")]
+    floats = [(name, types) for name, types in inner if "float32" in types]
+    assert floats == [("FULLY_CONNECTED", ["float32", "float32", "float32"])], inner
+    assert r.card["ops"]["float_ops"][0]["op"] == "FULLY_CONNECTED" and not r.card["ops"]["all_integer"]
+    assert r.card["quantization"]["qat"]["landmark_head"] == "float" and r.card["output_precision"]["scale"] == 0
+    assert "The landmark layer runs in float" in r.card_md.read_text()
+    assert abs(r.nme_tflite - r.nme_keras) < 2.0  # FAST's tolerance: the file computes the network
+    assert exports("qat").card["quantization"]["qat"]["landmark_head"] == "int8"
+
+
 def test_op_check_lists_float_fallbacks(exports):
     """A dynamic-range model keeps float activations: the same check must name those ops."""
     r = exports("dynamic")
@@ -432,6 +446,7 @@ def test_cli_errors_are_one_line(checkpoint, tiny_prepared, tmp_path):
     (dict(calibration_samples=0), "--calibration-samples 0: expected a whole number >= 1"),
     (dict(qat_schedule="linear"), "--qat-schedule 'linear': expected one of cosine, constant"),
     (dict(qat_target="teacher"), "--qat-target 'teacher': expected one of float, truth"),
+    (dict(mode="int8", float_head=True), "--float-head: only with --qat"),
     (dict(calibration_samples=2.5), "--calibration-samples 2.5: expected a whole number >= 1"),
     (dict(qat_epochs=0), "--qat-epochs 0: expected a whole number >= 1"),
     (dict(qat_steps_per_epoch=0), "--qat-steps 0: expected a whole number >= 1"),
