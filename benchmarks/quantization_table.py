@@ -31,7 +31,7 @@ def recipe(card: dict) -> str:
              f"{qat.get('schedule', 'constant')}")
     seed = (card.get("config") or {}).get("seed", 0)  # two seeds of one recipe show the noise of a QAT run
     words += f", seed {seed}" if seed else ""
-    # a session-9 trial kept the landmark layer in float (not kept in edgekd: it scored worse)
+    # the landmark layer in float: a session-9 trial, `edgekd export --qat --float-head` since session 12
     return words + (", landmark layer in float" if qat.get("landmark_head", "int8") != "int8" else "")
 
 
