@@ -127,7 +127,7 @@ session12() {
   # 12 made them with a scratch wrapper of the same code, and fh12 once more through --float-head: 4.065 %)
   q12 fh12 --qat-target float --qat-lr 1e-5 --qat-schedule cosine --qat-epochs 12 --float-head
   q12 fh12s1 --qat-target float --qat-lr 1e-5 --qat-schedule cosine --qat-epochs 12 --float-head --seed 1
-  SHIP12=${SHIP12:-f12e1e-5}   # 4.071 %; the others 4.076-4.093 (benchmarks/300w-128-fastcpu/session12/quantization.md)
+  SHIP12=${SHIP12:-f12e1e-5}   # 4.071 %; the others 4.076-4.093 (session12/quantization.md; fh12 came after the test run)
   S11=$O12/session11_shipped_qat_int8.tflite
   shipped_at d5225e6 "$S11"
   #   .venv/bin/python benchmarks/ship_model.py "$O12/$SHIP12.tflite" models/300w/student_qat_int8.tflite \

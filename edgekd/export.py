@@ -105,6 +105,9 @@ class ExportConfig:
         if self.float_head and self.mode != "qat":
             raise OptionError("--float-head: only with --qat (the landmark layer is left out of quantization-aware "
                               "training)")
+        if self.float_head and self.output_type != "float32":
+            raise OptionError(f"--float-head: the float landmark layer outputs float32, not --output-type "
+                              f"{self.output_type}")
         check_range("--tolerance", self.tolerance, 0)
         check_range("--seed", self.seed, 0, 2**32 - 1, integer=True)
         if self.bn_recalibration_samples is not None:
@@ -414,7 +417,7 @@ def verify(cfg: ExportConfig, inputs: ExportInputs, reference: float, converted:
     check_tolerance(cfg, scores)
     tflite = converted.tflite
     precision = output_precision(tflite, inputs.data.input_size)
-    if cfg.quantize_config.full_integer and not cfg.float_head:
+    if cfg.quantize_config.full_integer and precision["scale"]:  # an int8 head (a float one has no grid)
         precision.update(_head_cost(tflite, converted.model, inputs))
     latency = latency_ms(tflite, inputs.val_images[0].astype(np.float32) / 255.0, runs=cfg.latency_runs)
     return ExportResult(cfg, converted.metadata, scores, hashlib.sha256(tflite).hexdigest(), len(tflite),

@@ -101,13 +101,12 @@ def quantize_model(model, float_head: bool = False):
     """tfmot's default 8-bit QAT wrapping of a flat tf_keras model, its ``Rescaling`` input layer made a frozen
     depthwise conv first (``_as_depthwise``), so the converted model is integer from input to head.
 
-    ``float_head``: the landmark layer (models.HEAD_NAME, a Dense) is left unwrapped, so the converter dequantizes
+    ``float_head``: the landmark layer (the last layer, a Dense: models.HEAD_NAME in edgekd's networks) is left
+    unwrapped, so the converter dequantizes
     the int8 features before it and runs it in float: the output is no longer rounded to an int8 grid (0.45 crop px
     per step at 128 px), for 0.5 MB of float weights and about 0.02 ms (benchmarks/README.md, session 12)."""
     import tensorflow_model_optimization as tfmot
     import tf_keras as keras
-
-    from edgekd.models import HEAD_NAME
 
     if float_head and not isinstance(model.layers[-1], keras.layers.Dense):
         raise EdgekdError(f"--float-head: the model's last layer {model.layers[-1].name!r} is not the Dense "
@@ -126,10 +125,9 @@ def quantize_model(model, float_head: bool = False):
         conv.set_weights(_as_depthwise(model.get_layer(name)).get_weights())
     if not float_head:
         return tfmot.quantization.keras.quantize_model(flat)
-    head = model.layers[-1].name  # HEAD_NAME for edgekd's networks
+    head = model.layers[-1].name
     annotate = tfmot.quantization.keras.quantize_annotate_layer
-    annotated = keras.models.clone_model(flat, clone_function=lambda l: l if l.name in (head, HEAD_NAME) else
-                                         annotate(l))
+    annotated = keras.models.clone_model(flat, clone_function=lambda l: l if l.name == head else annotate(l))
     with tfmot.quantization.keras.quantize_scope():
         return tfmot.quantization.keras.quantize_apply(annotated)
 
@@ -270,7 +268,8 @@ def quantization_aware_model(model, data, cfg: QATConfig = QATConfig(), teachers
     history = trainer.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=0,
                           callbacks=[_progress_callback(cfg.epochs, steps)] if progress else [])
     recipe = {
-        "tool": "tensorflow-model-optimization quantize_model (default 8-bit scheme)",
+        "tool": "tensorflow-model-optimization quantize_model (default 8-bit scheme)" if not cfg.float_head else
+                "tensorflow-model-optimization quantize_apply (default 8-bit scheme), the landmark layer left out",
         "loss": loss, "kd": asdict(kd) if kd else None,
         **({"teacher_blend": cfg.teacher_blend, "teacher_flip": cfg.teacher_flip} if blended else {}),
         "epochs": cfg.epochs, "steps_per_epoch": steps, "batch_size": cfg.batch_size,

@@ -137,8 +137,29 @@ def test_qat_float_head_runs_the_landmark_layer_alone_in_float(exports, checkpoi
     assert r.card["ops"]["float_ops"][0]["op"] == "FULLY_CONNECTED" and not r.card["ops"]["all_integer"]
     assert r.card["quantization"]["qat"]["landmark_head"] == "float" and r.card["output_precision"]["scale"] == 0
     assert "The landmark layer runs in float" in r.card_md.read_text()
-    assert abs(r.nme_tflite - r.nme_keras) < 2.0  # FAST's tolerance: the file computes the network
+    assert abs(r.nme_tflite - r.card["nme"]["keras_qat"]) < 0.5  # the file computes the QAT model
     assert exports("qat").card["quantization"]["qat"]["landmark_head"] == "int8"
+
+
+def test_quantize_model_leaves_only_the_last_dense_unwrapped(checkpoint):
+    """The float head's wrapping: every weighted layer but the landmark Dense is a QuantizeWrapper, and that Dense
+    keeps the checkpoint's weights."""
+    import tf_keras as keras
+
+    from edgekd.checkpoint import load_model
+    from edgekd.models import HEAD_NAME
+    from edgekd.qat import quantize_model
+
+    net = load_model(checkpoint)
+    q = quantize_model(net, float_head=True)
+    head = q.get_layer(HEAD_NAME)
+    assert isinstance(head, keras.layers.Dense)
+    for got, want in zip(head.get_weights(), net.get_layer(HEAD_NAME).get_weights()):
+        np.testing.assert_array_equal(got, want)
+    weighted = [layer for layer in q.layers if layer.weights and layer.name != HEAD_NAME]
+    assert weighted and all(type(layer).__name__ in ("QuantizeWrapperV2", "QuantizeWrapper", "QuantizeLayer")
+                            for layer in weighted), {type(layer).__name__ for layer in weighted}
+    assert not any(layer.name == HEAD_NAME for layer in quantize_model(net).layers)  # int8 head: wrapped
 
 
 def test_op_check_lists_float_fallbacks(exports):
@@ -447,6 +468,7 @@ def test_cli_errors_are_one_line(checkpoint, tiny_prepared, tmp_path):
     (dict(qat_schedule="linear"), "--qat-schedule 'linear': expected one of cosine, constant"),
     (dict(qat_target="teacher"), "--qat-target 'teacher': expected one of float, truth"),
     (dict(mode="int8", float_head=True), "--float-head: only with --qat"),
+    (dict(mode="qat", float_head=True, output_type="int8"), "--float-head: the float landmark layer outputs float32"),
     (dict(calibration_samples=2.5), "--calibration-samples 2.5: expected a whole number >= 1"),
     (dict(qat_epochs=0), "--qat-epochs 0: expected a whole number >= 1"),
     (dict(qat_steps_per_epoch=0), "--qat-steps 0: expected a whole number >= 1"),
