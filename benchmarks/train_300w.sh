@@ -151,7 +151,16 @@ stage17() {
     --teachers-dir "$RUN/teach-sf1" --teachers-dir "$RUN/teach-sp160" --teacher-blend 1.0 --teacher-flip \
     --loss wing --augment tight --average-last 10
 }
-if [ "${FROM_SHIPPED:-0}" = 1 ]; then stage14; stage15; stage16; stage17; exit 0; fi
+# 18. Session 12, for the next: does a distilled student gain from stronger augmentation, now that its targets are a
+#     teacher's outputs on the same crop rather than labels? ens-hi2 with --augment light (rotations of 25 degrees,
+#     shifts of 5 %, scales 0.9-1.1) instead of tight; the same start, epochs, rate and seed.
+stage18() {
+  local PREPARED; kp_data
+  stage "$RUN/ens-hi2-light" baseline 30 --init-from "$RUN/ens-hi/baseline/best.h5" --lr 5e-5 --min-lr 1e-6 \
+    --teachers-dir "$RUN/teach-sf1" --teachers-dir "$RUN/teach-sp160" --teacher-blend 1.0 --teacher-flip \
+    --loss wing --augment light --average-last 10
+}
+if [ "${FROM_SHIPPED:-0}" = 1 ]; then stage14; stage15; stage16; stage17; stage18; exit 0; fi
 
 stage "$RUN" baseline 110
 stage "$RUN/teachers" tough 50 --init-from "$RUN/baseline/best.h5" --lr 5e-4
@@ -247,7 +256,8 @@ stage14
 #     (about 30 min beside the test suite; with selfflip-b1.0, mirror-averaged each, 3.905 % on validation). In
 #     session 10 swa-sf and sf2 ran without --average-last (their weights were copied after every epoch and
 #     averaged by benchmarks/average_weights.py): the script's --average-last averages the same epochs.
-#     FROM_SHIPPED=1 runs stages 14 to 17 alone.
+#     FROM_SHIPPED=1 runs stages 14 to 18 alone.
 stage15
 stage16
 stage17
+stage18
