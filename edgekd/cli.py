@@ -432,7 +432,8 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
         checkpoint, out, chosen[0] if chosen else "float32", prepared, input_type=input_type, output_type=output_type,
         calibration_samples=calibration_samples, qat_epochs=qat_epochs, qat_steps_per_epoch=qat_steps,
         qat_learning_rate=qat_lr, qat_schedule=qat_schedule, qat_target=qat_target, teachers_dir=teachers_dir,
-        float_head=float_head, tolerance=tolerance, allow_degradation=allow_degradation, seed=seed, progress=logs.show_progress()))
+        float_head=float_head, tolerance=tolerance, allow_degradation=allow_degradation, seed=seed,
+        progress=logs.show_progress()))
     warn = " (DEGRADED, written with --allow-degradation)" if r.degraded else ""
     click.echo(f"wrote {r.path} ({r.size_mb:.2f} MB, {r.metadata.quantization}): validation NME "
                f"{r.nme_tflite:.3f}% vs Keras {r.nme_keras:.3f}%{warn}, {r.latency['median']:.2f} ms "

@@ -102,9 +102,9 @@ def quantize_model(model, float_head: bool = False):
     depthwise conv first (``_as_depthwise``), so the converted model is integer from input to head.
 
     ``float_head``: the landmark layer (the last layer, a Dense: models.HEAD_NAME in edgekd's networks) is left
-    unwrapped, so the converter dequantizes
-    the int8 features before it and runs it in float: the output is no longer rounded to an int8 grid (0.45 crop px
-    per step at 128 px), for 0.5 MB of float weights and about 0.02 ms (benchmarks/README.md, session 12)."""
+    unwrapped, so the converter dequantizes the int8 features before it and runs it in float: the output is no
+    longer rounded to an int8 grid (0.45 crop px per step at 128 px), for 0.5 MB of float weights and about 0.02 ms
+    (benchmarks/README.md, session 12)."""
     import tensorflow_model_optimization as tfmot
     import tf_keras as keras
 
