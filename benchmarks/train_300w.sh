@@ -161,7 +161,19 @@ stage18() {
     --teachers-dir "$RUN/teach-sf1" --teachers-dir "$RUN/teach-sp160" --teacher-blend 1.0 --teacher-flip \
     --loss wing --augment light --average-last 10
 }
-if [ "${FROM_SHIPPED:-0}" = 1 ]; then stage14; stage15; stage16; stage17; stage18; exit 0; fi
+# 19. Session 13: does a higher rate let the shipped student move further toward the same ensemble teacher? ens-hi
+#     moved a third of the way at 1e-4 (mean of its last ten epochs 4.076 %) against 3e-5 (ens-sf, 4.092 %), and a
+#     second cycle at 5e-5 (ens-hi2) moved nothing. From ens-hi's best, 50 epochs cosine to 1e-6 from 3e-4
+#     (ens-r3) and from 1e-3 (ens-r1k, the rate of a run from scratch), the same teacher, seed and batches.
+stage19() {
+  local PREPARED; kp_data
+  local ENS=(--init-from "$RUN/ens-hi/baseline/best.h5" --min-lr 1e-6 --teachers-dir "$RUN/teach-sf1"
+             --teachers-dir "$RUN/teach-sp160" --teacher-blend 1.0 --teacher-flip --loss wing --augment tight
+             --average-last 10)
+  stage "$RUN/ens-r3" baseline 50 --lr 3e-4 "${ENS[@]}"
+  stage "$RUN/ens-r1k" baseline 50 --lr 1e-3 "${ENS[@]}"
+}
+if [ "${FROM_SHIPPED:-0}" = 1 ]; then stage14; stage15; stage16; stage17; stage18; stage19; exit 0; fi
 
 stage "$RUN" baseline 110
 stage "$RUN/teachers" tough 50 --init-from "$RUN/baseline/best.h5" --lr 5e-4
@@ -257,8 +269,9 @@ stage14
 #     (about 30 min beside the test suite; with selfflip-b1.0, mirror-averaged each, 3.905 % on validation). In
 #     session 10 swa-sf and sf2 ran without --average-last (their weights were copied after every epoch and
 #     averaged by benchmarks/average_weights.py): the script's --average-last averages the same epochs.
-#     FROM_SHIPPED=1 runs stages 14 to 18 alone.
+#     FROM_SHIPPED=1 runs stages 14 to 19 alone.
 stage15
 stage16
 stage17
 stage18
+stage19
