@@ -617,7 +617,7 @@ def _summary_table(card: dict) -> list[str]:
 def _precision_section(card: dict) -> list[str]:
     prec = card["output_precision"]
     if not prec["scale"]:
-        if ((card.get("quantization") or {}).get("qat") or {}).get("landmark_head") == "float":
+        if _float_head(card):
             return ["## Output precision", "", "The landmark layer runs in float (`--float-head`): the int8 features "
                     "are dequantized before it, so the output is not rounded to an int8 grid.", ""]
         return []
@@ -635,15 +635,23 @@ def _precision_section(card: dict) -> list[str]:
     return lines + [""]
 
 
+def _float_head(card: dict) -> bool:
+    """Whether the export kept the landmark layer in float on purpose (`--float-head`)."""
+    return ((card.get("quantization") or {}).get("qat") or {}).get("landmark_head") == "float"
+
+
 def _ops_section(card: dict) -> list[str]:
     ops = card["ops"]
+    n_float = sum(r["count"] for r in ops["float_ops"])
     lines = ["## Ops", "", f"{ops['total']} ops; "
              + ("every op computes on integer inputs (QUANTIZE/DEQUANTIZE only at the boundary)."
-                if ops["all_integer"] else f"{sum(r['count'] for r in ops['float_ops'])} ops take float inputs."),
+                if ops["all_integer"] else f"{n_float} {'op takes' if n_float == 1 else 'ops take'} float inputs."),
              "", "| op | count | input types | output types |", "| --- | --- | --- | --- |"]
     for r in ops["by_type"]:
         lines.append(f"| {r['op']} | {r['count']} | {', '.join(r['input_types'])} | {', '.join(r['output_types'])} |")
     if ops["float_ops"] and card["quantization"]["mode"] in FULL_INTEGER:
-        lines += ["", "Ops that fall back to float: "
-                  + ", ".join(f"{r['op']} x{r['count']}" for r in ops["float_ops"])]
+        # a float landmark layer is asked for; any other float op is the converter's fallback, worth a warning
+        label = ("Ops in float (the landmark layer, `--float-head`): " if _float_head(card)
+                 else "Ops that fall back to float: ")
+        lines += ["", label + ", ".join(f"{r['op']} x{r['count']}" for r in ops["float_ops"])]
     return lines

@@ -136,7 +136,10 @@ def test_qat_float_head_runs_the_landmark_layer_alone_in_float(exports, checkpoi
     assert floats == [("FULLY_CONNECTED", ["float32", "float32", "float32"])], inner
     assert r.card["ops"]["float_ops"][0]["op"] == "FULLY_CONNECTED" and not r.card["ops"]["all_integer"]
     assert r.card["quantization"]["qat"]["landmark_head"] == "float" and r.card["output_precision"]["scale"] == 0
-    assert "The landmark layer runs in float" in r.card_md.read_text()
+    md = r.card_md.read_text()
+    assert "The landmark layer runs in float" in md and "1 op takes float inputs" in md
+    assert "Ops in float (the landmark layer, `--float-head`): FULLY_CONNECTED x1" in md
+    assert "fall back" not in md
     assert abs(r.nme_tflite - r.card["nme"]["keras_qat"]) < 0.5  # the file computes the QAT model
     assert exports("qat").card["quantization"]["qat"]["landmark_head"] == "int8"
 
