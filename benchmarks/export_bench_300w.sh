@@ -143,7 +143,10 @@ session13() {
   #    session 12's int8 file, dlib
   O13=$RUNS/export/300w-128-s13
   mkdir -p "$O13"
-  SHIP13=${SHIP13:-$O12/fh12.tflite}
+  # session 12's fh12 exported again with this session's code (its card's tool line): the same bytes
+  export_once "$RUN/ens-hi/baseline/best.h5" "$O13/fh12.tflite" --prepared "$P128KP" --qat --qat-target float \
+      --qat-lr 1e-5 --qat-schedule cosine --qat-epochs 12 --float-head
+  SHIP13=${SHIP13:-$O13/fh12.tflite}
   S12=$O13/session12_shipped_qat_int8.tflite
   shipped_at 681344c "$S12"
   #   .venv/bin/python benchmarks/ship_model.py "$SHIP13" models/300w/student_qat_int8.tflite --note "<why>"

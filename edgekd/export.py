@@ -650,8 +650,12 @@ def _ops_section(card: dict) -> list[str]:
     for r in ops["by_type"]:
         lines.append(f"| {r['op']} | {r['count']} | {', '.join(r['input_types'])} | {', '.join(r['output_types'])} |")
     if ops["float_ops"] and card["quantization"]["mode"] in FULL_INTEGER:
-        # a float landmark layer is asked for; any other float op is the converter's fallback, worth a warning
-        label = ("Ops in float (the landmark layer, `--float-head`): " if _float_head(card)
-                 else "Ops that fall back to float: ")
-        lines += ["", label + ", ".join(f"{r['op']} x{r['count']}" for r in ops["float_ops"])]
+        # `--float-head` asks for one float FULLY_CONNECTED (the landmark layer); any other float op is the
+        # converter's fallback, which a full-integer accelerator cannot run: listed apart, as a warning
+        head = [r for r in ops["float_ops"] if _float_head(card) and r["op"] == "FULLY_CONNECTED" and r["count"] == 1]
+        rest = [r for r in ops["float_ops"] if r not in head]
+        if head:
+            lines += ["", "Ops in float (the landmark layer, `--float-head`): FULLY_CONNECTED x1"]
+        if rest:
+            lines += ["", "Ops that fall back to float: " + ", ".join(f"{r['op']} x{r['count']}" for r in rest)]
     return lines

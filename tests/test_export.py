@@ -173,6 +173,28 @@ def test_op_check_lists_float_fallbacks(exports):
     assert {"CONV_2D", "FULLY_CONNECTED"} & named
 
 
+def test_card_tells_the_asked_for_float_layer_from_a_fallback():
+    """With --float-head the card names the one float FULLY_CONNECTED as the landmark layer; any other float op
+    (a converter fallback an int8-only accelerator cannot run) is still listed as a fallback, apart."""
+    import copy
+
+    from runtime_helpers import SHIPPED_INT8
+
+    from edgekd.export import render_card
+
+    card = json.loads(SHIPPED_INT8.with_suffix(".card.json").read_text())  # a real --float-head card
+    assert card["quantization"]["qat"]["landmark_head"] == "float"
+    md = render_card(card)
+    assert "Ops in float (the landmark layer, `--float-head`): FULLY_CONNECTED x1" in md and "fall back" not in md
+    mixed = copy.deepcopy(card)
+    mixed["ops"]["float_ops"].append({"op": "CONV_2D", "count": 2})
+    md = render_card(mixed)
+    assert "3 ops take float inputs." in md
+    assert "landmark layer, `--float-head`): FULLY_CONNECTED x1" in md and "fall back to float: CONV_2D x2" in md
+    mixed["quantization"]["qat"]["landmark_head"] = "int8"  # the same ops without --float-head: all fallbacks
+    assert "fall back to float: FULLY_CONNECTED x1, CONV_2D x2" in render_card(mixed)
+
+
 def test_card_names_the_checkpoint_by_its_absolute_path(checkpoint, tiny_prepared, tmp_path, monkeypatch):
     """Exported from inside the run folder with a relative path, the card still says where the weights are."""
     from edgekd.export import ExportConfig, export_model
