@@ -182,8 +182,9 @@ def test_card_tells_the_asked_for_float_layer_from_a_fallback():
 
     from edgekd.export import render_card
 
-    card = json.loads(SHIPPED_INT8.with_suffix(".card.json").read_text())  # a real --float-head card
-    assert card["quantization"]["qat"]["landmark_head"] == "float"
+    card = json.loads(SHIPPED_INT8.with_suffix(".card.json").read_text())  # a real QAT card, made a --float-head one
+    card["quantization"]["qat"]["landmark_head"] = "float"
+    card["ops"].update(all_integer=False, float_ops=[{"op": "FULLY_CONNECTED", "count": 1}])
     md = render_card(card)
     assert "Ops in float (the landmark layer, `--float-head`): FULLY_CONNECTED x1" in md and "fall back" not in md
     mixed = copy.deepcopy(card)
