@@ -1,5 +1,5 @@
-"""Tables of benchmarks/README.md from training stage folders: the recipe ablation (benchmarks/ablate_recipe.sh)
-and KD-Loss against its plain control (benchmarks/train_300w.sh stages 4 and 4b).
+"""Tables of benchmarks/README.md from training stage folders: the recipe ablation (the plain student trained with
+each setting alone) and KD-Loss against its plain control (`edgekd train ... control=true` makes such a pair).
 
 Each finished stage folder (summary.json, config.json, log.csv, best.h5) gives its validation NME (the checkpoint
 chosen on it), epochs, steps and wall time; its best.h5 is then scored on the 300-W common test set with `edgekd

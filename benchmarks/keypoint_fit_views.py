@@ -1,13 +1,13 @@
 """Detector crops when the face fills less of the image: NME of one checkpoint on the validation faces, each image
 shown as it is and centred on a black canvas 1.6 and 2.5 times its size, with the crop placed three ways: the box
 mapping, a keypoint mapping fitted on the training images as they are (a prepared folder fitted with
-`fit_detector_mapping(..., pads=(1.0,))`, e.g. one made before session 8's padded views), and the keypoint mapping
+`fit_detector_mapping(..., pads=(1.0,))`, e.g. one made before edgekd 0.7.0's padded views), and the keypoint mapping
 of ``--prepared`` (fitted on padded views too). Why: the 300-W training images in ../shared are cut to about twice
 the face, and BlazeFace's keypoints sit differently in its box when the face is smaller in the frame.
 
     .venv/bin/python benchmarks/keypoint_fit_views.py RUNS/train/300w-128-fastcpu/tight/baseline/best.h5 \\
         --as-is RUNS/data/300w-128-kp-v1 --prepared RUNS/data/300w-128-kp \\
-        --out benchmarks/300w-128-fastcpu/session8/detector-crops-by-face-size.json
+        --out benchmarks/300w-128-fastcpu/v0.7.0/detector-crops-by-face-size.json
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ The cards hold every figure (nothing is re-run), so the table is what the export
 split; the choice of a recipe is made from it, before any test figure is read.
 
     .venv/bin/python benchmarks/quantization_table.py RUNS/export/300w-128-s9/*.card.json \\
-        --out benchmarks/300w-128-fastcpu/session9/quantization
+        --out benchmarks/300w-128-fastcpu/v0.8.0/quantization
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def recipe(card: dict) -> str:
              f"{qat.get('schedule', 'constant')}")
     seed = (card.get("config") or {}).get("seed", 0)  # two seeds of one recipe show the noise of a QAT run
     words += f", seed {seed}" if seed else ""
-    # the landmark layer in float: a session-9 trial, `edgekd export --qat --float-head` since session 12
+    # the landmark layer in float: an early trial, `edgekd export --qat --float-head` since edgekd 0.12.0
     return words + (", landmark layer in float" if qat.get("landmark_head", "int8") != "int8" else "")
 
 

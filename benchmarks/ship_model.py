@@ -6,7 +6,7 @@ came from and why it was chosen (the choice itself is made on validation NME, be
 
 ``--prepared DIR`` also replaces the detector mapping in the model's metadata by that prepared folder's (same
 input size and margin; the network's bytes are untouched): how a model exported before its data's mapping was
-refitted with keypoints ships with the new one (session 8). The cards get the new sha256, size and metadata.
+refitted with keypoints ships with the new one (edgekd 0.7.0). The cards get the new sha256, size and metadata.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def ship(source: Path, target: Path, note: str, prepared: Path | None = None) ->
     if prepared is not None:
         model, card, md = _remap(model, card, source, prepared)
     md = md.replace(f"# {source.name}", f"# {target.name}", 1)
-    md += f"\n\nShipped as `{target.name}`; exported as `{source.name}` (benchmarks/export_bench_300w.sh): {note.rstrip('.')}.\n"
+    md += f"\n\nShipped as `{target.name}`; exported as `{source.name}`: {note.rstrip('.')}.\n"
     dst_json, dst_md = cards(target)
     write_bytes(target, model)
     write_json(dst_json, card)

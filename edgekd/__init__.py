@@ -13,4 +13,4 @@ from edgekd.logs import native_env_defaults  # noqa: E402  (after the line above
 
 native_env_defaults()
 
-__version__ = "0.1.0"
+__version__ = "0.12.0"
