@@ -27,7 +27,7 @@ from edgekd.losses import LOSSES
 from edgekd.models import HEADS, MODELS
 from edgekd.qat import QAT_SCHEDULES, QAT_TARGETS, QATConfig
 from edgekd.schemes import SCHEMES
-from edgekd.train import RECIPES, SCHEDULES, STAGES
+from edgekd.train import SCHEDULES, STAGES
 from edgekd.runtime.blazeface import BACKENDS as DETECTOR_BACKENDS, RANGES as DETECTOR_RANGES
 from edgekd.runtime.predictor import MAX_REFINE, TTA
 
@@ -55,8 +55,11 @@ class EdgekdGroup(click.Group):
             code = _fail(e.format_message(), e.exit_code)
         except EdgekdError as e:
             code = _fail(str(e), 2)
-        except click.exceptions.Abort:
-            code = _fail("interrupted", 130)
+        except click.exceptions.Abort as e:
+            if isinstance(e.__cause__, EOFError):  # click turns any EOFError into Abort: a file that ended early
+                code = _fail(f"unexpected end of a file ({e.__cause__ or 'EOFError'}): an empty or truncated input", 2)
+            else:
+                code = _fail("interrupted", 130)
         except OSError as e:
             code = 0 if e.errno == errno.EPIPE else _fail(describe_os_error(e), 2)  # EPIPE: `| head` closed it
         finally:
@@ -202,13 +205,23 @@ def data_prepare(dataset, root, out_dir, input_size, margin, val_fraction, asm_v
 @click.option("--seed", type=int, default=0, show_default=True)
 def data_show(prepared, out, name, exist_ok, split, count, augment_preset, no_augment, seed):
     """Draw training samples (augmented by default) with hard (green) and soft (red) landmarks into a PNG."""
-    from edgekd.data.visualize import draw_prepared_samples
-    from edgekd.fileio import next_run_dir
+    from click.core import ParameterSource
 
+    from edgekd.data.visualize import draw_prepared_samples
+    from edgekd.fileio import check_output_dir, mark_output_dir, next_run_dir
+
+    augment_given = click.get_current_context().get_parameter_source("augment_preset") == ParameterSource.COMMANDLINE
+    if no_augment and augment_given:
+        raise OptionError(f"--no-augment and --augment {augment_preset}: choose one (--no-augment draws the "
+                          f"canonical crops)")
+    folder = None
     if out is None:
-        out = next_run_dir(RUNS / "show", name, exist_ok) / "samples.png"
+        folder = check_output_dir(next_run_dir(RUNS / "show", name, exist_ok), "data show", "--exist-ok")
+        out = folder / "samples.png"
     path = draw_prepared_samples(prepared, out, split=split, count=count, augment=not no_augment and augment_preset,
                                  seed=seed)
+    if folder is not None:
+        mark_output_dir(folder, "data show")
     click.echo(f"wrote {path}")
 
 
@@ -233,11 +246,15 @@ def data_teach(prepared, tough, tolerant, teacher_flip, also_prepared, out):
     of its input size (PREPARED or an --also-prepared one)."""
     from edgekd import teacher_targets
     from edgekd.data.pipeline import PreparedData
-    from edgekd.fileio import check_outside_inputs
+    from edgekd.checkpoint import check_network
+    from edgekd.fileio import check_no_file_in_the_way, check_outside_inputs
 
     inputs = {"PREPARED": prepared, **{f"--also-prepared {p}": p for p in also_prepared},
               **{f"--tough {p}": p for p in tough}, **{f"--tolerant {p}": p for p in tolerant}}
     check_outside_inputs(out, "--out", inputs)
+    check_no_file_in_the_way(out, "--out")
+    for path in (*tough, *tolerant):  # every teacher before the first one runs: none that is no checkpoint
+        check_network(path)
     folders = [PreparedData.open(p) for p in (prepared, *also_prepared)]
     targets, meta = teacher_targets.compute(folders, {"tough": tough, "tolerant": tolerant}, teacher_flip,
                                             logs.log.info if logs.show_progress() else None)
@@ -250,16 +267,18 @@ def data_teach(prepared, tough, tolerant, teacher_flip, also_prepared, out):
     click.echo(f"wrote {out}")
 
 
-@main.command("train", short_help="Prepared folder -> Tough and Tolerant teachers -> KD-Loss student.")
+@main.command("train", short_help="Prepared folder -> a recipe's stages: teachers, KD student, int8 export.")
 @click.argument("prepared", type=click.Path(exists=True, file_okay=False))
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--run-dir", required=True, type=click.Path(file_okay=False), help="Run folder (one sub-folder per stage).")
 @click.option("--stage", type=click.Choice(["all", *STAGES]), default="all",
-              show_default=True, help="all = tough, tolerant, student in order, skipping finished stages.")
-@click.option("--recipe", type=click.Choice(list(RECIPES)), default="fast-cpu", show_default=True,
-              help="Defaults of every option below: fast-cpu = L1, cosine, head at the mean shape, [-1, 1] inputs, "
-                   "light augmentation, 110 epochs, MobileNetV2 teachers; paper = L2, inverse-time decay, "
-                   "EfficientNet-B3 teachers, 150 epochs. Options given explicitly override the recipe.")
-@click.option("--epochs", type=int, default=None, help="Epochs (recipe: 110 fast-cpu, 150 paper).")
+              show_default=True, help="all = every stage of the recipe in order (finished ones skipped); or one stage "
+                                      "alone, with the recipe's shared settings as its defaults.")
+@click.option("--recipe", default="default", show_default=True,
+              help="A recipe name (edgekd/recipes/: default, paper) or your own .yaml recipe file. Options given "
+                   "explicitly and KEY=VALUE / STAGE.KEY=VALUE overrides win over it; control=true trains its plain "
+                   "control instead.")
+@click.option("--epochs", type=int, default=None, help="Epochs (default: the recipe's; 110 for a single stage).")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--lr", default=1e-3, show_default=True, help="Initial (peak) Adam learning rate.")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
@@ -319,21 +338,36 @@ def data_teach(prepared, tough, tolerant, teacher_flip, also_prepared, out):
                                               "the run recorded; options that contradict them are refused.")
 @click.option("--dry-run", is_flag=True, help="Time a few steps of each stage and print the projected run time; "
                                                "trains nothing.")
-def train(prepared, run_dir, stage, recipe, epochs, batch_size, lr, schedule, warmup_steps, min_lr, lr_decay, loss,
+def train(prepared, overrides, run_dir, stage, recipe, epochs, batch_size, lr, schedule, warmup_steps, min_lr, lr_decay, loss,
           head_init, head, input_norm, augment_preset, alpha, dropout, stochastic_depth, teacher_arch, teacher_flip,
           steps_per_epoch, average_last, teachers_dir, teacher_targets, init_from, strategy, loss_variant, main_loss,
           teacher_blend, no_augment, seed, resume, dry_run):
-    """Train the teachers and the KD-Loss student, e.g. `edgekd train runs/data/300w --run-dir runs/train/300w`."""
+    """Train a recipe from scratch, e.g. `edgekd train runs/data/300w-128 --run-dir runs/train/300w`.
+
+    The default recipe (edgekd/recipes/default.yaml): a warm start, the Tough and Tolerant teachers, the KD student,
+    its float32 and int8 exports. `control=true` trains its plain control; `--stage X` trains one stage alone.
+    """
     import json
     from dataclasses import replace
 
+    from edgekd import recipe as recipes
     from edgekd.losses import KDLossConfig
-    from edgekd.train import TrainConfig, train as train_stage, train_all
+    from edgekd.train import train as train_stage
 
     kd = replace(KDLossConfig.paper_figure() if loss_variant == "paper-figure" else KDLossConfig(), main=main_loss,
                  teacher_blend=teacher_blend)
-    cfg = TrainConfig.from_recipe(
-        recipe, stage="student" if stage == "all" else stage, epochs=epochs, batch_size=batch_size,
+    explicit = _explicit_train_fields(click.get_current_context())
+    if no_augment and augment_preset is not None:
+        raise OptionError(f"--no-augment and --augment {augment_preset}: choose one (--no-augment trains on the "
+                          f"canonical crops only)")
+    if stage == "all":
+        _train_recipe(prepared, run_dir, recipe, overrides, explicit, locals(), kd, resume, dry_run)
+        return
+    if overrides:
+        raise OptionError(f"{overrides[0]}: KEY=VALUE overrides set a recipe's stages; with --stage {stage} give "
+                          f"options (--epochs 30, ...)")
+    cfg = recipes.stage_config(
+        recipe, stage=stage, epochs=epochs, batch_size=batch_size,
         learning_rate=lr, schedule=schedule, warmup_steps=warmup_steps, min_lr=min_lr, lr_decay=lr_decay, loss=loss,
         head_init=head_init, head=head, input_norm=input_norm, augment_preset=augment_preset, alpha=alpha,
         dropout=dropout, stochastic_depth=stochastic_depth, teacher_arch=teacher_arch, teacher_flip=teacher_flip,
@@ -341,23 +375,62 @@ def train(prepared, run_dir, stage, recipe, epochs, batch_size, lr, schedule, wa
         average_last=average_last,
         teachers_dir=teachers_dir, teacher_targets=teacher_targets, init_from=init_from, kd=kd,
         progress=logs.show_progress())
-    if stage == "all" and teacher_targets:
-        raise OptionError("--teacher-targets: add --stage student (the file replaces the teacher stages)")
     if dry_run:
-        from edgekd.train import PIPELINE, dry_run as project, format_duration
+        from edgekd.train import dry_run as project
 
-        rows = project(prepared, cfg, PIPELINE if stage == "all" else (stage,))
-        for r in rows:
-            click.echo(f"{r['stage']:>9} {r['network']:<16} {r['seconds_per_step']:.2f} s/step x {r['steps']} steps"
-                       f" = {format_duration(r['projected_seconds'])}")
-        click.echo(f"projected total: {format_duration(sum(r['projected_seconds'] for r in rows))} on this machine")
+        _print_projection(project(prepared, cfg, (stage,)))
         return
-    explicit = _explicit_train_fields(click.get_current_context())
-    if stage == "all":
-        result = train_all(prepared, run_dir, cfg, resume=resume, explicit=explicit)
-    else:
-        result = {stage: train_stage(prepared, run_dir, cfg, resume=resume, explicit=explicit)}
+    result = {stage: train_stage(prepared, run_dir, cfg, resume=resume, explicit=explicit)}
     click.echo(json.dumps(result, indent=1))
+
+
+# train options that a recipe's stages set themselves: refused with `--stage all`
+_STAGE_ONLY = {"init_from": "--init-from", "teachers_dir": "--teachers-dir", "teacher_targets": "--teacher-targets"}
+
+
+def _train_recipe(prepared, run_dir, recipe_name, overrides, explicit, given, kd, resume, dry_run):
+    """`edgekd train` of a whole recipe: explicit options become overrides of every stage that has the setting."""
+    import json
+
+    from edgekd import recipe as recipes
+    from edgekd.losses import KDLossConfig
+
+    for name, option in _STAGE_ONLY.items():
+        if name in explicit:
+            raise OptionError(f"{option}: a recipe's stages start from each other and find their teachers in the run; "
+                              f"give it with --stage STAGE to train one stage alone")
+    values = {"learning_rate": given["lr"], "augment_preset": given["augment_preset"],
+              "augment": not given["no_augment"], "progress": None}
+    options = []
+    for name in sorted(explicit):
+        if name == "kd":
+            options += [f"kd.{k}={json.dumps(getattr(kd, k))}" for k in KDLossConfig.__dataclass_fields__
+                        if getattr(kd, k) != getattr(KDLossConfig(), k)] or [f"kd.main={json.dumps(kd.main)}"]
+        elif name in recipes.TRAIN_KEYS:
+            options.append(f"{name}={json.dumps(values.get(name, given.get(name)))}")
+    loaded = recipes.load(recipe_name, (*options, *overrides))
+    if dry_run:
+        _print_projection(recipes.project(prepared, loaded))
+        return
+    result = recipes.run(prepared, run_dir, loaded, resume=resume, progress=logs.show_progress(),
+                         echo=click.echo if logs.show_progress() else (lambda *_: None))
+    for name, s in result["stages"].items():
+        nme = s.get("best_val_nme")
+        shown = f"val NME {nme:.3f} %" if nme is not None else \
+            ", ".join(f"{v['file']} (val NME {v['val_nme']:.3f} %)" for v in s.values() if isinstance(v, dict))
+        minutes = (s.get("stage_seconds") or 0) / 60
+        click.echo(f"{name:>16}: {shown} ({minutes:.1f} min)")
+    click.echo(f"recipe {loaded.name} (sha256 {loaded.sha256[:12]}): {result['total_seconds'] / 3600:.2f} h of "
+               f"stages; {Path(run_dir) / ('summary-control.json' if loaded.control else 'summary.json')}")
+
+
+def _print_projection(rows) -> None:
+    from edgekd.train import format_duration
+
+    for r in rows:
+        click.echo(f"{r['stage']:>16} {r['network']:<16} {r['seconds_per_step']:.2f} s/step x {r['steps']} steps"
+                   f" = {format_duration(r['projected_seconds'])}")
+    click.echo(f"projected total: {format_duration(sum(r['projected_seconds'] for r in rows))} on this machine")
 
 
 
@@ -457,7 +530,9 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
 @click.option("--crop", "crop", type=click.Choice([*PROTOCOLS, "both"]), default="detector", show_default=True,
               help="Crop from the face detector's box (as an app does), from the ground truth (paper), or both.")
 @click.option("--threads", type=ThreadCounts(), default="1,2", show_default=True, help="Thread counts to time.")
-@click.option("--compare", multiple=True, type=click.Choice(PEERS), help="Peers scored in the same run.")
+@click.option("--compare", multiple=True, type=click.Choice(PEERS),
+              help="Peers scored in the same run (repeatable): dlib (HOG + 68-point predictor), mediapipe (Face Mesh "
+                   "on LiteRT behind the same detector, mapped to 68 points).")
 @click.option("--limit", type=int, help="Only the first N faces of the split (quick checks), 1 or more.")
 @click.option("--tta", type=click.Choice(TTA), default="none", show_default=True,
               help="flip: every model also as a mirror-averaged row (two model runs per face), as `predict --tta`.")
@@ -485,11 +560,12 @@ def bench(models, root, dataset, split, prepared, out_dir, name, exist_ok, crop,
 
     phone = {k: v for k, v in (("serial", serial), ("adb", adb_path), ("apk", apk),
                                ("benchmark_binary", benchmark_binary)) if v}
-    from edgekd.fileio import check_outside_inputs
+    from edgekd.fileio import check_output_dir, check_outside_inputs
 
     if out_dir is not None:
         check_outside_inputs(out_dir, "--out-dir", {"--root": root, "--prepared": prepared})  # inputs stay as they are
     out = out_dir if out_dir is not None else next_run_dir(RUNS / "bench", name, exist_ok)
+    check_output_dir(out, "bench", "--out-dir" if out_dir is not None else "--exist-ok")  # never a user's folder
     result = benchmark(list(models), data=root, dataset=dataset, split=split, prepared=prepared, out=out, crop=crop,
                        threads=threads, compare=compare, limit=limit, tta=tta, refine=refine, video=video,
                        detector_backend=detector_backend, device=device, device_options=phone,
@@ -537,7 +613,8 @@ def predict(model, source, out, name, exist_ok, pts, detector, detector_backend,
     are tracked (each crop from the previous frame's landmarks, the detector every --redetect-every frames or when a
     track is lost) and smoothed. Without SOURCE, scikit-image's astronaut photo (public domain) is used."""
     from edgekd.errors import check_range
-    from edgekd.fileio import check_outside_inputs, next_run_dir
+    from edgekd.fileio import (check_no_file_in_the_way, check_output_dir, check_outside_inputs, mark_output_dir,
+                               next_run_dir)
     from edgekd.runtime.video import check_points_path, is_video
 
     check_range("--min-score", min_score, 0, 1)
@@ -547,23 +624,31 @@ def predict(model, source, out, name, exist_ok, pts, detector, detector_backend,
     for option, value in (("--max-faces", max_faces), ("--max-frames", max_frames)):
         if value is not None:
             check_range(option, value, 1, integer=True)
+    if source is not None and str(source).strip() == "":
+        raise OptionError("SOURCE '': expected an image, a video or a camera index (leave it out for the sample "
+                          "photo)")
     video = is_video(source)
     if video and refine:
         raise OptionError("--refine: still images only (a tracked video frame is already cut from the previous "
                           "frame's points)")
     check_points_path(pts, video)
+    folder = None
     if out is None:
         stem = f"camera{source}" if video and str(source).isdigit() else Path(source).stem if source else "astronaut"
-        out = next_run_dir(RUNS / "predict", name, exist_ok) / f"{stem}{'.mp4' if video else '.png'}"
+        folder = check_output_dir(next_run_dir(RUNS / "predict", name, exist_ok), "predict", "--exist-ok")
+        out = folder / f"{stem}{'.mp4' if video else '.png'}"
     for option, path in (("--out", out), ("--pts", pts)):
         if path is not None:
             check_outside_inputs(path, option, {"MODEL": model, "SOURCE": source})
+            check_no_file_in_the_way(path, option)
     detector_options = {"detector": detector, "min_score": min_score, "backend": detector_backend, "tiles": tiles}
     if video:
         from edgekd.runtime.video import predict_video
 
         r = predict_video(model, source, out, pts, detector_options, max_frames=max_frames, num_threads=threads,
                           flip=tta == "flip", tracking={"redetect_every": redetect_every, "max_faces": max_faces, "smoothing": smooth})
+        if folder is not None and folder.is_dir():
+            mark_output_dir(folder, "predict")
         ms = sorted(r.frame_ms)[len(r.frame_ms) // 2]
         click.echo(f"{r.frames} frames of {r.source} ({r.size[0]}x{r.size[1]}, {r.fps:.3g} fps): faces in "
                    f"{sum(n > 0 for n in r.faces_per_frame)} frames, detector on {r.stats.detector_runs}, "
@@ -579,6 +664,8 @@ def predict(model, source, out, name, exist_ok, pts, detector, detector_backend,
         if faces and out is not None:
             Path(out).unlink(missing_ok=True)
         raise
+    if folder is not None and folder.is_dir():
+        mark_output_dir(folder, "predict")
     if not faces:
         click.echo(f"no face found in {label} ({how}): nothing written; for small or distant faces try "
                    f"--detector full-range, --tiles 3 or a lower --min-score")
@@ -589,6 +676,31 @@ def predict(model, source, out, name, exist_ok, pts, detector, detector_backend,
         click.echo(f"  face {k}: box x={x:.0f} y={y:.0f} w={w:.0f} h={h:.0f}, score {f.score:.3f}, "
                    f"{len(f.points)} points")
     click.echo(f"wrote {', '.join(map(str, [out, *written]))}")
+
+
+class NonEmptyPath(click.Path):
+    """click.Path that refuses an empty string: ``--out-dir ""`` would otherwise mean the current folder (prepare
+    then failed at its end with "Device or resource busy"), ``--out ""`` a file without a name."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.strip() == "":
+            self.fail("an empty path; give the name of a file or folder", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def _refuse_empty_paths(command: click.Command) -> None:
+    """Every path option and argument of every verb refuses an empty string (one rule, not one check per verb)."""
+    for param in command.params:
+        t = param.type
+        if isinstance(t, click.Path) and not isinstance(t, NonEmptyPath):
+            param.type = NonEmptyPath(exists=t.exists, file_okay=t.file_okay, dir_okay=t.dir_okay,
+                                      writable=t.writable, readable=t.readable, resolve_path=t.resolve_path,
+                                      allow_dash=t.allow_dash, path_type=t.type, executable=t.executable)
+    for sub in getattr(command, "commands", {}).values():
+        _refuse_empty_paths(sub)
+
+
+_refuse_empty_paths(main)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ class OutputError(EdgekdError):
     """An output path that would overwrite or delete an input, or something the command did not make."""
 
 
+# One wording per kind of fault, used by every verb
+FILE_NOT_FOLDER = "is a file, not a folder"
+FOLDER_NOT_FILE = "is a folder, expected a file"
+
 # What the user can do about the usual OS errors, in words that name the cause rather than an errno.
 _OS_HINTS = {
     errno.EROFS: "read-only file system; choose an output on a writable disk",
@@ -43,7 +47,7 @@ _OS_HINTS = {
     errno.EPERM: "operation not permitted",
     errno.ENOENT: "no such file or folder",
     errno.ENOTDIR: "a part of this path is a file, not a folder",
-    errno.EISDIR: "is a folder, expected a file",
+    errno.EISDIR: FOLDER_NOT_FILE,
     errno.EEXIST: "already exists",
     errno.ENAMETOOLONG: "file name too long",
     errno.EMFILE: "too many open files",
@@ -53,8 +57,20 @@ _OS_HINTS = {
 def describe_os_error(e: OSError) -> str:
     """One line for an OSError: ``<path>: <what went wrong>`` (the path may be missing for errors raised by
     native code, such as HDF5's, whose own message is then kept, cut to its first line)."""
+    import os
+
     path = e.filename if e.filename is not None else e.filename2
     reason = _OS_HINTS.get(e.errno) or e.strerror or ""
+    if path is not None and e.errno in (errno.EEXIST, errno.ENOTDIR):
+        # mkdir of a path that is a file says "exists", and a file on the way says "not a directory": name the file
+        p = os.fspath(path)
+        while p and p != os.path.dirname(p):
+            if os.path.lexists(p):
+                if not os.path.isdir(p):
+                    return f"{p}: {FILE_NOT_FOLDER}" if p == os.fspath(path) else \
+                        f"{p}: {FILE_NOT_FOLDER} (needed as a folder for {path})"
+                break
+            p = os.path.dirname(p)
     if not reason:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
     return f"{path}: {reason}" if path is not None else reason

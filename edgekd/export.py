@@ -30,11 +30,11 @@ import numpy as np
 
 import edgekd
 from edgekd.errors import EdgekdError, ModelError, OptionError, check_range
-from edgekd.fileio import check_outside_inputs, remove_stale_temps, write_json, write_text
+from edgekd.fileio import check_no_file_in_the_way, check_outside_inputs, remove_stale_temps, write_json, write_text
 from edgekd.metadata import ModelMetadata, embed
 from edgekd.qat import QAT_SCHEDULES, QAT_TARGETS, QATConfig, calibration_images, quantization_aware_model
 from edgekd.quantize import (CONVERTER_SETTINGS, FULL_INTEGER, IO_TYPES, MODES, QuantizeConfig, convert,
-                             float_head_outputs, inspect_ops, latency_ms, output_precision)
+                             delegate_support, float_head_outputs, inspect_ops, latency_ms, output_precision)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,9 @@ class ExportConfig:
     latency_runs: int = 50
     val_limit: int | None = None
     progress: bool = True
+    # the training run that made the checkpoint, recorded in the card: its recipe file and sha256, every stage's
+    # validation NME and time, the plain control's (recipe.run fills it for the export stage of a recipe)
+    recipe: dict | None = None
 
     def __post_init__(self):
         for name in ("checkpoint", "out", "prepared", "teachers_dir"):
@@ -102,6 +105,12 @@ class ExportConfig:
         if self.teachers_dir is not None and (self.mode != "qat" or self.qat_target != "truth"):
             raise OptionError(f"--teachers-dir {self.teachers_dir}: teachers are used only by --qat with "
                               f"--qat-target truth")
+        if self.mode not in ("int8", "qat"):  # a float export has float32 tensors: another type would be ignored
+            for option, value, default in (("--input-type", self.input_type, "int8"),
+                                           ("--output-type", self.output_type, "float32")):
+                if value not in (default, "float32"):
+                    raise OptionError(f"{option} {value}: only for an int8 export (--int8 or --qat); a {self.mode} "
+                                      f"export takes and gives float32")
         if self.float_head and self.mode != "qat":
             raise OptionError("--float-head: only with --qat (the landmark layer is left out of quantization-aware "
                               "training)")
@@ -127,6 +136,7 @@ class ExportConfig:
                                                  "--teachers-dir": self.teachers_dir})
         if self.out.is_dir():
             raise OptionError(f"--out {self.out}: is a folder; expected the path of the .tflite file to write")
+        check_no_file_in_the_way(self.out, "--out")  # now, not after the conversion
         if not self.checkpoint.exists():
             raise ModelError(f"{self.checkpoint}: checkpoint not found")
 
@@ -170,14 +180,17 @@ class ExportInputs:
 
 def resolve_inputs(cfg: ExportConfig) -> ExportInputs:
     """Load and cross-check everything before the slow steps, so a wrong folder fails in seconds, not minutes."""
-    from edgekd.checkpoint import load_model
+    from edgekd.checkpoint import check_network, load_model
 
+    check_network(cfg.checkpoint)  # not a checkpoint, or one that could run code: said before anything else
     info = _checkpoint_info(cfg.checkpoint)
     data = _resolve_data(cfg, info)
     model = load_model(cfg.checkpoint)
     _check_match(cfg.checkpoint, model, info, data)
     if data.manifest.counts.get("val", 0) < 1:
         raise EdgekdError(f"{data.root}: no validation split to check the export on")
+    if cfg.mode in ("int8", "qat"):  # calibration and QAT read the training split: a damaged one is said now
+        data.split("train")
     with_teachers = cfg.mode == "qat" and cfg.qat_target == "truth"
     teachers, teacher_paths = _load_teachers(cfg, data) if with_teachers else (None, {})
     recal = _recalibrate_batchnorm(model, data, cfg, info)
@@ -421,8 +434,9 @@ def verify(cfg: ExportConfig, inputs: ExportInputs, reference: float, converted:
         precision.update(_head_cost(tflite, converted.model, inputs))
     latency = latency_ms(tflite, inputs.val_images[0].astype(np.float32) / 255.0, runs=cfg.latency_runs)
     return ExportResult(cfg, converted.metadata, scores, hashlib.sha256(tflite).hexdigest(), len(tflite),
-                        inputs.info, inputs.data.root, inputs.batchnorm_samples, inspect_ops(tflite), precision,
-                        latency, converted.qat_recipe)
+                        inputs.info, inputs.data.root, inputs.batchnorm_samples,
+                        {**inspect_ops(tflite), "delegates": delegate_support(tflite)}, precision, latency,
+                        converted.qat_recipe)
 
 
 def _tflite_score(tflite: bytes, name: str, inputs: ExportInputs) -> float:
@@ -538,10 +552,12 @@ def build_card(result: ExportResult) -> dict:
         "latency_ms": result.latency,
         "input": result.ops["input"], "output": result.ops["output"], "output_precision": result.precision,
         "ops": {"total": result.ops["total"], "all_integer": result.ops["all_integer"],
-                "float_ops": result.ops["float_ops"], "by_type": result.ops["ops"]},
+                "float_ops": result.ops["float_ops"], "by_type": result.ops["ops"],
+                "delegates": result.ops.get("delegates")},
         "quantization": _card_quantization(result),
         "metadata": json.loads(result.metadata.to_json()),
-        "config": cfg.to_dict(),  # every export option, to redo this export
+        "training": cfg.recipe,  # the recipe run that trained the checkpoint (None: trained stage by stage)
+        "config": {k: v for k, v in cfg.to_dict().items() if k != "recipe"},  # every export option, to redo it
     }
 
 
@@ -576,8 +592,28 @@ def render_card(card: dict) -> str:
             lines += [f"  - {kk}: {vv}" for kk, vv in v.items() if vv is not None and kk != "kd"]
         else:
             lines.append(f"- {k}: {v}")
+    lines += _training_section(card.get("training"))
     lines += ["", f"sha256 `{card['sha256']}`, created {card['created']}.", ""]
     return "\n".join(lines)
+
+
+def _training_section(training: dict | None) -> list[str]:
+    """How the checkpoint was made: the recipe file (sha256) and each stage's validation NME and time."""
+    if not training:
+        return []
+    lines = ["", "## Training", "",
+             f"Recipe `{training['recipe']}` (`{Path(training['recipe_file']).name}`, sha256 "
+             f"`{training['recipe_sha256']}`)" + (f", overrides `{' '.join(training['overrides'])}`"
+                                                    if training["overrides"] else "")
+             + (", plain control" if training.get("control") else "") + ".", "",
+             "| stage | kind | validation NME % | minutes |", "|---|---|---|---|"]
+    for name, s in training["stages"].items():
+        nme = "–" if s.get("val_nme") is None else f"{s['val_nme']:.3f}"
+        minutes = "–" if s.get("seconds") is None else f"{s['seconds'] / 60:.1f}"
+        lines.append(f"| {name} | {s['kind']} | {nme} | {minutes} |")
+    for name, nme in (training.get("plain_control_val_nme") or {}).items():
+        lines.append(f"| {name} | plain control | {nme:.3f} | |")
+    return lines
 
 
 def _summary_table(card: dict) -> list[str]:
@@ -658,4 +694,12 @@ def _ops_section(card: dict) -> list[str]:
             lines += ["", "Ops in float (the landmark layer, `--float-head`): FULLY_CONNECTED x1"]
         if rest:
             lines += ["", "Ops that fall back to float: " + ", ".join(f"{r['op']} x{r['count']}" for r in rest)]
+    delegates = ops.get("delegates")
+    if delegates:
+        xnn, gpu = delegates["xnnpack"], delegates["gpu"]
+        lines += ["", "Delegates: XNNPACK takes " + ("every op (one partition, measured)" if xnn["every_op"] else
+                                                     f"part of the graph ({xnn['partitions']} partitions)")
+                  + "; GPU delegate: " + ("LiteRT's compatibility analyzer flags no op (a static, lenient check)"
+                                          if gpu["analyzer_compatible"] else "the compatibility analyzer flags "
+                                          + "; ".join(gpu["analyzer_warnings"] or ["the model"]))]
     return lines

@@ -142,6 +142,68 @@ def next_run_dir(base, name: str = "exp", exist_ok: bool = False, option: str = 
     return base / f"{name}{n}"
 
 
+# The file that makes a folder a verb's own output folder, as manifest.json makes a prepared folder prepare's: a
+# verb writes into a folder that is new, empty, or marked by that verb; anything else holds the user's files.
+OUTPUT_MARKER = ".edgekd-output.json"
+
+
+def _verb_of(folder: Path) -> str | None:
+    try:
+        return str(json.loads((folder / OUTPUT_MARKER).read_text())["verb"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def check_output_dir(folder, verb: str, option: str) -> Path:
+    """Refuse an output folder that ``verb`` did not make: a file, a folder marked by another verb, or a folder
+    holding anything without the marker (a user's report.md would otherwise be overwritten). A missing or empty
+    folder is fine. ``option`` names it as the user gave it (``--out-dir D``)."""
+    from edgekd.errors import OutputError
+
+    folder = Path(folder)
+    if str(folder) in ("", "."):
+        raise OutputError(f"{option}: expected a folder to write (not the current folder)")
+    check_no_file_in_the_way(folder, option, folder=True)
+    if not folder.exists() and not folder.is_symlink():
+        return folder
+    marked = _verb_of(folder)
+    if marked == verb:
+        return folder
+    if marked is not None:
+        raise OutputError(f"{option}: {folder} is the output folder of `edgekd {marked}`, not of `edgekd {verb}`; "
+                          f"choose another folder")
+    entries = sorted(p.name for p in folder.iterdir())
+    if entries:
+        shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+        raise OutputError(f"{option}: {folder} holds files `edgekd {verb}` did not write ({shown}); refusing to "
+                          f"write into it: choose a new or empty folder")
+    return folder
+
+
+def check_no_file_in_the_way(path, option: str, folder: bool = False) -> None:
+    """Refuse, before any work, an output path one of whose parent folders (or, with ``folder``, the path itself)
+    is a file: "<file>: is a file, not a folder", the one wording every verb uses."""
+    from edgekd.errors import FILE_NOT_FOLDER, OutputError
+
+    path = Path(path)
+    for p in ([path] if folder else []) + list(path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise OutputError(f"{p}: {FILE_NOT_FOLDER} (needed as a folder for {option} {path})")
+            return
+
+
+def mark_output_dir(folder, verb: str) -> Path:
+    """Create ``folder`` if need be and mark it as ``verb``'s output folder (``check_output_dir`` first)."""
+    folder = Path(folder)
+    if _verb_of(folder) != verb:
+        write_json(folder / OUTPUT_MARKER, {"verb": verb,
+                                            "note": f"written by `edgekd {verb}`, which rewrites its own files in "
+                                                    f"this folder and refuses folders without this file"})
+    return folder
+
+
+
 def is_within(path, folder) -> bool:
     """Whether ``path`` is ``folder`` or inside it, after resolving links (both may not exist yet)."""
     p, f = Path(path).resolve(), Path(folder).resolve()

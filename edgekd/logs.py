@@ -42,6 +42,7 @@ NATIVE_NOISE = re.compile(
     rb"|WARNING: Logging before InitGoogle\(\) is written to STDERR"
     rb"|INFO: |VERBOSE: "  # TFLite / LiteRT minimal logging
     rb"|To enable the following instructions: "  # continuation of TF's CPU-feature banner
+    rb"|fully_quantize: \d+, inference_type: \d+"  # the TFLite converter's quantizer, printed bare at every int8 export
     rb")")
 
 # Third-party Python loggers and warning sources that stay below WARNING/ERROR unless -v.

@@ -155,6 +155,38 @@ def inspect_ops(tflite: bytes) -> dict:
             "input": _tensor_info(it.get_input_details()[0]), "output": _tensor_info(it.get_output_details()[0])}
 
 
+def delegate_support(tflite: bytes) -> dict:
+    """Which LiteRT delegates take every op of the file.
+
+    XNNPACK (the CPU delegate LiteRT applies by default), measured: the interpreter, once its tensors are allocated,
+    holds one DELEGATE node that reads the model's input and writes its output, so no op is left to the reference
+    kernels. GPU: TensorFlow Lite's model analyzer with ``gpu_compatibility``, a static check that cannot promise
+    runtime behaviour on a given phone, and a lenient one: in TF 2.21 it flagged no op of test graphs holding TOPK_V2
+    or GATHER_ND either (tests/test_delegates.py), so its "compatible" is recorded as what the analyzer said.
+    """
+    import contextlib
+    import io
+
+    import tensorflow as tf
+
+    it, _ = make_interpreter(content=tflite)
+    delegated = [op for op in it._get_ops_details() if op["op_name"] == "DELEGATE"]
+    ins = {int(d["index"]) for d in it.get_input_details()}
+    outs = {int(d["index"]) for d in it.get_output_details()}
+    whole = (len(delegated) == 1 and ins <= {int(i) for i in delegated[0]["inputs"]}
+             and outs == {int(i) for i in delegated[0]["outputs"]})
+    report = io.StringIO()
+    with contextlib.redirect_stdout(report):
+        tf.lite.experimental.Analyzer.analyze(model_content=tflite, gpu_compatibility=True)
+    text = report.getvalue()
+    warnings = sorted({line.split("GPU COMPATIBILITY WARNING:", 1)[1].strip() for line in text.splitlines()
+                       if "GPU COMPATIBILITY WARNING:" in line})
+    compatible = "looks compatible with GPU delegate" in text and not warnings
+    return {"xnnpack": {"every_op": whole, "partitions": len(delegated)},
+            "gpu": {"analyzer_compatible": compatible, "analyzer_warnings": warnings,
+                    "by": f"tf.lite.experimental.Analyzer (gpu_compatibility), TF {tf.__version__}, static"}}
+
+
 def output_precision(tflite: bytes, input_size: int) -> dict:
     """Crop pixels per step of the quantized landmark output (int8 head: scale * input_size; float head: 0).
 

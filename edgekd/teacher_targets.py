@@ -144,14 +144,19 @@ def load(path, data) -> dict[str, np.ndarray]:
     Refuses a file made for other faces, landmarks or another crop margin, with one line naming the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise OptionError(f"--teacher-targets {path}: is a folder, expected a file (the .npz of `edgekd data teach`)")
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(f"{path}: not a teacher-targets file of `edgekd data teach` (an empty file)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(str(arrays["meta"]))
     except FileNotFoundError:
         raise OptionError(f"--teacher-targets {path}: file not found") from None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        raise DataError(f"{path}: not a teacher-targets file of `edgekd data teach` ({e})") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # EOFError: a truncated file
+        raise DataError(f"{path}: not a teacher-targets file of `edgekd data teach` ({e or type(e).__name__})") \
+            from None
     if not isinstance(meta, dict):
         raise DataError(f"{path}: not a teacher-targets file of `edgekd data teach` (its meta is not an object)")
     if meta.get("format") != FORMAT or any(r not in arrays for r in ROLES) or "face_ids" not in arrays:

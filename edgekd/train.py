@@ -1,6 +1,7 @@
-"""Training stages of KD-Loss: Tough teacher -> Tolerant teacher -> student (and the plain-L2 student baseline).
+"""One training stage: a plain student (baseline), the Tough or Tolerant teacher, or the KD-Loss student.
 
-Run folder, one sub-folder per stage (``<run_dir>/<stage>/``):
+A recipe (recipe.py) runs its stages in order through ``train``; `edgekd train --stage X` runs one alone.
+Run folder, one sub-folder per stage (``<run_dir>/<stage name>/``):
   config.json      TrainConfig + the prepared data it ran on
   model_info.json  params and multiply-adds of the trained network
   log.csv          one row per epoch: training losses, running train NME, validation NME (vs hard and soft
@@ -10,7 +11,7 @@ Run folder, one sub-folder per stage (``<run_dir>/<stage>/``):
                    average below when it validates better
   average.h5       with --average-last K: the mean of the weights of the last K epochs (stochastic weight
                    averaging), BatchNorm re-estimated and validated after the last epoch
-  summary.json     written when the stage finishes; ``train_all`` skips a stage that has one
+  summary.json     written when the stage finishes; a recipe run skips a stage that has one
 Checkpoints are plain tf_keras full-model HDF5 files (``keras.models.load_model(path, compile=False)`` works; use
 ``load_model`` here for a one-line error on a bad file). Each carries JSON under the HDF5 attribute ``edgekd``
 (stage, scheme, num_points, input_size, crop, epoch, val NME; read it with ``checkpoint_info``); ``last.h5`` also
@@ -44,8 +45,7 @@ from edgekd.metrics import batch_nme
 from edgekd.fileio import check_outside_inputs, write_json, write_text
 from edgekd.losses import LOSSES, KDLossConfig
 
-STAGES = ("tough", "tolerant", "student", "baseline")
-PIPELINE = ("tough", "tolerant", "student")  # what `train_all` runs, in order
+STAGES = ("tough", "tolerant", "student", "baseline")  # what a stage trains (a recipe names its stages: recipe.py)
 TARGET = {"tough": "hard", "tolerant": "soft", "student": "hard", "baseline": "hard"}
 from edgekd.checkpoint import (AVERAGE, BEST, LAST, SUMMARY, check_loaded, check_matches_data,  # noqa: F401
                                checkpoint_info, load_model, load_weights, restore, save_checkpoint)
@@ -57,23 +57,12 @@ class TrainingDiverged(EdgekdError):
 
 SCHEDULES = ("cosine", "inverse-time")
 TFLITE_INIT_CROPS = 320  # augmented training crops for the BatchNorm statistics of --init-from X.tflite
+MAX_EPOCHS, MAX_BATCH = 100_000, 65_536  # TrainConfig.validate's upper bounds
 log = logging.getLogger(__name__)
-# Recipes: one option each for the paper's settings and for the settings measured best on a 2-core CPU. A recipe
-# sets the defaults below; options given explicitly override it (benchmarks/README.md, ablation).
-RECIPES = {
-    "fast-cpu": {"loss": "l1", "schedule": "cosine", "head_init": "mean-shape", "input_norm": True,
-                 "bn_momentum": 0.99, "augment_preset": "light", "epochs": 110, "teacher_arch": "mobilenetv2",
-                 "dropout": 0.0, "stochastic_depth": 0.0},
-    "paper": {"loss": "l2", "schedule": "inverse-time", "head_init": "default", "input_norm": False,
-              "bn_momentum": None, "augment_preset": "full", "epochs": 150, "teacher_arch": "efficientnet-b3",
-              "dropout": 0.5, "stochastic_depth": 0.2},
-}
-
-
 @dataclass
 class TrainConfig:
     stage: str = "student"  # tough | tolerant | student | baseline
-    recipe: str = "fast-cpu"  # the preset the fields below were taken from (recorded; see RECIPES)
+    recipe: str = "default"  # the recipe (edgekd/recipes/) whose settings the fields below were taken from
     epochs: int = 110
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -115,14 +104,6 @@ class TrainConfig:
         elif self.teachers_dir is not None:
             self.teachers_dir = [str(d) for d in self.teachers_dir] or None
 
-    @classmethod
-    def from_recipe(cls, recipe: str = "fast-cpu", **overrides) -> "TrainConfig":
-        """A config from a recipe's defaults; ``overrides`` (None values ignored) win over the recipe."""
-        if recipe not in RECIPES:
-            raise EdgekdError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
-        fields = {**RECIPES[recipe], **{k: v for k, v in overrides.items() if v is not None}}
-        return cls(recipe=recipe, **fields)
-
     def network(self, stage: str | None = None):
         """The NetworkConfig this stage trains."""
         from edgekd.models import NetworkConfig
@@ -156,13 +137,15 @@ class TrainConfig:
                               f"{', '.join(MODELS)}")
         if self.strategy not in ("default", "mirrored"):
             raise EdgekdError(f"unknown strategy {self.strategy!r}; expected default or mirrored")
-        check_range("--epochs", self.epochs, 1, integer=True)
-        check_range("--batch-size", self.batch_size, 1, integer=True)
+        # upper bounds far beyond any real run, below what TensorFlow's step counters and tensors take (a larger
+        # value would fail deep inside it, or after minutes of work)
+        check_range("--epochs", self.epochs, 1, MAX_EPOCHS, integer=True)
+        check_range("--batch-size", self.batch_size, 1, MAX_BATCH, integer=True)
         check_range("--lr", self.learning_rate, 0, lo_open=True)
         check_range("--lr-decay", self.lr_decay, 0)
         if self.schedule == "cosine":
             check_range("--min-lr", self.min_lr, 0, self.learning_rate, lo_open=True)
-        check_range("--warmup-steps", self.warmup_steps, 0, integer=True)
+        check_range("--warmup-steps", self.warmup_steps, 0, 2**31 - 1, integer=True)
         check_range("--seed", self.seed, 0, 2**32 - 1, integer=True)  # what keras.utils.set_random_seed takes
         check_range("--alpha", self.alpha, 0, 4.0, lo_open=True)
         check_range("--dropout", self.dropout, 0, 1.0, hi_open=True)
@@ -170,7 +153,10 @@ class TrainConfig:
         if self.bn_momentum is not None:
             check_range(option_name("bn_momentum"), self.bn_momentum, 0, 1.0, lo_open=True, hi_open=True)
         if self.steps_per_epoch is not None:
-            check_range("--steps-per-epoch", self.steps_per_epoch, 1, integer=True)
+            check_range("--steps-per-epoch", self.steps_per_epoch, 1, 2**31 - 1, integer=True)
+            if self.epochs * self.steps_per_epoch > 2**31 - 1:  # TensorFlow counts steps in 32 bits here and there
+                raise EdgekdError(f"--epochs {self.epochs} x --steps-per-epoch {self.steps_per_epoch}: "
+                                  f"{self.epochs * self.steps_per_epoch} steps; at most {2**31 - 1} in one run")
         check_range("--average-last", self.average_last, 0, integer=True)
         if self.average_last > self.epochs:
             raise EdgekdError(f"--average-last {self.average_last}: at most --epochs ({self.epochs})")
@@ -194,7 +180,7 @@ class TrainConfig:
         if self.stage == "student" and self.kd.teacher_blend and self.kd.main == "paper":
             raise EdgekdError("--teacher-blend: needs a plain main term (--main-loss l1, l2 or wing); Loss_Main as "
                               "published is defined around the ground truth")
-        # the teacher stages ignore the student's options (train_all hands every stage the same settings); a plain
+        # the teacher stages ignore the student's options (a stage may carry settings meant for others); a plain
         # baseline that was asked to mirror a teacher it does not run is refused
         if self.stage == "baseline" and self.teacher_flip and not self.blended_baseline:
             raise EdgekdError("--teacher-flip: the baseline stage runs no teacher without --teacher-blend (or use "
@@ -356,7 +342,7 @@ def _epoch_callback_class():
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.time()
             if self.run.cfg.progress:
-                self.bar = tqdm(total=self.run.steps, desc=f"{self.run.cfg.stage} {epoch + 1}/{self.run.cfg.epochs}",
+                self.bar = tqdm(total=self.run.steps, desc=f"{self.run.name} {epoch + 1}/{self.run.cfg.epochs}",
                                 unit="step", leave=False, dynamic_ncols=True)
 
         def on_train_batch_end(self, batch, logs=None):
@@ -393,7 +379,8 @@ class _Run:
         self.step_seconds: list[float] = []  # every training step of this session but each epoch's first
         self.eval_seconds: list[float] = []  # BatchNorm re-estimation + validation of each epoch of this session
         self._last_step: float | None = None
-        self.later_epochs = 0.0  # epochs of the stages train_all runs after this one, in this stage's epoch units
+        self.later_epochs = 0.0  # epochs of the stages a recipe runs after this one, in this stage's epoch units
+        self.name = stage_dir.name  # what progress lines call the stage: its folder (a recipe's stage name)
         self.steps = cfg.steps_per_epoch or math.ceil(data.manifest.counts["train"] / cfg.batch_size)
         self.val = datasets(data, "val", cfg.batch_size, augment=False, shuffle=False).cache()
         self.forward = _forward(net)
@@ -401,7 +388,7 @@ class _Run:
     def diverged(self, batch, loss):
         done = self.rows[-1]["epoch"] if self.rows else 0
         kept = f"the last good checkpoint {self.dir / LAST} (epoch {done}) is kept" if done else "no checkpoint yet"
-        raise TrainingDiverged(f"{self.cfg.stage}: loss became {loss} at epoch {done + 1}, step {batch + 1}; "
+        raise TrainingDiverged(f"{self.name}: loss became {loss} at epoch {done + 1}, step {batch + 1}; "
                                f"stopped, {kept}; try a lower --lr and --resume")
 
     def recalibrate(self, epoch: int) -> None:
@@ -494,7 +481,7 @@ class _Run:
             if self.cfg.progress:
                 from tqdm import tqdm
 
-                tqdm.write(f"{self.cfg.stage}: the mean of epochs {first}-{last}: val NME {val[self.select]:.2f}% "
+                tqdm.write(f"{self.name}: the mean of epochs {first}-{last}: val NME {val[self.select]:.2f}% "
                            f"(best epoch {min(r[self.select] for r in self.rows):.2f}%)")
         if self.select not in info or last != self.cfg.epochs:  # none, or a mean of another run's last epochs
             return None
@@ -516,15 +503,17 @@ class _Run:
         return float(np.median(steps)) * self.steps + float(np.median(evals)) if steps else math.nan
 
     def progress_line(self, epoch: int, logs: dict, val: dict, seconds: float, eval_seconds: float) -> str:
-        extra = f", soft {val['val_nme_soft']:.2f}%" if self.cfg.stage == "tolerant" else ""
+        # the Tolerant teacher is selected on its soft targets: its best is the soft NME, said so
+        extra = f", soft {val['val_nme_soft']:.2f}%" if self.select == "val_nme_soft" else ""
+        best_label = "best soft" if self.select == "val_nme_soft" else "best"
         best = min(r.get(self.select, math.inf) for r in self.rows)
         per_epoch = self.epoch_estimate()
         stage_left = per_epoch * (self.cfg.epochs - epoch)
         run_left = stage_left + self.later_epochs * per_epoch
         later = f", run {format_duration(run_left)}" if self.later_epochs else ""
-        return (f"{self.cfg.stage} {epoch}/{self.cfg.epochs}: loss {logs.get('loss', math.nan):.4f}, "
-                f"train NME {logs.get('nme', math.nan):.2f}%, val NME {val[self.select]:.2f}%{extra} "
-                f"(best {best:.2f}%) | {seconds:.0f} s + {eval_seconds:.0f} s val | "
+        return (f"{self.name} {epoch}/{self.cfg.epochs}: loss {logs.get('loss', math.nan):.4f}, "
+                f"train NME {logs.get('nme', math.nan):.2f}%, val NME {val['val_nme']:.2f}%{extra} "
+                f"({best_label} {best:.2f}%) | {seconds:.0f} s + {eval_seconds:.0f} s val | "
                 f"ETA stage {format_duration(stage_left)}{later}")
 
     def write_log(self) -> None:
@@ -602,19 +591,42 @@ def _open_data(prepared_dir):
     data = PreparedData.open(prepared_dir)
     if data.manifest.counts.get("val", 0) < 1:
         raise EdgekdError(f"{prepared_dir}: no validation split; prepare the data with --val-fraction > 0")
+    for split in ("train", "val"):  # a missing, damaged or NaN array is said now, before a run folder is made
+        data.split(split)
     return data
 
 
 def _check_stage_folder(stage_dir: Path, cfg: TrainConfig, resume: bool, data) -> None:
-    """Refuse to mix runs: a finished or unfinished stage continues only with --resume, and with its own data."""
+    """Refuse to mix runs: a finished or unfinished stage continues only with --resume, and with its own data (the
+    manifest's sha256 the checkpoints record); a --resume with nothing to resume, a batch that cannot fit in memory
+    and a checkpoint to start from that is none (or could run code) are refused before anything is built."""
+    from edgekd.checkpoint import check_network, check_same_data
+    from edgekd.fileio import check_no_file_in_the_way
+
     last = stage_dir / LAST
     if (stage_dir / SUMMARY).is_file() and not resume:
         raise EdgekdError(f"{stage_dir}: stage already trained; pass --resume to continue it (inverse-time runs "
                           f"can take more --epochs), or use another --run-dir")
     if last.is_file() and not resume:
         raise EdgekdError(f"{stage_dir}: holds an unfinished run; pass --resume to continue it, or use another --run-dir")
+    check_no_file_in_the_way(stage_dir, "--run-dir", folder=True)
+    if resume and not last.is_file() and not (stage_dir / "config.json").is_file():
+        # (a recipe run resumes only the stages that started: recipe.run asks for resume where there is a run)
+        found = "does not exist" if not stage_dir.exists() else "holds no run (no config.json, no last.h5)"
+        raise EdgekdError(f"--resume: {stage_dir} {found}: nothing to resume; leave out --resume to start the "
+                          f"stage, or give the --run-dir of the run to continue")
     if resume and last.is_file():
         check_matches_data(last, "the checkpoint to resume", data)
+        check_same_data(last, data, checkpoint_info(last), "--resume")
+    elif resume and (stage_dir / "config.json").is_file():  # started, killed before its first checkpoint
+        try:
+            recorded = json.loads((stage_dir / "config.json").read_text())
+        except ValueError:
+            recorded = {}
+        check_same_data(stage_dir / "config.json", data, {"prepared": recorded.get("prepared")}, "--resume")
+    from edgekd.models import check_batch_fits
+
+    check_batch_fits(cfg.network(), data.input_size, cfg.batch_size, data.manifest.counts.get("train", 0))
     if cfg.average_last and (stage_dir / AVERAGE).is_file() and not last.is_file():
         raise EdgekdError(f"{stage_dir / AVERAGE}: left by an earlier run without its {LAST}; remove it, or use "
                           f"another --run-dir")
@@ -626,6 +638,8 @@ def _check_stage_folder(stage_dir: Path, cfg: TrainConfig, resume: bool, data) -
         if tflite_weights.is_tflite(init):
             tflite_weights.check_float32(init)
             info = _tflite_info(init)
+        else:
+            check_network(init)  # refused before anything is built: a file that could run code, or no checkpoint
         check_matches_data(init, "the checkpoint to start from", data, info=info, any_size=True)
 
 
@@ -759,9 +773,11 @@ def steps_per_epoch(cfg: TrainConfig, data) -> int:
     return cfg.steps_per_epoch or math.ceil(data.manifest.counts["train"] / cfg.batch_size)
 
 
-def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explicit=None, later_epochs: float = 0.0
-          ) -> dict:
-    """Train one stage into ``<run_dir>/<stage>/``; returns the stage summary (also written as summary.json).
+def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explicit=None, later_epochs: float = 0.0,
+          name: str | None = None) -> dict:
+    """Train one stage into ``<run_dir>/<name or stage>/``; returns the stage summary (also written as summary.json).
+
+    ``name``: the stage's folder when it is not the stage kind's own name (a recipe's ``warmup`` is a baseline).
 
     ``resume`` continues from last.h5 with the settings recorded in the stage's config.json (``explicit``: the
     fields set on the command line, which must not contradict them); the data order of every epoch is a function
@@ -773,7 +789,7 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
 
     cfg.validate()
     check_outside_inputs(run_dir, "--run-dir", {"PREPARED": prepared_dir})
-    stage_dir = Path(run_dir) / cfg.stage
+    stage_dir = Path(run_dir) / (name or cfg.stage)
     if cfg.teacher_targets:  # recorded resolved, so a resume from another folder finds it
         cfg = replace(cfg, teacher_targets=str(Path(cfg.teacher_targets).resolve()))
     if cfg.teachers_dir:  # the same for the teachers (and for the export of the run's QAT, which reads them)
@@ -829,7 +845,7 @@ def _summarize(run: "_Run", stage_dir: Path, start: int, seconds: float, average
     summary = {"stage": run.cfg.stage, "epochs": run.rows[-1]["epoch"] if run.rows else start,
                "best_epoch": best_row.get("epoch"), "best_val_nme": best_row.get("val_nme"),
                "selected_on": run.select, "last_val_nme": run.rows[-1].get("val_nme") if run.rows else None,
-               "checkpoint": BEST, "seconds": round(seconds, 1),
+               "checkpoint": str(stage_dir / BEST), "seconds": round(seconds, 1),
                "seconds_per_epoch": round(float(np.median([r["seconds"] + r.get("eval_seconds", 0)
                                                             for r in run.rows])), 1) if run.rows else None}
     if average is not None:  # best.h5 is the one validated best: the mean of the last epochs, or one epoch
@@ -861,8 +877,8 @@ def stage_cost(cfg: TrainConfig, stage: str) -> float:
     return 1.0
 
 
-def _finished_matches(stage_dir: Path, cfg: TrainConfig) -> None:
-    """A finished stage is only skipped by train_all when it was trained with these settings."""
+def check_finished_matches(stage_dir: Path, cfg: TrainConfig) -> None:
+    """A finished stage is only skipped by a recipe run when it was trained with these settings."""
     path = stage_dir / "config.json"
     if not path.is_file():
         return
@@ -875,40 +891,52 @@ def _finished_matches(stage_dir: Path, cfg: TrainConfig) -> None:
         raise EdgekdError(f"{stage_dir}: finished with other settings: {shown}; use another --run-dir")
 
 
-def train_all(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explicit=None) -> dict[str, dict]:
-    """Tough teacher, Tolerant teacher, student, in order; a finished stage with the same settings is skipped."""
-    import tf_keras as keras
-
-    if cfg.teacher_targets:
-        raise EdgekdError("--teacher-targets: add --stage student (the file replaces the teacher stages)")
-
-    if resume:  # the settings the run was started with, from the first stage that recorded them
-        started = next((Path(run_dir) / s for s in PIPELINE if (Path(run_dir) / s / "config.json").is_file()), None)
-        if started is not None:
-            cfg = replace(resumed_config(started, replace(cfg, stage=started.name), explicit), stage=cfg.stage)
-    results = {}
-    for i, stage in enumerate(PIPELINE):
-        done = Path(run_dir) / stage / SUMMARY
-        if done.is_file():
-            _finished_matches(done.parent, replace(cfg, stage=stage))
-            results[stage] = json.loads(done.read_text())
-            if cfg.progress:
-                print(f"{stage}: already trained ({done}), skipped")
-            continue
-        own = stage_cost(cfg, stage)
-        later = sum(cfg.epochs * stage_cost(cfg, s) / own for s in PIPELINE[i + 1:])
-        results[stage] = train(prepared_dir, run_dir, replace(cfg, stage=stage), resume=resume, explicit=explicit,
-                               later_epochs=later)
-        keras.backend.clear_session()  # free the finished stage's graphs before the next one
-    return results
-
-
-def dry_run(prepared_dir, cfg: TrainConfig, stages=PIPELINE, timed_steps: int = 5) -> list[dict]:
-    """Projected time of each stage: a few real training steps of each stage's network on the prepared data,
-    timed after warm-up, times its planned steps (validation adds about 15 %). Writes nothing."""
-    import tf_keras as keras
-
+def _time_steps(trainer, data, cfg: TrainConfig, timed_steps: int) -> float:
+    """Seconds per training step of ``trainer`` on augmented batches, after 3 warm-up steps (the first steps
+    trace the graph and are several times slower)."""
     from edgekd.data.pipeline import make_training_dataset
+
+    ds = iter(make_training_dataset(data, cfg.batch_size, cfg.augmentation(), cfg.seed, 0, 1, timed_steps + 3))
+    for _ in range(3):
+        trainer.train_on_batch(*next(ds))
+    t0 = time.perf_counter()
+    for _ in range(timed_steps):
+        trainer.train_on_batch(*next(ds))
+    return (time.perf_counter() - t0) / timed_steps
+
+
+def _stand_in_trainer(cfg: TrainConfig, data, net, steps: int):
+    """The stage's KD (or blended) trainer with teachers that cost what the real ones will: fresh networks of the
+    teachers' architecture at the data's input size, one per teacher folder, mirrored as the stage mirrors them."""
+    import tf_keras as keras
+
+    from edgekd.models import build_network
+    from edgekd.trainers import Distiller, Ensemble, Mimic
+
+    teacher_cfg = cfg.network("tough")
+    members = len(cfg.teachers_dir or [None])
+    shape = mean_shape(data) if teacher_cfg.head_init == "mean-shape" else None
+
+    def stand_in(name):
+        nets = [build_network(data.num_points, data.input_size, teacher_cfg, shape) for _ in range(members)]
+        return nets[0] if members == 1 else Ensemble(nets, data.input_size, name=f"{name}_ensemble")
+
+    flip = data.scheme.flip_permutation if cfg.teacher_flip else None
+    if cfg.blended_baseline:
+        trainer = Mimic(net, stand_in("tough"), data.scheme.nme_pair, cfg.loss, cfg.kd.teacher_blend, flip)
+    else:
+        trainer = Distiller(net, stand_in("tough"), stand_in("tolerant"), cfg.kd, data.scheme.nme_pair, flip)
+    optimizer = keras.optimizers.Adam(learning_rate=make_schedule(cfg, steps * cfg.epochs))
+    trainer.compile(optimizer=optimizer)
+    optimizer.build(net.trainable_variables)
+    return trainer
+
+
+def dry_run(prepared_dir, cfg: TrainConfig, stages=("baseline",), timed_steps: int = 5) -> list[dict]:
+    """Projected time of each stage: a few real training steps of each stage's network on the prepared data (a KD
+    stage with stand-in teachers as costly as its real ones), timed after warm-up, times its planned steps
+    (validation adds about 15 %). Writes nothing."""
+    import tf_keras as keras
 
     cfg.validate()  # before steps_per_epoch divides by --batch-size
     data = _open_data(prepared_dir)
@@ -917,17 +945,15 @@ def dry_run(prepared_dir, cfg: TrainConfig, stages=PIPELINE, timed_steps: int = 
     for stage in stages:
         scfg = replace(cfg, stage=stage)
         scfg.validate()
-        trainer = _build(replace(scfg, stage="baseline") if stage == "student" else scfg, data, {}, steps)[1]
-        ds = iter(make_training_dataset(data, cfg.batch_size, scfg.augmentation(), cfg.seed, 0, 1, timed_steps + 3))
-        for _ in range(3):
-            trainer.train_on_batch(*next(ds))
-        t0 = time.perf_counter()
-        for _ in range(timed_steps):
-            trainer.train_on_batch(*next(ds))
-        step = (time.perf_counter() - t0) / timed_steps
-        if stage == "student" or scfg.blended_baseline:  # measured without teachers: add their forward passes
-            step *= stage_cost(scfg, stage)
+        plain_cfg = replace(scfg, stage="baseline", kd=replace(scfg.kd, teacher_blend=0.0))
+        net, trainer, _ = _build(plain_cfg, data, {}, steps)
+        plain = _time_steps(trainer, data, scfg, timed_steps)
+        step = plain
+        runs_teachers = (stage == "student" and not scfg.teacher_targets) or scfg.blended_baseline
+        if runs_teachers:  # timed with stand-ins: fresh networks of each teacher's architecture, as costly to run
+            step = _time_steps(_stand_in_trainer(scfg, data, net, steps), data, scfg, timed_steps)
         rows.append({"stage": stage, "network": scfg.network().arch, "seconds_per_step": round(step, 3),
+                     "plain_seconds_per_step": round(plain, 3),
                      "steps": steps * cfg.epochs, "projected_seconds": round(1.15 * step * steps * cfg.epochs)})
         keras.backend.clear_session()
     return rows

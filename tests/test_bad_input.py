@@ -1,6 +1,8 @@
 """Bad input, tried as a new user would: every case must exit with status 2 and one line that names the option or
 file and what was expected, print no traceback, and leave every file on disk as it was (checksums before/after,
-nothing added). Issue 13's battery, kept: add a row for every new way to get it wrong.
+nothing added). Issue 13's battery, kept, and issue 33's second one (checkpoints that would run code, output folders
+of the user's, resumes of nothing or of other data, damaged prepared folders, a file where a folder goes, empty
+paths, sizes beyond memory): add a row for every new way to get it wrong.
 
 The world each case runs in (module-scoped, in tmp): a tiny 300-W root (links to real faces), a prepared folder, an
 unrelated folder with a note, an ``X.old`` folder of the user's, a corrupt model, and an empty working directory
@@ -45,8 +47,11 @@ def world(tmp_path_factory, tiny_prepared):
     (w / "prepared_nomanifest" / "manifest.json").unlink()
     shutil.copytree(tiny_prepared, w / "prepared_badmanifest")
     (w / "prepared_badmanifest" / "manifest.json").write_text("{not json")
-    shutil.copytree(tiny_prepared, w / "prepared_notest")
+    shutil.copytree(tiny_prepared, w / "prepared_notest")  # prepared from a root without a test set
     shutil.rmtree(w / "prepared_notest" / "test")
+    notest = json.loads((w / "prepared_notest" / "manifest.json").read_text())
+    del notest["counts"]["test"]
+    (w / "prepared_notest" / "manifest.json").write_text(json.dumps(notest))
     shutil.copytree(tiny_prepared, w / "prepared_truncated")
     with open(w / "prepared_truncated" / "train" / "images.npy", "r+b") as f:
         f.truncate(5000)
@@ -56,6 +61,8 @@ def world(tmp_path_factory, tiny_prepared):
         (w / name).mkdir()
         (w / name / "precious.txt").write_text("keep me")
     (w / "a_file.txt").write_text("not a folder")
+    (w / "mini.yaml").write_text("input_size: 64\nstages:\n  warmup: {kind: baseline, epochs: 1}\n"
+                                 "  student: {kind: baseline, from: warmup, epochs: 1}\n")
     (w / "flat" / "lfpw").mkdir(parents=True)  # lfpw without trainset/ and testset/
     for f in sorted((w / "300w" / "lfpw" / "trainset").iterdir())[:2]:
         (w / "flat" / "lfpw" / f.name).symlink_to(f.resolve())
@@ -75,6 +82,7 @@ def world(tmp_path_factory, tiny_prepared):
     # a valid tiny checkpoint recording {w}/prepared as its data (export --out must never replace it)
     tiny_checkpoint(w / "prepared", w / "ckpt" / "best.h5")
     (w / "ckpt_link.tflite").symlink_to(w / "ckpt" / "best.h5")
+    _second_battery_world(w, tiny_prepared)
     # run folders with recorded settings: a finished baseline and tough stage (3 epochs, alpha 0.35)
     from edgekd.train import TrainConfig
 
@@ -89,6 +97,116 @@ def world(tmp_path_factory, tiny_prepared):
     (w / "readonly").mkdir()
     (w / "readonly" / "precious.txt").write_text("keep me")
     return w
+
+
+def _second_battery_world(w: Path, tiny_prepared: Path) -> None:
+    """Issue 33's additions to the world: checkpoints that would run code or are none, damaged prepared folders,
+    300-W roots with a subset that is a file, folders of the user's where a verb writes, run folders to resume."""
+    import h5py
+
+    ckpt = w / "ckpt" / "best.h5"
+    code_checkpoint(w / "lambda.h5", w / "pwned.txt", ckpt)  # would write pwned.txt into the world (a snapshot sees it)
+    code_checkpoint(w / "tfop.h5", w / "pwned.txt", ckpt, kind="tfop")
+    for role in ("tough", "tolerant"):
+        (w / "teachers_lambda" / role).mkdir(parents=True)
+        shutil.copy(w / "lambda.h5", w / "teachers_lambda" / role / "best.h5")
+    edited_checkpoint(ckpt, w / "custom.h5", "class")  # a layer of a class edgekd does not know
+    edited_checkpoint(ckpt, w / "module.h5", "module")  # an initializer Keras would import from the module 'os'
+    with h5py.File(ckpt, "r") as src, h5py.File(w / "weights_only.h5", "w") as dst:  # weights, no network
+        src.copy("model_weights", dst)
+    (w / "empty.h5").write_bytes(b"")
+    (w / "text.h5").write_text("best.h5: see my notes\n")
+    (w / "empty.npz").write_bytes(b"")
+    # damaged prepared folders: an array deleted, of the wrong shape, holding NaN; faces.json not JSON
+    shutil.copytree(tiny_prepared, w / "prepared_noimages")
+    (w / "prepared_noimages" / "train" / "images.npy").unlink()
+    shutil.copytree(tiny_prepared, w / "prepared_badshape")
+    hard = np.load(w / "prepared_badshape" / "train" / "hard.npy")
+    np.save(w / "prepared_badshape" / "train" / "hard.npy", hard[:, :10])
+    shutil.copytree(tiny_prepared, w / "prepared_nan")
+    hard = np.load(w / "prepared_nan" / "train" / "hard.npy")
+    hard[3, 5] = np.nan
+    np.save(w / "prepared_nan" / "train" / "hard.npy", hard)
+    shutil.copytree(tiny_prepared, w / "prepared_badfaces")
+    (w / "prepared_badfaces" / "val" / "faces.json").write_text("[{not json")
+    # the same faces at the same size, prepared with another seed: another split, the same counts
+    shutil.copytree(tiny_prepared, w / "prepared_same_size")
+    same = json.loads((w / "prepared_same_size" / "manifest.json").read_text())
+    same["config"]["seed"] = 1
+    (w / "prepared_same_size" / "manifest.json").write_text(json.dumps(same))
+    # 300-W roots whose subset is a file: a file named helen, an archive not unpacked, a testset/ that is a file
+    for name in ("300w_helenfile", "300w_zip", "300w_testsetfile"):
+        (w / name).mkdir()
+    (w / "300w_helenfile" / "lfpw").symlink_to(w / "300w" / "lfpw")
+    (w / "300w_helenfile" / "helen").write_text("downloaded, not unpacked")
+    (w / "300w_zip" / "lfpw").symlink_to(w / "300w" / "lfpw")
+    (w / "300w_zip" / "helen.zip").write_bytes(b"PK")
+    (w / "300w_testsetfile" / "lfpw").mkdir()
+    (w / "300w_testsetfile" / "lfpw" / "trainset").symlink_to(w / "300w" / "lfpw" / "trainset")
+    (w / "300w_testsetfile" / "lfpw" / "testset").write_text("not a folder")
+    # folders of the user's where a verb would write, and one that another verb marked as its own
+    (w / "my_reports").mkdir()
+    (w / "my_reports" / "report.md").write_text("# my own report, not bench's")
+    (w / "predict_run").mkdir()
+    (w / "predict_run" / ".edgekd-output.json").write_text(json.dumps({"verb": "predict"}))
+    (w / "cwd_runs" / "runs" / "show" / "exp").mkdir(parents=True)  # runs/show/exp holding a picture of the user's
+    (w / "cwd_runs" / "runs" / "show" / "exp" / "samples.png").write_bytes(b"user's picture")
+    (w / "cwd_runs" / "runs" / "bench" / "exp").mkdir(parents=True)
+    (w / "cwd_runs" / "runs" / "bench" / "exp" / "report.md").write_text("mine")
+    (w / "cwd_runs" / "runs" / "predict" / "exp").mkdir(parents=True)
+    (w / "cwd_runs" / "runs" / "predict" / "exp" / "notes.txt").write_text("mine")
+    # run folders to resume: empty; a started stage bound to {w}/prepared (config.json; and a last.h5 recording
+    # the manifest's sha256, written by save_checkpoint)
+    (w / "run_empty").mkdir()
+    (w / "run_empty_stage" / "baseline").mkdir(parents=True)
+    from edgekd.train import TrainConfig
+
+    recorded = TrainConfig(stage="baseline", epochs=3, alpha=0.35, steps_per_epoch=2).to_dict()
+    for name in ("run_bound", "run_bound_last"):
+        (w / name / "baseline").mkdir(parents=True)
+        (w / name / "baseline" / "config.json").write_text(json.dumps({"train": recorded,
+                                                                        "prepared": str(w / "prepared")}))
+    shutil.copy(ckpt, w / "run_bound_last" / "baseline" / "last.h5")
+
+
+def code_checkpoint(path: Path, marker: Path, attrs_from: Path, kind: str = "lambda") -> Path:
+    """A Keras checkpoint whose network would run code when built, with the ``edgekd`` attribute of a real
+    checkpoint (as a file passed around would carry it): a ``Lambda`` layer whose marshalled Python writes
+    ``marker``, or (``tfop``) a TensorFlow operation named in the file (``TFOpLambda``)."""
+    import h5py
+    import tensorflow as tf
+    import tf_keras as keras
+
+    inp = keras.Input((64, 64, 3), name="image")
+    if kind == "lambda":
+        code = eval(f"lambda t: (__import__('pathlib').Path({str(marker)!r}).write_text('ran'), t)[1]")  # noqa: S307
+        x = keras.layers.Lambda(code, name="evil")(inp)
+    else:
+        x = tf.math.multiply(inp, 1.0)
+    x = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    keras.Model(inp, keras.layers.Dense(136, name="landmarks")(x)).save(path, save_format="h5")
+    with h5py.File(attrs_from, "r") as src, h5py.File(path, "a") as dst:
+        dst.attrs["edgekd"] = src.attrs["edgekd"]
+    marker.unlink(missing_ok=True)  # building the network here ran the Lambda once
+    return path
+
+
+def edited_checkpoint(src: Path, path: Path, what: str) -> Path:
+    """A copy of a real checkpoint whose network description names a class edgekd does not know (``class``), or
+    an initializer from another module (``module``)."""
+    import h5py
+
+    shutil.copy(src, path)
+    with h5py.File(path, "a") as f:
+        config = json.loads(f.attrs["model_config"])
+        layers = config["config"]["layers"]
+        if what == "class":
+            layers[-1]["class_name"] = "MyLandmarkHead"
+        else:
+            layers[-1]["config"]["kernel_initializer"]["module"] = "os"
+        f.attrs["model_config"] = json.dumps(config)
+    return path
 
 
 def _write_clip(path: Path, face_png: Path, frames: int = 3) -> None:
@@ -225,7 +343,7 @@ CASES = [
     ("show-missing-split", ["data", "show", "{w}/prepared_notest", "--split", "test", "--out", "{w}/cwd/x.png"],
      "no 'test' split"),
     ("show-truncated-array", ["data", "show", "{w}/prepared_truncated", "--out", "{w}/cwd/x.png"],
-     "unreadable prepared arrays"),
+     "damaged prepared file"),
     ("show-missing-array", ["data", "show", "{w}/prepared_missing", "--out", "{w}/cwd/x.png"], "hard.npy"),
     *[(f"show-count-{v}", ["data", "show", "{w}/prepared", "--count", v], "--count") for v in ("0", "-3", "401", "x")],
     ("show-split", ["data", "show", "{w}/prepared", "--split", "holdout"], "--split"),
@@ -354,8 +472,12 @@ CASES = [
                                   "--resume", "--epochs", "5"], "--init-from"),
     ("train-resume-bad-config", ["train", "{w}/prepared", "--run-dir", "{w}/run_badcfg", "--stage", "baseline",
                                  "--resume"], "{w}/run_badcfg/baseline/config.json"),
-    ("train-all-other-settings", ["train", "{w}/prepared", "--run-dir", "{w}/run", "--alpha", "0.5"],
-     "{w}/run/tough"),
+    ("train-recipe-other-input-size", ["train", "{w}/prepared", "--run-dir", "{w}/run", "--alpha", "0.5"],
+     "{w}/prepared: prepared at 64 px, but recipe default trains at 128 px"),
+    ("train-recipe-resume-nothing", ["train", "{w}/prepared", "--run-dir", "{w}/cwd/empty", "--recipe", "{w}/mini.yaml",
+                                     "--resume"], "--resume: {w}/cwd/empty holds no recipe run to resume"),
+    ("train-recipe-unknown-key", ["train", "{w}/prepared", "--run-dir", "{w}/cwd/r", "--recipe", "{w}/mini.yaml",
+                                  "student.lr=1e-3"], "override 'student.lr=1e-3': lr is not a setting of stage student"),
     # --- train --dry-run: the same checks, before any timing
     *[(f"train-dry-run-{opt[2:]}-{v}", ["train", "{w}/prepared", "--run-dir", "{w}/cwd/r", "--dry-run", opt, v], opt)
       for opt, v in (("--epochs", "0"), ("--alpha", "nan"), ("--batch-size", "0"), ("--steps-per-epoch", "-1"),
@@ -393,7 +515,8 @@ CASES = [
                                    "{w}/cwd/m.tflite"], "corrupt.h5"),
     ("export-checkpoint-is-image", ["export", "{w}/face.png", "--prepared", "{w}/prepared", "--out",
                                     "{w}/cwd/m.tflite"], "face.png"),
-    ("export-checkpoint-no-data", ["export", "{w}/corrupt.h5", "--out", "{w}/cwd/m.tflite"], "--prepared"),
+    ("export-checkpoint-no-data", ["export", "{w}/corrupt.h5", "--out", "{w}/cwd/m.tflite"],
+     "{w}/corrupt.h5: not a checkpoint"),
     ("export-prepared-not-prepared", ["export", "{w}/ckpt/best.h5", "--prepared", "{w}/notes", "--out",
                                       "{w}/cwd/m.tflite"], "manifest"),
     ("export-prepared-missing", ["export", "{w}/ckpt/best.h5", "--prepared", "{w}/nope", "--out",
@@ -431,7 +554,7 @@ CASES = [
     # --- bench: files and folders
     ("bench-model-is-folder", ["bench", "{w}/empty"], "{w}/empty: a folder without best.h5"),
     ("bench-model-is-image", ["bench", "{w}/face.png"], "face.png"),
-    ("bench-model-corrupt-h5", ["bench", "{w}/corrupt.h5"], "{w}/corrupt.h5: not a Keras checkpoint"),
+    ("bench-model-corrupt-h5", ["bench", "{w}/corrupt.h5"], "{w}/corrupt.h5: not a checkpoint"),
     ("bench-model-other-points", ["bench", str(MODEL), "--dataset", "wflw"], "--dataset wflw"),
     ("bench-compare-dlib-other-points", ["bench", "--compare", "dlib", "--dataset", "wflw"], "--compare dlib"),
     ("bench-root-is-file", ["bench", str(MODEL), "--root", "{w}/a_file.txt"], "a_file.txt"),
@@ -491,8 +614,164 @@ CASES = [
     ("predict-model-is-folder", ["predict", "{w}/empty", "{w}/face.png", "--out", "{w}/cwd/p.png"],
      "{w}/empty: a folder without best.h5"),
     ("predict-model-corrupt-h5", ["predict", "{w}/corrupt.h5", "{w}/face.png", "--out", "{w}/cwd/p.png"],
-     "{w}/corrupt.h5: not a Keras checkpoint"),
+     "{w}/corrupt.h5: not a checkpoint"),
     ("predict-image-is-pts", ["predict", str(MODEL), "{w}/face.pts", "--out", "{w}/cwd/p.png"], "face.pts"),
+    # ===== added for issue 33 (the second battery): nothing lost, nothing silent, every error names its culprit,
+    # and no model file runs code. Cases named runs-* run where runs/<verb>/exp holds the user's own files.
+    # --- checkpoints that would run code (a Lambda layer writing {w}/pwned.txt, a TensorFlow op named in the file,
+    # a class edgekd does not know, an initializer from the module 'os'), with a real checkpoint's edgekd attributes
+    *[(f"predict-model-{name}", ["predict", f"{{w}}/{name}.h5", "{w}/face.png", "--out", "{w}/cwd/p.png"], words)
+      for name, words in (("lambda", "{w}/lambda.h5: refused: its network holds a Lambda layer ('evil')"),
+                          ("tfop", "{w}/tfop.h5: refused: its network holds a TFOpLambda layer"),
+                          ("custom", "{w}/custom.h5: refused: its network holds a 'MyLandmarkHead' object"),
+                          ("module", "{w}/module.h5: refused: its network holds a 'GlorotUniform' from the module "
+                                     "'os'"))],
+    *[(f"export-checkpoint-{name}", ["export", f"{{w}}/{name}.h5", "--out", "{w}/cwd/m.tflite"], words)
+      for name, words in (("lambda", "{w}/lambda.h5: refused: its network holds a Lambda layer"),
+                          ("tfop", "{w}/tfop.h5: refused: its network holds a TFOpLambda layer"),
+                          ("custom", "{w}/custom.h5: refused"), ("module", "{w}/module.h5: refused"))],
+    ("export-stage-folder-lambda", ["export", "{w}/teachers_lambda/tough", "--out", "{w}/cwd/m.tflite"],
+     "{w}/teachers_lambda/tough/best.h5: refused: its network holds a Lambda layer"),
+    *[(f"bench-model-{name}", ["bench", f"{{w}}/{name}.h5", "--threads", "1", "--out-dir", "{w}/cwd/b"],
+       f"{{w}}/{name}.h5: refused: its network holds") for name in ("lambda", "tfop", "custom", "module")],
+    *[(f"train-init-from-{name}", ["train", "{w}/prepared", "--run-dir", "{w}/cwd/r", "--stage", "baseline",
+                                   "--alpha", "0.35", "--init-from", f"{{w}}/{name}.h5"],
+       f"{{w}}/{name}.h5: refused: its network holds") for name in ("lambda", "tfop", "custom", "module")],
+    ("train-teachers-lambda", ["train", "{w}/prepared", "--run-dir", "{w}/cwd/r", "--stage", "student", "--alpha",
+                               "0.35", "--teachers-dir", "{w}/teachers_lambda"], "Lambda layer ('evil')"),
+    ("export-qat-teachers-lambda", ["export", "{w}/ckpt/best.h5", "--qat", "--qat-target", "truth", "--teachers-dir",
+                                    "{w}/teachers_lambda", "--out", "{w}/cwd/m.tflite"], "Lambda layer ('evil')"),
+    ("teach-tough-lambda", ["data", "teach", "{w}/prepared", "--tough", "{w}/lambda.h5", "--tolerant",
+                            "{w}/ckpt/best.h5", "--out", "{w}/cwd/t.npz"], "{w}/lambda.h5: refused"),
+    ("teach-tolerant-tfop", ["data", "teach", "{w}/prepared", "--tough", "{w}/ckpt/best.h5", "--tolerant",
+                             "{w}/tfop.h5", "--out", "{w}/cwd/t.npz"], "{w}/tfop.h5: refused"),
+    # --- files that are no checkpoint: said as such, by every verb that loads one
+    *[(f"{verb}-{name}-h5", [*args, f"{{w}}/{name}.h5", *rest], f"{{w}}/{name}.h5: not a checkpoint")
+      for verb, args, rest in (
+          ("export", ["export"], ["--out", "{w}/cwd/m.tflite"]),
+          ("init-from", ["train", "{w}/prepared", "--run-dir", "{w}/cwd/r", "--stage", "baseline", "--init-from"], []),
+          ("teach", ["data", "teach", "{w}/prepared", "--tolerant", "{w}/ckpt/best.h5", "--out", "{w}/cwd/t.npz",
+                     "--tough"], []),
+          ("predict", ["predict"], ["{w}/face.png", "--out", "{w}/cwd/p.png"]),
+          ("bench", ["bench"], ["--threads", "1", "--out-dir", "{w}/cwd/b"]))
+      for name in ("empty", "text", "weights_only")],
+    # --- lost data: an output folder that holds the user's files, or another verb's, is refused, never written
+    ("bench-out-user-report", ["bench", str(MODEL), "--threads", "1", "--out-dir", "{w}/my_reports"],
+     "{w}/my_reports holds files `edgekd bench` did not write (report.md)"),
+    ("bench-out-other-verb", ["bench", str(MODEL), "--threads", "1", "--out-dir", "{w}/predict_run"],
+     "the output folder of `edgekd predict`"),
+    ("runs-bench-exist-ok", ["bench", str(MODEL), "--threads", "1", "--exist-ok"],
+     "runs/bench/exp holds files `edgekd bench` did not write (report.md)"),
+    ("runs-show-exist-ok", ["data", "show", "{w}/prepared", "--exist-ok"],
+     "runs/show/exp holds files `edgekd data show` did not write"),
+    ("runs-predict-exist-ok", ["predict", str(MODEL), "{w}/face.png", "--exist-ok"],
+     "runs/predict/exp holds files `edgekd predict` did not write (notes.txt)"),
+    ("train-resume-other-data", ["train", "{w}/prepared_same_size", "--run-dir", "{w}/run_bound", "--stage",
+                                 "baseline", "--resume"],
+     "{w}/prepared_same_size: not the prepared data {w}/run_bound/baseline/config.json was trained on"),
+    ("train-resume-other-data-checkpoint", ["train", "{w}/prepared_same_size", "--run-dir", "{w}/run_bound_last",
+                                            "--stage", "baseline", "--resume"],
+     "{w}/prepared_same_size: not the prepared data {w}/run_bound_last/baseline/last.h5 was trained on"),
+    # --- silent before: now refused with what was found
+    ("train-resume-empty-run", ["train", "{w}/prepared", "--run-dir", "{w}/run_empty", "--stage", "baseline",
+                                "--resume"], "--resume: {w}/run_empty/baseline does not exist: nothing to resume"),
+    ("train-resume-empty-stage", ["train", "{w}/prepared", "--run-dir", "{w}/run_empty_stage", "--stage", "baseline",
+                                  "--resume"], "{w}/run_empty_stage/baseline holds no run"),
+    ("train-resume-missing-run", ["train", "{w}/prepared", "--run-dir", "{w}/no_run", "--stage", "tough",
+                                  "--resume"], "--resume: {w}/no_run/tough does not exist"),
+    ("prepare-subset-is-file", ["data", "prepare", "--root", "{w}/300w_helenfile", "--out-dir", "{w}/cwd/o"],
+     "{w}/300w_helenfile/helen: is a file, not a folder"),
+    ("prepare-subset-archive", ["data", "prepare", "--root", "{w}/300w_zip", "--out-dir", "{w}/cwd/o"],
+     "{w}/300w_zip/helen.zip: is a file, not a folder (an archive; unpack it"),
+    ("prepare-testset-is-file", ["data", "prepare", "--root", "{w}/300w_testsetfile", "--out-dir", "{w}/cwd/o"],
+     "{w}/300w_testsetfile/lfpw/testset: is a file, not a folder"),
+    ("bench-root-subset-is-file", ["bench", str(MODEL), "--root", "{w}/300w_helenfile", "--out-dir", "{w}/cwd/b"],
+     "{w}/300w_helenfile/helen: is a file, not a folder"),
+    ("show-no-augment-and-augment", ["data", "show", "{w}/prepared", "--no-augment", "--augment", "full"],
+     "--no-augment and --augment full: choose one"),
+    ("train-no-augment-and-augment", ["train", "{w}/prepared", "--run-dir", "{w}/cwd/r", "--stage", "baseline",
+                                      "--no-augment", "--augment", "full"], "--no-augment and --augment full: choose one"),
+    *[(f"export-{mode[2:] or 'float32'}-{opt[2:]}-{v}",
+       ["export", "{w}/ckpt/best.h5", "--out", "{w}/cwd/m.tflite", *mode.split(), opt, v],
+       f"{opt} {v}: only for an int8 export")
+      for mode, opt, v in (("", "--input-type", "uint8"), ("--float16", "--output-type", "int8"),
+                           ("--dynamic", "--input-type", "uint8"), ("", "--output-type", "uint8"))],
+    # --- tracebacks before
+    ("show-hard-wrong-shape", ["data", "show", "{w}/prepared_badshape", "--out", "{w}/cwd/x.png"],
+     "{w}/prepared_badshape/train/hard.npy: damaged prepared file (shape"),
+    ("train-hard-wrong-shape", ["train", "{w}/prepared_badshape", "--run-dir", "{w}/cwd/r", "--stage", "baseline"],
+     "{w}/prepared_badshape/train/hard.npy: damaged prepared file"),
+    *[(f"train-{'-'.join(extra) or 'recipe'}-epochs-huge", ["train", "{w}/prepared", "--run-dir", "{w}/cwd/r", *extra,
+                                                            "--epochs", "99999999999999999999"],
+       "--epochs 99999999999999999999: expected a whole number in [1, 100000]")
+      for extra in ([], ["--stage", "baseline"], ["--dry-run"])],
+    ("train-steps-overflow", ["train", "{w}/prepared", "--run-dir", "{w}/cwd/r", "--stage", "baseline", "--epochs",
+                              "100000", "--steps-per-epoch", "100000"], "--epochs 100000 x --steps-per-epoch 100000"),
+    ("train-warmup-huge", ["train", "{w}/prepared", "--run-dir", "{w}/cwd/r", "--stage", "baseline",
+                           "--warmup-steps", "99999999999"], "--warmup-steps 99999999999"),
+    ("show-count-huge", ["data", "show", "{w}/prepared", "--count", "99999999999999999999"], "--count"),
+    # --- unclear before: a file where a folder is needed, one wording, naming the file, before any work
+    *[(f"{name}-under-file", args, "{w}/a_file.txt: is a file, not a folder") for name, args in (
+        ("prepare-out", ["data", "prepare", "--root", "{w}/300w", "--out-dir", "{w}/a_file.txt/o"]),
+        ("show-out", ["data", "show", "{w}/prepared", "--out", "{w}/a_file.txt/g.png"]),
+        ("teach-out", ["data", "teach", "{w}/prepared", "--tough", "{w}/ckpt/best.h5", "--tolerant",
+                       "{w}/ckpt/best.h5", "--out", "{w}/a_file.txt/t.npz"]),
+        ("train-run-dir", ["train", "{w}/prepared", "--run-dir", "{w}/a_file.txt/r", "--stage", "baseline"]),
+        ("export-out", ["export", "{w}/ckpt/best.h5", "--out", "{w}/a_file.txt/m.tflite"]),
+        ("bench-out", ["bench", str(MODEL), "--out-dir", "{w}/a_file.txt/b"]),
+        ("predict-out", ["predict", str(MODEL), "{w}/face.png", "--out", "{w}/a_file.txt/p.png"]),
+        ("predict-pts", ["predict", str(MODEL), "{w}/face.png", "--out", "{w}/cwd/p.png", "--pts",
+                         "{w}/a_file.txt/p.json"]),
+        ("predict-video-out", ["predict", str(MODEL), "{w}/clip.mp4", "--out", "{w}/a_file.txt/v.mp4"]))],
+    # --- unclear before: a prepared folder missing a file or holding a damaged one, one wording for every verb
+    *[(f"{name}-images-deleted", args, "{w}/prepared_noimages/train/images.npy: missing from the prepared folder")
+      for name, args in (
+          ("show", ["data", "show", "{w}/prepared_noimages", "--out", "{w}/cwd/x.png"]),
+          ("train", ["train", "{w}/prepared_noimages", "--run-dir", "{w}/cwd/r", "--stage", "baseline"]),
+          ("train-dry-run", ["train", "{w}/prepared_noimages", "--run-dir", "{w}/cwd/r", "--stage", "baseline",
+                             "--dry-run"]),
+          ("export", ["export", "{w}/ckpt/best.h5", "--int8", "--prepared", "{w}/prepared_noimages", "--out",
+                      "{w}/cwd/m.tflite"]),
+          ("teach", ["data", "teach", "{w}/prepared_noimages", "--tough", "{w}/ckpt/best.h5", "--tolerant",
+                     "{w}/ckpt/best.h5", "--out", "{w}/cwd/t.npz"]))],
+    *[(f"{name}-nan-landmarks", args, "{w}/prepared_nan/train/hard.npy: damaged prepared file (NaN or infinite "
+                                      "landmarks for 1 faces)")
+      for name, args in (("show", ["data", "show", "{w}/prepared_nan", "--out", "{w}/cwd/x.png"]),
+                         ("train", ["train", "{w}/prepared_nan", "--run-dir", "{w}/cwd/r", "--stage", "baseline"]))],
+    ("show-faces-not-json", ["data", "show", "{w}/prepared_badfaces", "--split", "val", "--out", "{w}/cwd/x.png"],
+     "{w}/prepared_badfaces/val/faces.json: damaged prepared file (not JSON"),
+    ("train-teacher-targets-empty", ["train", "{w}/prepared", "--run-dir", "{w}/cwd/r", "--stage", "student",
+                                     "--teacher-targets", "{w}/empty.npz"],
+     "{w}/empty.npz: not a teacher-targets file of `edgekd data teach` (an empty file)"),
+    ("train-teacher-targets-folder", ["train", "{w}/prepared", "--run-dir", "{w}/cwd/r", "--stage", "student",
+                                      "--teacher-targets", "{w}/empty"], "--teacher-targets"),
+    ("predict-source-empty", ["predict", str(MODEL), "", "--out", "{w}/cwd/p.png"], "SOURCE '': expected an image"),
+    ("predict-source-folder", ["predict", str(MODEL), "{w}/notes", "--out", "{w}/cwd/p.png"],
+     "{w}/notes: is a folder, expected a file"),
+    # --- an empty path is no path: refused by every verb, never taken as the current folder
+    *[(f"{name}-empty-path", args, option) for name, args, option in (
+        ("prepare-out", ["data", "prepare", "--root", "{w}/300w", "--out-dir", ""], "'--out-dir'"),
+        ("prepare-root", ["data", "prepare", "--root", "", "--out-dir", "{w}/cwd/o"], "'--root'"),
+        ("show-out", ["data", "show", "{w}/prepared", "--out", ""], "'--out'"),
+        ("teach-out", ["data", "teach", "{w}/prepared", "--tough", "{w}/ckpt/best.h5", "--tolerant",
+                       "{w}/ckpt/best.h5", "--out", ""], "'--out'"),
+        ("train-run-dir", ["train", "{w}/prepared", "--run-dir", ""], "'--run-dir'"),
+        ("train-init-from", ["train", "{w}/prepared", "--run-dir", "{w}/cwd/r", "--stage", "baseline", "--init-from",
+                             ""], "'--init-from'"),
+        ("export-checkpoint", ["export", "", "--out", "{w}/cwd/m.tflite"], "'CHECKPOINT'"),
+        ("export-out", ["export", "{w}/ckpt/best.h5", "--out", ""], "'--out'"),
+        ("bench-model", ["bench", ""], "MODELS"),
+        ("bench-out", ["bench", str(MODEL), "--out-dir", ""], "'--out-dir'"),
+        ("predict-model", ["predict", "", "{w}/face.png"], "'MODEL'"),
+        ("predict-out", ["predict", str(MODEL), "{w}/face.png", "--out", ""], "'--out'"),
+        ("predict-pts", ["predict", str(MODEL), "{w}/face.png", "--out", "{w}/cwd/p.png", "--pts", ""], "'--pts'"))],
+    ("prepare-out-current-folder", ["data", "prepare", "--root", "{w}/300w", "--out-dir", "."],
+     "--out-dir '.': the current folder"),
+    # --- memory and size limits, checked before work starts
+    *[(f"train-{'-'.join(extra) or 'recipe'}-batch-size-huge", ["train", "{w}/prepared", "--run-dir", "{w}/cwd/r",
+                                                                *extra, "--batch-size", "100000"],
+       "--batch-size 100000: expected a whole number in [1, 65536]")
+      for extra in ([], ["--stage", "baseline"], ["--dry-run"])],
 ]
 
 
@@ -500,7 +779,7 @@ CASES = [
 def test_bad_input_is_one_line_and_changes_nothing(world, readonly, monkeypatch, case, args, expected):
     if "{w}/readonly" in " ".join(args) and not readonly:
         pytest.skip("no way to make a folder read-only here (root without chattr)")
-    monkeypatch.chdir(world / "cwd")
+    monkeypatch.chdir(world / ("cwd_runs" if case.startswith("runs-") else "cwd"))
     args = [a.replace("{w}", str(world)) for a in args]
     expected = expected.replace("{w}", str(world))
     before = snapshot(world)
@@ -515,8 +794,220 @@ def test_bad_input_is_one_line_and_changes_nothing(world, readonly, monkeypatch,
 
 
 def test_battery_size():
-    """Issue 13 asks for a battery; this file keeps it from shrinking unnoticed."""
-    assert len(CASES) >= 150
+    """Issues 13 and 33 ask for a battery (issue 33: at least 360 cases over every verb); this file keeps it from
+    shrinking unnoticed, and every case id names one case."""
+    assert len(CASES) >= 360
+    assert len({c[0] for c in CASES}) == len(CASES)
+
+
+# --- no model file runs code (issue 33) -----------------------------------------------------------------------------
+def test_a_checkpoint_that_would_run_code_is_refused_by_every_verb_and_never_runs(world, tmp_path, monkeypatch):
+    """A checkpoint whose network holds a Lambda layer that writes a file, with the edgekd attributes of a real
+    checkpoint: predict, export, bench, `train --init-from`, a student's teachers and `data teach` each refuse it in
+    one line naming the file and the layer, and the file is never written; plain Keras loading would have run it."""
+    import tf_keras as keras
+
+    marker = tmp_path / "pwned.txt"
+    (tmp_path / "shared").mkdir()  # a stage folder as a user would pass it on
+    evil = code_checkpoint(tmp_path / "shared" / "best.h5", marker, world / "ckpt" / "best.h5")
+    for role in ("tough", "tolerant"):
+        (tmp_path / "teachers" / role).mkdir(parents=True)
+        shutil.copy(evil, tmp_path / "teachers" / role / "best.h5")
+    monkeypatch.chdir(tmp_path)
+    w, out = str(world), tmp_path / "out"
+    runs = {
+        "predict": ["predict", str(evil), f"{w}/face.png", "--out", str(out / "p.png")],
+        "predict-stage-folder": ["predict", str(evil.parent), f"{w}/face.png", "--out", str(out / "p.png")],
+        "export": ["export", str(evil), "--out", str(out / "m.tflite")],
+        "bench": ["bench", str(evil), "--threads", "1", "--out-dir", str(out / "b")],
+        "train --init-from": ["train", f"{w}/prepared", "--run-dir", str(out / "r"), "--stage", "baseline", "--alpha",
+                              "0.35", "--epochs", "1", "--steps-per-epoch", "1", "--init-from", str(evil)],
+        "train teachers": ["train", f"{w}/prepared", "--run-dir", str(out / "r"), "--stage", "student", "--alpha",
+                           "0.35", "--epochs", "1", "--steps-per-epoch", "1", "--teachers-dir",
+                           str(tmp_path / "teachers")],
+        "data teach": ["data", "teach", f"{w}/prepared", "--tough", str(evil), "--tolerant", str(evil), "--out",
+                       str(out / "t.npz")],
+    }
+    for verb, args in runs.items():
+        r = CliRunner().invoke(main, args)
+        lines = r.output.strip().splitlines()
+        assert r.exit_code == 2 and len(lines) == 1, (verb, r.output)
+        assert "refused: its network holds a Lambda layer ('evil')" in lines[0] and "best.h5" in lines[0], lines[0]
+        assert not marker.exists(), f"{verb} ran the code in the file"
+        assert not out.exists(), f"{verb} wrote {sorted(out.rglob('*'))}"
+    keras.models.load_model(evil, compile=False)  # what every verb did before: the file's code runs
+    assert marker.read_text() == "ran"
+
+
+def test_allowed_classes_cover_every_network_of_the_registry():
+    """checkpoint.ALLOWED_CLASSES names every class a network of models.MODELS can hold, whatever its head,
+    dropout or head initialisation (a new backbone must add its layers there, or its checkpoints are refused)."""
+    from edgekd.checkpoint import ALLOWED_CLASSES, network_refusal
+    from edgekd.models import MODELS, NetworkConfig, build_network
+
+    def classes(node):
+        if isinstance(node, dict):
+            yield from ([node["class_name"]] if "class_name" in node else [])
+            for v in node.values():
+                yield from classes(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from classes(v)
+
+    seen = set()
+    for arch in MODELS:  # every backbone; one with the spatial head, head dropout and a mean-shape head
+        net = build_network(5, 64, NetworkConfig(arch=arch, alpha=0.35, head="spatial" if arch == "mobilenetv2"
+                                                 else "gap", dropout=0.5, stochastic_depth=0.2), np.zeros(10))
+        config = {"class_name": net.__class__.__name__, "config": net.get_config()}
+        seen |= set(classes(config))
+        assert network_refusal(config) is None, arch
+    assert seen <= ALLOWED_CLASSES, seen - ALLOWED_CLASSES
+    assert "Lambda" not in ALLOWED_CLASSES and "TFOpLambda" not in ALLOWED_CLASSES
+
+
+# --- memory and size limits before work (issue 33) -----------------------------------------------------------------
+def test_a_batch_that_cannot_fit_in_memory_is_refused_with_the_estimate(world, tmp_path, monkeypatch):
+    """The estimate is checked against a built network (MobileNetV2 alpha 0.35 at 64 px: every layer's output
+    elements per input pixel within 5 % of ACTIVATIONS_PER_PIXEL), and a machine too small for a batch refuses the
+    run before anything is built, with the estimate and a batch size that fits."""
+    import edgekd.models as models
+
+    net = models.build_network(68, 64, models.NetworkConfig(alpha=0.35, head_init="default"))
+    elements = sum(int(np.prod(layer.output_shape[1:])) for layer in net.layers[1:])
+    assert abs(elements / 64**2 / models.ACTIVATIONS_PER_PIXEL["mobilenetv2"](0.35) - 1) < 0.05
+    monkeypatch.setattr(models, "machine_memory", lambda: 64 << 20)  # a 64 MiB machine
+    r = CliRunner().invoke(main, ["train", str(world / "prepared"), "--run-dir", str(tmp_path / "r"), "--stage",
+                                  "baseline", "--alpha", "0.35", "--batch-size", "32"])
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert "--batch-size 32: a training batch of 64 px crops needs about 191 MiB of memory (6 MiB per crop for " \
+           "mobilenetv2 alpha 0.35, estimated), more than this machine's 64 MiB; try --batch-size 8 or less" \
+           in lines[0], lines[0]
+    assert list(tmp_path.iterdir()) == []
+    r = CliRunner().invoke(main, ["train", str(world / "prepared"), "--run-dir", str(tmp_path / "r"), "--stage",
+                                  "baseline", "--alpha", "0.35", "--batch-size", "1000"])
+    assert "(the whole training split of 36 faces)" in r.output and r.exit_code == 2, r.output
+
+
+# --- output folders are the verb's own (issue 33) ------------------------------------------------------------------
+def test_bench_reuses_its_own_folder_and_the_report_names_the_right_option(tmp_path):
+    """bench marks its output folder; a second run into it is fine (its own files replaced, a note the user added
+    kept), the same folder is refused to predict; the latency-only report asks for --root, the option that exists."""
+    from edgekd.fileio import OUTPUT_MARKER
+
+    out = tmp_path / "b"
+    for _ in range(2):
+        r = CliRunner().invoke(main, ["-q", "bench", str(MODEL), "--threads", "1", "--out-dir", str(out)])
+        assert r.exit_code == 0, r.output
+        (out / "notes.txt").write_text("mine")
+    assert json.loads((out / OUTPUT_MARKER).read_text())["verb"] == "bench"
+    assert (out / "notes.txt").read_text() == "mine"
+    report = (out / "report.md").read_text()
+    assert "accuracy needs `--root`" in report and "--data" not in report
+    from edgekd.errors import OutputError
+    from edgekd.fileio import check_output_dir
+
+    with pytest.raises(OutputError, match=r"is the output folder of `edgekd bench`, not of `edgekd predict`"):
+        check_output_dir(out, "predict", "--exist-ok")
+
+
+# --- faults with the path named (issue 33) --------------------------------------------------------------------------
+def test_a_full_disk_during_prepare_names_the_folder_not_numpys_byte_counts(world, tmp_path, monkeypatch):
+    """numpy says only "N requested and M written" (no errno, no path) when the disk fills: the one line names the
+    --out-dir and the cause, and no temporary folder is left."""
+    import edgekd.data.prepare as prepare_module
+
+    def full(path, array, *a, **k):
+        raise OSError(f"{array.nbytes} requested and 4096 written")
+
+    monkeypatch.setattr(prepare_module.np, "save", full)
+    r = CliRunner().invoke(main, ["-q", "data", "prepare", "--root", str(world / "300w"), "--out-dir",
+                                  str(tmp_path / "o"), "--input-size", "64", "--no-fit-detector"])
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0] == f"error: {tmp_path / 'o'}: no space left on the device; free some space or write elsewhere"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_while_writing_a_video_is_said_with_the_path_not_blamed_on_the_format(world, tmp_path,
+                                                                                           monkeypatch):
+    """OpenCV's writer reports no failed frame: a disk found full after writing is an error naming the --out (the
+    half-written video removed), and one full before the writer opens is said as such, not as a format problem."""
+    import edgekd.runtime.video as video
+
+    monkeypatch.setattr(video, "_free_bytes", lambda folder: 0)
+    out = tmp_path / "v.mp4"
+    r = CliRunner().invoke(main, ["predict", str(MODEL), str(world / "clip.mp4"), "--out", str(out)])
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0] == f"error: {out}: no space left on the device; free some space or write elsewhere"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_where_a_folder_is_needed_is_named_in_one_wording(tmp_path):
+    """mkdir of a path that is a file says "File exists", a file on the way says "Not a directory": both become
+    "<the file>: is a file, not a folder", the wording every verb's own checks use."""
+    import errno
+
+    from edgekd.errors import describe_os_error
+
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OSError) as exists:
+        (tmp_path / "f").mkdir(parents=True, exist_ok=True)
+    assert exists.value.errno == errno.EEXIST
+    assert describe_os_error(exists.value) == f"{tmp_path / 'f'}: is a file, not a folder"
+    with pytest.raises(OSError) as inside:
+        (tmp_path / "f" / "g" / "h.png").write_bytes(b"")
+    assert describe_os_error(inside.value) == \
+        f"{tmp_path / 'f'}: is a file, not a folder (needed as a folder for {tmp_path / 'f' / 'g' / 'h.png'})"
+
+
+def test_an_end_of_file_inside_a_verb_is_an_error_not_an_interrupt(world, tmp_path, monkeypatch):
+    """click turns every EOFError into "Aborted" (exit 1, or "interrupted" here): a truncated file read by a library
+    (numpy's "No data left in file") is an error line with exit status 2, while Ctrl-C stays "interrupted"."""
+    import edgekd.data.visualize as visualize
+
+    def truncated(*a, **k):
+        raise EOFError("No data left in file")
+
+    monkeypatch.setattr(visualize, "draw_prepared_samples", truncated)
+    r = CliRunner().invoke(main, ["data", "show", str(world / "prepared"), "--out", str(tmp_path / "g.png")])
+    assert r.exit_code == 2 and r.output.strip().splitlines() == [
+        "error: unexpected end of a file (No data left in file): an empty or truncated input"], r.output
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(visualize, "draw_prepared_samples", interrupted)
+    r = CliRunner().invoke(main, ["data", "show", str(world / "prepared"), "--out", str(tmp_path / "g.png")])
+    assert r.exit_code == 130 and r.output.strip().splitlines()[-1] == "error: interrupted", r.output
+
+
+# --- newcomer frictions (issue 33) ----------------------------------------------------------------------------------
+def test_newcomer_frictions_are_gone(world, tmp_path, monkeypatch):
+    """The converter's "fully_quantize: 0, inference_type: 6, ..." is native noise (-q and the default hide it);
+    --min-score 0 decodes without numpy's overflow warning; --count above the split's faces says how many it drew;
+    prepare says why it fitted no keypoint mapping."""
+    import warnings
+
+    from edgekd.data.readers import load_image
+    from edgekd.logs import NATIVE_NOISE
+    from edgekd.runtime.blazeface import BlazeFace
+
+    assert NATIVE_NOISE.match(b"fully_quantize: 0, inference_type: 6, input_inference_type: INT8, "
+                              b"output_inference_type: FLOAT32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        faces = BlazeFace(min_score=0.0).detect(load_image(world / "face.png"))
+    assert len(faces) > 1  # every anchor's box, scores down to 0
+    r = CliRunner().invoke(main, ["data", "show", str(world / "prepared"), "--count", "400", "--out",
+                                  str(tmp_path / "g.png")])
+    assert r.exit_code == 0, r.output
+    assert "--count 400: the train split of" in r.output and "holds 36 faces; drawing all 36" in r.output
+    r = CliRunner().invoke(main, ["data", "prepare", "--root", str(world / "300w"), "--out-dir",
+                                  str(tmp_path / "p"), "--input-size", "64"])
+    assert r.exit_code == 0, r.output
+    assert "no keypoint mapping: it needs keypoints on 100 training faces" in r.output
 
 
 # --- faults: OS errors, kill -9, --force ---------------------------------------------------------------------------

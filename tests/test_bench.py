@@ -305,9 +305,10 @@ def test_cli_passes_phone_options_to_the_device_runner(tiny, monkeypatch, tmp_pa
     ({"threads": (1, 0)}, r"^--threads 0: expected a whole number >= 1$"),
     ({"threads": ("two",)}, r"^--threads 'two': expected whole numbers"),
     ({"crop": "middle"}, r"^--crop 'middle': expected detector, gt or both$"),
-    ({"compare": ("mtcnn",)}, r"^--compare 'mtcnn': expected one of dlib$"),
+    ({"compare": ("mtcnn",)}, r"^--compare 'mtcnn': expected one of dlib, mediapipe$"),
     ({"models": []}, r"^nothing to benchmark"),
     ({"dataset": "wflw", "compare": ("dlib",)}, r"^--compare dlib predicts 68 points; --dataset wflw has 98$"),
+    ({"dataset": "wflw", "compare": ("mediapipe",)}, r"^--compare mediapipe predicts 68 points; --dataset wflw "),
     ({"device_options": {"serial": "ABC"}}, r"^--serial is a phone option: add --device pixel$"),
     ({"device": "pixel", "data": "d", "device_options": {"speed": 1}}, r"^device option 'speed': expected one of "),
     ({"device": "pixel", "data": "d", "device_options": {"threads": 2}}, r"^device option 'threads': expected"),
@@ -457,4 +458,5 @@ def test_a_reused_run_folder_keeps_nothing_of_the_earlier_run(tmp_path, monkeypa
     (tmp_path / "ced.png").write_bytes(b"x")
     (tmp_path / "notes.txt").write_text("mine")
     report.write({"faces": 0, "entries": []}, [], [], tmp_path, None)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "report.md", "results.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".edgekd-output.json", "notes.txt", "report.md",
+                                                          "results.json"]  # the marker: bench's folder now

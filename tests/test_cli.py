@@ -179,13 +179,12 @@ def test_choices_come_from_the_registries():
     from edgekd.losses import LOSSES
     from edgekd.models import MODELS
     from edgekd.schemes import SCHEMES
-    from edgekd.train import RECIPES, SCHEDULES, STAGES
+    from edgekd.train import SCHEDULES, STAGES
 
     verbs = dict(_commands())
     train, bench = _visible(verbs[("train",)]), _visible(verbs[("bench",)])
     assert list(train["--loss"].type.choices) == list(LOSSES)
     assert list(train["--teacher-arch"].type.choices) == list(MODELS)
-    assert list(train["--recipe"].type.choices) == list(RECIPES)
     assert list(train["--schedule"].type.choices) == list(SCHEDULES)
     assert list(train["--stage"].type.choices) == ["all", *STAGES]
     assert sorted(bench["--dataset"].type.choices) == sorted(SCHEMES)

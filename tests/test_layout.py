@@ -22,14 +22,14 @@ FLOORS = {
     # runtime: free of training code; it stands on the foundations only (see RUNTIME_MAY_IMPORT)
     4: ["edgekd.runtime", "edgekd.runtime.model", "edgekd.runtime.predictor", "edgekd.runtime.tracker",
         "edgekd.runtime.blazeface", "edgekd.runtime.video"],
-    5: ["edgekd.quantize", "edgekd.export"],
+    5: ["edgekd.quantize", "edgekd.export", "edgekd.recipe"],
     6: ["edgekd.bench"],  # and every edgekd.bench.* module
     7: ["edgekd.cli"],
 }
 TRAINING = ("edgekd.data.asm", "edgekd.data.augment", "edgekd.data.prepare", "edgekd.data.pipeline",
             "edgekd.teacher_targets", "edgekd.models",
             "edgekd.losses", "edgekd.trainers", "edgekd.train", "edgekd.qat", "edgekd.tflite_weights", "edgekd.quantize",
-            "edgekd.export")
+            "edgekd.export", "edgekd.recipe")
 
 
 def _module_name(path: Path) -> str:

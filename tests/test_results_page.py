@@ -22,6 +22,9 @@ PAGE = ROOT / "benchmarks" / "README.md"
 # Rows whose first cell does not name the file's entry (bench runs: the model as results.json names it, and the
 # protocol where the table has no protocol column; tables of training runs: the run, or the KD run and its control)
 ROWS = {
+    ("peers-300w/results.json", "**edgekd 0.12.0 int8** `student_qat_int8.tflite`"): {"model": "student_qat_int8.tflite"},
+    ("peers-300w/results.json", "MediaPipe Face Mesh (468 points, mapped to 68)"): {"model": "MediaPipe Face Mesh"},
+    ("peers-300w/results.json", "dlib 68-point (HOG detector + shape predictor)"): {"model": "dlib 68-pt"},
     ("300w-128-fastcpu/v0.12.0/shipped/results.json", "previous release (0.11.0), int8"):
         {"model": "session12_shipped_qat_int8.tflite"},
     ("300w-128-fastcpu/v0.12.0/shipped/results.json", "dlib 68-point (HOG detector + shape predictor)"):

@@ -1,6 +1,6 @@
 """Training stages end to end on a tiny real 300-W sample (input 64, alpha 0.35, a handful of steps).
 
-The teachers are the fast-cpu recipe's MobileNetV2 (width 0.35 here): EfficientNet-B3 costs ~20 s of graph
+The teachers are the default recipe's MobileNetV2 (width 0.35 here): EfficientNet-B3 costs ~20 s of graph
 tracing per stage on 2 cores, and is tested in test_models.py. The training code does not depend on the teacher's
 architecture.
 """
@@ -19,7 +19,7 @@ import edgekd.data.pipeline as pipeline
 import edgekd.models as models
 from edgekd.errors import EdgekdError, ModelError
 from edgekd.checkpoint import LAST, OPTIMIZER_GROUP, checkpoint_info, load_model, save_checkpoint
-from edgekd.train import TrainConfig, TrainingDiverged, train, train_all
+from edgekd.train import TrainConfig, TrainingDiverged, train
 from edgekd.losses import KDLossConfig
 
 TINY = dict(epochs=2, batch_size=8, alpha=0.35, steps_per_epoch=2, bn_recalibration_samples=8, progress=False)
@@ -30,43 +30,6 @@ def _rows(stage_dir):
     import csv
 
     return list(csv.DictReader((stage_dir / "log.csv").open()))
-
-
-def test_all_stages_end_to_end(tiny_prepared, tmp_path, capsys):
-    run = tmp_path / "run"
-    results = train_all(tiny_prepared, run, TrainConfig(**{**TINY, "progress": True}))
-    assert list(results) == ["tough", "tolerant", "student"]
-    lines = [line for line in capsys.readouterr().out.splitlines() if "ETA stage" in line]
-    # every epoch says its time, the best validation NME and what is left of the stage and of the run
-    assert len(lines) == 6 and all("s val" in line and "(best " in line for line in lines)
-    assert "run " in lines[0] and "run " not in lines[-1]  # the last stage has no later stages
-    for stage in results:
-        assert STAGE_FILES <= {p.name for p in (run / stage).iterdir()}
-        rows = _rows(run / stage)
-        assert [int(r["epoch"]) for r in rows] == [1, 2]
-        assert all(np.isfinite(float(r["val_nme"])) for r in rows)
-        selected = min(rows, key=lambda r: float(r["val_nme_soft" if stage == "tolerant" else "val_nme"]))
-        assert results[stage]["best_epoch"] == int(selected["epoch"])
-        assert checkpoint_info(run / stage / "best.h5")["epoch"] == int(selected["epoch"])
-    assert {"main", "aloss_tough", "aloss_tol"} <= set(_rows(run / "student")[0])
-    assert json.loads((run / "tolerant" / "config.json").read_text())["train"]["stage"] == "tolerant"
-
-    student = load_model(run / "student" / "best.h5")
-    assert student.input_shape == (None, 64, 64, 3) and student.output_shape == (None, 136)
-    info = checkpoint_info(run / "student" / "best.h5")
-    assert (info["stage"], info["scheme"], info["num_points"], info["input_size"]) == ("student", "300w", 68, 64)
-    assert json.loads((run / "student" / "model_info.json").read_text())["params"] == student.count_params()
-
-    # a second run skips every finished stage
-    before = (run / "student" / "log.csv").read_text()
-    again = train_all(tiny_prepared, run, TrainConfig(**TINY))
-    assert again["student"] == results["student"] and (run / "student" / "log.csv").read_text() == before
-    # --resume with the defaults takes the run's recorded settings (2 epochs, width 0.35): nothing left to do
-    again = train_all(tiny_prepared, run, TrainConfig(progress=False), resume=True)
-    assert again["student"] == results["student"] and (run / "student" / "log.csv").read_text() == before
-    # other settings without --resume are refused, not skipped as "already trained"
-    with pytest.raises(EdgekdError, match="finished with other settings: epochs 2 \\(asked 3\\)"):
-        train_all(tiny_prepared, run, TrainConfig(**{**TINY, "epochs": 3}))
 
 
 def test_distiller_updates_only_the_student():

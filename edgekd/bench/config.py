@@ -14,7 +14,7 @@ from edgekd.bench.protocols import parse_protocols
 from edgekd.errors import OptionError, check_range
 from edgekd.schemes import get_scheme
 
-PEERS = ("dlib",)
+PEERS = ("dlib", "mediapipe")  # dlib: HOG + 68-point predictor; mediapipe: Face Mesh mapped to 68 points
 from edgekd.runtime.predictor import MAX_REFINE, TTA  # noqa: E402  (test-time choices, one list)
 from edgekd.runtime.blazeface import BACKENDS as DETECTOR_BACKENDS  # noqa: E402  (the ones `predict` offers)
 SPLITS = ("test", "val", "train")  # val: a prepared folder's validation faces, to choose settings without the test set
@@ -30,7 +30,8 @@ class BenchConfig:
     (None: latency only, on a sample face). dataset / split: which reader and split ("val": the validation faces
     of the prepared folder ``prepared``, read from their original images under ``data``). out: folder for results.json,
     report.md and plots (None: nothing written). crop: "detector", "gt" or "both". threads: thread counts to time.
-    compare: peers scored in the same run (dlib). limit: only the first N faces. device: "desktop" or "pixel".
+    compare: peers scored in the same run (dlib, mediapipe). limit: only the first N faces. device: "desktop" or
+    "pixel".
     device_options: for --device pixel, edgekd.bench.device.DeviceOptions fields (serial, adb, apk,
     benchmark_binary, ...). progress: a progress bar. worst: faces per worst-case sheet. e2e_images: images the
     end-to-end latency is timed on. video: also the video row (edgekd.bench.video: tracking vs detector crops on
@@ -66,7 +67,7 @@ class BenchConfig:
         self.models = list(self.models or ())
         self.protocols = parse_protocols(self.crop)
         self.threads = _thread_counts(self.threads)
-        self.compare = tuple(str(c).lower() for c in self.compare or ())
+        self.compare = tuple(dict.fromkeys(str(c).lower() for c in self.compare or ()))  # each peer once
         self.device = str(self.device).lower()
         self.device_options = dict(self.device_options or {})
         self.scheme = get_scheme(self.dataset)
@@ -84,10 +85,11 @@ class BenchConfig:
             if c not in PEERS:
                 raise OptionError(f"--compare {c!r}: expected one of {', '.join(PEERS)}")
         if not self.models and not self.compare:
-            raise OptionError("nothing to benchmark: give at least one model (or --compare dlib)")
-        if "dlib" in self.compare and self.scheme.num_points != 68:
-            raise OptionError(f"--compare dlib predicts 68 points; --dataset {self.dataset} has "
-                              f"{self.scheme.num_points}")
+            raise OptionError("nothing to benchmark: give at least one model (or --compare dlib / mediapipe)")
+        for peer in self.compare:
+            if self.scheme.num_points != 68:
+                raise OptionError(f"--compare {peer} predicts 68 points; --dataset {self.dataset} has "
+                                  f"{self.scheme.num_points}")
         if self.tta not in TTA:
             raise OptionError(f"--tta {self.tta}: expected one of {', '.join(TTA)}")
         if self.tta != "none" and self.device != "desktop":

@@ -9,11 +9,24 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.fileio import write_bytes
+from edgekd.fileio import mark_output_dir, write_bytes
 
 DLIB_NOTE = ("dlib's released 68-point model was trained on iBUG 300-W data that very likely includes these test "
              "images (its error is the same on the 300-W training and test images), so its NME here is a reference, "
              "not a fair bar.")
+
+MEDIAPIPE_NOTE = ("MediaPipe Face Mesh (`face_landmark_with_attention.tflite` from the mediapipe 0.10.21 wheel: "
+                  "468 mesh points with lips and eyes refined; it scored better on the 300-W validation faces than "
+                  "the plain `face_landmark.tflite`) runs as MediaPipe's face_landmark_front graph does, on LiteRT: "
+                  "its ROI from the same BlazeFace detection (box centre, rotated by the eye keypoints, long side "
+                  "x 1.5), a 192x192 crop, its face-presence gate (below 0.5 counts as a miss under detector crops); "
+                  "in the `gt` protocol the ROI comes from the annotated points (rotated by the outer eye corners) "
+                  "moved into the detector ROI's convention. Its three MediaPipe custom ops run in numpy between "
+                  "LiteRT segments (about 0.4-0.6 ms of its model time; MediaPipe runs them in C++). Its points "
+                  "become the 68 300-W points through a linear map fitted on the 300-W training faces "
+                  "(`edgekd/assets/face_landmark_to_300w.npz`, `benchmarks/fit_facemesh_map.py`), so its error "
+                  "includes that map's; size counts the network and the map. What MediaPipe trained its network on "
+                  "is not known here.")
 
 
 def _clean(o):
@@ -93,10 +106,15 @@ def markdown(results) -> str:
               "E2E ms: detector on the whole image + crop + model + inverse crop for one face (median). "
               "Latency is the same for both protocols of a model.", ""]
     parts += _subset_section(results) + _latency_section(results) + _stage_section(results) + _video_section(results)
-    if any(e["kind"] == "peer" for e in results["entries"]):
-        parts += ["## Peers", "", DLIB_NOTE + " dlib runs in its own pipeline: HOG detector in the `detector` "
+    peers = {e["model"] for e in results["entries"] if e["kind"] == "peer"}
+    if peers:
+        parts += ["## Peers", ""]
+    if any(p.startswith("dlib") for p in peers):
+        parts += [DLIB_NOTE + " dlib runs in its own pipeline: HOG detector in the `detector` "
                   "protocol; in the `gt` protocol the ground-truth landmark box moved into the HOG box convention "
                   "(fitted on the 300-W training faces). dlib runs single-threaded.", ""]
+    if any(p.startswith("MediaPipe") for p in peers):
+        parts += [MEDIAPIPE_NOTE, ""]
     if results.get("skipped_images"):
         parts += [f"Skipped (image file not found): {', '.join(results['skipped_images'])}", ""]
     if results.get("faces"):
@@ -115,7 +133,8 @@ def _intro(results) -> list[str]:
         parts.append(f"{results['faces']} faces from `{results['data']}`; protocols: {', '.join(results['protocols'])}"
                      f"; face detector: {results.get('detector') or '–'}.")
     else:
-        parts.append("Latency only, on a sample face (scikit-image's astronaut): accuracy needs `--data`.")
+        parts.append("Latency only, on a sample face (scikit-image's astronaut): accuracy needs `--root` (a dataset "
+                     "root as downloaded).")
     load = m.get("load_average_1m")
     busy = (f" Load average {load} when the run ended" + (": other work shared the CPU, so read latencies as upper "
             "bounds." if load and m.get("cores") and load > 0.75 * m["cores"] else ".")) if load is not None else ""
@@ -351,6 +370,7 @@ OUTPUTS = ("ced.png", "worst_*.png", "per_face_nme.json", "results.json", "repor
 
 def write(results, entries, samples, out: Path, scheme, worst: int = 12) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    mark_output_dir(out, "bench")  # bench's own folder from now on (fileio.check_output_dir)
     for pattern in OUTPUTS:
         for old in out.glob(pattern):
             old.unlink()

@@ -20,6 +20,7 @@ from edgekd.bench import latency as lat
 from edgekd.bench.config import PEERS, BenchConfig  # noqa: F401  (PEERS: the choices, importable from here)
 from edgekd.bench.protocols import crop_box, select_detection
 from edgekd.errors import DataError, ModelError
+from edgekd.fileio import check_output_dir
 from edgekd.metrics import nme, summarize, summarize_subsets
 from edgekd.runtime.predictor import sample_face
 
@@ -70,6 +71,8 @@ def benchmark(config=None, /, *, detector=None, **options) -> BenchResult:
     ``detector``: a face detector to use instead of a fresh one (``open_detector(backend=detector_backend)``).
     """
     cfg = _as_config(config, options)
+    if cfg.out is not None:  # a folder of the user's is refused now, not overwritten after the work
+        check_output_dir(cfg.out, "bench", "--out-dir")
     samples, skipped = _read_samples(cfg)
     if cfg.device != "desktop":
         return _benchmark_device(cfg, samples, skipped)
@@ -133,20 +136,29 @@ def _benchmark_desktop(cfg: BenchConfig, samples, reader_skips, detector) -> Ben
         names = [_model_name(m, taken) for m in loaded]
         model_rows = [(m, v, _entries_of_model(m, name, cfg.protocols, v))
                       for m, name in zip(loaded, names) for v in _variants(cfg)]
-        peer_rows = [(p, {pr: Entry(p.name, pr, "peer", str(p.path), p.runtime, "float64 (dlib)", p.size_mb)
+        peer_rows = [(p, {pr: Entry(p.name, pr, "peer", str(p.path), p.runtime,
+                                    getattr(p, "quantization", "float64 (dlib)"), p.size_mb)
                           for pr in cfg.protocols}) for p in peers]
         scored, skipped, det_ms, keep = _accuracy_loop(cfg, samples, model_rows, peer_rows, det)
         images = keep["images"] or [sample_face()]
         for m, v, row in model_rows:
             _measure_latency(m, row, det, images, keep["crop_source"], cfg.threads, det_ms, v)
         for peer, row in peer_rows:
-            _peer_latency(peer, row, images if not samples else None)
+            if hasattr(peer, "latency"):  # timed like edgekd's models, on the same images and thread counts
+                first = next(iter(row.values()))
+                latency_ms = peer.latency(images, keep["crop_source"], cfg.threads, first.timings)
+                for e in row.values():
+                    e.latency_ms = latency_ms
+            else:
+                _peer_latency(peer, row, images if not samples else None)
         video = _video(cfg, model_rows, scored, det) if cfg.video else None
         entries = [e for *_, row in model_rows + peer_rows for e in row.values()]
         return _finish(cfg, entries, scored, reader_skips + skipped, getattr(det, "name", None), video)
     finally:
         if own_detector and det is not None:
             det.close()
+        for peer in peers:
+            peer.close()
 
 
 def _open_models(cfg: BenchConfig) -> list:
@@ -163,11 +175,24 @@ def _open_models(cfg: BenchConfig) -> list:
 
 
 def _open_peers(cfg: BenchConfig) -> list:
-    if "dlib" not in cfg.compare:
-        return []
-    from edgekd.bench.peers import DlibPeer
+    """The --compare peers in the order asked; each runs its own pipeline (dlib: HOG; mediapipe: its own instance of
+    the run's BlazeFace detector, as Face Mesh is built on it)."""
+    peers = []
+    try:
+        for name in cfg.compare:
+            if name == "dlib":
+                from edgekd.bench.peers import DlibPeer
 
-    return [DlibPeer()]
+                peers.append(DlibPeer())
+            elif name == "mediapipe":
+                from edgekd.bench.facemesh import FaceMeshPeer
+
+                peers.append(FaceMeshPeer(detector_backend=cfg.detector_backend, num_threads=cfg.threads[0]))
+    except BaseException:
+        for p in peers:
+            p.close()
+        raise
+    return peers
 
 
 PLAIN = {"flip": False, "refine": 0}
@@ -274,13 +299,14 @@ def _score_model(pred, row: dict, image, sample, detection) -> None:
 def _score_peer(peer, row: dict, image, sample, protocols) -> None:
     from edgekd.bench.peers import run_peer
 
-    points, times = run_peer(peer, image, sample.points, protocols)
+    points, times = (peer.run(image, sample.points, protocols) if hasattr(peer, "run")
+                     else run_peer(peer, image, sample.points, protocols))
     for p in protocols:
         row[p].predictions[sample.id] = points[p]
     timings = row[protocols[0]].timings  # one set of timings per peer
     for k, v in times.items():
         timings.setdefault(k, []).append(v)
-    if "detector" in times and points.get("detector") is not None:
+    if "detector" in times and points.get("detector") is not None and "end_to_end" not in times:
         timings.setdefault("end_to_end", []).append(times["detector"] + times["model"])
 
 

@@ -53,23 +53,37 @@ class PreparedData:
         return self.scheme.num_points
 
     def split(self, name: str) -> SplitArrays:
+        """A split's arrays, checked: a split the manifest does not list is said as such; a listed one whose file
+        is gone, unreadable, of the wrong shape or holding NaN is a damaged prepared folder, naming the file."""
         if name not in self._splits:
             d = self.root / name
-            if not (d / "images.npy").is_file():
+            if name not in self.manifest.counts:
                 have = ", ".join(sorted(self.manifest.counts))
                 raise DataError(f"{self.root}: no '{name}' split (this folder has: {have})")
-            try:  # a truncated or hand-edited array: one line, not numpy's traceback
-                arrays = SplitArrays(
-                    images=np.load(d / "images.npy", mmap_mode="r"), hard=np.load(d / "hard.npy"),
-                    soft=np.load(d / "soft.npy"), faces=json.loads((d / "faces.json").read_text()))
-            except (ValueError, EOFError) as e:
-                raise DataError(f"{d}: unreadable prepared arrays ({e}); run `edgekd data prepare --force` "
-                                f"again") from None
-            if not len(arrays.images) == len(arrays.hard) == len(arrays.soft) == len(arrays.faces):
-                raise DataError(f"{d}: images.npy, hard.npy, soft.npy and faces.json disagree on the number of "
-                                f"faces; run `edgekd data prepare --force` again")
+            for f in SPLIT_FILES:
+                if not (d / f).is_file():
+                    raise DataError(f"{d / f}: {MISSING}; {REDO}")
+            arrays = SplitArrays(images=_load(d / "images.npy", mmap_mode="r"), hard=_load(d / "hard.npy"),
+                                 soft=_load(d / "soft.npy"), faces=_load_faces(d / "faces.json"))
+            self._check(d, name, arrays)
             self._splits[name] = arrays
         return self._splits[name]
+
+    def _check(self, d: Path, name: str, arrays: SplitArrays) -> None:
+        m, size, n = self.manifest.counts[name], self.manifest.store_size, self.num_points
+        expected = {"images.npy": ((m, size, size, 3), np.uint8), "hard.npy": ((m, n, 2), np.float32),
+                    "soft.npy": ((m, n, 2), np.float32)}
+        for (f, (shape, dtype)), a in zip(expected.items(), (arrays.images, arrays.hard, arrays.soft)):
+            if a.shape != shape or (a.dtype != dtype if dtype is np.uint8 else a.dtype.kind != "f"):
+                raise DataError(f"{d / f}: {DAMAGED} (shape {a.shape} {a.dtype}, expected {shape} {np.dtype(dtype)} "
+                                f"for the {m} faces manifest.json counts); {REDO}")
+        for f, a in (("hard.npy", arrays.hard), ("soft.npy", arrays.soft)):
+            if not np.isfinite(a).all():
+                bad = int((~np.isfinite(a)).any(axis=(1, 2)).sum())
+                raise DataError(f"{d / f}: {DAMAGED} (NaN or infinite landmarks for {bad} faces); {REDO}")
+        if len(arrays.faces) != m:
+            raise DataError(f"{d / 'faces.json'}: {DAMAGED} ({len(arrays.faces)} faces, manifest.json counts {m}); "
+                            f"{REDO}")
 
     def attach_guides(self, guides: dict[str, np.ndarray]) -> None:
         """Point sets (M, N, 2) in stored-image pixels, one per training face, that the training split's samples
@@ -104,6 +118,29 @@ class PreparedData:
         lo, hi = int(offset), int(offset) + self.input_size
         assert lo == offset, "stored context must be an integer margin"
         return np.ascontiguousarray(s.images[:n, lo:hi, lo:hi]), s.hard[:n] - offset
+
+
+# one wording for a prepared folder's files, whichever verb reads them
+MISSING, DAMAGED = "missing from the prepared folder", "damaged prepared file"
+REDO = "run `edgekd data prepare --force` to rewrite the folder"
+SPLIT_FILES = ("images.npy", "hard.npy", "soft.npy", "faces.json")
+
+
+def _load(path: Path, mmap_mode=None) -> np.ndarray:
+    try:  # a truncated or hand-edited array: one line naming it, not numpy's traceback
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as e:
+        raise DataError(f"{path}: {DAMAGED} ({' '.join(str(e).split()) or type(e).__name__}); {REDO}") from None
+
+
+def _load_faces(path: Path) -> list:
+    try:
+        faces = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: {DAMAGED} (not JSON: {e}); {REDO}") from None
+    if not isinstance(faces, list):
+        raise DataError(f"{path}: {DAMAGED} (expected a list of faces); {REDO}")
+    return faces
 
 
 def _loader(data: PreparedData, split: str, aug):

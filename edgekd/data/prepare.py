@@ -16,6 +16,7 @@ data; a temporary folder left by a killed run is removed at the next run for the
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -35,7 +36,7 @@ from edgekd.data.asm import ActiveShapeModel
 from edgekd.data.crop import CropSpec, check_input_size, transform_points, warp
 from edgekd.data.readers import READERS, Sample, image_identity, load_image, read_dataset
 from edgekd.errors import DataError, EdgekdError, MissingSplit, OptionError, OutputError, check_range
-from edgekd.fileio import check_outside_inputs, remove_stale_temps, umask, write_json
+from edgekd.fileio import check_no_file_in_the_way, check_outside_inputs, remove_stale_temps, umask, write_json
 from edgekd.schemes import get_scheme
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,12 @@ def _fit_detector(samples: list[Sample], crop: CropSpec, progress: bool) -> tupl
         log.warning("the face detector found only %d training faces; keeping the identity box mapping "
                     "(--no-fit-detector skips this fit)", mapping.faces_used)
         return crop, mapping.to_dict()
+    if mapping.keypoint_weights is None:
+        from edgekd.detector import MIN_KEYPOINT_FACES
+
+        log.info("no keypoint mapping: it needs keypoints on %d training faces, and the face detector found %d "
+                 "faces; crops are placed from its box alone (the keypoint mapping, fitted on a full dataset, "
+                 "places them closer to the training crops)", MIN_KEYPOINT_FACES, mapping.faces_used)
     return mapping.apply(crop), mapping.to_dict()
 
 
@@ -229,7 +236,11 @@ def _install(tmp: Path, out: Path) -> None:
         tmp.rename(out)
         return
     holder = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.tmp-", dir=out.parent))
-    out.rename(holder / "replaced")
+    try:
+        out.rename(holder / "replaced")
+    except OSError:
+        holder.rmdir()  # nothing moved: no empty holder left behind
+        raise
     tmp.rename(out)
     shutil.rmtree(holder, ignore_errors=True)
 
@@ -272,8 +283,12 @@ def prepare(cfg: PrepareConfig, out, force: bool = False, progress: bool = True)
     """Read, split, crop, fit the ASM and write the prepared folder. Safe to rerun: an identical one is kept (the
     returned manifest then has ``reused`` set)."""
     cfg.validate()
+    if str(out) == "" or Path(out).resolve() == Path.cwd().resolve():
+        raise OutputError(f"--out-dir {str(out)!r}: the current folder; name the prepared folder to write, e.g. "
+                          f"runs/data/300w-{cfg.input_size}")
     out = Path(out)
     check_outside_inputs(out, "--out-dir", {"--root": cfg.root})
+    check_no_file_in_the_way(out, "--out-dir")  # a file where a parent folder goes: said now, not after cropping
     existing = _existing_prepared(out)
     remove_stale_temps(out)
     train_samples, test_samples, excluded = _read_splits(cfg)
@@ -312,6 +327,12 @@ def prepare(cfg: PrepareConfig, out, force: bool = False, progress: bool = True)
         manifest.save(tmp / "manifest.json")
         _install(tmp, out)
         return manifest
+    except OSError as e:
+        # a write into the hidden temporary folder (a full disk: numpy says only "N requested and M written", with
+        # no errno and no path) is said of the folder the user asked for
+        if e.filename is None or str(tmp) in str(e.filename):
+            raise OSError(e.errno or errno.ENOSPC, e.strerror or os.strerror(errno.ENOSPC), str(out)) from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

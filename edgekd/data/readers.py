@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgekd.errors import DataError, MissingSplit
+from edgekd.errors import FILE_NOT_FOLDER, FOLDER_NOT_FILE, DataError, MissingSplit
 from edgekd.schemes import WFLW_ATTRIBUTES, LandmarkScheme, get_scheme
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,10 @@ def load_image(sample_or_path) -> np.ndarray:
         path = sample_or_path.image_path
     else:
         path = str(sample_or_path)
+    if path == "":
+        raise DataError("image '': expected the path of an image file")
+    if Path(path).is_dir():
+        raise DataError(f"{path}: {FOLDER_NOT_FILE} (an image)")
     if not Path(path).is_file():
         raise DataError(f"{path}: image file not found")
     data = np.fromfile(path, dtype=np.uint8)
@@ -115,6 +119,7 @@ W300_SPLIT_SUBSETS = ("lfpw", "helen")  # each with trainset/ and/or testset/
 W300_FLAT_SUBSETS = {"afw": "train", "ibug": "test"}
 _300W_TEST_SUBSET = {"lfpw": "common", "helen": "common", "ibug": "challenging"}
 W300_LAYOUT = "lfpw/ and helen/ each with trainset/ and testset/ (afw/ and ibug/ optional)"
+ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".7z", ".rar")
 
 
 def _300w_subsets(root: Path) -> dict[str, Path]:
@@ -133,9 +138,19 @@ def _300w_subsets(root: Path) -> dict[str, Path]:
                  if any((p / n).is_dir() for n in (*W300_SPLIT_SUBSETS, *W300_FLAT_SUBSETS))]
         hint = f" ({inner[0]} looks like one)" if inner else ""
         raise DataError(f"{root}: not a 300-W dataset root{hint}; expected {W300_LAYOUT}")
+    subsets = (*W300_SPLIT_SUBSETS, *W300_FLAT_SUBSETS)
+    for p in root.iterdir():  # a subset that is a file (or an archive not unpacked) would be dropped without a word
+        name = p.name.lower()
+        stem = name.split(".", 1)[0]
+        if not p.is_dir() and (name in subsets or (stem in subsets and name.endswith(ARCHIVES))):
+            what = "an archive; unpack it into a folder" if name != stem else "expected the subset's folder"
+            raise DataError(f"{p}: {FILE_NOT_FOLDER} ({what}; 300-W layout: {W300_LAYOUT})")
     for n in W300_SPLIT_SUBSETS:
         if n in known and not any((known[n] / s).is_dir() for s in ("trainset", "testset")):
             raise DataError(f"{known[n]}: expected trainset/ and testset/ inside (300-W layout: {W300_LAYOUT})")
+        for s_ in ("trainset", "testset"):
+            if n in known and (known[n] / s_).exists() and not (known[n] / s_).is_dir():
+                raise DataError(f"{known[n] / s_}: {FILE_NOT_FOLDER} (300-W layout: {W300_LAYOUT})")
     for n, p in children.items():
         if n not in known:
             log.info("%s: not a 300-W subset folder; ignored", p)

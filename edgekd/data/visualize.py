@@ -2,6 +2,7 @@
 crops, augmentation and mirror relabelling are right."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -10,7 +11,9 @@ import numpy as np
 from edgekd.data.augment import AugmentConfig
 from edgekd.data.pipeline import PreparedData
 from edgekd.errors import check_range
-from edgekd.fileio import check_outside_inputs, write_image
+from edgekd.fileio import check_no_file_in_the_way, check_outside_inputs, write_image
+
+log = logging.getLogger(__name__)
 
 
 def draw_points(img: np.ndarray, points: np.ndarray, color, radius: int = 1) -> None:
@@ -33,10 +36,13 @@ def draw_prepared_samples(prepared, out, split: str = "train", count: int = 12, 
     check_range("--seed", seed, 0, 2**32 - 1, integer=True)
     check_range("tile", tile, 16, 1024, integer=True)
     check_outside_inputs(out, "--out", {"PREPARED": prepared})
+    check_no_file_in_the_way(out, "--out")
     aug = AugmentConfig.preset(augment) if isinstance(augment, str) else AugmentConfig() if augment else None
     data = PreparedData(prepared)
     rng = np.random.default_rng(seed)
     n = len(data.split(split))
+    if count > n:
+        log.info("--count %d: the %s split of %s holds %d faces; drawing all %d", count, split, prepared, n, n)
     left, right = data.scheme.nme_pair
     tiles = []
     for i in rng.choice(n, size=min(count, n), replace=False):

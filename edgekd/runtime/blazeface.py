@@ -107,7 +107,7 @@ class BlazeFace:
         keep = np.flatnonzero(np.clip(logits, -100, 100) >= limit)
         if not keep.size:
             return []
-        scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep], -100, 100)))
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep].astype(np.float64), -100, 100)))
         v = raw[keep] / np.float32(self.spec.input_size)
         centre = self.anchors[keep]
         half = v[:, 2:4] / 2.0

@@ -62,11 +62,10 @@ class LandmarkModel:
         if self.kind == "keras" and self.path.is_dir() and not (self.path / "best.h5").is_file():
             raise ModelError(f"{self.path}: a folder without best.h5; expected a .tflite file, a Keras checkpoint "
                              f"(.h5/.keras) or a training stage folder")
-        if self.path.suffix.lower() in (".h5", ".hdf5") and self.path.is_file():
-            import h5py
+        if self.kind == "keras":  # no checkpoint, or one that could run code: refused before anything is read
+            from edgekd.checkpoint import check_network
 
-            if not h5py.is_hdf5(str(self.path)):
-                raise ModelError(f"{self.path}: not a Keras checkpoint (not an HDF5 file: corrupt or another format)")
+            check_network(self.path)
         self._requested_runtime = runtime
         if self.kind == "tflite":
             self.info = _tflite_info(self.path, scheme, crop)
@@ -363,4 +362,4 @@ def _load_keras(path: Path):
     try:
         return load_model(path)
     except (OSError, ValueError) as e:
-        raise ModelError(f"{path}: not a loadable Keras checkpoint ({str(e).splitlines()[0]})") from None
+        raise ModelError(f"{path}: not a checkpoint (Keras cannot build it: {str(e).splitlines()[0]})") from None

@@ -107,6 +107,12 @@ def track_video(tracker, source, out=None, points=None, max_frames: int | None =
         cap.release()
         if writer is not None:
             writer.release()
+    if tmp is not None:
+        try:  # frames OpenCV could not write are dropped without a word: a full disk is an error, not a short video
+            _check_disk(out)
+        except OSError:
+            _discard(tmp)
+            raise
     if result.frames == 0:
         _discard(tmp)
         raise DataError(f"{label}: no frames could be read")
@@ -141,8 +147,31 @@ def _open_writer(out, fps: float, size):
     writer = cv2.VideoWriter(str(tmp), fourcc, fps, tuple(int(v) for v in size))
     if not writer.isOpened():
         _discard(tmp)
+        _check_disk(out)  # OpenCV says nothing of why: a full disk is named as such, not blamed on the format
         raise OutputError(f"{out}: OpenCV cannot write this video format here (try .mp4 or .avi)")
     return writer, tmp
+
+
+# OpenCV's video writer reports no write error: a disk this full after writing means frames may be missing
+FULL_DISK_BYTES = 256 << 10
+
+
+def _free_bytes(folder: Path) -> int:
+    import shutil
+
+    return shutil.disk_usage(folder).free
+
+
+def _check_disk(out) -> None:
+    """An OSError (no space left, naming ``out``) when the disk that holds ``out`` is full."""
+    import errno
+
+    try:
+        free = _free_bytes(Path(out).parent)
+    except OSError:
+        return
+    if free < FULL_DISK_BYTES:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out))
 
 
 def _discard(tmp) -> None:

@@ -1,0 +1,224 @@
+"""Recipes as files: a miniature recipe end to end (every stage in order, its settings recorded, a kill in the middle
+stage resumed to the same weights, a command-line override recorded), its plain control, the shipped recipes, and
+one-line errors for bad recipe files."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import edgekd.train as train_module
+from edgekd import recipe as recipes
+from edgekd.checkpoint import LAST, checkpoint_info, load_model
+from edgekd.cli import main
+from edgekd.errors import EdgekdError
+
+STAGE_FILES = {"config.json", "model_info.json", "log.csv", "best.h5", "last.h5", "summary.json"}
+TINY_SETTINGS = {"batch_size": 8, "alpha": 0.35, "steps_per_epoch": 2, "bn_recalibration_samples": 8,
+                 "learning_rate": 1e-3, "loss": "l1", "seed": 0}
+MINI = {
+    "description": "a miniature of the default recipe for tests",
+    "input_size": 64,
+    "settings": TINY_SETTINGS,
+    "stages": {
+        "warmup": {"kind": "baseline", "epochs": 1},
+        "tough": {"kind": "tough", "from": "warmup", "epochs": 2},
+        "tolerant": {"kind": "tolerant", "from": "tough", "epochs": 2, "learning_rate": 3e-4},
+        "student": {"kind": "student", "from": "warmup", "epochs": 2, "teacher_flip": True,
+                    "kd": {"main": "l1", "teacher_blend": 0.5}},
+        "export": {"kind": "export", "from": "student", "modes": ["float32"]},
+    },
+}
+
+
+def _write(path, body) -> str:
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def mini_file(tmp_path_factory):
+    return _write(tmp_path_factory.mktemp("recipe") / "mini.yaml", MINI)
+
+
+@pytest.fixture(scope="module")
+def mini_run(tiny_prepared, mini_file, tmp_path_factory):
+    """The miniature recipe run once, uninterrupted, with one override from the command line."""
+    run = tmp_path_factory.mktemp("mini") / "run"
+    result = CliRunner().invoke(main, ["train", str(tiny_prepared), "--run-dir", str(run), "--recipe", mini_file,
+                                       "student.epochs=3"])
+    assert result.exit_code == 0, result.output
+    return run, result.output
+
+
+def _kernels(path):
+    return [w for w in load_model(path).get_weights() if w.ndim >= 2]
+
+
+def test_mini_recipe_runs_every_stage_in_order_with_its_settings(mini_run, mini_file):
+    run, output = mini_run
+    summary = json.loads((run / "summary.json").read_text())
+    assert list(summary["stages"]) == ["warmup", "tough", "tolerant", "student", "export"]
+    assert summary["recipe_sha256"] == recipes.load(mini_file).sha256 and summary["overrides"] == ["student.epochs=3"]
+    order = [checkpoint_info(run / s / "best.h5")["stage"] for s in ("warmup", "tough", "tolerant", "student")]
+    assert order == ["baseline", "tough", "tolerant", "student"]
+    config = {s: json.loads((run / s / "config.json").read_text()) for s in ("warmup", "tough", "tolerant", "student")}
+    assert config["warmup"]["init_from"] is None
+    assert config["tough"]["init_from"] == str((run / "warmup" / "best.h5").resolve())
+    assert config["tolerant"]["init_from"] == str((run / "tough" / "best.h5").resolve())
+    assert config["tolerant"]["train"]["learning_rate"] == 3e-4 and config["tough"]["train"]["learning_rate"] == 1e-3
+    assert config["student"]["train"]["epochs"] == 3  # the override, recorded in the stage that ran it
+    assert config["student"]["train"]["kd"]["teacher_blend"] == 0.5 and config["student"]["train"]["teacher_flip"]
+    assert config["student"]["teachers"] == {"tough": [str(run / "tough" / "best.h5")],
+                                             "tolerant": [str(run / "tolerant" / "best.h5")]}
+    assert all(c["train"]["recipe"] == "mini" and c["train"]["alpha"] == 0.35 for c in config.values())
+    record = json.loads((run / "recipe.json").read_text())["runs"][0]
+    assert record["overrides"] == ["student.epochs=3"] and record["stages"]["student"]["epochs"] == 3
+    for name in ("warmup", "tough", "tolerant", "student"):
+        stage = summary["stages"][name]
+        assert np.isfinite(stage["best_val_nme"]) and stage["stage_seconds"] > 0
+    card = json.loads((run / "export" / "student_float32.card.json").read_text())
+    assert summary["stages"]["export"]["float32"]["val_nme"] == card["nme"]["tflite"]
+    assert card["training"]["recipe_sha256"] == summary["recipe_sha256"]
+    assert list(card["training"]["stages"]) == ["warmup", "tough", "tolerant", "student"]
+    assert card["training"]["stages"]["student"]["val_nme"] == summary["stages"]["student"]["best_val_nme"]
+    assert "## Training" in (run / "export" / "student_float32.card.md").read_text()
+    assert re.search(r"student: val NME \d+\.\d{3} %", output)
+    # every epoch says its time, the best validation NME and what is left of the stage and of the run
+    lines = [line for line in output.splitlines() if "ETA stage" in line]
+    assert len(lines) == 1 + 2 + 2 + 3 and all("s val" in line and "(best " in line for line in lines)
+    assert "run " in lines[0] and "run " not in lines[-1]  # the last training stage has no later stages
+    for name in ("warmup", "tough", "tolerant", "student"):
+        stage_dir = run / name
+        assert STAGE_FILES <= {p.name for p in stage_dir.iterdir()}
+        rows = list(csv.DictReader((stage_dir / "log.csv").open()))
+        assert [int(r["epoch"]) for r in rows] == list(range(1, config[name]["train"]["epochs"] + 1))
+        selected = min(rows, key=lambda r: float(r["val_nme_soft" if name == "tolerant" else "val_nme"]))
+        assert summary["stages"][name]["best_epoch"] == int(selected["epoch"])
+        assert checkpoint_info(stage_dir / "best.h5")["epoch"] == int(selected["epoch"])
+    assert {"main", "aloss_tough", "aloss_tol"} <= set(next(csv.DictReader((run / "student" / "log.csv").open())))
+    student = load_model(run / "student" / "best.h5")
+    assert student.input_shape == (None, 64, 64, 3) and student.output_shape == (None, 136)
+    assert json.loads((run / "student" / "model_info.json").read_text())["params"] == student.count_params()
+
+
+def test_a_kill_in_the_middle_stage_resumes_to_the_same_weights(mini_run, mini_file, tiny_prepared, tmp_path,
+                                                                monkeypatch):
+    reference, _ = mini_run
+    run = tmp_path / "run"
+    loaded = recipes.load(mini_file, ["student.epochs=3"])
+    original = train_module.save_checkpoint
+
+    def killed(net, path, info, optimizer=None):
+        original(net, path, info, optimizer)
+        if path.name == LAST and info["stage"] == "tolerant" and info["epoch"] == 1:
+            raise KeyboardInterrupt  # as a kill after the tolerant stage's first epoch was saved
+
+    monkeypatch.setattr(train_module, "save_checkpoint", killed)
+    with pytest.raises(KeyboardInterrupt):
+        recipes.run(tiny_prepared, run, loaded, progress=False, echo=lambda *_: None)
+    monkeypatch.setattr(train_module, "save_checkpoint", original)
+    assert not (run / "tolerant" / "summary.json").exists() and (run / "tolerant" / LAST).is_file()
+    with pytest.raises(EdgekdError, match="pass --resume"):
+        recipes.run(tiny_prepared, run, loaded, progress=False, echo=lambda *_: None)
+    with pytest.raises(EdgekdError, match="started with recipe mini"):
+        recipes.run(tiny_prepared, run, recipes.load(mini_file, ["seed=1"]), resume=True, progress=False)
+    lines = []
+    recipes.run(tiny_prepared, run, loaded, resume=True, progress=False, echo=lines.append)
+    assert lines[:2] == [f"warmup: already trained ({run / 'warmup' / 'summary.json'}), skipped",
+                         f"tough: already trained ({run / 'tough' / 'summary.json'}), skipped"]
+    assert json.loads((run / "tolerant" / "config.json").read_text())["resumed_from_epoch"] == 1
+    for stage in ("tolerant", "student"):
+        for got, want in zip(_kernels(run / stage / "best.h5"), _kernels(reference / stage / "best.h5")):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_the_plain_control_shares_the_warm_start_and_drops_the_teachers(mini_run, mini_file, tiny_prepared):
+    run, _ = mini_run
+    result = CliRunner().invoke(main, ["-q", "train", str(tiny_prepared), "--run-dir", str(run), "--recipe", mini_file,
+                                       "student.epochs=3", "control=true", "--resume"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((run / "summary-control.json").read_text())
+    assert list(summary["stages"]) == ["warmup", "student-control", "export-control"] and summary["control"]
+    config = json.loads((run / "student-control" / "config.json").read_text())
+    assert config["train"]["stage"] == "baseline" and config["train"]["epochs"] == 3
+    assert config["train"]["loss"] == "l1" and not config["train"]["teacher_flip"] and config["teachers"] == {}
+    assert config["init_from"] == str((run / "warmup" / "best.h5").resolve())  # the KD student's very start
+    assert (run / "export-control" / "student_float32.tflite").is_file()
+
+
+def test_options_given_with_a_recipe_override_every_stage(tiny_prepared, mini_file, tmp_path):
+    loaded = recipes.load(mini_file, ["epochs=1", "tough.learning_rate=5e-4", "kd.teacher_blend=0.25"])
+    epochs = {s.name: s.settings.get("epochs") for s in loaded.stages}
+    assert epochs == {"warmup": 1, "tough": 1, "tolerant": 1, "student": 1, "export": None}
+    assert loaded.stage("tough").settings["learning_rate"] == 5e-4
+    assert loaded.stage("tolerant").settings["learning_rate"] == 3e-4
+    assert loaded.stage("student").settings["kd"] == {"main": "l1", "teacher_blend": 0.25}
+    run = tmp_path / "r"
+    result = CliRunner().invoke(main, ["train", str(tiny_prepared), "--run-dir", str(run), "--recipe", mini_file,
+                                       "--init-from", "x.h5"])
+    assert result.exit_code == 2 and "--init-from: a recipe's stages start from each other" in result.output
+
+
+def test_dry_run_projects_every_stage_from_real_steps(tiny_prepared, mini_file):
+    rows = recipes.project(tiny_prepared, recipes.load(mini_file, ["student.epochs=3"]), timed_steps=1)
+    assert [r["stage"] for r in rows] == ["warmup", "tough", "tolerant", "student", "export"]
+    student = rows[3]
+    assert student["steps"] == 3 * 2 and student["plain_seconds_per_step"] > 0
+    assert student["projected_seconds"] == round(1.15 * student["seconds_per_step"] * 6)
+    assert rows[4]["steps"] == 0 and rows[4]["projected_seconds"] == round(recipes.EXPORT_SECONDS)  # float32 only
+
+
+def test_shipped_recipes_load_and_project(tiny_prepared):
+    assert {"default", "paper"} <= set(recipes.available())
+    default = recipes.load("default")
+    assert [s.kind for s in default.stages] == ["baseline", "tough", "tolerant", "student", "export"]
+    student = default.train_config(default.stage("student"), "run")
+    assert student.kd.main != "paper" and student.teacher_flip and default.stage("export").settings["modes"] == \
+        ["float32", "qat"] and not default.stage("export").settings.get("float_head")
+    paper = recipes.load("paper")
+    assert paper.input_size == 224 and paper.train_config(paper.stage("tough"), "r").network().arch == "efficientnet-b3"
+    with pytest.raises(EdgekdError, match=r"prepared at 64 px, but recipe default trains at 128 px; .*--input-size 128"):
+        recipes.project(tiny_prepared, default)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r["stages"].update(distil={"kind": "distill"}), r"stages\.distil\.kind: 'distill'; expected one of"),
+    (lambda r: r["stages"]["tough"].update(lr=1e-3), r"stages\.tough\.lr: unknown key; expected one of"),
+    (lambda r: r["stages"]["tough"].update(epochs="ten"), r"stages\.tough\.epochs: expected an integer, got 'ten'"),
+    (lambda r: r["settings"].update(teacher_flip="yes"), r": settings\.teacher_flip: expected true or false"),
+    (lambda r: r["stages"].pop("tolerant"), r"stages\.student: a KD student needs a stage named 'tolerant'"),
+    (lambda r: r["stages"]["student"].update({"from": "later"}), r"stages\.student\.from: 'later' is not a stage"),
+    (lambda r: r["stages"]["tough"].update(loss="l3"), r"stages\.tough: unknown loss 'l3'"),
+    (lambda r: r["stages"]["student"]["kd"].update(weight=2), r"stages\.student\.kd\.weight: unknown key"),
+    (lambda r: r["stages"]["export"].update(modes=["int4"]), r"stages\.export\.modes: \['int4'\]; expected"),
+    (lambda r: r.pop("input_size"), r": input_size: missing"),
+])
+def test_bad_recipe_files_get_one_line_naming_file_and_key(tmp_path, edit, message):
+    body = json.loads(json.dumps(MINI))
+    edit(body)
+    path = _write(tmp_path / "bad.yaml", body)
+    with pytest.raises(EdgekdError) as err:
+        recipes.load(path)
+    text = str(err.value)
+    assert text.startswith(path) and "\n" not in text and re.search(message, text), text
+
+
+def test_bad_recipe_names_and_overrides_in_the_cli(tiny_prepared, mini_file, tmp_path):
+    (tmp_path / "broken.yaml").write_text("stages: [unclosed\n")
+    for args, message in [
+        (["--recipe", "nonesuch"], "--recipe nonesuch: expected a recipe name (default, paper"),
+        (["--recipe", str(tmp_path / "broken.yaml")], "broken.yaml: not valid YAML (line 2)"),
+        (["--recipe", mini_file, "epochs"], "override 'epochs': expected KEY=VALUE or STAGE.KEY=VALUE"),
+        (["--recipe", mini_file, "export.epochs=3"], "override 'export.epochs=3': epochs is not a setting of stage "
+                                                      "export"),
+        (["--recipe", mini_file, "warmup.epochs=many"], "stages.warmup.epochs: expected an integer, got 'many'"),
+    ]:
+        result = CliRunner().invoke(main, ["train", str(tiny_prepared), "--run-dir", str(tmp_path / "r"), *args])
+        assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output, result.output
+        assert not (tmp_path / "r").exists()
