@@ -62,7 +62,13 @@ def network_description(checkpoint_path) -> dict:
 
     path = _checkpoint_file(checkpoint_path)
     text = None
-    if h5py.is_hdf5(str(path)):
+    is_hdf5, is_zip = h5py.is_hdf5(str(path)), zipfile.is_zipfile(path)
+    if is_hdf5 and is_zip:  # Keras picks the zip for a .keras name, this check the HDF5: one file, two networks
+        raise ModelError(f"{path}: refused: the file is both an HDF5 file and a zip archive; edgekd opens only "
+                         f"checkpoints of its own networks")
+    if path.suffix.lower() == ".keras" and not is_zip:
+        raise ModelError(f"{path}: not a checkpoint (a .keras name, but not a .keras archive)")
+    if is_hdf5:
         try:
             with h5py.File(path, "r") as f:
                 text = f.attrs.get("model_config")
@@ -71,7 +77,7 @@ def network_description(checkpoint_path) -> dict:
         if text is None:
             raise ModelError(f"{path}: not a checkpoint (an HDF5 file without a network description: weights "
                              f"alone, or another program's file)")
-    elif zipfile.is_zipfile(path):
+    elif is_zip:
         try:
             with zipfile.ZipFile(path) as z:
                 text = z.read("config.json")

@@ -179,7 +179,7 @@ def data():
 @click.option("--force", is_flag=True, help="Rewrite a prepared folder (only one that prepare wrote).")
 def data_prepare(dataset, root, out_dir, input_size, margin, val_fraction, asm_variance, seed, fit_detector, force):
     """Prepare a dataset for training, e.g.
-    `edgekd data prepare --root ../shared/data/300w --out-dir runs/data/300w-128`.
+    `edgekd data prepare --root path/to/300w --out-dir runs/data/300w-128`.
 
     A rerun with the same settings finds the folder prepared and does nothing."""
     from edgekd.data.prepare import PrepareConfig, prepare
@@ -348,33 +348,24 @@ def train(prepared, overrides, run_dir, stage, recipe, epochs, batch_size, lr, s
     its float32 and int8 exports. `control=true` trains its plain control; `--stage X` trains one stage alone.
     """
     import json
-    from dataclasses import replace
 
     from edgekd import recipe as recipes
-    from edgekd.losses import KDLossConfig
     from edgekd.train import train as train_stage
 
-    kd = replace(KDLossConfig.paper_figure() if loss_variant == "paper-figure" else KDLossConfig(), main=main_loss,
-                 teacher_blend=teacher_blend)
-    explicit = _explicit_train_fields(click.get_current_context())
+    ctx = click.get_current_context()
+    explicit = _explicit_train_fields(ctx)
     if no_augment and augment_preset is not None:
         raise OptionError(f"--no-augment and --augment {augment_preset}: choose one (--no-augment trains on the "
                           f"canonical crops only)")
+    given = _given_settings(ctx, locals())
     if stage == "all":
-        _train_recipe(prepared, run_dir, recipe, overrides, explicit, locals(), kd, resume, dry_run)
+        _train_recipe(prepared, run_dir, recipe, overrides, explicit, given, resume, dry_run)
         return
     if overrides:
         raise OptionError(f"{overrides[0]}: KEY=VALUE overrides set a recipe's stages; with --stage {stage} give "
                           f"options (--epochs 30, ...)")
-    cfg = recipes.stage_config(
-        recipe, stage=stage, epochs=epochs, batch_size=batch_size,
-        learning_rate=lr, schedule=schedule, warmup_steps=warmup_steps, min_lr=min_lr, lr_decay=lr_decay, loss=loss,
-        head_init=head_init, head=head, input_norm=input_norm, augment_preset=augment_preset, alpha=alpha,
-        dropout=dropout, stochastic_depth=stochastic_depth, teacher_arch=teacher_arch, teacher_flip=teacher_flip,
-        seed=seed, augment=not no_augment, strategy=strategy, steps_per_epoch=steps_per_epoch,
-        average_last=average_last,
-        teachers_dir=teachers_dir, teacher_targets=teacher_targets, init_from=init_from, kd=kd,
-        progress=logs.show_progress())
+    cfg = recipes.stage_config(recipe, stage=stage, teachers_dir=teachers_dir, teacher_targets=teacher_targets,
+                               init_from=init_from, progress=logs.show_progress(), **given)
     if dry_run:
         from edgekd.train import dry_run as project
 
@@ -388,26 +379,48 @@ def train(prepared, overrides, run_dir, stage, recipe, epochs, batch_size, lr, s
 _STAGE_ONLY = {"init_from": "--init-from", "teachers_dir": "--teachers-dir", "teacher_targets": "--teacher-targets"}
 
 
-def _train_recipe(prepared, run_dir, recipe_name, overrides, explicit, given, kd, resume, dry_run):
+def _given_settings(ctx, params: dict) -> dict:
+    """The settings the user gave on the command line, as TrainConfig fields (``kd`` as the KD-Loss constants
+    given): what wins over the recipe, and nothing else (an option left at its default does not)."""
+    from click.core import ParameterSource
+
+    from edgekd.losses import KDLossConfig
+    from edgekd.train import TrainConfig
+
+    given_option = lambda name: ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE  # noqa: E731
+    values = {"learning_rate": params["lr"], "augment": not params["no_augment"]}
+    out = {}
+    for name in TrainConfig.__dataclass_fields__:
+        option = {"learning_rate": "lr", "augment": "no_augment"}.get(name, name)
+        if name not in ("kd", "stage", "recipe", "progress", "teachers_dir", "teacher_targets", "init_from") \
+                and option in ctx.params and given_option(option):
+            out[name] = values.get(name, params.get(name))
+    kd = {}
+    if given_option("loss_variant"):
+        constants = KDLossConfig.paper_figure() if params["loss_variant"] == "paper-figure" else KDLossConfig()
+        kd.update({k: getattr(constants, k) for k in ("c", "tough_pos", "tough_neg", "tol_pos", "tol_neg", "ramp",
+                                                       "main_slope", "w_main", "w_tough", "w_tol")})
+    if given_option("main_loss"):
+        kd["main"] = params["main_loss"]
+    if given_option("teacher_blend"):
+        kd["teacher_blend"] = params["teacher_blend"]
+    if kd:
+        out["kd"] = kd
+    return out
+
+
+def _train_recipe(prepared, run_dir, recipe_name, overrides, explicit, given, resume, dry_run):
     """`edgekd train` of a whole recipe: explicit options become overrides of every stage that has the setting."""
     import json
 
     from edgekd import recipe as recipes
-    from edgekd.losses import KDLossConfig
 
     for name, option in _STAGE_ONLY.items():
         if name in explicit:
             raise OptionError(f"{option}: a recipe's stages start from each other and find their teachers in the run; "
                               f"give it with --stage STAGE to train one stage alone")
-    values = {"learning_rate": given["lr"], "augment_preset": given["augment_preset"],
-              "augment": not given["no_augment"], "progress": None}
-    options = []
-    for name in sorted(explicit):
-        if name == "kd":
-            options += [f"kd.{k}={json.dumps(getattr(kd, k))}" for k in KDLossConfig.__dataclass_fields__
-                        if getattr(kd, k) != getattr(KDLossConfig(), k)] or [f"kd.main={json.dumps(kd.main)}"]
-        elif name in recipes.TRAIN_KEYS:
-            options.append(f"{name}={json.dumps(values.get(name, given.get(name)))}")
+    options = [f"kd.{k}={json.dumps(v)}" for k, v in given.pop("kd", {}).items()]
+    options += [f"{name}={json.dumps(value)}" for name, value in sorted(given.items())]
     loaded = recipes.load(recipe_name, (*options, *overrides))
     if dry_run:
         _print_projection(recipes.project(prepared, loaded))
@@ -552,7 +565,7 @@ def bench(models, root, dataset, split, prepared, out_dir, name, exist_ok, crop,
           video, detector_backend,
           device, serial, adb_path, apk, benchmark_binary):
     """Accuracy and latency of .tflite models / Keras checkpoints, e.g.
-    `edgekd bench models/300w/student_qat_int8.tflite --root ../shared/data/300w --crop both --compare dlib`.
+    `edgekd bench models/300w/student_qat_int8.tflite --root path/to/300w --crop both --compare dlib`.
 
     Each run writes into a new folder runs/bench/exp, exp2, ... unless --out-dir or --exist-ok says otherwise."""
     from edgekd.bench import benchmark

@@ -249,8 +249,8 @@ def fit_keypoint_mapping(triples, ridge: float = 1e-6):
 
 # Views of each training image for the keypoint fit: the image itself, and centred on a black canvas 1.6 and 2.5
 # times its size. BlazeFace reads the whole image at 128 px, so its keypoints sit differently in its box when the
-# face fills less of the frame; the 300-W training images of ../shared are cut to about twice the face (the face
-# fills half of the image), which a camera frame or a photo rarely is (session 8: fitted on those views alone,
+# face fills less of the frame; the 300-W training images are cut to about twice the face (the face
+# fills half of the image), which a camera frame or a photo rarely is (edgekd 0.7.0: fitted on those views alone,
 # the keypoint mapping put crops 5 % too large on photos where the face fills a third).
 KEYPOINT_FIT_PADS = (1.0, 1.6, 2.5)
 

@@ -54,7 +54,7 @@ class ExportConfig:
 
     ``prepared``: the prepared folder the checkpoint was trained on (default: the one its run recorded).
     ``bn_recalibration_samples``: training crops for re-estimating BatchNorm statistics before conversion
-    (../shared/STACK.md, BatchNorm trap); None = 0 for edgekd checkpoints (training re-estimates them before saving) and 256
+    (the BatchNorm trap of a from-scratch run: models.py); None = 0 for edgekd checkpoints (training re-estimates them before saving) and 256
     for any other Keras file. ``val_limit`` caps the validation faces (tests).
     """
 

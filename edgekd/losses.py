@@ -49,7 +49,7 @@ class KDLossConfig:
     def paper_figure(cls) -> "KDLossConfig":
         """Constants of the paper's figures: c 0.4, omega 1 / -0.5 for both teachers, ramp in R_L, L1 slope 1.
 
-        Weights stay 2/1/1 (the figure script's 2.5 is drawing-only, ../shared/METHOD.md §1.5).
+        Weights stay 2/1/1 (the figure script's 2.5 is drawing-only).
         """
         return cls(c=0.4, tough_pos=1.0, tough_neg=-0.5, tol_pos=1.0, tol_neg=-0.5, ramp=True, main_slope=1.0)
 
@@ -58,7 +58,7 @@ class KDLossConfig:
 
 
 def l2_loss(target, pred):
-    """Mean squared error over every coordinate of the batch (the teachers' loss, ../shared/METHOD.md §1.1)."""
+    """Mean squared error over every coordinate of the batch (the teachers' loss in the paper)."""
     import tensorflow as tf
 
     return tf.reduce_mean(tf.square(pred - tf.stop_gradient(target)))

@@ -1,4 +1,4 @@
-"""Accuracy metrics, measured in the original image (../shared/METHOD.md §9).
+"""Accuracy metrics, measured in the original image (the paper's protocol: NME normalised by the outer-eye-corner distance).
 
 Per-image NME = mean point-to-point error / distance between the scheme's outer eye corners (ground truth). A face
 the detector missed has NME = inf: it counts as a failure in FR and contributes 0 to AUC, and the mean NME is taken
@@ -70,7 +70,7 @@ def auc(errors, threshold: float = FAILURE_THRESHOLD) -> float:
 
 
 def auc_paper(errors, threshold: float = FAILURE_THRESHOLD, steps: int = 20) -> float:
-    """The KD-Loss code's AUC variant (../shared/METHOD.md §6): sum_j CED(t_j) * (t_{j-1} + t_j) / 2 over 20 thresholds in
+    """The KD-Loss code's AUC variant (the authors' released evaluation): sum_j CED(t_j) * (t_{j-1} + t_j) / 2 over 20 thresholds in
     [0, 0.1]; at most 0.95 and weighting large thresholds more. Reported only beside the standard AUC, labelled."""
     e = np.asarray(errors, np.float64)
     if not e.size:

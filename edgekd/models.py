@@ -4,7 +4,7 @@ Every network maps (B, S, S, 3) RGB in [0, 1] to (B, 2N) normalised crop coordin
 ``landmarks``. Models are flat (one Model, no nested sub-model) so that tfmot quantization-aware training can wrap
 them, and built from scratch (``weights=None``: nothing is downloaded).
 
-Three choices made here decide whether a from-scratch run on 2 CPU cores learns at all (../shared/STACK.md, benchmarks/README.md):
+Three choices made here decide whether a from-scratch run on 2 CPU cores learns at all (benchmarks/README.md, "What we tried"):
 - the input scaling each backbone was designed for is a layer inside the model (``Rescaling``), so the model's
   contract stays [0, 1] pixels everywhere (training data, .tflite metadata, runtime, Android) whatever the backbone;
 - the head can start at the mean training shape (bias) with a tiny kernel: the network then predicts a plausible
@@ -293,7 +293,7 @@ def recalibrate_batchnorm(model, dataset, steps: int) -> int:
     """Re-estimate every BatchNorm's moving mean/variance as the plain average over ``steps`` batches.
 
     Keras's momentum (0.99-0.999) lets the moving statistics lag far behind weights that change fast in a
-    from-scratch run, and validation then looks far worse than the network is (../shared/STACK.md, BatchNorm trap). Running
+    from-scratch run, and validation then looks far worse than the network is (the BatchNorm trap). Running
     the batches in training mode with momentum k/(k+1) for the k-th batch (0-based) makes the stored statistics the
     cumulative mean of the per-batch statistics. Runs eagerly so the changing momentum takes effect; only the
     moving statistics change (no weights, no optimizer). ``dataset`` yields images or (images, targets) tuples.

@@ -13,13 +13,13 @@ This is training (it sits beside the trainers, below export): export converts wh
 - The fine-tune fits the float network's own outputs on the same augmented crops (``target="float"``, the
   default), with the run's plain loss: its job is to make the int8-simulated network compute what the float one
   does, and against the ground truth it would also chase the float network's remaining errors. Measured on
-  validation over three networks (session 9, benchmarks/README.md): int8 - float32 +0.031 to +0.041 fitting the
+  validation over three networks (edgekd 0.8.0, CHANGELOG.md): int8 - float32 +0.031 to +0.041 fitting the
   float network, +0.058 to +0.076 fitting the truth with the same 3 epochs.
   ``target="truth"``: the run's own objective. KD-Loss with the student's frozen teachers (or their cached outputs,
   teacher_targets.py) when they are given; for a blended baseline (``teacher_blend`` > 0, its Tough teacher alone)
   the run's plain loss against its blend of the ground truth and the teacher's outputs (it keeps distilling a
-  teacher better than the float network, but measured on session 11's student and its ensemble teacher it gave the
-  worst int8 file of session 12: 4.093 % against 4.071-4.088 % fitting the float network); else the run's plain
+  teacher better than the float network, but measured on the 0.10.0 student and its ensemble teacher it gave the
+  worst int8 file of the 0.11.0 runs: 4.093 % against 4.071-4.088 % fitting the float network); else the run's plain
   loss on the hard targets.
 """
 from __future__ import annotations
@@ -41,10 +41,10 @@ QAT_TARGETS = ("float", "truth")  # what the fine-tune fits: the float network's
 class QATConfig:
     """The fine-tune recipe. Values are checked where users give them (export.ExportConfig.validate)."""
 
-    # the defaults are the recipe measured best (benchmarks/README.md, sessions 9 and 12): 6 epochs at 1e-5, cosine
-    # to 0, fitting the float network. Session 12, one network: 12 epochs scored 0.000 and 0.013 below 6 (two
+    # the defaults are the recipe measured best (edgekd 0.8.0 and 0.11.0, CHANGELOG.md): 6 epochs at 1e-5, cosine
+    # to 0, fitting the float network. For 0.11.0, one network: 12 epochs scored 0.000 and 0.013 below 6 (two
     # seeds), 24 epochs 0.004 above; six such runs spread over 4.071-4.088 %, so 6 is kept for half the time (the
-    # file shipped in session 12 is the best of those six, a 12-epoch run); 3e-5 and 1e-4 were worse.
+    # file shipped in 0.11.0 is the best of those six, a 12-epoch run); 3e-5 and 1e-4 were worse.
     epochs: int = 6
     steps_per_epoch: int | None = None  # None = one pass over the training split per epoch
     batch_size: int = 32
@@ -104,7 +104,7 @@ def quantize_model(model, float_head: bool = False):
     ``float_head``: the landmark layer (the last layer, a Dense: models.HEAD_NAME in edgekd's networks) is left
     unwrapped, so the converter dequantizes the int8 features before it and runs it in float: the output is no
     longer rounded to an int8 grid (0.45 crop px per step at 128 px), for 0.5 MB of float weights and about 0.02 ms
-    (benchmarks/README.md, session 12)."""
+    (edgekd 0.11.0, CHANGELOG.md)."""
     import tensorflow_model_optimization as tfmot
     import tf_keras as keras
 

@@ -141,7 +141,7 @@ def inspect_ops(tflite: bytes) -> dict:
     dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in it.get_tensor_details()}
     groups: dict[tuple, int] = {}
     fallback: dict[tuple, int] = {}
-    for op in it._get_ops_details():  # private but stable since TF 2.3; ../shared/STACK.md checked it on LiteRT 2.3.0
+    for op in it._get_ops_details():  # private but stable since TF 2.3; checked on LiteRT 2.3.0
         ins = tuple(dtypes[i] for i in op["inputs"] if i >= 0)
         outs = tuple(dtypes[i] for i in op["outputs"] if i >= 0)
         key = (op["op_name"], ins, outs)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import time
 import typing
 from dataclasses import dataclass, fields, replace
@@ -80,7 +81,10 @@ class Recipe:
     control: bool = False
 
     def stage(self, name: str) -> Stage:
-        return next(s for s in self.stages if s.name == name)
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise RecipeError(f"{self.source}: no stage {name!r} (stages: {', '.join(s.name for s in self.stages)})")
 
     def to_dict(self) -> dict:
         return {"name": self.name, "source": self.source, "sha256": self.sha256, "input_size": self.input_size,
@@ -112,19 +116,41 @@ def recipe_path(name_or_file) -> Path:
     return path
 
 
-def stage_config(name_or_file=DEFAULT_RECIPE, **overrides) -> TrainConfig:
-    """The TrainConfig of one stage trained alone (`edgekd train --stage X`): the recipe file's shared ``settings``,
-    with ``overrides`` (None values ignored) winning over them, e.g. ``stage_config("default", stage="baseline",
-    epochs=40)``."""
+def stage_config(name_or_file=DEFAULT_RECIPE, stage: str = "baseline", **given) -> TrainConfig:
+    """The TrainConfig of one stage trained alone (`edgekd train --stage X`): the recipe's shared ``settings`` (not
+    a stage's own section: a stage alone is the user's, e.g. a fine-tune), then ``given`` (None values ignored;
+    ``kd`` a dict of KD-Loss constants merged over the recipe's), e.g. ``stage_config("paper", "tough", epochs=40)``;
+    what is in neither takes TrainConfig's default."""
     recipe = load(name_or_file)
-    path = recipe_path(name_or_file)
-    shared = yaml.safe_load(path.read_bytes()).get("settings") or {}
-    settings = _checked_settings(path, Stage("settings", "baseline", None, dict(shared)), where="settings")
-    kd = settings.pop("kd", None)
-    fields_ = {**settings, **{k: v for k, v in overrides.items() if v is not None}}
-    if kd and "kd" not in overrides:
-        fields_["kd"] = KDLossConfig(**kd)
-    return TrainConfig(recipe=recipe.name, **fields_)
+    settings = _checked_settings(recipe_path(name_or_file), Stage("settings", "baseline", None,
+                                                                  dict(_shared_settings(name_or_file))),
+                                 where="settings")
+    given = {k: v for k, v in given.items() if v is not None}
+    kd = {**(settings.pop("kd", None) or {}), **(given.pop("kd", None) or {})}
+    return TrainConfig(stage=stage, recipe=recipe.name, kd=KDLossConfig(**kd), **{**settings, **given})
+
+
+def _shared_settings(name_or_file) -> dict:
+    raw = yaml.load(recipe_path(name_or_file).read_bytes(), Loader=_UniqueKeyLoader)  # noqa: S506
+    return raw.get("settings") or {}
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last one silently: a
+    second ``tough:`` block would replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+STAGE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
 def load(name_or_file, overrides=(), control: bool = False) -> Recipe:
@@ -132,7 +158,7 @@ def load(name_or_file, overrides=(), control: bool = False) -> Recipe:
     path = recipe_path(name_or_file)
     raw_bytes = path.read_bytes()
     try:
-        raw = yaml.safe_load(raw_bytes)
+        raw = yaml.load(raw_bytes, Loader=_UniqueKeyLoader)  # noqa: S506  (a SafeLoader subclass)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -156,6 +182,10 @@ def load(name_or_file, overrides=(), control: bool = False) -> Recipe:
     stages = []
     for stage_name, body in stages_raw.items():
         where = f"stages.{stage_name}"
+        if not isinstance(stage_name, str) or not STAGE_NAME.match(stage_name) or stage_name in (
+                *TRAIN_KEYS, *EXPORT_KEYS, "kd", "control"):
+            raise RecipeError(f"{path}: {where}: a stage name is a folder name of lower-case letters, digits, _ and "
+                              f"- (starting with a letter) that is not a setting's name")
         if not isinstance(body, dict):
             raise RecipeError(f"{path}: {where}: expected a mapping with kind, from and settings")
         kind = body.get("kind")
@@ -322,12 +352,34 @@ def _check_graph(path: Path, recipe: Recipe) -> None:
                                       f"before it")
         if stage.name in seen:
             raise RecipeError(f"{path}: {where}: the name is used twice")
-        if stage.kind != "export":
-            try:
+        try:
+            if stage.kind == "export":
+                _check_export_settings(stage.settings)
+            else:
                 recipe.train_config(stage, ".").validate()
-            except EdgekdError as e:
-                raise RecipeError(f"{path}: {where}: {e}") from None
+        except EdgekdError as e:
+            raise RecipeError(f"{path}: {where}: {e}") from None
         seen[stage.name] = stage
+
+
+def _check_export_settings(settings: dict) -> None:
+    """An export stage's values, checked when the recipe is read, not after hours of training."""
+    from edgekd.errors import check_range
+    from edgekd.qat import QAT_SCHEDULES, QAT_TARGETS
+
+    for key, allowed in (("qat_schedule", QAT_SCHEDULES), ("qat_target", QAT_TARGETS)):
+        if key in settings and settings[key] not in allowed:
+            raise EdgekdError(f"{key} {settings[key]!r}: expected one of {', '.join(allowed)}")
+    for key, lo, integer in (("calibration_samples", 1, True), ("qat_epochs", 1, True), ("tolerance", 0, False),
+                             ("seed", 0, True)):
+        if key in settings:
+            check_range(key, settings[key], lo, integer=integer)
+    if settings.get("qat_steps_per_epoch") is not None:
+        check_range("qat_steps_per_epoch", settings["qat_steps_per_epoch"], 1, integer=True)
+    if "qat_learning_rate" in settings:
+        check_range("qat_learning_rate", settings["qat_learning_rate"], 0, lo_open=True)
+    if settings.get("float_head") and "qat" not in settings["modes"]:
+        raise EdgekdError("float_head: only with the qat mode")
 
 
 def as_control(recipe: Recipe) -> Recipe:
@@ -354,6 +406,11 @@ def as_control(recipe: Recipe) -> Recipe:
             stages.append(replace(stage, start=start))
     if not renamed:
         raise RecipeError(f"{recipe.source}: control=true: the recipe has no KD student to control")
+    kept = {s.name for s in stages}
+    for s in stages:
+        if s.start is not None and s.start not in kept:
+            raise RecipeError(f"{recipe.source}: control=true: stage {s.name} starts from {s.start}, a teacher stage "
+                              f"the plain control leaves out")
     return replace(recipe, stages=tuple(stages), control=True)
 
 
@@ -361,38 +418,55 @@ def as_control(recipe: Recipe) -> Recipe:
 RECORD = "recipe.json"
 
 
-def check_run(run_dir, recipe: Recipe, resume: bool) -> None:
-    """A run folder holds one recipe: continue it only with --resume and the very recipe it started with."""
+def check_run(run_dir, recipe: Recipe, resume: bool, data_sha256: str | None) -> None:
+    """A run folder holds one recipe and its plain control, on one prepared folder: a recipe that ran here
+    continues only with --resume; another recipe, other settings or other data are refused; --resume with nothing
+    of this recipe to resume is refused with what was found."""
     record = Path(run_dir) / RECORD
-    if not record.is_file():
-        return
-    try:
-        started = json.loads(record.read_text())
-    except ValueError as e:
-        raise RecipeError(f"{record}: unreadable ({e}); use another --run-dir") from None
-    runs = started.get("runs", [])
+    runs = []
+    if record.is_file():
+        try:
+            runs = json.loads(record.read_text())["runs"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise RecipeError(f"{record}: unreadable ({e}); use another --run-dir") from None
     mine = _comparable(recipe.to_dict())
-    if not any(_comparable(r) == mine for r in runs) and not recipe.control:
-        if not any(not r.get("control") for r in runs):
-            return  # only a control ran here so far: the KD run may share its warm start
-        first = next(r for r in runs if not r.get("control"))
+    same = [r for r in runs if _comparable(r) == mine]
+    if resume and not same:
+        found = ", ".join(f"{r['name']}{' (control)' if r.get('control') else ''}" for r in runs) or "nothing"
+        raise RecipeError(f"--resume: {run_dir} holds no run of this recipe and settings to resume (found: "
+                          f"{found}); leave out --resume to start it")
+    if same and not resume:
+        raise RecipeError(f"{run_dir}: this recipe already ran here; pass --resume to continue it, or use another "
+                          f"--run-dir")
+    for r in runs:
+        if r.get("prepared_sha256") and data_sha256 and r["prepared_sha256"] != data_sha256:
+            raise RecipeError(f"{run_dir}: trained on other prepared data (manifest sha256 "
+                              f"{r['prepared_sha256'][:12]}, this folder's {data_sha256[:12]}); use that folder, or "
+                              f"another --run-dir")
+    kd_runs = [r for r in runs if not r.get("control")]
+    if not recipe.control and kd_runs and not same:
+        first = kd_runs[0]
         raise RecipeError(f"{run_dir}: started with recipe {first['name']} (sha256 {first['sha256'][:12]}, overrides "
                           f"{' '.join(first['overrides']) or 'none'}); resume it with the same --recipe and "
                           f"overrides, or use another --run-dir")
-    if not resume and any(_comparable(r) == mine for r in runs):
-        raise RecipeError(f"{run_dir}: this recipe already ran here; pass --resume to continue it, or use another "
-                          f"--run-dir")
+    if recipe.control and not same:
+        for r in runs:  # the control of another recipe would share this run's stages under other settings
+            if r.get("control") and _comparable(r) != mine:
+                raise RecipeError(f"{run_dir}: holds the control of another recipe or settings (sha256 "
+                                  f"{r['sha256'][:12]}); use another --run-dir")
 
 
 def _comparable(d: dict) -> dict:
-    return {k: d.get(k) for k in ("sha256", "overrides", "control", "stages")}
+    """What makes two runs the same: the file's bytes and the stages' effective settings (not the order or the
+    spelling of the overrides that made them)."""
+    return {k: d.get(k) for k in ("sha256", "control", "stages")}
 
 
-def _record(run_dir, recipe: Recipe) -> None:
+def _record(run_dir, recipe: Recipe, data_sha256: str | None) -> None:
     record = Path(run_dir) / RECORD
     runs = json.loads(record.read_text()).get("runs", []) if record.is_file() else []
     if not any(_comparable(r) == _comparable(recipe.to_dict()) for r in runs):
-        runs.append(recipe.to_dict())
+        runs.append({**recipe.to_dict(), "prepared_sha256": data_sha256})
     write_json(record, {"runs": runs})
 
 
@@ -422,12 +496,19 @@ def run(prepared_dir, run_dir, recipe: Recipe, resume: bool = False, progress: b
         raise RecipeError(f"{prepared_dir}: prepared at {data.input_size} px, but recipe {recipe.name} trains at "
                           f"{recipe.input_size} px; prepare it with `edgekd data prepare --root DATASET --out-dir "
                           f"DIR --input-size {recipe.input_size}`")
-    if resume and not (Path(run_dir) / RECORD).is_file():
-        raise RecipeError(f"--resume: {run_dir} holds no recipe run to resume (no {RECORD}); leave out --resume to "
-                          f"start one")
-    check_run(run_dir, recipe, resume)
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    _record(run_dir, recipe)
+    from edgekd.checkpoint import manifest_sha256
+    from edgekd.fileio import check_output_dir, mark_output_dir
+    from edgekd.models import check_batch_fits
+
+    data_sha256 = manifest_sha256(prepared_dir)
+    check_output_dir(run_dir, "train", "--run-dir")
+    check_run(run_dir, recipe, resume, data_sha256)
+    for stage in recipe.stages:  # what would refuse a later stage after hours, refused before the first starts
+        if stage.kind != "export":
+            cfg = recipe.train_config(stage, run_dir)
+            check_batch_fits(cfg.network(), data.input_size, cfg.batch_size, data.manifest.counts["train"])
+    mark_output_dir(run_dir, "train")
+    _record(run_dir, recipe, data_sha256)
     results = {}
     for i, stage in enumerate(recipe.stages):
         stage_dir = Path(run_dir) / stage.name
@@ -451,6 +532,8 @@ def run(prepared_dir, run_dir, recipe: Recipe, resume: bool = False, progress: b
            "overrides": list(recipe.overrides), "control": recipe.control, "stages": results,
            "total_seconds": round(total, 1)}
     write_json(Path(run_dir) / ("summary-control.json" if recipe.control else "summary.json"), out)
+    if recipe.control:
+        _note_control_in_cards(run_dir, recipe)
     return out
 
 
@@ -482,7 +565,8 @@ def _export(run_dir, recipe: Recipe, stage: Stage, prepared_dir, progress: bool,
     settings = dict(stage.settings)
     modes = settings.pop("modes")
     done_path = stage_dir / DONE
-    wanted = {"from": str(source), "settings": stage.settings}
+    wanted = {"from": stage.start, "source_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+              "settings": stage.settings}
     if done_path.is_file():
         done = json.loads(done_path.read_text())
         if done.get("wanted") == wanted:
@@ -522,15 +606,54 @@ def _card_record(run_dir, recipe: Recipe, stage: Stage) -> dict:
             d = json.loads(summary.read_text())
             stages[s.name] = {"kind": s.kind, "val_nme": d.get("best_val_nme"),
                               "seconds": stage_seconds(Path(run_dir) / s.name)}
-    control = Path(run_dir) / "summary-control.json"
-    plain = None
-    if control.is_file() and not recipe.control:
-        c = json.loads(control.read_text())
-        plain = {k: v.get("best_val_nme") for k, v in c["stages"].items() if k.endswith("-control")
-                 and "best_val_nme" in v}
     return {"recipe": recipe.name, "recipe_file": recipe.source, "recipe_sha256": recipe.sha256,
             "overrides": list(recipe.overrides), "control": recipe.control, "stages": stages,
-            "plain_control_val_nme": plain or None}
+            "plain_control_val_nme": None if recipe.control else _control_nme(run_dir, recipe)}
+
+
+def _control_nme(run_dir, recipe: Recipe) -> dict | None:
+    """The validation NME of ``recipe``'s own plain control in this run folder (its ``as_control``, nothing else),
+    each student stage's; None until that control has trained."""
+    expected = _comparable(as_control(recipe).to_dict())
+    record = Path(run_dir) / RECORD
+    runs = json.loads(record.read_text()).get("runs", []) if record.is_file() else []
+    if not any(r.get("control") and _comparable(r) == expected for r in runs):
+        return None
+    nme = {}
+    for stage in as_control(recipe).stages:
+        summary = Path(run_dir) / stage.name / SUMMARY
+        if stage.name.endswith("-control") and stage.kind != "export" and summary.is_file():
+            nme[stage.name] = json.loads(summary.read_text()).get("best_val_nme")
+    return nme or None
+
+
+def _note_control_in_cards(run_dir, control: Recipe) -> None:
+    """After a plain control, the cards of its KD recipe's exports (when they exist) gain the control's validation
+    NME, so the order of the two runs does not matter; the model files are not touched."""
+    from edgekd.export import render_card
+    from edgekd.fileio import write_text
+
+    record = Path(run_dir) / RECORD
+    for r in json.loads(record.read_text()).get("runs", []):
+        if r.get("control") or r["sha256"] != control.sha256:
+            continue
+        try:
+            kd = load(r["source"], r["overrides"])
+        except EdgekdError:  # the file moved or changed since: its run is not this control's
+            continue
+        if _comparable(as_control(kd).to_dict()) != _comparable(control.to_dict()):
+            continue
+        nme = _control_nme(run_dir, kd)
+        for stage in kd.stages:
+            if stage.kind != "export":
+                continue
+            for card_path in sorted((Path(run_dir) / stage.name).glob("*.card.json")):
+                card = json.loads(card_path.read_text())
+                if card.get("training"):
+                    card["training"]["plain_control_val_nme"] = nme
+                    write_json(card_path, card)
+                    write_text(card_path.with_name(card_path.name.replace(".card.json", ".card.md")),
+                               render_card(card))
 
 
 def project(prepared_dir, recipe: Recipe, timed_steps: int = 5) -> list[dict]:

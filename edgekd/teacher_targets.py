@@ -12,7 +12,7 @@ the augmented one; its output is carried by the augmentation's geometry (rotatio
 recomputed, and the photometric changes do not reach it. That makes it a different teacher: on augmented
 training crops the cached Tough teacher is closer to the truth than the same network run on them (4.37 against
 4.77 % NME), and KD-Loss, whose assistive terms use only how far the teacher is, trained a worse student from it
-than from the online teachers (1.076 against 0.892 x the plain control, benchmarks/README.md, session 7). Use it
+than from the online teachers (1.076 against 0.892 x the plain control, benchmarks/README.md, "What we tried"). Use it
 where the teachers' positions are passed on (``KDLossConfig.teacher_blend``) or to try ensembles cheaply.
 
 File (``edgekd data teach``): an .npz holding ``tough`` and ``tolerant`` (M, N, 2) float32 in box coordinates

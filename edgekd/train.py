@@ -856,7 +856,7 @@ def _summarize(run: "_Run", stage_dir: Path, start: int, seconds: float, average
     return summary
 
 
-# relative cost of one training step, MobileNetV2-1.0 = 1 (../shared/STACK.md, 128 px on 2 cores: 0.30 vs 1.24 s); a frozen
+# relative cost of one training step, MobileNetV2-1.0 = 1 (128 px on 2 cores: 0.30 vs 1.24 s per step); a frozen
 # teacher's forward pass costs about a third of its training step
 STEP_COST = {"mobilenetv2": 1.0, "efficientnet-b3": 4.1}
 FORWARD_SHARE = 1 / 3

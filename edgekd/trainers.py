@@ -37,9 +37,9 @@ class Ensemble(keras.Model):
     """Frozen networks that teach as one: the mean of their outputs, each run on the batch resized to its own input
     size and its output moved back to the batch's normalised coordinates.
 
-    Why: averaging teachers that err differently is a better teacher than any of them (benchmarks/README.md,
-    sessions 10-11: session 10's 128 px student and its 160 px fine-tune, mirror-averaged each, 3.905 % validation NME
-    against 3.991 and 3.997 % for each alone; the student that fitted it, session 11's, gained 0.03), and a teacher
+    Why: averaging teachers that err differently is a better teacher than any of them (edgekd 0.9.0
+    and 0.10.0: the 128 px student and its 160 px fine-tune, mirror-averaged each, 3.905 % validation NME against
+    3.991 and 3.997 % for each alone; the student that fitted it, 0.10.0's, gained 0.03), and a teacher
     trained at a larger input size still teaches a small student on the student's own augmented crops, upsampled.
     Resizing keeps the crop, so only the half-pixel offset of the normalised coordinates (teacher_targets.to_box)
     differs between sizes.
@@ -156,8 +156,8 @@ class Mimic(LandmarkTrainer):
     QAT uses blend 1: the int8-simulated network should compute what its float twin does (against the ground truth
     the fine-tune also chases the float network's remaining errors). With a better or a mirror-averaged teacher it
     is distillation of the teacher's positions into a plain student (Hinton et al.'s soft targets, for regression):
-    a student fitting its own mirror average learns, in one pass, part of what the second pass adds (benchmarks/
-    README.md, session 10: about a fifth).
+    a student fitting its own mirror average learns, in one pass, part of what the second pass adds (edgekd
+    0.9.0: about a fifth).
     """
 
     def __init__(self, net, reference, nme_pair, loss: str = "l1", blend: float = 1.0, flip_permutation=None,

@@ -839,6 +839,31 @@ def test_a_checkpoint_that_would_run_code_is_refused_by_every_verb_and_never_run
     assert marker.read_text() == "ran"
 
 
+def test_a_file_that_is_both_hdf5_and_a_keras_archive_is_refused(world, tmp_path):
+    """A harmless edgekd .h5 with a zip appended whose config.json holds another network: Keras loads the zip of a
+    `.keras` name, the check would read the HDF5. Such a polyglot is refused whatever its name, and a `.keras` name on
+    a file that is not a zip archive too."""
+    import zipfile
+
+    from edgekd.checkpoint import check_network, load_model
+    from edgekd.errors import EdgekdError
+
+    archive = tmp_path / "inner.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("config.json", json.dumps({"class_name": "TFOpLambda", "config": {}}))
+    real = (world / "ckpt" / "best.h5").read_bytes()
+    for name in ("poly.keras", "poly.h5"):
+        poly = tmp_path / name
+        poly.write_bytes(real + archive.read_bytes())
+        assert zipfile.is_zipfile(poly)
+        for opener in (check_network, load_model):
+            with pytest.raises(EdgekdError, match="refused: the file is both an HDF5 file and a zip archive"):
+                opener(poly)
+    (tmp_path / "h5.keras").write_bytes(real)
+    with pytest.raises(EdgekdError, match=r"h5\.keras: not a checkpoint \(a \.keras name, but not a \.keras archive"):
+        check_network(tmp_path / "h5.keras")
+
+
 def test_allowed_classes_cover_every_network_of_the_registry():
     """checkpoint.ALLOWED_CLASSES names every class a network of models.MODELS can hold, whatever its head,
     dropout or head initialisation (a new backbone must add its layers there, or its checkpoints are refused)."""

@@ -65,10 +65,13 @@ def test_ablation_rows_from_stage_folders(tmp_path):
     paper = rows[0]
     assert paper["steps"] == 4 * 4 and paper["median_epoch_minutes"] == pytest.approx(4 * 27 / 60)
     assert rows[1]["loss"] == "KD-Loss (paper-figure constants, main paper)"
+    assert table.last_epochs_mean(tmp_path / "paper" / "baseline" / "log.csv", k=2) == pytest.approx(5.75)
     for r in rows:
-        r["test_nme"] = 4.2
+        r["test_nme"], r["last10_val_nme"] = 4.2, 6.875
+    rows[1]["test_nme"] = None  # a choice made on validation: the test set was not read
     text = table.table(rows)
-    assert "| paper | l2 | cosine | gap (default) | 128 | [0, 1] | full | 5.500 | 4.20 | 16 | 1.8 |" in text
+    assert "| paper | l2 | cosine | gap (default) | 128 | [0, 1] | full | 5.500 | 6.875 | 4.20 | 16 | 1.8 |" in text
+    assert "| 5.500 | 6.875 | not read | 16 |" in text
 
 
 def test_ship_model_copies_the_model_and_says_where_it_came_from(tmp_path):

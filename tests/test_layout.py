@@ -137,3 +137,14 @@ print('ok')
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_the_package_cites_no_working_session_and_no_file_outside_the_repository():
+    """A user's clone has no ../shared and no lab notebook: the package speaks of versions (CHANGELOG.md)."""
+    import re
+
+    pattern = re.compile(r"session [0-9]+|\.\./shared", re.IGNORECASE)
+    hits = [f"{path.relative_to(REPO)}:{n}: {line.strip()}" for path in sorted(PACKAGE.rglob("*"))
+            if path.suffix in (".py", ".yaml", ".md") for n, line in enumerate(path.read_text().splitlines(), 1)
+            if pattern.search(line)]
+    assert not hits, "\n".join(hits)

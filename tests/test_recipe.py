@@ -126,8 +126,10 @@ def test_a_kill_in_the_middle_stage_resumes_to_the_same_weights(mini_run, mini_f
     assert not (run / "tolerant" / "summary.json").exists() and (run / "tolerant" / LAST).is_file()
     with pytest.raises(EdgekdError, match="pass --resume"):
         recipes.run(tiny_prepared, run, loaded, progress=False, echo=lambda *_: None)
-    with pytest.raises(EdgekdError, match="started with recipe mini"):
+    with pytest.raises(EdgekdError, match="holds no run of this recipe and settings to resume"):
         recipes.run(tiny_prepared, run, recipes.load(mini_file, ["seed=1"]), resume=True, progress=False)
+    with pytest.raises(EdgekdError, match="started with recipe mini"):
+        recipes.run(tiny_prepared, run, recipes.load(mini_file, ["seed=1"]), progress=False)
     lines = []
     recipes.run(tiny_prepared, run, loaded, resume=True, progress=False, echo=lines.append)
     assert lines[:2] == [f"warmup: already trained ({run / 'warmup' / 'summary.json'}), skipped",
@@ -141,7 +143,7 @@ def test_a_kill_in_the_middle_stage_resumes_to_the_same_weights(mini_run, mini_f
 def test_the_plain_control_shares_the_warm_start_and_drops_the_teachers(mini_run, mini_file, tiny_prepared):
     run, _ = mini_run
     result = CliRunner().invoke(main, ["-q", "train", str(tiny_prepared), "--run-dir", str(run), "--recipe", mini_file,
-                                       "student.epochs=3", "control=true", "--resume"])
+                                       "student.epochs=3", "control=true"])
     assert result.exit_code == 0, result.output
     summary = json.loads((run / "summary-control.json").read_text())
     assert list(summary["stages"]) == ["warmup", "student-control", "export-control"] and summary["control"]
@@ -150,6 +152,11 @@ def test_the_plain_control_shares_the_warm_start_and_drops_the_teachers(mini_run
     assert config["train"]["loss"] == "l1" and not config["train"]["teacher_flip"] and config["teachers"] == {}
     assert config["init_from"] == str((run / "warmup" / "best.h5").resolve())  # the KD student's very start
     assert (run / "export-control" / "student_float32.tflite").is_file()
+    # the KD export, written before the control trained, now names the control's validation NME in its card
+    card = json.loads((run / "export" / "student_float32.card.json").read_text())
+    assert card["training"]["plain_control_val_nme"] == {
+        "student-control": summary["stages"]["student-control"]["best_val_nme"]}
+    assert "| student-control | plain control |" in (run / "export" / "student_float32.card.md").read_text()
 
 
 def test_options_given_with_a_recipe_override_every_stage(tiny_prepared, mini_file, tmp_path):
@@ -198,6 +205,10 @@ def test_shipped_recipes_load_and_project(tiny_prepared):
     (lambda r: r["stages"]["student"]["kd"].update(weight=2), r"stages\.student\.kd\.weight: unknown key"),
     (lambda r: r["stages"]["export"].update(modes=["int4"]), r"stages\.export\.modes: \['int4'\]; expected"),
     (lambda r: r.pop("input_size"), r": input_size: missing"),
+    (lambda r: r["stages"]["export"].update(qat_schedule="cosin"), r"stages\.export: qat_schedule 'cosin'"),
+    (lambda r: r["stages"]["export"].update(tolerance=-1), r"stages\.export: tolerance"),
+    (lambda r: r["stages"].update({"../out": {"kind": "baseline"}}), r"stages\.\.\./out: a stage name is a folder"),
+    (lambda r: r["stages"].update({"seed": {"kind": "baseline"}}), r"stages\.seed: a stage name"),
 ])
 def test_bad_recipe_files_get_one_line_naming_file_and_key(tmp_path, edit, message):
     body = json.loads(json.dumps(MINI))
@@ -207,6 +218,43 @@ def test_bad_recipe_files_get_one_line_naming_file_and_key(tmp_path, edit, messa
         recipes.load(path)
     text = str(err.value)
     assert text.startswith(path) and "\n" not in text and re.search(message, text), text
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    text = yaml.safe_dump(MINI, sort_keys=False).replace("  tolerant:", "  tough:\n    kind: tough\n    epochs: 1\n"
+                                                         "  tolerant:", 1)
+    (tmp_path / "twice.yaml").write_text(text)
+    with pytest.raises(EdgekdError, match=r"twice\.yaml: not valid YAML \(line \d+\): the key 'tough' is given twice"):
+        recipes.load(tmp_path / "twice.yaml")
+
+
+def test_the_cli_maps_kd_options_to_their_own_keys(tiny_prepared, mini_file, tmp_path, monkeypatch):
+    """An option given on the command line wins over the recipe even where its value is KDLossConfig's default."""
+    seen = {}
+    monkeypatch.setattr(recipes, "run", lambda prepared, run_dir, loaded, **kw: seen.setdefault("r", loaded) and {})
+    args = ["train", str(tiny_prepared), "--run-dir", str(tmp_path / "r"), "--recipe", mini_file]
+    result = CliRunner().invoke(main, [*args, "--teacher-blend", "0", "--seed", "0"])
+    assert "r" in seen, result.output
+    student = seen.pop("r").stage("student").settings
+    assert student["kd"] == {"main": "l1", "teacher_blend": 0.0} and student["seed"] == 0
+    result = CliRunner().invoke(main, [*args, "--main-loss", "wing", "--loss-variant", "paper-figure"])
+    assert "r" in seen, result.output
+    kd = seen.pop("r").stage("student").settings["kd"]
+    assert kd["main"] == "wing" and kd["c"] == 0.4 and kd["ramp"] is True and kd["teacher_blend"] == 0.5
+
+
+def test_a_run_folder_is_bound_to_its_data_and_its_recipe(mini_run, mini_file, tiny_300w_root, tmp_path):
+    from edgekd.data.prepare import PrepareConfig, prepare
+
+    run, _ = mini_run
+    other = tmp_path / "other"  # the same faces and size, another validation split: other data
+    prepare(PrepareConfig(dataset="300w", root=str(tiny_300w_root), input_size=64, val_fraction=0.2), other,
+            progress=False)
+    with pytest.raises(EdgekdError, match="trained on other prepared data"):
+        recipes.run(other, run, recipes.load(mini_file, ["student.epochs=3"]), resume=True, progress=False)
+    with pytest.raises(EdgekdError, match=r"--resume: .* holds no run of this recipe and settings to resume \(found: "
+                                          r"mini"):
+        recipes.run(other, run, recipes.load(mini_file, ["student.epochs=4"]), resume=True, progress=False)
 
 
 def test_bad_recipe_names_and_overrides_in_the_cli(tiny_prepared, mini_file, tmp_path):

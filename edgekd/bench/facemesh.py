@@ -3,7 +3,7 @@ instead of edgekd, run here the way MediaPipe runs it and scored by the same met
 
 Why reimplement MediaPipe's graph rather than call it: the mediapipe wheels that install beside TensorFlow (1.x) ship
 no Face Mesh solution and no models, and the last one that does (0.10.21) cannot share a venv with TF 2.21
-(../shared/STACK.md section 3). So the network from the 0.10.21 wheel (Apache-2.0, see its NOTICE in
+(checked with mediapipe 1.2.3). So the network from the 0.10.21 wheel (Apache-2.0, see its NOTICE in
 edgekd/assets) runs on LiteRT like edgekd's models, behind the same BlazeFace short-range detector, with the pre-
 and post-processing of MediaPipe's ``face_landmark_front_cpu`` graph:
 

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 DLIB_NAME = "dlib 68-pt"
 UPSAMPLE = 1
 # Landmark square (CropSpec.box_from_points) -> dlib HOG box: centre += offset * side, side *= scale.
-# Fitted by `python -m edgekd.bench.peers fit ../shared/data/300w` on the 300-W training faces (lfpw+helen trainset).
+# Fitted by `python -m edgekd.bench.peers fit path/to/300w` on the 300-W training faces (lfpw+helen trainset).
 # 1601 of 1675 faces used (74 missed by HOG); median absolute deviation of offset x/y 0.065/0.025, log scale 0.014.
 DLIB_GT_OFFSET = (-0.0068, -0.0888)
 DLIB_GT_SCALE = 1.0312

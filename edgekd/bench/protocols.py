@@ -1,4 +1,4 @@
-"""The two crop protocols, reported separately (../shared/METHOD.md §9).
+"""The two crop protocols, reported separately (the paper measures from ground-truth crops).
 
 ``gt``: the crop box comes from the ground-truth landmarks (CropSpec.box_from_points), as the paper evaluates.
 ``detector``: the crop box comes from the MediaPipe detector's box mapped by the CropSpec, as an app runs; on an

@@ -2,7 +2,7 @@
 
 PCA on normalised training shapes (flattened x0, y0, x1, y1, ...), keeping the fewest eigenvectors that explain
 `variance` of the shape variance; a shape is projected onto them with each coefficient clipped to +-3 sqrt(lambda)
-(../shared/METHOD.md §2). No Procrustes alignment, as in the paper: the crop normalisation is the alignment.
+(the paper's soft landmarks). No Procrustes alignment, as in the paper: the crop normalisation is the alignment.
 """
 from __future__ import annotations
 

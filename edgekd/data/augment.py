@@ -3,7 +3,7 @@ photometric changes, applied per sample in the tf.data pipeline so every epoch s
 
 Prepared faces are stored with extra context around the crop (see prepare.py), so rotating or shrinking a face
 never pulls in black borders where the real image had pixels. Photometric ops work on uint8 through float32 with
-clipping, never with integer wrap-around (the public code's int8 gamma bug, ../shared/METHOD.md §8.9).
+clipping, never with integer wrap-around (the public KD-Loss code's int8 gamma bug).
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ class AugmentConfig:
     @classmethod
     def light(cls) -> "AugmentConfig":
         """Geometry, mirror, contrast and brightness only: the augmentation of the fast-CPU recipe (4.46 % NME in
-        33 minutes, ../shared/STACK.md). Gamma, blur, noise and occlusion make a short run on 1,500 faces learn slower."""
+        33 minutes on 2 CPU cores). Gamma, blur, noise and occlusion make a short run on 1,500 faces learn slower."""
         return cls(max_shift=0.05, gamma_range=(1.0, 1.0), blur=False, noise=False, occlusion=False)
 
     @classmethod
@@ -64,7 +64,7 @@ class AugmentConfig:
         """``mild`` with shifts of at most 3 % of the crop and scales of 0.94-1.06: the box jitter left when detector
         crops are placed from the keypoints (2.2 / 2.3 % of the landmark box off centre, 4.1 % in size, standard
         deviations) rather than from the box alone (2.7 / 3.9 / 6.4 %), so less of an under-fitting network goes
-        to offsets it will not see (session 8)."""
+        to offsets it will not see (edgekd 0.7.0)."""
         return replace(cls.mild(), max_shift=0.03, scale_range=(0.94, 1.06))
 
     @classmethod

@@ -131,9 +131,9 @@ def keypoint_features(box_xywh, keypoints) -> np.ndarray | None:
     (BlazeFace's order: right eye, left eye, nose tip, mouth, right ear, left ear).
 
     Why keypoints: the box mapping leaves BlazeFace's crop off the landmark box by 2.7 / 3.9 % of its side in x / y
-    and 6.4 % in size (standard deviations over the 168 validation faces), which costs session 7's network 0.15 NME
+    and 6.4 % in size (standard deviations over the 168 validation faces), which costs the 0.6.0 network 0.15 NME
     points against ground-truth crops; from the keypoints it is 2.2 / 2.3 / 4.1 % and 0.08 points
-    (benchmarks/README.md, session 8): where the eyes and mouth sit says where the landmarks are and how large the
+    (edgekd 0.7.0, CHANGELOG.md): where the eyes and mouth sit says where the landmarks are and how large the
     face is better than the box's edges do."""
     k = np.asarray(keypoints, dtype=np.float64) if keypoints is not None else None
     x, y, w, h = (float(v) for v in box_xywh)
