@@ -699,7 +699,7 @@ def _ops_section(card: dict) -> list[str]:
         xnn, gpu = delegates["xnnpack"], delegates["gpu"]
         lines += ["", "Delegates: XNNPACK takes " + ("every op (one partition, measured)" if xnn["every_op"] else
                                                      f"part of the graph ({xnn['partitions']} partitions)")
-                  + "; GPU delegate: " + ("LiteRT's compatibility analyzer flags no op (a static, lenient check)"
-                                          if gpu["analyzer_compatible"] else "the compatibility analyzer flags "
+                  + "; GPU delegate: " + ("TensorFlow Lite's model analyzer flags no op (a static, lenient check)"
+                                          if gpu["analyzer_compatible"] else "TensorFlow Lite's model analyzer flags "
                                           + "; ".join(gpu["analyzer_warnings"] or ["the model"]))]
     return lines

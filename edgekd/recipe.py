@@ -18,9 +18,13 @@ and ``STAGE.kd.main`` for KD-Loss's constants) win over the file and are recorde
 ``control=true`` turns the recipe into its plain control: the same stages and student steps without the teachers'
 terms (the teacher stages are left out, each KD student becomes a plain student named ``<name>-control``, and the
 stages downstream of it follow, renamed the same way), so one switch measures what the teachers add.
+
+The modules that load TensorFlow (tf_keras, the data pipeline, models, qat, export) are imported inside the
+functions that train or export, so reading and checking a recipe (and `edgekd train --help`) stays fast.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
@@ -32,10 +36,12 @@ from pathlib import Path
 
 import yaml
 
-from edgekd.errors import EdgekdError
-from edgekd.fileio import write_json
+from edgekd.checkpoint import manifest_sha256
+from edgekd.errors import EdgekdError, check_range
+from edgekd.fileio import check_output_dir, mark_output_dir, write_json, write_text
 from edgekd.losses import KDLossConfig
-from edgekd.train import BEST, SUMMARY, TrainConfig
+from edgekd.train import (BEST, SUMMARY, TrainConfig, check_finished_matches, dry_run, stage_cost, steps_per_epoch,
+                          train)
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 DEFAULT_RECIPE = "default"
@@ -52,6 +58,11 @@ EXPORT_KEYS = ("modes", "calibration_samples", "qat_epochs", "qat_steps_per_epoc
                "qat_schedule", "qat_target", "float_head", "tolerance", "allow_degradation", "seed")
 KD_KEYS = tuple(f.name for f in fields(KDLossConfig))
 DONE = "done.json"  # an export stage's record of what it wrote, and with which settings
+# a QAT step against a float step of the same network (MobileNetV2 at 128 px on 2 cores: 0.48 against 0.30 s), and
+# the fixed part of one export (conversion, validation of the file, latency), measured on a 2-core Xeon: what the
+# dry run and the ETA price an export stage at
+QAT_STEP_COST = 1.6
+EXPORT_SECONDS = 60.0
 
 
 class RecipeError(EdgekdError):
@@ -364,7 +375,6 @@ def _check_graph(path: Path, recipe: Recipe) -> None:
 
 def _check_export_settings(settings: dict) -> None:
     """An export stage's values, checked when the recipe is read, not after hours of training."""
-    from edgekd.errors import check_range
     from edgekd.qat import QAT_SCHEDULES, QAT_TARGETS
 
     for key, allowed in (("qat_schedule", QAT_SCHEDULES), ("qat_target", QAT_TARGETS)):
@@ -472,9 +482,7 @@ def _record(run_dir, recipe: Recipe, data_sha256: str | None) -> None:
 
 def stage_seconds(stage_dir: Path) -> float | None:
     """A training stage's measured time: every epoch's training and validation seconds in its log (resumed parts
-    included), so a stage that spanned sessions still reports what it cost."""
-    import csv
-
+    included), so a stage resumed after a kill still reports all it cost."""
     log = stage_dir / "log.csv"
     if not log.is_file():
         return None
@@ -483,23 +491,26 @@ def stage_seconds(stage_dir: Path) -> float | None:
     return round(sum(float(r.get("seconds") or 0) + float(r.get("eval_seconds") or 0) for r in rows), 1)
 
 
-def run(prepared_dir, run_dir, recipe: Recipe, resume: bool = False, progress: bool = True, echo=print) -> dict:
-    """Every stage of ``recipe`` in order into ``<run_dir>/<stage>/``; a finished stage is skipped, an unfinished one
-    continues from its last checkpoint (``resume``). Returns (and writes as ``summary.json``) each stage's result."""
-    import tf_keras as keras
-
+def _open_sized(prepared_dir, recipe: Recipe):
+    """The prepared folder, refused when it was prepared at another input size than the recipe trains at."""
     from edgekd.data.pipeline import PreparedData
-    from edgekd.train import check_finished_matches, train
 
     data = PreparedData.open(prepared_dir)
     if data.input_size != recipe.input_size:
         raise RecipeError(f"{prepared_dir}: prepared at {data.input_size} px, but recipe {recipe.name} trains at "
                           f"{recipe.input_size} px; prepare it with `edgekd data prepare --root DATASET --out-dir "
                           f"DIR --input-size {recipe.input_size}`")
-    from edgekd.checkpoint import manifest_sha256
-    from edgekd.fileio import check_output_dir, mark_output_dir
+    return data
+
+
+def run(prepared_dir, run_dir, recipe: Recipe, resume: bool = False, progress: bool = True, echo=print) -> dict:
+    """Every stage of ``recipe`` in order into ``<run_dir>/<stage>/``; a finished stage is skipped, an unfinished one
+    continues from its last checkpoint (``resume``). Returns (and writes as ``summary.json``) each stage's result."""
+    import tf_keras as keras
+
     from edgekd.models import check_batch_fits
 
+    data = _open_sized(prepared_dir, recipe)
     data_sha256 = manifest_sha256(prepared_dir)
     check_output_dir(run_dir, "train", "--run-dir")
     check_run(run_dir, recipe, resume, data_sha256)
@@ -540,7 +551,6 @@ def run(prepared_dir, run_dir, recipe: Recipe, resume: bool = False, progress: b
 def _later_epochs(recipe: Recipe, stage: Stage, run_dir) -> float:
     """The stages after ``stage`` in its own epochs (each priced by its step cost: a KD epoch runs its teachers too,
     a QAT epoch costs QAT_STEP_COST plain ones), for the run's ETA on every progress line."""
-    from edgekd.train import stage_cost
 
     own_cfg = recipe.train_config(stage, run_dir)
     own = stage_cost(own_cfg, stage.kind) * (own_cfg.steps_per_epoch or 1)
@@ -631,7 +641,6 @@ def _note_control_in_cards(run_dir, control: Recipe) -> None:
     """After a plain control, the cards of its KD recipe's exports (when they exist) gain the control's validation
     NME, so the order of the two runs does not matter; the model files are not touched."""
     from edgekd.export import render_card
-    from edgekd.fileio import write_text
 
     record = Path(run_dir) / RECORD
     for r in json.loads(record.read_text()).get("runs", []):
@@ -659,13 +668,8 @@ def _note_control_in_cards(run_dir, control: Recipe) -> None:
 def project(prepared_dir, recipe: Recipe, timed_steps: int = 5) -> list[dict]:
     """``--dry-run``: each stage's projected time on this machine, from a few real steps of its own network (a KD
     student priced with its teachers' forward passes; an export priced as its QAT epochs at the QAT step cost)."""
-    from edgekd.data.pipeline import PreparedData
-    from edgekd.train import dry_run, steps_per_epoch
 
-    data = PreparedData.open(prepared_dir)
-    if data.input_size != recipe.input_size:
-        raise RecipeError(f"{prepared_dir}: prepared at {data.input_size} px, but recipe {recipe.name} trains at "
-                          f"{recipe.input_size} px; prepare it with --input-size {recipe.input_size}")
+    data = _open_sized(prepared_dir, recipe)
     rows, plain_step = [], {}
     for stage in recipe.stages:
         if stage.kind == "export":
@@ -684,9 +688,4 @@ def project(prepared_dir, recipe: Recipe, timed_steps: int = 5) -> list[dict]:
         rows.append({**row, "stage": stage.name, "kind": stage.kind})
     return rows
 
-
-# a QAT step against a float step of the same network (MobileNetV2 at 128 px on 2 cores: 0.48 against 0.30 s), and
-# the fixed part of one export (conversion, validation of the file, latency), measured on a 2-core Xeon
-QAT_STEP_COST = 1.6
-EXPORT_SECONDS = 60.0
 

@@ -475,7 +475,8 @@ CASES = [
     ("train-recipe-other-input-size", ["train", "{w}/prepared", "--run-dir", "{w}/run", "--alpha", "0.5"],
      "{w}/prepared: prepared at 64 px, but recipe default trains at 128 px"),
     ("train-recipe-resume-nothing", ["train", "{w}/prepared", "--run-dir", "{w}/cwd/empty", "--recipe", "{w}/mini.yaml",
-                                     "--resume"], "--resume: {w}/cwd/empty holds no recipe run to resume"),
+                                     "--resume"],
+     "--resume: {w}/cwd/empty holds no run of this recipe and settings to resume (found: nothing)"),
     ("train-recipe-unknown-key", ["train", "{w}/prepared", "--run-dir", "{w}/cwd/r", "--recipe", "{w}/mini.yaml",
                                   "student.lr=1e-3"], "override 'student.lr=1e-3': lr is not a setting of stage student"),
     # --- train --dry-run: the same checks, before any timing

@@ -93,6 +93,13 @@ def test_mini_recipe_runs_every_stage_in_order_with_its_settings(mini_run, mini_
     lines = [line for line in output.splitlines() if "ETA stage" in line]
     assert len(lines) == 1 + 2 + 2 + 3 and all("s val" in line and "(best " in line for line in lines)
     assert "run " in lines[0] and "run " not in lines[-1]  # the last training stage has no later stages
+    assert [line.split()[0] for line in lines] == ["warmup"] + ["tough"] * 2 + ["tolerant"] * 2 + ["student"] * 3
+    # the Tolerant teacher's line says which NME selects it: its hard NME is log.csv's val_nme, its best the soft one
+    tolerant = [line for line in lines if line.startswith("tolerant ")]
+    rows = list(csv.DictReader((run / "tolerant" / "log.csv").open()))
+    for line, row in zip(tolerant, rows):
+        assert f"val NME {float(row['val_nme']):.2f}%, soft {float(row['val_nme_soft']):.2f}%" in line
+        assert "(best soft " in line
     for name in ("warmup", "tough", "tolerant", "student"):
         stage_dir = run / name
         assert STAGE_FILES <= {p.name for p in stage_dir.iterdir()}

@@ -22,6 +22,11 @@ PAGE = ROOT / "benchmarks" / "README.md"
 # Rows whose first cell does not name the file's entry (bench runs: the model as results.json names it, and the
 # protocol where the table has no protocol column; tables of training runs: the run, or the KD run and its control)
 ROWS = {
+    ("recipe-choice/kd-variants.json", "plain L1 (the control)"): {"run": "plain/baseline"},
+    ("recipe-choice/kd-variants.json", "KD-Loss, L1 main term"): {"run": "kd-l1/student"},
+    ("recipe-choice/kd-variants.json", "KD-Loss, L1 main term toward ½ truth + ½ teacher"): {"run": "kd-l1-b05/student"},
+    ("recipe-choice/kd-variants.json", "KD-Loss, L1 main term toward the teacher (default)"):
+        {"run": "kd-l1-b10/student"},
     ("peers-300w/results.json", "**edgekd 0.12.0 int8** `student_qat_int8.tflite`"): {"model": "student_qat_int8.tflite"},
     ("peers-300w/results.json", "MediaPipe Face Mesh (468 points, mapped to 68)"): {"model": "MediaPipe Face Mesh"},
     ("peers-300w/results.json", "dlib 68-point (HOG detector + shape predictor)"): {"model": "dlib 68-pt"},
@@ -93,6 +98,7 @@ def _runs_rule(header: str, runs: dict, row: dict):
     if "run" in spec:
         r = runs[spec["run"]]
         return {"val nme %": lambda: [r["val_nme"]], "test nme %": lambda: [r["test_nme"]],
+                "val nme % (last 10)": lambda: [r["last10_val_nme"]],
                 "ours: nme / fr / auc*": lambda: [r["test_nme"]]}.get(header)
     kd, control = runs[spec["kd"]], runs[spec["control"]]
     return {"epochs": lambda: [kd["epochs"]],

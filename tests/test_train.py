@@ -363,6 +363,8 @@ def test_resume_continues_from_last_checkpoint(tiny_prepared, tmp_path, one_epoc
     assert checkpoint_info(run / "baseline" / LAST)["epoch"] == 2
     assert _iterations(run / "baseline" / LAST) == 4  # optimizer state carried on: 2 steps x 2 epochs
     assert json.loads((run / "baseline" / "config.json").read_text())["resumed_from_epoch"] == 1
+    summary = json.loads((run / "baseline" / "summary.json").read_text())
+    assert summary["checkpoint"] == str(run / "baseline" / "best.h5")  # the path it wrote, not a bare file name
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_prepared, tmp_path, one_epoch_baseline, monkeypatch):
