@@ -31,7 +31,7 @@ import math
 import re
 import time
 import typing
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import yaml
@@ -90,6 +90,7 @@ class Recipe:
     stages: tuple[Stage, ...]
     overrides: tuple[str, ...] = ()
     control: bool = False
+    settings: dict = field(default_factory=dict, compare=False)  # the shared ``settings``, checked (stage_config)
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:
@@ -133,17 +134,10 @@ def stage_config(name_or_file=DEFAULT_RECIPE, stage: str = "baseline", **given) 
     ``kd`` a dict of KD-Loss constants merged over the recipe's), e.g. ``stage_config("paper", "tough", epochs=40)``;
     what is in neither takes TrainConfig's default."""
     recipe = load(name_or_file)
-    settings = _checked_settings(recipe_path(name_or_file), Stage("settings", "baseline", None,
-                                                                  dict(_shared_settings(name_or_file))),
-                                 where="settings")
+    settings = dict(recipe.settings)
     given = {k: v for k, v in given.items() if v is not None}
     kd = {**(settings.pop("kd", None) or {}), **(given.pop("kd", None) or {})}
     return TrainConfig(stage=stage, recipe=recipe.name, kd=KDLossConfig(**kd), **{**settings, **given})
-
-
-def _shared_settings(name_or_file) -> dict:
-    raw = yaml.load(recipe_path(name_or_file).read_bytes(), Loader=_UniqueKeyLoader)  # noqa: S506
-    return raw.get("settings") or {}
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -183,7 +177,7 @@ def load(name_or_file, overrides=(), control: bool = False) -> Recipe:
     if not isinstance(shared, dict):
         raise RecipeError(f"{path}: settings: expected a mapping of training settings")
     _keys(path, "settings.", shared, TRAIN_KEYS)
-    _checked_settings(path, Stage("settings", "baseline", None, dict(shared)), where="settings")
+    checked_shared = _checked_settings(path, Stage("settings", "baseline", None, dict(shared)), where="settings")
     stages_raw = raw["stages"]
     if not isinstance(stages_raw, dict) or not stages_raw:
         raise RecipeError(f"{path}: stages: expected a mapping of stage names to their settings, in order")
@@ -210,7 +204,7 @@ def load(name_or_file, overrides=(), control: bool = False) -> Recipe:
     stages = _apply_overrides(path, stages, overrides)
     stages = [Stage(s.name, s.kind, s.start, _checked_settings(path, s)) for s in stages]
     recipe = Recipe(name, str(path.resolve()), hashlib.sha256(raw_bytes).hexdigest(), input_size,
-                    str(raw.get("description") or "").strip(), tuple(stages), overrides)
+                    str(raw.get("description") or "").strip(), tuple(stages), overrides, settings=checked_shared)
     _check_graph(path, recipe)
     return as_control(recipe) if control else recipe
 

@@ -700,31 +700,37 @@ def _check_spatial_size(path: Path, size: int, wanted: int) -> None:
 
 def _build(cfg: TrainConfig, data, teachers: dict, steps: int):
     """(network, trainer, optimizer) of a stage, in the distribution strategy's scope."""
-    import tf_keras as keras
-
     from edgekd.models import build_network
-    from edgekd.trainers import Distiller, LandmarkTrainer, Mimic
 
     netcfg = cfg.network()
     shape = mean_shape(data) if netcfg.head_init == "mean-shape" else None
     net = build_network(data.num_points, data.input_size, netcfg, shape)
+    trainer, optimizer = _trainer(cfg, data, net, load_teachers(teachers, data) if teachers else {}, steps)
+    return net, trainer, optimizer
+
+
+def _trainer(cfg: TrainConfig, data, net, teachers: dict, steps: int):
+    """(trainer, optimizer) that train ``net`` as the stage asks, with ``teachers`` (role -> network) where it has
+    any; the optimizer's variables made now, as restore() makes them for --resume: fit's train function is then
+    traced once, not twice (a tf.function that creates variables is traced again), which is seconds at every
+    start."""
+    import tf_keras as keras
+
+    from edgekd.trainers import Distiller, LandmarkTrainer, Mimic
+
+    flip = data.scheme.flip_permutation if cfg.teacher_flip else None
     if cfg.stage == "student" and cfg.teacher_targets:
         trainer = Distiller(net, None, None, cfg.kd, data.scheme.nme_pair)  # outputs come with the batches
+    elif teachers and cfg.blended_baseline:
+        trainer = Mimic(net, teachers["tough"], data.scheme.nme_pair, cfg.loss, cfg.kd.teacher_blend, flip)
     elif teachers:
-        loaded = load_teachers(teachers, data)
-        flip = data.scheme.flip_permutation if cfg.teacher_flip else None
-        if cfg.blended_baseline:
-            trainer = Mimic(net, loaded["tough"], data.scheme.nme_pair, cfg.loss, cfg.kd.teacher_blend, flip)
-        else:
-            trainer = Distiller(net, loaded["tough"], loaded["tolerant"], cfg.kd, data.scheme.nme_pair, flip)
+        trainer = Distiller(net, teachers["tough"], teachers["tolerant"], cfg.kd, data.scheme.nme_pair, flip)
     else:
         trainer = LandmarkTrainer(net, TARGET[cfg.stage], data.scheme.nme_pair, cfg.loss)
     optimizer = keras.optimizers.Adam(learning_rate=make_schedule(cfg, steps * cfg.epochs))
     trainer.compile(optimizer=optimizer)
-    # its variables made now, as restore() makes them for --resume: fit's train function is then traced once, not
-    # twice (a tf.function that creates variables is traced again), which is seconds at every start
     optimizer.build(net.trainable_variables)
-    return net, trainer, optimizer
+    return trainer, optimizer
 
 
 def _write_config(stage_dir: Path, cfg: TrainConfig, prepared_dir, data, teachers: dict, start: int, net) -> dict:
@@ -908,10 +914,8 @@ def _time_steps(trainer, data, cfg: TrainConfig, timed_steps: int) -> float:
 def _stand_in_trainer(cfg: TrainConfig, data, net, steps: int):
     """The stage's KD (or blended) trainer with teachers that cost what the real ones will: fresh networks of the
     teachers' architecture at the data's input size, one per teacher folder, mirrored as the stage mirrors them."""
-    import tf_keras as keras
-
     from edgekd.models import build_network
-    from edgekd.trainers import Distiller, Ensemble, Mimic
+    from edgekd.trainers import Ensemble
 
     teacher_cfg = cfg.network("tough")
     members = len(cfg.teachers_dir or [None])
@@ -921,15 +925,8 @@ def _stand_in_trainer(cfg: TrainConfig, data, net, steps: int):
         nets = [build_network(data.num_points, data.input_size, teacher_cfg, shape) for _ in range(members)]
         return nets[0] if members == 1 else Ensemble(nets, data.input_size, name=f"{name}_ensemble")
 
-    flip = data.scheme.flip_permutation if cfg.teacher_flip else None
-    if cfg.blended_baseline:
-        trainer = Mimic(net, stand_in("tough"), data.scheme.nme_pair, cfg.loss, cfg.kd.teacher_blend, flip)
-    else:
-        trainer = Distiller(net, stand_in("tough"), stand_in("tolerant"), cfg.kd, data.scheme.nme_pair, flip)
-    optimizer = keras.optimizers.Adam(learning_rate=make_schedule(cfg, steps * cfg.epochs))
-    trainer.compile(optimizer=optimizer)
-    optimizer.build(net.trainable_variables)
-    return trainer
+    roles = ("tough",) if cfg.blended_baseline else ("tough", "tolerant")
+    return _trainer(cfg, data, net, {role: stand_in(role) for role in roles}, steps)[0]
 
 
 def dry_run(prepared_dir, cfg: TrainConfig, stages=("baseline",), timed_steps: int = 5) -> list[dict]:

@@ -181,7 +181,7 @@ def test_fit_detector_mapping_moves_boxes_towards_landmark_boxes(detector):
 @pytest.mark.skipif(not W300.is_dir(), reason="300-W data not available")
 def test_keypoint_mapping_places_crops_better_than_the_box_on_other_faces(detector):
     """Fitted on 120 real training faces, the keypoint mapping lands nearer the landmark box than the box mapping
-    fitted on the same faces, on 40 faces it did not see (session 8, 1,507 / 168 faces: x / y / size spread 2.7 /
+    fitted on the same faces, on 40 faces it did not see (edgekd 0.7.0, 1,507 / 168 faces: x / y / size spread 2.7 /
     3.9 / 6.4 % -> 2.2 / 2.3 / 4.1 % of the box)."""
     from edgekd.data.readers import load_image, read_dataset
 

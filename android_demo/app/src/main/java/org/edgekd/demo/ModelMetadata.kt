@@ -39,7 +39,7 @@ class ModelMetadata(
             }
             val c = o.getJSONObject("crop")
             val offset = c.optJSONArray("detector_offset")
-            // null (JSON null or absent, as in models exported before session 8): the box mapping alone
+            // null (JSON null or absent, as in models exported before edgekd 0.7.0): the box mapping alone
             val weights = c.optJSONArray("detector_keypoint_weights")?.let { rows ->
                 Array(rows.length()) { r -> rows.getJSONArray(r).let { row -> DoubleArray(row.length()) { row.getDouble(it) } } }
             }
