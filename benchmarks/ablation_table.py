@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgekd import logs  # noqa: E402
-from edgekd.fileio import write_bytes, write_json, write_text  # noqa: E402
+from edgekd.core import logs  # noqa: E402
+from edgekd.core.fileio import write_bytes, write_json, write_text  # noqa: E402
 
 # the ablation's order: the paper's settings, each change alone, every change together
 ORDER = ["paper", "paper+l1", "paper+cosine", "paper+mean-shape-head", "paper+input-norm", "paper+light-augment",

@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgekd.checkpoint import checkpoint_info, load_model, save_checkpoint  # noqa: E402
-from edgekd.errors import EdgekdError  # noqa: E402
-from edgekd.fileio import write_json  # noqa: E402
+from edgekd.core.checkpoint import checkpoint_info, load_model, save_checkpoint  # noqa: E402
+from edgekd.core.errors import EdgekdError  # noqa: E402
+from edgekd.core.fileio import write_json  # noqa: E402
 
 
 def average(paths: list[Path], out: Path, bn_samples: int = 256, seed: int = 0) -> dict:
@@ -64,7 +64,7 @@ def _recalibrate(net, info: dict, first: Path, samples: int, seed: int) -> None:
     """BatchNorm statistics from augmented training crops, augmented as the first input's run trained."""
     from edgekd.data.augment import AugmentConfig
     from edgekd.data.pipeline import PreparedData, make_dataset
-    from edgekd.models import recalibrate_batchnorm
+    from edgekd.models.backbones import recalibrate_batchnorm
 
     train = _train_config(first)
     prepared = info.get("prepared")

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from edgekd import logs  # noqa: E402
+from edgekd.core import logs  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -31,11 +31,11 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     logs.setup()
 
-    from edgekd import teacher_targets
-    from edgekd.checkpoint import load_model
+    from edgekd.training import teacher_targets
+    from edgekd.core.checkpoint import load_model
     from edgekd.data.augment import AugmentConfig
     from edgekd.data.pipeline import PreparedData
-    from edgekd.metrics import batch_nme
+    from edgekd.core.metrics import batch_nme
 
     data = PreparedData.open(args.prepared)
     data.attach_guides(teacher_targets.load(args.targets, data))

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from edgekd import logs  # noqa: E402
-from edgekd.fileio import write_json  # noqa: E402
+from edgekd.core import logs  # noqa: E402
+from edgekd.core.fileio import write_json  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -37,11 +37,11 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     logs.setup()
 
-    from edgekd.checkpoint import load_model
-    from edgekd.data.crop import invert, transform_points
+    from edgekd.core.checkpoint import load_model
+    from edgekd.core.crop import invert, transform_points
     from edgekd.data.pipeline import PreparedData
-    from edgekd.data.readers import load_image, read_pts
-    from edgekd.detector import FaceDetector, match_box
+    from edgekd.core.imageio import load_image, read_pts
+    from edgekd.core.detector import FaceDetector, match_box
 
     data = PreparedData.open(args.prepared)
     crop, (a, b) = data.crop, data.scheme.nme_pair

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from edgekd import logs  # noqa: E402
+from edgekd.core import logs  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -32,10 +32,10 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     logs.setup()
 
-    from edgekd.checkpoint import load_model
+    from edgekd.core.checkpoint import load_model
     from edgekd.data.pipeline import PreparedData
-    from edgekd.metrics import batch_nme
-    from edgekd.teacher_targets import teacher_outputs, to_box
+    from edgekd.core.metrics import batch_nme
+    from edgekd.training.teacher_targets import teacher_outputs, to_box
 
     folders = {d.input_size: d for d in (PreparedData.open(p) for p in args.prepared)}
     base = folders[min(folders)]

@@ -58,8 +58,8 @@ def compare(dump_path: str, caches: list[str]) -> None:
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from edgekd.bench.facemesh import Roi, fit_ridge
-    from edgekd.detector import match_box, points_box
-    from edgekd.metrics import batch_nme
+    from edgekd.core.detector import match_box, points_box
+    from edgekd.core.metrics import batch_nme
 
     ref = np.load(dump_path, allow_pickle=True).item()
     for item in caches:

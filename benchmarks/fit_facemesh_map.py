@@ -15,13 +15,13 @@ training images (lfpw + helen trainset); the test faces are never read. Steps:
 1. Every face through BlazeFace short-range (LiteRT) and MediaPipe's detector ROI (edgekd.bench.facemesh).
 2. The gt ROI's convention: where the detector ROI sits relative to the square around the annotated points in the
    eye-corner frame (centre offset in that frame, in sides, and the side's ratio), 10 %-trimmed means over the
-   training faces the detector found (edgekd.detector.fit_box_mapping's rule).
+   training faces the detector found (edgekd.core.detector.fit_box_mapping's rule).
 3. The network (the shipped face_landmark_with_attention.tflite, or --model) on both ROIs of every face; the 468
    mesh (x, y) (lips and eyes refined, for the attention model) and the 68 annotated points each in its ROI's
    normalised frame (crop x / 192 - 0.5).
 4. A ridge map [mesh, 1] -> 68 points, fitted on the training faces' crops of both ROIs together (so it serves both
    protocols), the ridge picked by 5-fold cross-validation on the training faces alone.
-5. Residual: NME (% of the outer-eye-corner distance, edgekd.metrics) of the mapped points against the annotation,
+5. Residual: NME (% of the outer-eye-corner distance, edgekd.core.metrics) of the mapped points against the annotation,
    on the validation faces, per ROI; and the fit's own (training) residual beside it.
 """
 from __future__ import annotations
@@ -39,8 +39,8 @@ sys.path.insert(0, str(REPO))
 
 from edgekd.bench.facemesh import (MAP_FILE, NUM_MESH, FaceMeshModel, MeshMap, fit_ridge,  # noqa: E402
                                    roi_from_detection, roi_from_points)
-from edgekd.detector import match_box  # noqa: E402
-from edgekd.errors import DataError  # noqa: E402
+from edgekd.core.detector import match_box  # noqa: E402
+from edgekd.core.errors import DataError  # noqa: E402
 
 RIDGES = (1e-7, 3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
 
@@ -65,7 +65,7 @@ def run_faces(samples, model, detector):
     presence. Images are not kept (a few GB for 300-W's photos): ``add_gt_meshes`` reads them again."""
     from tqdm import tqdm
 
-    from edgekd.data.readers import load_image
+    from edgekd.core.imageio import load_image
 
     rows = []
     for s in tqdm(samples, desc="face mesh, detector ROI", unit="face", leave=False):
@@ -83,8 +83,8 @@ def run_faces(samples, model, detector):
 
 def fit_gt_convention(rows):
     """(offset, scale, faces, spread): where the detector ROI sits relative to the square around the annotation in
-    the eye-corner frame (roi_from_points without offset), by edgekd.detector.fit_box_mapping's trimmed means."""
-    from edgekd.detector import fit_box_mapping
+    the eye-corner frame (roi_from_points without offset), by edgekd.core.detector.fit_box_mapping's trimmed means."""
+    from edgekd.core.detector import fit_box_mapping
 
     pairs = []
     for r in rows:
@@ -102,7 +102,7 @@ def fit_gt_convention(rows):
 def add_gt_meshes(rows, model, offset, scale):
     from tqdm import tqdm
 
-    from edgekd.data.readers import load_image
+    from edgekd.core.imageio import load_image
 
     for r in tqdm(rows, desc="face mesh, gt ROI", unit="face", leave=False):
         roi = roi_from_points(r["points"], offset, scale)
@@ -137,9 +137,9 @@ def design(rows, which):
 
 
 def residual_nme(mesh_map, rows, which):
-    """Mean NME % (image pixels, edgekd.metrics) of the mapped points on ``rows``' ``which`` ROI crops."""
-    from edgekd.metrics import nme
-    from edgekd.schemes import get_scheme
+    """Mean NME % (image pixels, edgekd.core.metrics) of the mapped points on ``rows``' ``which`` ROI crops."""
+    from edgekd.core.metrics import nme
+    from edgekd.core.schemes import get_scheme
 
     scheme = get_scheme("300w")
     errs = [nme(r[f"{which}_roi"].to_image(mesh_map.apply(r[f"{which}_mesh"][:, :2])), r["points"], scheme)
@@ -189,7 +189,7 @@ def fit_model(model_path, train, val, detector, prepared, cache=None):
             "cv_error_normalised_frame": cv,
             "gt_roi": {"offset": list(offset), "scale": scale, "faces": used, "spread_mad": list(spread),
                        "rule": "detector ROI vs the eye-corner-frame square of the annotation, 10%-trimmed means "
-                               "(edgekd.detector.fit_box_mapping)"},
+                               "(edgekd.core.detector.fit_box_mapping)"},
             "script": "benchmarks/fit_facemesh_map.py"}
     mesh_map = MeshMap(weights, offset, scale, info)
     for name, rows in (("train", rows_tr), ("val", rows_va)):

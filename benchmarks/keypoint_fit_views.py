@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from edgekd import logs  # noqa: E402
-from edgekd.fileio import write_json  # noqa: E402
+from edgekd.core import logs  # noqa: E402
+from edgekd.core.fileio import write_json  # noqa: E402
 
 PADS = (1.0, 1.6, 2.5)
 
@@ -35,11 +35,11 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     logs.setup()
 
-    from edgekd.checkpoint import load_model
-    from edgekd.data.crop import invert, transform_points
+    from edgekd.core.checkpoint import load_model
+    from edgekd.core.crop import invert, transform_points
     from edgekd.data.pipeline import PreparedData
-    from edgekd.data.readers import load_image, read_pts
-    from edgekd.detector import match_box, padded_view
+    from edgekd.core.imageio import load_image, read_pts
+    from edgekd.core.detector import match_box, padded_view
     from edgekd.runtime.blazeface import open_detector
 
     data = PreparedData.open(args.prepared)

@@ -26,9 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgekd import logs  # noqa: E402
-from edgekd.interpreter import make_interpreter  # noqa: E402
-from edgekd.timing import machine  # noqa: E402
+from edgekd.core import logs  # noqa: E402
+from edgekd.core.interpreter import make_interpreter  # noqa: E402
+from edgekd.core.timing import machine  # noqa: E402
 
 
 def op_names(model) -> list[str]:

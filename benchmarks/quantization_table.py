@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgekd.errors import EdgekdError  # noqa: E402
-from edgekd.fileio import write_json, write_text  # noqa: E402
+from edgekd.core.errors import EdgekdError  # noqa: E402
+from edgekd.core.fileio import write_json, write_text  # noqa: E402
 
 
 def recipe(card: dict) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgekd.fileio import write_bytes, write_json, write_text  # noqa: E402
+from edgekd.core.fileio import write_bytes, write_json, write_text  # noqa: E402
 
 
 def cards(model: Path) -> tuple[Path, Path]:
@@ -51,9 +51,9 @@ def _remap(model: bytes, card: dict, source: Path, prepared: Path) -> tuple[byte
     import hashlib
 
     from edgekd.data.pipeline import PreparedData
-    from edgekd.errors import EdgekdError
-    from edgekd.export import render_card
-    from edgekd.metadata import with_detector_mapping
+    from edgekd.core.errors import EdgekdError
+    from edgekd.export.exporter import render_card
+    from edgekd.core.metadata import with_detector_mapping
 
     try:
         model, meta = with_detector_mapping(model, PreparedData.open(prepared).crop, str(source))

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 import edgekd  # noqa: F401  (legacy Keras before TensorFlow)
-from edgekd.data.crop import CropSpec
-from edgekd.metadata import ModelMetadata, embed
-from edgekd.schemes import get_scheme
+from edgekd.core.crop import CropSpec
+from edgekd.core.metadata import ModelMetadata, embed
+from edgekd.core.schemes import get_scheme
 
 DATA = Path(os.environ.get("EDGEKD_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 W300 = DATA / "300w"

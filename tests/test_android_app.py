@@ -20,8 +20,8 @@ import pytest
 
 import edgekd  # noqa: F401
 from edgekd.bench import device
-from edgekd.data.crop import CropSpec, transform_points, invert, warp
-from edgekd.metadata import ModelMetadata, embed
+from edgekd.core.crop import CropSpec, transform_points, invert, warp
+from edgekd.core.metadata import ModelMetadata, embed
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "android_demo"
@@ -132,7 +132,7 @@ def test_crop_maths_match_crop_py(java):
                      + " ".join(repr(float(v)) for v in out),
                      "iou " + " ".join(map(repr, [*det.tolist(), *other.tolist()]))]
     answers = java(*commands)
-    from edgekd.detector import iou
+    from edgekd.core.detector import iou
 
     for k, (spec, det, pts, out, box, m, other) in enumerate(cases):
         a = answers[5 * k: 5 * k + 5]

@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 from runtime_helpers import SHIPPED_INT8
 
-from edgekd.cli import main
+from edgekd.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = SHIPPED_INT8
@@ -84,7 +84,7 @@ def world(tmp_path_factory, tiny_prepared):
     (w / "ckpt_link.tflite").symlink_to(w / "ckpt" / "best.h5")
     _second_battery_world(w, tiny_prepared)
     # run folders with recorded settings: a finished baseline and tough stage (3 epochs, alpha 0.35)
-    from edgekd.train import TrainConfig
+    from edgekd.training.train import TrainConfig
 
     for stage in ("baseline", "tough"):
         (w / "run" / stage).mkdir(parents=True)
@@ -159,7 +159,7 @@ def _second_battery_world(w: Path, tiny_prepared: Path) -> None:
     # the manifest's sha256, written by save_checkpoint)
     (w / "run_empty").mkdir()
     (w / "run_empty_stage" / "baseline").mkdir(parents=True)
-    from edgekd.train import TrainConfig
+    from edgekd.training.train import TrainConfig
 
     recorded = TrainConfig(stage="baseline", epochs=3, alpha=0.35, steps_per_epoch=2).to_dict()
     for name in ("run_bound", "run_bound_last"):
@@ -228,7 +228,7 @@ def tiny_checkpoint(prepared: Path, path: Path) -> Path:
     from test_export import _save
 
     from edgekd.data.pipeline import PreparedData, make_dataset
-    from edgekd.models import build_student, recalibrate_batchnorm
+    from edgekd.models.backbones import build_student, recalibrate_batchnorm
 
     keras.utils.set_random_seed(0)
     data = PreparedData.open(prepared)
@@ -846,8 +846,8 @@ def test_a_file_that_is_both_hdf5_and_a_keras_archive_is_refused(world, tmp_path
     a file that is not a zip archive too."""
     import zipfile
 
-    from edgekd.checkpoint import check_network, load_model
-    from edgekd.errors import EdgekdError
+    from edgekd.core.checkpoint import check_network, load_model
+    from edgekd.core.errors import EdgekdError
 
     archive = tmp_path / "inner.zip"
     with zipfile.ZipFile(archive, "w") as z:
@@ -868,8 +868,8 @@ def test_a_file_that_is_both_hdf5_and_a_keras_archive_is_refused(world, tmp_path
 def test_allowed_classes_cover_every_network_of_the_registry():
     """checkpoint.ALLOWED_CLASSES names every class a network of models.MODELS can hold, whatever its head,
     dropout or head initialisation (a new backbone must add its layers there, or its checkpoints are refused)."""
-    from edgekd.checkpoint import ALLOWED_CLASSES, network_refusal
-    from edgekd.models import MODELS, NetworkConfig, build_network
+    from edgekd.core.checkpoint import ALLOWED_CLASSES, network_refusal
+    from edgekd.models.backbones import MODELS, NetworkConfig, build_network
 
     def classes(node):
         if isinstance(node, dict):
@@ -896,7 +896,7 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_with_the_estimate(world, t
     """The estimate is checked against a built network (MobileNetV2 alpha 0.35 at 64 px: every layer's output
     elements per input pixel within 5 % of ACTIVATIONS_PER_PIXEL), and a machine too small for a batch refuses the
     run before anything is built, with the estimate and a batch size that fits."""
-    import edgekd.models as models
+    import edgekd.models.backbones as models
 
     net = models.build_network(68, 64, models.NetworkConfig(alpha=0.35, head_init="default"))
     elements = sum(int(np.prod(layer.output_shape[1:])) for layer in net.layers[1:])
@@ -919,7 +919,7 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_with_the_estimate(world, t
 def test_bench_reuses_its_own_folder_and_the_report_names_the_right_option(tmp_path):
     """bench marks its output folder; a second run into it is fine (its own files replaced, a note the user added
     kept), the same folder is refused to predict; the latency-only report asks for --root, the option that exists."""
-    from edgekd.fileio import OUTPUT_MARKER
+    from edgekd.core.fileio import OUTPUT_MARKER
 
     out = tmp_path / "b"
     for _ in range(2):
@@ -930,8 +930,8 @@ def test_bench_reuses_its_own_folder_and_the_report_names_the_right_option(tmp_p
     assert (out / "notes.txt").read_text() == "mine"
     report = (out / "report.md").read_text()
     assert "accuracy needs `--root`" in report and "--data" not in report
-    from edgekd.errors import OutputError
-    from edgekd.fileio import check_output_dir
+    from edgekd.core.errors import OutputError
+    from edgekd.core.fileio import check_output_dir
 
     with pytest.raises(OutputError, match=r"is the output folder of `edgekd bench`, not of `edgekd predict`"):
         check_output_dir(out, "predict", "--exist-ok")
@@ -975,7 +975,7 @@ def test_a_file_where_a_folder_is_needed_is_named_in_one_wording(tmp_path):
     "<the file>: is a file, not a folder", the wording every verb's own checks use."""
     import errno
 
-    from edgekd.errors import describe_os_error
+    from edgekd.core.errors import describe_os_error
 
     (tmp_path / "f").write_text("x")
     with pytest.raises(OSError) as exists:
@@ -1016,8 +1016,8 @@ def test_newcomer_frictions_are_gone(world, tmp_path, monkeypatch):
     prepare says why it fitted no keypoint mapping."""
     import warnings
 
-    from edgekd.data.readers import load_image
-    from edgekd.logs import NATIVE_NOISE
+    from edgekd.core.imageio import load_image
+    from edgekd.core.logs import NATIVE_NOISE
     from edgekd.runtime.blazeface import BlazeFace
 
     assert NATIVE_NOISE.match(b"fully_quantize: 0, inference_type: 6, input_inference_type: INT8, "
@@ -1061,7 +1061,7 @@ def test_os_errors_are_one_line_naming_the_path(world, tmp_path, monkeypatch, er
 KILL_DURING_INSTALL = """
 import os, signal, sys
 import edgekd.data.prepare as p
-from edgekd.cli import main
+from edgekd.cli.main import main
 p._install = lambda tmp, out: os.kill(os.getpid(), signal.SIGKILL)  # killed with everything written, not yet moved
 main(sys.argv[1:])
 """
@@ -1119,8 +1119,8 @@ def _kill_9_when(proc, ready, timeout: float = 240.0) -> None:
 
 FREEZE_EXPORT = """
 import sys, time
-import edgekd.export as e
-from edgekd.cli import main
+import edgekd.export.exporter as e
+from edgekd.cli.main import main
 # frozen inside write(): the model's bytes in a hidden temporary file, the new card.json written, the card.md and
 # the rename into place not yet done
 e.write_text = lambda *a, **k: time.sleep(600)
@@ -1132,7 +1132,7 @@ def test_kill_9_during_export_then_rerun_gives_the_same_model_and_no_stray_files
     """`export --int8` killed while writing its output, then the same command again: the .tflite is byte for byte
     the uninterrupted export's (the conversion is deterministic: same checkpoint, calibration seed and metadata),
     and nothing but the model and its card is left beside it."""
-    from edgekd.fileio import temp_names
+    from edgekd.core.fileio import temp_names
 
     args = ["-q", "export", str(world / "ckpt" / "best.h5"), "--int8", "--calibration-samples", "16", "--tolerance",
             "2"]
@@ -1155,8 +1155,8 @@ def test_kill_9_during_export_then_rerun_gives_the_same_model_and_no_stray_files
 
 FREEZE_TRAIN = """
 import sys, time
-import edgekd.train as t
-from edgekd.cli import main
+import edgekd.training.train as t
+from edgekd.cli.main import main
 save = t.save_checkpoint
 def save_then_freeze(net, path, info, optimizer=None):
     save(net, path, info, optimizer)
@@ -1230,7 +1230,7 @@ def test_video_errors_are_one_line_in_a_terminal_too(world, tmp_path, source, ex
     import sys
 
     out = tmp_path / "v.mp4"
-    r = subprocess.run([sys.executable, "-m", "edgekd.cli", "predict", str(MODEL), source.replace("{w}", str(world)),
+    r = subprocess.run([sys.executable, "-m", "edgekd.cli.main", "predict", str(MODEL), source.replace("{w}", str(world)),
                         "--out", str(out), "--max-frames", "1"], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert r.returncode == 2, r.stderr[-2000:]
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith("error: "), r.stderr
@@ -1257,7 +1257,7 @@ def test_stale_temporary_files_of_a_dead_writer_are_removed_and_a_live_ones_kept
     import subprocess
     import sys
 
-    from edgekd.fileio import write_text
+    from edgekd.core.fileio import write_text
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)
@@ -1269,7 +1269,7 @@ def test_stale_temporary_files_of_a_dead_writer_are_removed_and_a_live_ones_kept
     write_text(tmp_path / "log.csv", "a,b\n")
     assert not stale[0].exists() and stale[1].exists()  # write_text cleans its own target's temporary files
     assert live.exists() and unrelated.exists()
-    from edgekd.fileio import remove_stale_temps
+    from edgekd.core.fileio import remove_stale_temps
 
     assert remove_stale_temps(tmp_path / "best.h5") == [stale[1]]  # what export and checkpoints call
 
@@ -1294,7 +1294,7 @@ def test_test_images_never_enter_training_even_when_copied_into_a_training_folde
 def test_faces_that_cannot_be_cropped_are_skipped_by_name(world, tmp_path):
     """A 1x1 image and points far outside their image become skipped faces named by file, not black crops."""
     from edgekd.data.prepare import PrepareConfig, prepare
-    from edgekd.data.readers import read_pts, write_pts
+    from edgekd.core.imageio import read_pts, write_pts
 
     root = tmp_path / "300w"
     shutil.copytree(world / "300w", root, symlinks=True)

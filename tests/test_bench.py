@@ -14,10 +14,10 @@ from test_runtime import OracleModel
 
 from edgekd.bench import BenchConfig, benchmark
 from edgekd.bench import latency as lat
-from edgekd.data.crop import CropSpec
-from edgekd.detector import Detection
-from edgekd.errors import DataError, EdgekdError, ModelError
-from edgekd.timing import cpu_name
+from edgekd.core.crop import CropSpec
+from edgekd.core.detector import Detection
+from edgekd.core.errors import DataError, EdgekdError, ModelError
+from edgekd.core.timing import cpu_name
 
 needs_data = pytest.mark.skipif(not W300.is_dir(), reason="300-W data not available")
 try:
@@ -149,7 +149,7 @@ def test_landmark_count_mismatch_is_clear(tiny, tmp_path):
 
 @needs_data
 def test_corrupt_image_is_one_line_cli_error(tiny, tmp_path):
-    from edgekd.cli import main
+    from edgekd.cli.main import main
 
     data = _mini_300w(tmp_path / "300w", n=1)
     folder = data / "lfpw" / "testset"
@@ -203,7 +203,7 @@ def test_compare_without_dlib_is_clear(tiny, monkeypatch):
         return real_import(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", no_dlib)
-    from edgekd.errors import EdgekdError
+    from edgekd.core.errors import EdgekdError
 
     with pytest.raises(EdgekdError, match="--compare dlib needs dlib"):
         benchmark([tiny["float"]], compare=("dlib",), progress=False)
@@ -258,7 +258,7 @@ def test_cli_passes_phone_options_to_the_device_runner(tiny, monkeypatch, tmp_pa
     """`edgekd bench --device pixel --serial ... --adb ... --apk ...` reaches run_on_device with those options,
     the APK on the first run only."""
     from edgekd.bench import device
-    from edgekd.cli import main
+    from edgekd.cli.main import main
 
     if not W300.is_dir():
         pytest.skip("300-W data not available")
@@ -340,7 +340,7 @@ def test_bench_config_normalises_and_records_itself():
 
 
 def test_cli_bad_limit_fails_before_any_work(tmp_path):
-    from edgekd.cli import main
+    from edgekd.cli.main import main
 
     res = CliRunner().invoke(main, ["bench", str(tmp_path / "never-read.tflite"), "--limit", "0", "--out-dir",
                                     str(tmp_path / "o")])
@@ -424,7 +424,7 @@ def test_split_val_scores_the_prepared_folders_validation_faces(tiny_300w_root, 
     images (not the test set), in its order; a folder without that list is one clear error."""
     import json
 
-    from edgekd.errors import DataError
+    from edgekd.core.errors import DataError
     from runtime_helpers import SHIPPED_INT8 as model
 
     val_ids = [f["id"] for f in json.loads((tiny_prepared / "val" / "faces.json").read_text())]

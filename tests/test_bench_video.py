@@ -10,8 +10,8 @@ from runtime_helpers import SHIPPED_INT8, W300
 from test_bench import _mini_300w
 
 from edgekd.bench.video import CLIP, pan_zoom, render_clip
-from edgekd.data.crop import CropSpec, transform_points
-from edgekd.timing import cpu_name
+from edgekd.core.crop import CropSpec, transform_points
+from edgekd.core.timing import cpu_name
 
 MODEL = SHIPPED_INT8
 needs_data = pytest.mark.skipif(not W300.is_dir(), reason="300-W data not available")
@@ -52,7 +52,7 @@ def test_rendered_frames_carry_their_ground_truth():
 
 
 def test_video_option_is_in_bench_help():
-    from edgekd.cli import main
+    from edgekd.cli.main import main
 
     res = CliRunner().invoke(main, ["bench", "--help"])
     text = " ".join(res.output.split()).replace("- ", "-")  # help text is wrapped, at hyphens too
@@ -63,7 +63,7 @@ def test_video_option_is_in_bench_help():
 def test_bench_video_tracks_real_faces_close_to_detector_crops(tmp_path):
     """`edgekd bench --video` on 3 real test faces: per-frame NME with tracking within a sane bound of detector
     crops on the same frames, a per-frame time for each thread count, and the row in results.json and report.md."""
-    from edgekd.cli import main
+    from edgekd.cli.main import main
 
     data = _mini_300w(tmp_path / "300w", n=3)
     out = tmp_path / "bench"

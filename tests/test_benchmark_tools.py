@@ -21,7 +21,7 @@ def _load(name):
 def test_profile_cuts_run_exactly_the_ops_before_them():
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from edgekd.interpreter import make_interpreter
+    from edgekd.core.interpreter import make_interpreter
 
     profile = _load("profile_ops")
     model = flatbuffer_utils.read_model(str(SHIPPED_INT8))
@@ -102,11 +102,11 @@ def test_ship_model_can_carry_a_refitted_detector_mapping(tmp_path, tiny_prepare
 
     from runtime_helpers import build_tiny_models
 
-    from edgekd import metadata
-    from edgekd.data.crop import CropSpec
+    from edgekd.core import metadata
+    from edgekd.core.crop import CropSpec
     from edgekd.data.pipeline import PreparedData
-    from edgekd.errors import ModelError
-    from edgekd.export import render_card
+    from edgekd.core.errors import ModelError
+    from edgekd.export.exporter import render_card
 
     ship = _load("ship_model")
     src = build_tiny_models(tmp_path / "tiny")["float"]
@@ -142,8 +142,8 @@ def test_ship_model_can_carry_a_refitted_detector_mapping(tmp_path, tiny_prepare
 def test_average_weights_writes_the_mean_network_and_refuses_mismatches(tmp_path):
     from runtime_helpers import tiny_keras
 
-    from edgekd.checkpoint import checkpoint_info, load_model, save_checkpoint
-    from edgekd.errors import EdgekdError
+    from edgekd.core.checkpoint import checkpoint_info, load_model, save_checkpoint
+    from edgekd.core.errors import EdgekdError
 
     soup = _load("average_weights")
     paths = []

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edgekd.cli import main
+from edgekd.cli.main import main
 
 
 def test_help_lists_every_verb():
@@ -65,7 +65,7 @@ def test_atomic_writes_leave_no_temp_files_and_normal_permissions(tmp_path):
     import os
     import stat
 
-    from edgekd.fileio import write_json
+    from edgekd.core.fileio import write_json
 
     path = write_json(tmp_path / "sub" / "x.json", {"a": 1})
     assert os.listdir(tmp_path / "sub") == ["x.json"] and path.read_text().strip() == '{\n "a": 1\n}'
@@ -75,7 +75,7 @@ def test_atomic_writes_leave_no_temp_files_and_normal_permissions(tmp_path):
 
 
 def test_train_options_reach_the_config(tiny_prepared, tmp_path, monkeypatch):
-    import edgekd.train
+    import edgekd.training.train
 
     seen = {}
 
@@ -83,7 +83,7 @@ def test_train_options_reach_the_config(tiny_prepared, tmp_path, monkeypatch):
         seen["cfg"] = cfg
         return {}
 
-    monkeypatch.setattr(edgekd.train, "train", fake_train)
+    monkeypatch.setattr(edgekd.training.train, "train", fake_train)
     result = CliRunner().invoke(main, ["train", str(tiny_prepared), "--run-dir", str(tmp_path), "--stage", "tough",
                                        "--teacher-arch", "mobilenetv2", "--init-from", str(tmp_path / "b.h5"),
                                        "--stochastic-depth", "0", "--dropout", "0.1", "--lr", "3e-4"])
@@ -152,7 +152,7 @@ CONCEPTS = {
 def test_every_verb_uses_the_same_names_for_the_same_things():
     import click
 
-    from edgekd.cli import ThreadCounts
+    from edgekd.cli.main import ThreadCounts
 
     verbs = dict(_commands())
     for concept, (name, users) in CONCEPTS.items():
@@ -176,10 +176,10 @@ def test_every_verb_uses_the_same_names_for_the_same_things():
 
 def test_choices_come_from_the_registries():
     from edgekd.bench.config import DEVICES, PEERS
-    from edgekd.losses import LOSSES
-    from edgekd.models import MODELS
-    from edgekd.schemes import SCHEMES
-    from edgekd.train import SCHEDULES, STAGES
+    from edgekd.models.losses import LOSSES
+    from edgekd.models.backbones import MODELS
+    from edgekd.core.schemes import SCHEMES
+    from edgekd.training.train import SCHEDULES, STAGES
 
     verbs = dict(_commands())
     train, bench = _visible(verbs[("train",)]), _visible(verbs[("bench",)])
@@ -224,7 +224,7 @@ def test_rerun_of_prepare_says_already_prepared_in_one_line(tiny_prepared):
 
 
 def test_run_folders_are_numbered_and_printed(tiny_prepared, tmp_path, monkeypatch):
-    from edgekd.fileio import next_run_dir
+    from edgekd.core.fileio import next_run_dir
 
     monkeypatch.chdir(tmp_path)
     for expected in ("exp", "exp2", "exp3"):
@@ -246,14 +246,14 @@ def test_usage_errors_are_one_line(tmp_path):
 
 
 def test_quiet_hides_notices_and_verbose_shows_debug(tmp_path):
-    from edgekd.fileio import write_text
+    from edgekd.core.fileio import write_text
 
     stale = tmp_path / f".x.txt.{2**22 + 12345}.abcdefgh.tmp"  # a pid no process has (above pid_max's default)
     for flag, shown in (("-q", False), (None, True)):
         stale.write_text("left by a kill -9")
         import logging
 
-        from edgekd import logs
+        from edgekd.core import logs
 
         logs.setup(-1 if flag else 0)
         try:
@@ -274,7 +274,7 @@ def test_quiet_hides_notices_and_verbose_shows_debug(tmp_path):
 
 NOISY = r"""
 import os, sys
-from edgekd import logs
+from edgekd.core import logs
 logs.setup(int(sys.argv[1]))
 for line in (b"I0000 00:00:1795816739.735987    7733 port.cc:153] oneDNN custom operations are on.",
              b"E0000 00:00:1795816743.658324    7733 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR (303)",
@@ -304,7 +304,7 @@ def test_predict_on_the_shipped_model_prints_no_native_log_lines(tmp_path):
     import sys
 
     from runtime_helpers import SHIPPED_INT8 as model
-    r = subprocess.run([sys.executable, "-m", "edgekd.cli", "predict", str(model), "--out", str(tmp_path / "p.png")],
+    r = subprocess.run([sys.executable, "-m", "edgekd.cli.main", "predict", str(model), "--out", str(tmp_path / "p.png")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stderr.strip() == "", r.stderr

@@ -12,11 +12,12 @@ from scipy.io import savemat
 
 from edgekd.data.asm import ActiveShapeModel
 from edgekd.data.augment import AugmentConfig, augment_sample, photometric
-from edgekd.data.crop import CropSpec, invert, transform_points
+from edgekd.core.crop import CropSpec, invert, transform_points
 from edgekd.data.prepare import PrepareConfig, prepare
-from edgekd.data.readers import (load_image, read_cofw_mat, read_dataset, read_pts, read_wflw_list, write_pts)
-from edgekd.errors import DataError, EdgekdError
-from edgekd.schemes import SCHEMES, get_scheme
+from edgekd.core.imageio import load_image, read_pts, write_pts
+from edgekd.data.readers import read_cofw_mat, read_dataset, read_wflw_list
+from edgekd.core.errors import DataError, EdgekdError
+from edgekd.core.schemes import SCHEMES, get_scheme
 
 
 # --- readers -----------------------------------------------------------------------------------------------------
@@ -175,8 +176,8 @@ def _detections(rng, n):
 
 
 def test_keypoint_mapping_is_fitted_robustly_and_used_when_keypoints_come():
-    from edgekd.data.crop import NUM_KEYPOINT_FEATURES, keypoint_features
-    from edgekd.detector import MIN_KEYPOINT_FACES, fit_keypoint_mapping
+    from edgekd.core.crop import NUM_KEYPOINT_FEATURES, keypoint_features
+    from edgekd.core.detector import MIN_KEYPOINT_FACES, fit_keypoint_mapping
 
     rng = np.random.default_rng(0)
     boxes, keypoints = _detections(rng, 400)

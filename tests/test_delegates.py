@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from edgekd.quantize import delegate_support
+from edgekd.export.quantize import delegate_support
 
 REPO = Path(__file__).resolve().parents[1]
 

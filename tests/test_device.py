@@ -17,9 +17,9 @@ import pytest
 import edgekd  # noqa: F401
 from edgekd.bench import adb as adb_client
 from edgekd.bench import device, device_result, device_schema
-from edgekd.data.crop import CropSpec
-from edgekd.errors import DataError, EdgekdError
-from edgekd.metadata import ModelMetadata, embed
+from edgekd.core.crop import CropSpec
+from edgekd.core.errors import DataError, EdgekdError
+from edgekd.core.metadata import ModelMetadata, embed
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 EXAMPLE = FIXTURES / "device_eval_example.json"

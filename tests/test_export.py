@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgekd.errors import EdgekdError, ModelError
+from edgekd.core.errors import EdgekdError, ModelError
 
 SIZE = 64
 # An untrained network calibrated on 16 crops may lose a few tenths of a point (the guard has its own tests), and
@@ -18,7 +18,7 @@ FAST = dict(calibration_samples=16, qat_epochs=1, qat_steps_per_epoch=2, qat_lea
 
 
 def _save(net, path, prepared, data):
-    from edgekd.checkpoint import save_checkpoint
+    from edgekd.core.checkpoint import save_checkpoint
 
     save_checkpoint(net, path, {"stage": "baseline", "scheme": "300w", "num_points": 68,
                                 "input_size": net.input_shape[1], "crop": data.crop.to_dict(),
@@ -31,7 +31,7 @@ def checkpoint(tiny_prepared, tmp_path_factory):
     """An untrained alpha-0.35 student whose outputs spread like landmarks: BatchNorm statistics estimated on the
     data (so activations are O(1)) and a head = mean training shape + small image-dependent offsets."""
     from edgekd.data.pipeline import PreparedData, make_dataset
-    from edgekd.models import build_student, recalibrate_batchnorm
+    from edgekd.models.backbones import build_student, recalibrate_batchnorm
 
     import tf_keras as keras
 
@@ -49,7 +49,7 @@ def checkpoint(tiny_prepared, tmp_path_factory):
 @pytest.fixture(scope="module")
 def exports(checkpoint, tiny_prepared, tmp_path_factory):
     """Each mode exported once (lazily) and shared by the tests below."""
-    from edgekd.export import ExportConfig, export_model
+    from edgekd.export.exporter import ExportConfig, export_model
 
     out, cache = tmp_path_factory.mktemp("exports"), {}
 
@@ -64,7 +64,7 @@ def exports(checkpoint, tiny_prepared, tmp_path_factory):
 
 
 def _params(checkpoint):
-    from edgekd.checkpoint import load_model
+    from edgekd.core.checkpoint import load_model
 
     return load_model(checkpoint).count_params()
 
@@ -78,8 +78,8 @@ BYTES_PER_PARAM = {"float32": (3.5, 4.6), "float16": (1.8, 2.6), "dynamic": (0.9
 def test_export_each_mode(mode, exports, checkpoint):
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgekd.metadata import read
-    from edgekd.quantize import LABELS
+    from edgekd.core.metadata import read
+    from edgekd.export.quantize import LABELS
 
     r = exports(mode)
     assert r.path.is_file() and r.card_md.is_file() and r.card_json.is_file()
@@ -149,9 +149,9 @@ def test_quantize_model_leaves_only_the_last_dense_unwrapped(checkpoint):
     keeps the checkpoint's weights."""
     import tf_keras as keras
 
-    from edgekd.checkpoint import load_model
-    from edgekd.models import HEAD_NAME
-    from edgekd.qat import quantize_model
+    from edgekd.core.checkpoint import load_model
+    from edgekd.models.backbones import HEAD_NAME
+    from edgekd.training.qat import quantize_model
 
     net = load_model(checkpoint)
     q = quantize_model(net, float_head=True)
@@ -180,7 +180,7 @@ def test_card_tells_the_asked_for_float_layer_from_a_fallback():
 
     from runtime_helpers import SHIPPED_INT8
 
-    from edgekd.export import render_card
+    from edgekd.export.exporter import render_card
 
     card = json.loads(SHIPPED_INT8.with_suffix(".card.json").read_text())  # a real QAT card, made a --float-head one
     card["quantization"]["qat"]["landmark_head"] = "float"
@@ -198,7 +198,7 @@ def test_card_tells_the_asked_for_float_layer_from_a_fallback():
 
 def test_card_names_the_checkpoint_by_its_absolute_path(checkpoint, tiny_prepared, tmp_path, monkeypatch):
     """Exported from inside the run folder with a relative path, the card still says where the weights are."""
-    from edgekd.export import ExportConfig, export_model
+    from edgekd.export.exporter import ExportConfig, export_model
 
     monkeypatch.chdir(checkpoint.parent)
     r = export_model(ExportConfig(checkpoint.name, tmp_path / "m.tflite", "float32", tiny_prepared, **FAST))
@@ -229,7 +229,7 @@ def test_metadata_round_trip_and_model_still_runs(exports, tiny_prepared):
     from ai_edge_litert.interpreter import Interpreter
 
     from edgekd.data.pipeline import PreparedData
-    from edgekd.metadata import embed, read
+    from edgekd.core.metadata import embed, read
 
     r = exports("float32")
     meta = read(r.path)
@@ -258,7 +258,7 @@ def test_metadata_round_trip_and_model_still_runs(exports, tiny_prepared):
 
 def test_calibration_crops_are_augmented_and_seeded(tiny_prepared):
     from edgekd.data.pipeline import PreparedData
-    from edgekd.qat import calibration_images
+    from edgekd.training.qat import calibration_images
 
     data = PreparedData.open(tiny_prepared)
     a, b, c = (calibration_images(data, 8, seed) for seed in (1, 1, 2))
@@ -274,7 +274,7 @@ def fragile_checkpoint(checkpoint, tiny_prepared, tmp_path_factory):
     """The tiny student with one output coordinate pushed far out (bias +200): its int8 head must cover that range,
     so its step is ~50 crop pixels and every other coordinate collapses onto the crop centre; int8 loses tens of
     NME points (a rounding of a few pixels would not do: it adds to the untrained model's error in quadrature)."""
-    from edgekd.checkpoint import load_model
+    from edgekd.core.checkpoint import load_model
     from edgekd.data.pipeline import PreparedData
 
     net = load_model(checkpoint)
@@ -285,7 +285,7 @@ def fragile_checkpoint(checkpoint, tiny_prepared, tmp_path_factory):
 
 
 def test_guard_fires_and_leaves_nothing(fragile_checkpoint, tiny_prepared, tmp_path):
-    from edgekd.export import ExportConfig, export_model
+    from edgekd.export.exporter import ExportConfig, export_model
 
     out = tmp_path / "m.tflite"
     out.write_bytes(b"an earlier export")
@@ -297,7 +297,7 @@ def test_guard_fires_and_leaves_nothing(fragile_checkpoint, tiny_prepared, tmp_p
 
 
 def test_allow_degradation_writes_a_flagged_card(fragile_checkpoint, tiny_prepared, tmp_path):
-    from edgekd.export import ExportConfig, export_model
+    from edgekd.export.exporter import ExportConfig, export_model
 
     r = export_model(ExportConfig(fragile_checkpoint, tmp_path / "m.tflite", "int8", tiny_prepared,
                                   allow_degradation=True, **FAST))
@@ -309,7 +309,7 @@ def test_allow_degradation_writes_a_flagged_card(fragile_checkpoint, tiny_prepar
 
 
 def test_tolerance_guard_compares_the_nme_rise_with_the_tolerance(tmp_path):
-    from edgekd.export import ExportConfig, Scores, check_tolerance
+    from edgekd.export.exporter import ExportConfig, Scores, check_tolerance
 
     cfg = ExportConfig(tmp_path / "best.h5", tmp_path / "m.tflite", "qat", tolerance=0.1)
     check_tolerance(cfg, Scores(keras=5.0, tflite=5.1, faces=4))  # exactly the tolerance passes
@@ -323,8 +323,8 @@ def test_tolerance_guard_compares_the_nme_rise_with_the_tolerance(tmp_path):
 
 def test_mismatched_data_is_refused(tiny_prepared, tmp_path):
     from edgekd.data.pipeline import PreparedData
-    from edgekd.export import ExportConfig, export_model
-    from edgekd.models import build_student
+    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.models.backbones import build_student
 
     data = PreparedData.open(tiny_prepared)
     ck = _save(build_student(68, 96, alpha=0.35), tmp_path / "best.h5", tiny_prepared, data)
@@ -338,10 +338,10 @@ def test_a_refitted_detector_mapping_is_taken_from_the_data(checkpoint, tiny_pre
     the data's mapping (a prepared folder refitted with keypoints updates models trained before)."""
     import h5py
 
-    from edgekd.checkpoint import INFO_ATTR
+    from edgekd.core.checkpoint import INFO_ATTR
     from edgekd.data.pipeline import PreparedData
-    from edgekd.export import ExportConfig, export_model
-    from edgekd.metadata import read
+    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.core.metadata import read
 
     older = tmp_path / "older.h5"
     older.write_bytes(checkpoint.read_bytes())
@@ -356,8 +356,8 @@ def test_a_refitted_detector_mapping_is_taken_from_the_data(checkpoint, tiny_pre
 def test_other_crop_or_missing_teachers_are_refused(checkpoint, tiny_prepared, tmp_path):
     import h5py
 
-    from edgekd.export import ExportConfig, export_model
-    from edgekd.checkpoint import INFO_ATTR
+    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.core.checkpoint import INFO_ATTR
 
     other = tmp_path / "other.h5"
     other.write_bytes(checkpoint.read_bytes())
@@ -374,7 +374,7 @@ def test_other_crop_or_missing_teachers_are_refused(checkpoint, tiny_prepared, t
 
 
 def test_cli_export_uint8_in_int8_out(checkpoint, tiny_prepared, tmp_path):
-    from edgekd.cli import main
+    from edgekd.cli.main import main
     from edgekd.runtime.model import LandmarkModel
 
     run = lambda *a: CliRunner().invoke(main, ["export", *map(str, a)])
@@ -395,7 +395,7 @@ def test_cli_export_uint8_in_int8_out(checkpoint, tiny_prepared, tmp_path):
 
 
 def test_cli_qat_options_reach_the_recipe(checkpoint, tiny_prepared, tmp_path):
-    from edgekd.cli import main
+    from edgekd.cli.main import main
 
     r = CliRunner().invoke(main, ["export", str(checkpoint), "--out", str(tmp_path / "q.tflite"), "--qat",
                                   "--qat-lr", "2e-7", "--qat-epochs", "1", "--qat-steps", "2", "--qat-schedule",
@@ -416,9 +416,9 @@ def test_qat_target_truth_of_a_blended_baseline_fits_its_tough_teacher(checkpoin
     from dataclasses import replace
 
     from edgekd.data.pipeline import PreparedData
-    from edgekd.export import ExportConfig, export_model
-    from edgekd.qat import QATConfig, _trainer
-    from edgekd.trainers import Mimic
+    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.training.qat import QATConfig, _trainer
+    from edgekd.training.trainers import Mimic
 
     stage = tmp_path / "run" / "baseline"
     stage.mkdir(parents=True)
@@ -438,7 +438,7 @@ def test_qat_target_truth_of_a_blended_baseline_fits_its_tough_teacher(checkpoin
     assert (recipe["teacher_blend"], recipe["teacher_flip"], recipe["kd"]) == (0.75, True, None)
     # --teachers-dir: a folder with tough/ alone is enough (no Tolerant teacher is read); recorded teachers that are
     # gone leave the run's plain loss on the hard targets, with a warning
-    from edgekd.export import _load_teachers
+    from edgekd.export.exporter import _load_teachers
 
     other = ExportConfig(stage / "best.h5", tmp_path / "o.tflite", "qat", tiny_prepared, qat_target="truth",
                          teachers_dir=tmp_path / "t")
@@ -448,7 +448,7 @@ def test_qat_target_truth_of_a_blended_baseline_fits_its_tough_teacher(checkpoin
     assert _load_teachers(replace(other, teachers_dir=None), PreparedData.open(tiny_prepared)) == (None, {})
     assert "the teachers its run recorded are gone" in caplog.text
     # the trainer itself: a Mimic of that teacher with the run's blend and the scheme's mirror permutation
-    from edgekd.checkpoint import load_model
+    from edgekd.core.checkpoint import load_model
 
     data = PreparedData.open(tiny_prepared)
     cfg = QATConfig(target="truth", loss="l1", teacher_flip=True, teacher_blend=0.75)
@@ -463,7 +463,7 @@ def test_qat_target_truth_of_a_blended_baseline_fits_its_tough_teacher(checkpoin
 
 
 def test_teachers_dir_needs_qat_target_truth(checkpoint, tiny_prepared, tmp_path):
-    from edgekd.export import ExportConfig, export_model
+    from edgekd.export.exporter import ExportConfig, export_model
 
     with pytest.raises(EdgekdError, match="--teachers-dir .*only by --qat with --qat-target truth"):
         export_model(ExportConfig(checkpoint, tmp_path / "f.tflite", "qat", tiny_prepared, teachers_dir=tmp_path,
@@ -472,7 +472,7 @@ def test_teachers_dir_needs_qat_target_truth(checkpoint, tiny_prepared, tmp_path
 
 
 def test_cli_errors_are_one_line(checkpoint, tiny_prepared, tmp_path):
-    from edgekd.cli import main
+    from edgekd.cli.main import main
 
     run = lambda *a: CliRunner().invoke(main, ["export", *map(str, a)])
     for args, msg in [((), "usage: edgekd export"),
@@ -504,7 +504,7 @@ def test_cli_errors_are_one_line(checkpoint, tiny_prepared, tmp_path):
     (dict(latency_runs=0), "latency_runs 0: expected a whole number >= 1"),
 ])
 def test_bad_options_are_refused_in_one_line(options, message, checkpoint, tiny_prepared, tmp_path):
-    from edgekd.export import ExportConfig, export_model
+    from edgekd.export.exporter import ExportConfig, export_model
 
     with pytest.raises(EdgekdError) as err:
         export_model(ExportConfig(checkpoint, tmp_path / "m.tflite", prepared=tiny_prepared, **options))
@@ -515,7 +515,7 @@ def test_bad_options_are_refused_in_one_line(options, message, checkpoint, tiny_
 def test_out_never_overwrites_or_enters_an_input(checkpoint, tiny_prepared, tmp_path):
     """The output must not be an input nor sit inside one: not the prepared folder (given or recorded in the
     checkpoint), not the stage folder given as the checkpoint, not the teachers folder."""
-    from edgekd.export import ExportConfig, export_model
+    from edgekd.export.exporter import ExportConfig, export_model
 
     before = sorted(p.name for p in tiny_prepared.iterdir())
     as_folder = tmp_path / "data.tflite"
@@ -542,7 +542,7 @@ def test_out_never_overwrites_or_enters_an_input(checkpoint, tiny_prepared, tmp_
 
 
 def test_cli_refuses_a_tflite_checkpoint_and_bad_options(checkpoint, tiny_prepared, tmp_path):
-    from edgekd.cli import main
+    from edgekd.cli.main import main
 
     run = lambda *a: CliRunner().invoke(main, ["export", *map(str, a)])
     shipped = tmp_path / "in" / "model.tflite"

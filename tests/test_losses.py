@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from edgekd.losses import KDLossConfig, assistive_loss, kd_loss, l2_loss, main_loss
+from edgekd.models.losses import KDLossConfig, assistive_loss, kd_loss, l2_loss, main_loss
 
 CODE = KDLossConfig()
 FIG = KDLossConfig.paper_figure()
@@ -81,8 +81,8 @@ def test_kd_loss_total_and_components_on_a_tiny_batch():
 def test_kd_loss_with_a_plain_main_term_differs_from_that_loss_by_the_assistive_terms_only():
     from dataclasses import replace
 
-    from edgekd.errors import EdgekdError
-    from edgekd.losses import KDLossConfig
+    from edgekd.core.errors import EdgekdError
+    from edgekd.models.losses import KDLossConfig
 
     G, P, A, S = t(0.0, 0.0), t(0.1, 0.02), t(0.04, -0.04), t(-0.06, 0.06)
     total, parts = kd_loss(G, P, A, S, replace(CODE, main="l1"))
@@ -97,7 +97,7 @@ def test_kd_loss_with_a_plain_main_term_differs_from_that_loss_by_the_assistive_
 def test_teacher_blend_moves_the_main_target_toward_the_tough_teacher_only():
     from dataclasses import replace
 
-    from edgekd.errors import EdgekdError
+    from edgekd.core.errors import EdgekdError
 
     G, P, A, S = t(0.0, 0.0), t(0.1, 0.02), t(0.04, -0.04), t(-0.06, 0.06)
     _, plain = kd_loss(G, P, A, S, replace(CODE, main="l1"))
@@ -108,7 +108,7 @@ def test_teacher_blend_moves_the_main_target_toward_the_tough_teacher_only():
     assert float(plain["main"]) == pytest.approx((0.1 + 0.02) / 2)
     for k in ("aloss_tough", "aloss_tol"):  # the assistive terms still measure the teachers against G
         assert float(half[k]) == pytest.approx(float(plain[k]))
-    from edgekd.train import TrainConfig
+    from edgekd.training.train import TrainConfig
 
     with pytest.raises(EdgekdError, match="--teacher-blend: needs a plain main term"):
         TrainConfig(stage="student", kd=KDLossConfig(teacher_blend=0.5)).validate()

@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from edgekd import metrics as M
-from edgekd.schemes import get_scheme
+from edgekd.core import metrics as M
+from edgekd.core.schemes import get_scheme
 
 S300 = get_scheme("300w")
 

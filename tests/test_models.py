@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from edgekd.errors import EdgekdError
-from edgekd.models import HEAD_NAME, build_student, build_teacher, model_info, recalibrate_batchnorm
+from edgekd.core.errors import EdgekdError
+from edgekd.models.backbones import HEAD_NAME, build_student, build_teacher, model_info, recalibrate_batchnorm
 
 
 def _is_flat(model) -> bool:
@@ -42,7 +42,7 @@ def test_teacher_stochastic_depth_can_be_switched_off():
 
 
 def test_student_is_flat_and_wrappable_by_qat():
-    from edgekd.qat import quantize_model
+    from edgekd.training.qat import quantize_model
 
     model = build_student(68, 96, alpha=0.35)
     assert _is_flat(model) and model.output_shape == (None, 136)
@@ -86,7 +86,7 @@ def test_recalibration_switches_dropout_off():
 
 def test_head_starts_at_the_mean_shape():
     """With head_init mean-shape the untrained network predicts the mean training shape for any image."""
-    from edgekd.models import NetworkConfig, build_network
+    from edgekd.models.backbones import NetworkConfig, build_network
 
     mean = np.linspace(-0.4, 0.4, 136).astype(np.float32)
     model = build_network(68, 64, NetworkConfig(alpha=0.35), mean_shape=mean)
@@ -97,7 +97,7 @@ def test_head_starts_at_the_mean_shape():
 
 
 def test_every_registered_backbone_builds_flat():
-    from edgekd.models import MODELS, NetworkConfig, build_network
+    from edgekd.models.backbones import MODELS, NetworkConfig, build_network
 
     for name in MODELS:
         model = build_network(5, 64, NetworkConfig(arch=name, alpha=0.35, head_init="default"))
@@ -107,7 +107,7 @@ def test_every_registered_backbone_builds_flat():
 def test_spatial_head_starts_as_the_trained_gap_head_and_sees_positions():
     """gap_to_spatial gives the same outputs as the GAP network (any input); after a change of one position's
     weights the spatial head tells positions apart, which a GAP head cannot."""
-    from edgekd.models import NetworkConfig, build_network, gap_to_spatial, head_of
+    from edgekd.models.backbones import NetworkConfig, build_network, gap_to_spatial, head_of
 
     gap = build_network(68, 96, NetworkConfig(alpha=0.35, head_init="default"))
     rng = np.random.default_rng(0)
@@ -133,7 +133,7 @@ def test_spatial_head_starts_as_the_trained_gap_head_and_sees_positions():
     kernel[:136] *= 3.0  # the top-left position now counts three times
     spatial.get_layer(HEAD_NAME).set_weights([kernel, bias])
     assert np.abs(spatial_head(f) - spatial_head(swapped)).max() > 1e-3
-    from edgekd.qat import quantize_model
+    from edgekd.training.qat import quantize_model
 
     assert quantize_model(spatial).output_shape == (None, 136)
     with pytest.raises(EdgekdError, match="GAP-head source"):

@@ -12,10 +12,10 @@ from edgekd.bench import benchmark, facemesh
 from edgekd.bench.facemesh import (ASSET, MAP_FILE, NUM_MESH, FaceMeshPeer, MeshMap, Roi, roi_from_detection,
                                    roi_from_points)
 from edgekd.bench.mediapipe_ops import transform_landmarks, transform_tensor_bilinear
-from edgekd.data.readers import load_image, read_pts
-from edgekd.errors import ModelError
-from edgekd.metrics import nme
-from edgekd.schemes import get_scheme
+from edgekd.core.imageio import load_image, read_pts
+from edgekd.core.errors import ModelError
+from edgekd.core.metrics import nme
+from edgekd.core.schemes import get_scheme
 
 needs_data = pytest.mark.skipif(not W300.is_dir(), reason="300-W data not available")
 
@@ -115,7 +115,7 @@ def test_bench_gives_the_peer_its_rows(tmp_path):
 
 
 def test_missing_model_file_is_one_cli_line(tmp_path, monkeypatch):
-    from edgekd.cli import main
+    from edgekd.cli.main import main
 
     assets = tmp_path / "assets"
     shutil.copytree(ASSET.parent, assets)

@@ -12,11 +12,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-import edgekd.train as train_module
-from edgekd import recipe as recipes
-from edgekd.checkpoint import LAST, checkpoint_info, load_model
-from edgekd.cli import main
-from edgekd.errors import EdgekdError
+import edgekd.training.train as train_module
+from edgekd.recipes import recipe as recipes
+from edgekd.core.checkpoint import LAST, checkpoint_info, load_model
+from edgekd.cli.main import main
+from edgekd.core.errors import EdgekdError
 
 STAGE_FILES = {"config.json", "model_info.json", "log.csv", "best.h5", "last.h5", "summary.json"}
 TINY_SETTINGS = {"batch_size": 8, "alpha": 0.35, "steps_per_epoch": 2, "bn_recalibration_samples": 8,

@@ -8,11 +8,11 @@ import pytest
 from click.testing import CliRunner
 from runtime_helpers import W300, build_tiny_models
 
-from edgekd.data.crop import CropSpec, invert, transform_points, warp
-from edgekd.errors import EdgekdError, ModelError
+from edgekd.core.crop import CropSpec, invert, transform_points, warp
+from edgekd.core.errors import EdgekdError, ModelError
 from edgekd.runtime import FaceDetector, LandmarkModel, Predictor, fit_detector_mapping
 from edgekd.runtime.predictor import MAX_REFINE
-from edgekd.detector import Detection, match_box
+from edgekd.core.detector import Detection, match_box
 from edgekd.runtime.model import dequantize_output, quantize_input
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,10 +135,11 @@ class OracleModel:
 
 @pytest.mark.skipif(not W300.is_dir(), reason="300-W data not available")
 def test_oracle_through_detector_crop_inverse_scores_zero(detector):
-    from edgekd.metrics import nme
+    from edgekd.core.metrics import nme
     from edgekd.bench.protocols import select_detection
-    from edgekd.data.readers import load_image, read_dataset
-    from edgekd.schemes import get_scheme
+    from edgekd.core.imageio import load_image
+    from edgekd.data.readers import read_dataset
+    from edgekd.core.schemes import get_scheme
 
     samples = read_dataset("300w", W300, "test")[:4]
     oracle = OracleModel(CropSpec(input_size=96, margin=0.2, detector_offset=(0.0, 0.1), detector_scale=0.9))
@@ -160,7 +161,8 @@ def test_oracle_through_detector_crop_inverse_scores_zero(detector):
 
 @pytest.mark.skipif(not W300.is_dir(), reason="300-W data not available")
 def test_fit_detector_mapping_moves_boxes_towards_landmark_boxes(detector):
-    from edgekd.data.readers import load_image, read_dataset
+    from edgekd.core.imageio import load_image
+    from edgekd.data.readers import read_dataset
 
     samples = read_dataset("300w", W300, "train")[:12]
     mapping = fit_detector_mapping(samples, detector, progress=False)
@@ -183,7 +185,8 @@ def test_keypoint_mapping_places_crops_better_than_the_box_on_other_faces(detect
     """Fitted on 120 real training faces, the keypoint mapping lands nearer the landmark box than the box mapping
     fitted on the same faces, on 40 faces it did not see (edgekd 0.7.0, 1,507 / 168 faces: x / y / size spread 2.7 /
     3.9 / 6.4 % -> 2.2 / 2.3 / 4.1 % of the box)."""
-    from edgekd.data.readers import load_image, read_dataset
+    from edgekd.core.imageio import load_image
+    from edgekd.data.readers import read_dataset
 
     samples = read_dataset("300w", W300, "train")[:160]
     mapping = fit_detector_mapping(samples[:120], detector, progress=False)
@@ -211,8 +214,9 @@ def test_keypoint_fit_on_padded_views_keeps_crop_size_where_faces_are_smaller(de
     """The training images are cut to about twice the face; fitted on them alone, the keypoint mapping makes crops
     too large where the face fills less of the frame. Fitted on padded views too, it keeps their size on faces it
     did not see, shown in a canvas twice the image's size."""
-    from edgekd.data.readers import load_image, read_dataset
-    from edgekd.detector import padded_view
+    from edgekd.core.imageio import load_image
+    from edgekd.data.readers import read_dataset
+    from edgekd.core.detector import padded_view
 
     samples = read_dataset("300w", W300, "train")[:150]
     as_is = fit_detector_mapping(samples[:110], detector, progress=False, pads=(1.0,)).apply(CropSpec())
@@ -235,7 +239,7 @@ def test_keypoint_fit_on_padded_views_keeps_crop_size_where_faces_are_smaller(de
 def test_predict_cli_draws_faces(tiny, tmp_path, astronaut):
     import cv2
 
-    from edgekd.cli import main
+    from edgekd.cli.main import main
 
     img = tmp_path / "astronaut.png"
     cv2.imwrite(str(img), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
@@ -245,13 +249,13 @@ def test_predict_cli_draws_faces(tiny, tmp_path, astronaut):
     assert "1 face found" in res.output and "score 0.9" in res.output
     drawn = cv2.imread(str(out))
     assert drawn.shape == astronaut.shape and np.any(drawn != cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
-    from edgekd.data.readers import read_pts
+    from edgekd.core.imageio import read_pts
 
     assert read_pts(pts, 68).shape == (68, 2)
 
 
 def test_predict_cli_bad_image_is_one_line_error(tiny, tmp_path):
-    from edgekd.cli import main
+    from edgekd.cli.main import main
 
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not an image at all")
@@ -268,7 +272,7 @@ def test_detection_dataclass_is_what_predictor_maps():
 
 
 def test_predict_cli_without_image_uses_the_sample_face(tiny, tmp_path):
-    from edgekd.cli import main
+    from edgekd.cli.main import main
 
     out = tmp_path / "sample.png"
     res = CliRunner().invoke(main, ["predict", str(tiny["float"]), "--out", str(out)])
@@ -370,8 +374,9 @@ def _grid(image, rows, tile=(slice(40, 340), slice(110, 350))):
 
 @pytest.mark.skipif(not W300.is_dir(), reason="300-W data not available")
 def test_blazeface_on_litert_finds_the_boxes_tasks_finds(detector, astronaut):
-    from edgekd.data.readers import load_image, read_dataset
-    from edgekd.detector import iou
+    from edgekd.core.imageio import load_image
+    from edgekd.data.readers import read_dataset
+    from edgekd.core.detector import iou
     from edgekd.runtime import BlazeFace
 
     images = [astronaut, _grid(astronaut, 2)[0]] + [load_image(s) for s in read_dataset("300w", W300, "test")[:12]]
@@ -392,7 +397,7 @@ def test_blazeface_on_litert_finds_the_boxes_tasks_finds(detector, astronaut):
 
 
 def test_full_range_and_tiles_find_small_faces(astronaut):
-    from edgekd.detector import iou
+    from edgekd.core.detector import iou
     from edgekd.runtime import open_detector
 
     grid, truth = _grid(astronaut, 4)
@@ -412,7 +417,7 @@ def test_full_range_and_tiles_find_small_faces(astronaut):
 
 
 def test_detector_asset_checksums():
-    from edgekd.detector import SHIPPED, check_asset
+    from edgekd.core.detector import SHIPPED, check_asset
 
     for path in SHIPPED:
         assert check_asset(path)[4:8] == b"TFL3"
@@ -427,8 +432,8 @@ def _write(path, rgb):
 
 
 def test_predict_writes_one_pts_per_face_and_touches_nothing_else(tiny, tmp_path, astronaut):
-    from edgekd.cli import main
-    from edgekd.data.readers import read_pts
+    from edgekd.cli.main import main
+    from edgekd.core.imageio import read_pts
 
     group = _write(tmp_path / "group.png", _grid(astronaut, 2)[0])
     single = _write(tmp_path / "single.png", astronaut)
@@ -453,7 +458,7 @@ def test_predict_writes_one_pts_per_face_and_touches_nothing_else(tiny, tmp_path
 def test_predict_json_holds_every_face_with_box_and_score(tiny, tmp_path, astronaut):
     import json
 
-    from edgekd.cli import main
+    from edgekd.cli.main import main
 
     group = _write(tmp_path / "group.png", _grid(astronaut, 2)[0])
     out = tmp_path / "faces.json"
@@ -467,7 +472,7 @@ def test_predict_json_holds_every_face_with_box_and_score(tiny, tmp_path, astron
 
 
 def test_predict_without_a_face_says_so_and_leaves_nothing(tiny, tmp_path):
-    from edgekd.cli import main
+    from edgekd.cli.main import main
 
     blank = _write(tmp_path / "wall.png", np.full((240, 320, 3), 128, np.uint8))
     out, pts = tmp_path / "wall_out.png", tmp_path / "wall.pts"
@@ -483,7 +488,7 @@ def test_predict_without_a_face_says_so_and_leaves_nothing(tiny, tmp_path):
 
 
 def test_predict_option_errors_are_one_line(tiny, tmp_path, astronaut):
-    from edgekd.cli import main
+    from edgekd.cli.main import main
 
     img = _write(tmp_path / "a.png", astronaut)
     for args, expected in ((["--min-score", "1.5"], "error: --min-score 1.5"),
@@ -499,9 +504,9 @@ def test_mirror_averaging_runs_the_model_twice_and_stays_on_the_face():
     model is nearly symmetric), and the average is what predict returns."""
     from skimage import data
 
-    from edgekd.metrics import nme
+    from edgekd.core.metrics import nme
     from edgekd.runtime import FaceDetector, LandmarkModel, Predictor
-    from edgekd.schemes import get_scheme
+    from edgekd.core.schemes import get_scheme
 
     model = LandmarkModel(SHIPPED_INT8)
     image = np.ascontiguousarray(data.astronaut())
@@ -528,7 +533,7 @@ def test_mirror_averaging_is_exact_for_a_model_with_fixed_output():
     """A stand-in that always predicts the same crop points P: mirror averaging must give the mean of P and
     scheme.flip(P) (mirrored back, left/right relabelled), mapped to the image: checked against the scheme's own
     flip, an independent implementation."""
-    from edgekd.schemes import get_scheme
+    from edgekd.core.schemes import get_scheme
 
     scheme = get_scheme("300w")
     fixed = np.random.default_rng(5).uniform(5, 58, (68, 2)).astype(np.float32)

@@ -55,9 +55,9 @@ def test_shipped_float32_rebuilds_into_a_trainable_network():
     the student network (MobileNetV2 of the width its card records, GAP head unless the file has the spatial one,
     the metadata's input size), matching the file's outputs; BatchNorm statistics come from any crops here
     (inference mode does not depend on them)."""
-    from edgekd import tflite_weights
-    from edgekd.metadata import read
-    from edgekd.models import NetworkConfig, build_network
+    from edgekd.training import tflite_weights
+    from edgekd.core.metadata import read
+    from edgekd.models.backbones import NetworkConfig, build_network
 
     path = Path(__file__).resolve().parents[1] / "models" / "300w" / "student_float32.tflite"
     if not path.is_file():

@@ -8,16 +8,16 @@ import pytest
 import tf_keras as keras
 from click.testing import CliRunner
 
-import edgekd.models as models
-from edgekd import teacher_targets
-from edgekd.checkpoint import load_model
-from edgekd.cli import main
+import edgekd.models.backbones as models
+from edgekd.training import teacher_targets
+from edgekd.core.checkpoint import load_model
+from edgekd.cli.main import main
 from edgekd.data.augment import AugmentConfig
 from edgekd.data.pipeline import PreparedData, make_training_dataset
-from edgekd.errors import DataError, EdgekdError
-from edgekd.losses import KDLossConfig
-from edgekd.train import TrainConfig, train
-from edgekd.trainers import Distiller, unflip
+from edgekd.core.errors import DataError, EdgekdError
+from edgekd.models.losses import KDLossConfig
+from edgekd.training.train import TrainConfig, train
+from edgekd.training.trainers import Distiller, unflip
 
 TINY = dict(batch_size=8, alpha=0.35, steps_per_epoch=2, bn_recalibration_samples=8, progress=False, epochs=1)
 
@@ -126,7 +126,7 @@ def test_student_trains_from_the_file_and_records_it(tiny_prepared, targets_file
     assert config["teacher_targets"]["flip"] is True and config["train"]["kd"]["teacher_blend"] == 0.5
     assert config["teacher_targets"]["teachers"]["tough"]["networks"][0]["checkpoint"] == str(teacher.resolve())
     # QAT export of this student fine-tunes under the same objective, from the same file
-    from edgekd.export import ExportConfig, _load_teachers
+    from edgekd.export.exporter import ExportConfig, _load_teachers
 
     data = PreparedData.open(tiny_prepared)
     teachers, paths = _load_teachers(ExportConfig(checkpoint=tmp_path / "student" / "best.h5",
@@ -184,7 +184,7 @@ def test_bad_teacher_targets_are_one_line_errors(tiny_300w_root, tiny_prepared, 
 
 def test_teacher_of_an_input_size_without_a_folder_is_refused(tiny_prepared, tmp_path):
     path = tmp_path / "t96.h5"
-    from edgekd.checkpoint import save_checkpoint
+    from edgekd.core.checkpoint import save_checkpoint
 
     save_checkpoint(models.build_student(68, 96, 0.35), path, {"num_points": 68, "input_size": 96})
     with pytest.raises(EdgekdError, match=r"t96\.h5: takes 96 px crops, but no prepared folder has that size"):
@@ -193,7 +193,7 @@ def test_teacher_of_an_input_size_without_a_folder_is_refused(tiny_prepared, tmp
 
 def test_an_ensemble_of_two_input_sizes_averages_each_on_its_own_folder(tiny_300w_root, tiny_prepared, teacher,
                                                                        tmp_path):
-    from edgekd.checkpoint import load_model, save_checkpoint
+    from edgekd.core.checkpoint import load_model, save_checkpoint
     from edgekd.data.prepare import PrepareConfig, prepare
 
     prepare(PrepareConfig(dataset="300w", root=str(tiny_300w_root), input_size=96, val_fraction=0.1), tmp_path / "p96",

@@ -94,7 +94,7 @@ def _frames(path):
 
 def test_tracking_on_a_real_clip_stays_close_to_detector_crops(clip):
     from edgekd.runtime import FaceTracker, LandmarkModel, Predictor, open_detector
-    from edgekd.schemes import get_scheme
+    from edgekd.core.schemes import get_scheme
 
     scheme = get_scheme("300w")
     frames = _frames(clip)
@@ -117,7 +117,7 @@ def test_tracking_on_a_real_clip_stays_close_to_detector_crops(clip):
 
 
 def test_predict_on_video_writes_the_annotated_clip_and_points(clip, tmp_path):
-    from edgekd.cli import main
+    from edgekd.cli.main import main
 
     out, points = tmp_path / "tracked.mp4", tmp_path / "points.json"
     res = CliRunner().invoke(main, ["predict", str(MODEL), str(clip), "--out", str(out), "--pts", str(points)])
@@ -140,7 +140,7 @@ def test_predict_on_video_writes_the_annotated_clip_and_points(clip, tmp_path):
 
 
 def test_video_errors_are_one_line(tmp_path):
-    from edgekd.cli import main
+    from edgekd.cli.main import main
 
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
@@ -159,7 +159,7 @@ def test_motion_prediction_moves_the_crop_with_the_face():
     than the last landmark box does; with prediction off the crop is exactly the last landmark box."""
     from tracking_world import script
 
-    from edgekd.data.crop import CropSpec
+    from edgekd.core.crop import CropSpec
 
     faces = [f[0] for _, f, _ in script(33)]
     ahead, _ = run_python({"redetect_every": 10, "max_faces": 1}, frames=33)
@@ -179,12 +179,12 @@ class _SlidingModel:
     FACE = (300.0, 240.0, 100.0)
 
     def __init__(self):
-        from edgekd.data.crop import CropSpec
+        from edgekd.core.crop import CropSpec
 
         self.detector, self.crop = self, CropSpec()
 
     def detect(self, image):
-        from edgekd.detector import Detection
+        from edgekd.core.detector import Detection
 
         cx, cy, s = self.FACE
         return [Detection((cx - s / 2, cy - s / 2, s, s), 0.9, np.zeros((6, 2), np.float32))]

@@ -16,11 +16,11 @@ import tf_keras as keras
 from click.testing import CliRunner
 
 import edgekd.data.pipeline as pipeline
-import edgekd.models as models
-from edgekd.errors import EdgekdError, ModelError
-from edgekd.checkpoint import LAST, OPTIMIZER_GROUP, checkpoint_info, load_model, save_checkpoint
-from edgekd.train import TrainConfig, TrainingDiverged, train
-from edgekd.losses import KDLossConfig
+import edgekd.models.backbones as models
+from edgekd.core.errors import EdgekdError, ModelError
+from edgekd.core.checkpoint import LAST, OPTIMIZER_GROUP, checkpoint_info, load_model, save_checkpoint
+from edgekd.training.train import TrainConfig, TrainingDiverged, train
+from edgekd.models.losses import KDLossConfig
 
 TINY = dict(epochs=2, batch_size=8, alpha=0.35, steps_per_epoch=2, bn_recalibration_samples=8, progress=False)
 STAGE_FILES = {"config.json", "model_info.json", "log.csv", "best.h5", "last.h5", "summary.json"}
@@ -33,7 +33,7 @@ def _rows(stage_dir):
 
 
 def test_distiller_updates_only_the_student():
-    from edgekd.trainers import Distiller
+    from edgekd.training.trainers import Distiller
     student, tough, tolerant = (models.build_student(4, 64, 0.35) for _ in range(3))
     distiller = Distiller(student, tough, tolerant, KDLossConfig(), nme_pair=(0, 1))
     distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
@@ -53,7 +53,7 @@ def test_distiller_updates_only_the_student():
 def test_mimic_fits_the_reference_not_the_targets():
     """QAT's --qat-target float: the network learns the frozen reference's outputs; the batch's own landmarks
     (here far from the reference) play no part, and the reference does not move."""
-    from edgekd.trainers import Mimic
+    from edgekd.training.trainers import Mimic
 
     def dense(seed):
         x = keras.Input((6,))
@@ -81,7 +81,7 @@ def test_mimic_blend_and_mirror_average_set_the_target():
     flip permutation the reference's output is its mean over the image and the mirrored image."""
     import tensorflow as tf
 
-    from edgekd.trainers import Mimic, teach, unflip
+    from edgekd.training.trainers import Mimic, teach, unflip
 
     net, reference = models.build_student(4, 64, 0.35), models.build_student(4, 64, 0.35)
     rng = np.random.default_rng(0)
@@ -108,7 +108,7 @@ def test_ensemble_averages_members_each_at_its_own_input_size():
     it as on one network."""
     import tensorflow as tf
 
-    from edgekd.trainers import Ensemble, teach
+    from edgekd.training.trainers import Ensemble, teach
 
     small, large = models.build_student(4, 64, 0.35), models.build_student(4, 96, 0.35)
     head = large.layers[-1]
@@ -132,7 +132,7 @@ def test_ensemble_averages_members_each_at_its_own_input_size():
     with pytest.raises(ValueError, match="no members"):
         Ensemble([], 64)
     # KD-Loss's two teachers as ensembles: the Distiller's A and S are the ensembles' mirror averages
-    from edgekd.trainers import Distiller
+    from edgekd.training.trainers import Distiller
 
     distiller = Distiller(models.build_student(4, 64, 0.35), pair, Ensemble([other], 64), KDLossConfig(), (0, 1), perm)
     guidance = distiller.guidance(tf.constant(images), None)
@@ -144,9 +144,9 @@ def test_baseline_learns_from_an_ensemble_of_teacher_folders_in_the_cli(tiny_pre
                                                                           one_epoch_baseline):
     """--teachers-dir twice: the Tough teacher is the ensemble of both folders' networks, one of them at another
     input size; both are recorded, the planned cost counts both, and a resume keeps them."""
-    from edgekd.cli import main
-    from edgekd.train import load_teachers, resumed_config, stage_cost, teacher_paths
-    from edgekd.trainers import Ensemble
+    from edgekd.cli.main import main
+    from edgekd.training.train import load_teachers, resumed_config, stage_cost, teacher_paths
+    from edgekd.training.trainers import Ensemble
 
     (tmp_path / "a" / "tough").mkdir(parents=True)
     shutil.copy(one_epoch_baseline / "baseline" / "best.h5", tmp_path / "a" / "tough" / "best.h5")
@@ -187,7 +187,7 @@ def test_baseline_with_teacher_blend_learns_from_the_tough_teacher_alone(tiny_pr
     config = json.loads((tmp_path / "run" / "baseline" / "config.json").read_text())
     assert set(config["teachers"]) == {"tough"} and config["train"]["kd"]["teacher_blend"] == 0.5
     assert np.isfinite(summary["best_val_nme"])
-    from edgekd.train import stage_cost
+    from edgekd.training.train import stage_cost
 
     assert stage_cost(cfg, "baseline") > stage_cost(replace(cfg, teacher_flip=False), "baseline") > 1.0
     with pytest.raises(ModelError, match="no tough teacher"):
@@ -213,7 +213,7 @@ def test_student_refuses_teacher_with_other_landmark_count(tiny_prepared, tmp_pa
 
 
 def test_student_refuses_missing_teacher_in_the_cli(tiny_prepared, tmp_path):
-    from edgekd.cli import main
+    from edgekd.cli.main import main
 
     result = CliRunner().invoke(main, ["train", str(tiny_prepared), "--run-dir", str(tmp_path), "--stage", "student"])
     assert result.exit_code == 2
@@ -253,8 +253,8 @@ def test_average_last_is_the_mean_of_the_last_epochs_and_survives_a_kill(tiny_pr
     """--average-last 2 of a 3-epoch run killed after epoch 2 between last.h5 and average.h5: the resumed run folds
     last.h5's epoch in first, so average.h5 is the mean of epochs 2 and 3 (kernels; BatchNorm re-estimated), then
     validated; best.h5 is whichever validated better, and summary.json says which."""
-    import edgekd.train as train_module
-    from edgekd.checkpoint import AVERAGE
+    import edgekd.training.train as train_module
+    from edgekd.core.checkpoint import AVERAGE
 
     run = _planned_two_killed_after_one(one_epoch_baseline, tmp_path)
     train(tiny_prepared, run, TrainConfig(stage="baseline", progress=False), resume=True)  # epoch 2, no averaging
@@ -313,7 +313,7 @@ def test_resume_refuses_options_that_contradict_the_recorded_run(tiny_prepared, 
               explicit={"learning_rate"})
     with pytest.raises(EdgekdError, match="cosine schedule.*--init-from"):
         train(tiny_prepared, run, TrainConfig(stage="baseline", epochs=5), resume=True, explicit={"epochs"})
-    from edgekd.losses import KDLossConfig
+    from edgekd.models.losses import KDLossConfig
 
     with pytest.raises(EdgekdError, match="^.*: --loss-variant/--main-loss/--teacher-blend .* contradicts"):
         train(tiny_prepared, run, TrainConfig(stage="baseline", kd=KDLossConfig(main="l1")), resume=True,
@@ -324,7 +324,7 @@ def test_resume_refuses_options_that_contradict_the_recorded_run(tiny_prepared, 
 def test_the_cli_names_which_train_options_were_given(tmp_path):
     """`--resume` checks only what the user typed: --main-loss, --loss-variant and --teacher-blend all count as KD-Loss
     settings."""
-    from edgekd.cli import _explicit_train_fields, train as train_command
+    from edgekd.cli.main import _explicit_train_fields, train as train_command
 
     base = [str(tmp_path), "--run-dir", str(tmp_path / "r")]
     for extra, fields in ((["--main-loss", "l1", "--lr", "0.1", "--augment", "full"],
@@ -408,7 +408,7 @@ def test_init_from_fine_tunes_at_another_input_size_and_head(tiny_300w_root, tin
     data's, the head converted); another crop margin changes what the coordinates mean and is refused, and so is
     a spatial checkpoint of another input size (its Dense layer depends on it)."""
     from edgekd.data.prepare import PrepareConfig, prepare
-    from edgekd.models import HEAD_NAME, head_of
+    from edgekd.models.backbones import HEAD_NAME, head_of
 
     source = one_epoch_baseline / "baseline" / "best.h5"
     for size, margin in ((96, 0.15), (64, 0.25)):
@@ -459,9 +459,9 @@ def test_init_from_a_float32_tflite_export(tiny_300w_root, tiny_prepared, tmp_pa
     """A float32 export starts a run as the network it was exported from: the rebuilt network matches the .tflite
     in inference mode, and in training mode (batch statistics) it stays near that function, unlike a split that
     puts the folded bias in beta alone; int8 files are refused (their weights are rounded)."""
-    from edgekd import tflite_weights
-    from edgekd.export import ExportConfig, export_model
-    from edgekd.qat import calibration_images
+    from edgekd.training import tflite_weights
+    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.training.qat import calibration_images
 
     source = one_epoch_baseline / "baseline" / "best.h5"
     tflite = tmp_path / "start.tflite"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekd.data.crop import CropSpec
-from edgekd.detector import Detection
+from edgekd.core.crop import CropSpec
+from edgekd.core.detector import Detection
 from edgekd.runtime.predictor import Face
 from edgekd.runtime.tracker import square_iou
 

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from edgekd.errors import EdgekdError
+from edgekd.core.errors import EdgekdError
 
 
 def find_adb(adb: str | os.PathLike | None = None) -> str:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Sequence
 
 from edgekd.bench.protocols import parse_protocols
-from edgekd.errors import OptionError, check_range
-from edgekd.schemes import get_scheme
+from edgekd.core.errors import OptionError, check_range
+from edgekd.core.schemes import get_scheme
 
 PEERS = ("dlib", "mediapipe")  # dlib: HOG + 68-point predictor; mediapipe: Face Mesh mapped to 68 points
 from edgekd.runtime.predictor import MAX_REFINE, TTA  # noqa: E402  (test-time choices, one list)

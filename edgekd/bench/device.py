@@ -36,8 +36,8 @@ from edgekd.bench.device_result import (DeviceRun, STAGES, parse_benchmark_outpu
                                         to_device_run)
 from edgekd.bench.device_schema import FORMAT, REQUEST_FORMAT, SCHEMA_PATH, load_schema, schema_errors  # noqa: F401
 from edgekd.bench.protocols import PROTOCOLS
-from edgekd.errors import DataError, EdgekdError, ModelError, OptionError, check_range
-from edgekd.fileio import write_json
+from edgekd.core.errors import DataError, EdgekdError, ModelError, OptionError, check_range
+from edgekd.core.fileio import write_json
 
 PACKAGE = "org.edgekd.demo"
 ACTIVITY = f"{PACKAGE}/.EvalActivity"
@@ -133,7 +133,7 @@ def run_on_device(model_path: str | os.PathLike, samples: Sequence, options: Dev
 
 def _check_model(model_path) -> Path:
     """Fails here, not on the phone, when the model is missing or not an edgekd export."""
-    from edgekd import metadata
+    from edgekd.core import metadata
 
     model_path = Path(model_path)
     if not model_path.is_file():
@@ -229,8 +229,8 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 def _request_boxes(sample, protocol: str) -> dict:
     """The crop box (protocol gt) and the landmark box a detection must overlap, as the desktop protocols use."""
-    from edgekd.data.crop import CropSpec
-    from edgekd.detector import points_box
+    from edgekd.core.crop import CropSpec
+    from edgekd.core.detector import points_box
 
     points = getattr(sample, "points", None)
     if points is None or not len(points):
@@ -246,7 +246,7 @@ def image_of(sample) -> np.ndarray:
     """The sample's pixels as HxWx3 uint8 RGB (grey images repeated into three channels)."""
     image = getattr(sample, "image", None)
     if image is None:
-        from edgekd.data.readers import load_image
+        from edgekd.core.imageio import load_image
 
         image = load_image(sample)
     image = np.asarray(image)

@@ -16,8 +16,8 @@ import numpy as np
 
 from edgekd.bench.device_schema import FORMAT, schema_errors
 from edgekd.bench.latency import stage_breakdown
-from edgekd.errors import DataError, EdgekdError
-from edgekd.timing import stats
+from edgekd.core.errors import DataError, EdgekdError
+from edgekd.core.timing import stats
 
 STAGES = ("decode", "detector", "crop", "inference", "landmarks", "total")  # the app's timings_ms keys
 DETAIL_KEYS = ("file", "width", "height", "faces", "score", "detector_box", "box", "error")

@@ -47,9 +47,9 @@ import cv2
 import numpy as np
 
 from edgekd.bench.mediapipe_ops import SplitModel, uses_xnnpack
-from edgekd.detector import ASSETS_DIR, match_box
-from edgekd.errors import DataError, ModelError
-from edgekd.interpreter import make_interpreter
+from edgekd.core.detector import ASSETS_DIR, match_box
+from edgekd.core.errors import DataError, ModelError
+from edgekd.core.interpreter import make_interpreter
 
 NAME = "MediaPipe Face Mesh"
 ASSET = ASSETS_DIR / "face_landmark_with_attention.tflite"  # the variant kept (see the module's docstring)
@@ -151,10 +151,10 @@ class MeshMap:
         return out.reshape(*m.shape[:-2], self.num_points, 2)
 
     def save(self, path) -> Path:
-        """Atomic .npz write (edgekd.fileio): float32 weights, the gt ROI convention and the fit's record."""
+        """Atomic .npz write (edgekd.core.fileio): float32 weights, the gt ROI convention and the fit's record."""
         import io
 
-        from edgekd.fileio import write_bytes
+        from edgekd.core.fileio import write_bytes
 
         buf = io.BytesIO()
         np.savez_compressed(buf, weights=self.weights.astype(np.float32),

@@ -1,7 +1,7 @@
 """Latency of landmark models: model-only per thread count, and end-to-end per face behind the detector, broken
 into the stages it spends its time in.
 
-The timer, the statistics and the machine description are ``edgekd.timing``'s. The stage breakdown is measured
+The timer, the statistics and the machine description are ``edgekd.core.timing``'s. The stage breakdown is measured
 inside the end-to-end loop itself (the detector call here, crop / model / inverse crop by the Predictor's own
 timers), not in separate tight loops: a tight model-only loop keeps the model's weights in cache and hides the cost
 of detector and model taking turns, which is what an app pays.
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from edgekd.timing import machine, stats, time_calls  # noqa: F401  (machine: re-exported for the bench)
+from edgekd.core.timing import machine, stats, time_calls  # noqa: F401  (machine: re-exported for the bench)
 
 # Where one face's end-to-end time goes. "model" is the Predictor's model timer (the crop into the input tensor and
 # the invoke); "post" is everything it times after the model (its output to image points: dequantise, denormalise,

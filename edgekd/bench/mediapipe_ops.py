@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekd.errors import ModelError
-from edgekd.interpreter import make_interpreter
+from edgekd.core.errors import ModelError
+from edgekd.core.interpreter import make_interpreter
 
 
 def uses_xnnpack(interp) -> bool:

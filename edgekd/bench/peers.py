@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.data.crop import CropSpec
-from edgekd.errors import EdgekdError
-from edgekd.detector import fit_box_mapping, match_box
+from edgekd.core.crop import CropSpec
+from edgekd.core.errors import EdgekdError
+from edgekd.core.detector import fit_box_mapping, match_box
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def fit_dlib_gt_mapping(samples, peer: DlibPeer | None = None):
     """Fit the landmark-square -> HOG-box mapping on training samples; returns (offset, scale, spread, used, missed)."""
     from tqdm import tqdm
 
-    from edgekd.data.readers import load_image
+    from edgekd.core.imageio import load_image
 
     peer = peer or DlibPeer()
     pairs, missed = [], 0

@@ -7,9 +7,9 @@ no detection overlaps is a detector failure.
 """
 from __future__ import annotations
 
-from edgekd.data.crop import CropSpec
-from edgekd.errors import OptionError
-from edgekd.detector import match_box
+from edgekd.core.crop import CropSpec
+from edgekd.core.errors import OptionError
+from edgekd.core.detector import match_box
 
 PROTOCOLS = ("detector", "gt")
 

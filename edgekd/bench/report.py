@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.fileio import mark_output_dir, write_bytes
+from edgekd.core.fileio import mark_output_dir, write_bytes
 
 DLIB_NOTE = ("dlib's released 68-point model was trained on iBUG 300-W data that very likely includes these test "
              "images (its error is the same on the 300-W training and test images), so its NME here is a reference, "
@@ -286,7 +286,7 @@ def ced_plot(entries, path: Path, threshold: float = 0.1) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edgekd.metrics import auc, ced
+    from edgekd.core.metrics import auc, ced
 
     curves = [e for e in entries if e.extra.get("errors")]
     fig, ax = plt.subplots(figsize=(7, 5 + 0.18 * len(curves)), dpi=110)
@@ -315,9 +315,9 @@ def worst_sheet(entry, samples, path: Path, count: int = 12, tile: int = 192) ->
     """Grid of the worst faces: ground truth green, prediction red, NME (or MISSED) written on each."""
     import cv2
 
-    from edgekd.data.crop import CropSpec, transform_points
-    from edgekd.data.readers import load_image
-    from edgekd.errors import DataError
+    from edgekd.core.crop import CropSpec, transform_points
+    from edgekd.core.imageio import load_image
+    from edgekd.core.errors import DataError
 
     errors = entry.extra.get("errors")
     if not errors:

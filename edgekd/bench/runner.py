@@ -4,7 +4,7 @@
 Each image is read once and detected once; every model then cuts its own crop from the shared detection, so
 models differ only in what they are. Latency is measured afterwards on real crops and images, with fresh
 interpreters per thread count; the end-to-end time is broken into the pipeline stages it was spent in, and every
-result names the CPU it was measured on (edgekd.timing.machine), because machines differ between sessions.
+result names the CPU it was measured on (edgekd.core.timing.machine), because machines differ between sessions.
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import numpy as np
 from edgekd.bench import latency as lat
 from edgekd.bench.config import PEERS, BenchConfig  # noqa: F401  (PEERS: the choices, importable from here)
 from edgekd.bench.protocols import crop_box, select_detection
-from edgekd.errors import DataError, ModelError
-from edgekd.fileio import check_output_dir
-from edgekd.metrics import nme, summarize, summarize_subsets
+from edgekd.core.errors import DataError, ModelError
+from edgekd.core.fileio import check_output_dir
+from edgekd.core.metrics import nme, summarize, summarize_subsets
 from edgekd.runtime.predictor import sample_face
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ def _size(m):
 def _accuracy_loop(cfg: BenchConfig, samples, model_rows, peer_rows, det):
     """Every face through every model and peer: (scored samples, skipped ids, detector ms, images kept for
     latency)."""
-    from edgekd.data.readers import load_image
+    from edgekd.core.imageio import load_image
     from edgekd.runtime.predictor import Predictor
 
     predictors = [(Predictor(m, **v), row) for m, v, row in model_rows]

@@ -21,10 +21,10 @@ import numpy as np
 
 from edgekd.bench.latency import on_threads
 from edgekd.bench.protocols import crop_box, select_detection
-from edgekd.data.crop import CropSpec, transform_points
-from edgekd.detector import match_box, points_box
-from edgekd.metrics import nme, summarize
-from edgekd.timing import machine, stats, time_calls
+from edgekd.core.crop import CropSpec, transform_points
+from edgekd.core.detector import match_box, points_box
+from edgekd.core.metrics import nme, summarize
+from edgekd.core.timing import machine, stats, time_calls
 
 # The camera: frames per clip (2/3 s at 30 fps), zoom per frame (geometric), pan per frame in face sides; faces
 # larger than LARGE_FACE of the image's shorter side are zoomed out of, the others into.
@@ -157,7 +157,7 @@ def video_row(model, name: str, detector, samples, threads, scheme, frames: int 
               progress=iter) -> dict:
     """One model's video row: every sample's clip on a fresh interpreter per thread count (the detector shared);
     errors from the first thread count, per-frame times from each. ``progress`` wraps the sample iterable."""
-    from edgekd.data.readers import load_image
+    from edgekd.core.imageio import load_image
     from edgekd.runtime.predictor import Predictor
 
     annotated, tally = AnnotatedFace(detector), VideoTally()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.errors import DataError
+from edgekd.core.errors import DataError
 
 
 @dataclass

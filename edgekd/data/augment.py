@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, replace
 import cv2
 import numpy as np
 
-from edgekd.data.crop import transform_points
-from edgekd.schemes import LandmarkScheme
+from edgekd.core.crop import transform_points
+from edgekd.core.schemes import LandmarkScheme
 
 
 PRESETS = ("light", "full", "mild", "tight")  # what `train --augment` and `data show --augment` offer ("none": --no-augment)
@@ -69,7 +69,7 @@ class AugmentConfig:
 
     @classmethod
     def preset(cls, name: str) -> "AugmentConfig | None":
-        from edgekd.errors import EdgekdError
+        from edgekd.core.errors import EdgekdError
 
         presets = {"full": cls, "light": cls.light, "mild": cls.mild, "tight": cls.tight,
                    "none": lambda: None}  # PRESETS, in this order

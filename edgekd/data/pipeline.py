@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.data.augment import AugmentConfig, augment_sample
-from edgekd.data.crop import CropSpec
+from edgekd.core.crop import CropSpec
 from edgekd.data.prepare import Manifest
-from edgekd.errors import DataError
-from edgekd.schemes import LandmarkScheme, get_scheme
+from edgekd.core.errors import DataError
+from edgekd.core.schemes import LandmarkScheme, get_scheme
 
 
 @dataclass
@@ -39,7 +39,7 @@ class PreparedData:
         self.crop: CropSpec = self.manifest.crop_spec
         self._splits: dict[str, SplitArrays] = {}
         # extra point sets of the training split (stored-image pixels, like hard.npy) that every sample carries
-        # through the same augmentation: the teachers' cached outputs (edgekd.teacher_targets)
+        # through the same augmentation: the teachers' cached outputs (edgekd.training.teacher_targets)
         self.guides: dict[str, np.ndarray] = {}
 
     open = classmethod(lambda cls, root: cls(root))

@@ -31,13 +31,14 @@ import numpy as np
 from tqdm import tqdm
 
 import edgekd
-from edgekd.metrics import batch_nme
+from edgekd.core.metrics import batch_nme
 from edgekd.data.asm import ActiveShapeModel
-from edgekd.data.crop import CropSpec, check_input_size, transform_points, warp
-from edgekd.data.readers import READERS, Sample, image_identity, load_image, read_dataset
-from edgekd.errors import DataError, EdgekdError, MissingSplit, OptionError, OutputError, check_range
-from edgekd.fileio import check_no_file_in_the_way, check_outside_inputs, remove_stale_temps, umask, write_json
-from edgekd.schemes import get_scheme
+from edgekd.core.crop import CropSpec, check_input_size, transform_points, warp
+from edgekd.core.imageio import Sample, load_image
+from edgekd.data.readers import READERS, image_identity, read_dataset
+from edgekd.core.errors import DataError, EdgekdError, MissingSplit, OptionError, OutputError, check_range
+from edgekd.core.fileio import check_no_file_in_the_way, check_outside_inputs, remove_stale_temps, umask, write_json
+from edgekd.core.schemes import get_scheme
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ def store_face(sample: Sample, crop: CropSpec, store_size: int) -> tuple[np.ndar
 def _fit_detector(samples: list[Sample], crop: CropSpec, progress: bool) -> tuple[CropSpec, dict]:
     """Crops cut from a face detector's box must look like the training crops: learn the box mapping here, on
     training faces only, and carry it in the CropSpec that goes into every export's metadata."""
-    from edgekd.detector import fit_detector_mapping
+    from edgekd.core.detector import fit_detector_mapping
 
     mapping = fit_detector_mapping(samples, progress=progress)
     if mapping.faces_used < 10:
@@ -190,7 +191,7 @@ def _fit_detector(samples: list[Sample], crop: CropSpec, progress: bool) -> tupl
                     "(--no-fit-detector skips this fit)", mapping.faces_used)
         return crop, mapping.to_dict()
     if mapping.keypoint_weights is None:
-        from edgekd.detector import MIN_KEYPOINT_FACES
+        from edgekd.core.detector import MIN_KEYPOINT_FACES
 
         log.info("no keypoint mapping: it needs keypoints on %d training faces, and the face detector found %d "
                  "faces; crops are placed from its box alone (the keypoint mapping, fitted on a full dataset, "

@@ -10,8 +10,8 @@ import numpy as np
 
 from edgekd.data.augment import AugmentConfig
 from edgekd.data.pipeline import PreparedData
-from edgekd.errors import check_range
-from edgekd.fileio import check_no_file_in_the_way, check_outside_inputs, write_image
+from edgekd.core.errors import check_range
+from edgekd.core.fileio import check_no_file_in_the_way, check_outside_inputs, write_image
 
 log = logging.getLogger(__name__)
 

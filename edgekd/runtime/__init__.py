@@ -1,5 +1,5 @@
 """Runtime: run an exported (or Keras) landmark model on images and video the way a phone app would."""
-from edgekd.detector import Detection, DetectorMapping, FaceDetector, fit_detector_mapping
+from edgekd.core.detector import Detection, DetectorMapping, FaceDetector, fit_detector_mapping
 from edgekd.runtime.blazeface import BlazeFace, TiledDetector, open_detector
 from edgekd.runtime.model import LandmarkModel, ModelInfo
 from edgekd.runtime.predictor import Face, Predictor, draw_faces, predict_file, write_face_points

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edgekd.detector import ASSET, FULL_RANGE_ASSET, Detection, FaceDetector, check_asset
-from edgekd.errors import ModelError
-from edgekd.interpreter import make_interpreter
+from edgekd.core.detector import ASSET, FULL_RANGE_ASSET, Detection, FaceDetector, check_asset
+from edgekd.core.errors import ModelError
+from edgekd.core.interpreter import make_interpreter
 
 RANGES = ("short-range", "full-range")
 BACKENDS = ("auto", "tasks", "litert")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.data.crop import CropSpec
-from edgekd.errors import ModelError
-from edgekd.interpreter import RUNTIMES, make_interpreter, package_version
+from edgekd.core.crop import CropSpec
+from edgekd.core.errors import ModelError
+from edgekd.core.interpreter import RUNTIMES, make_interpreter, package_version
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class LandmarkModel:
             raise ModelError(f"{self.path}: a folder without best.h5; expected a .tflite file, a Keras checkpoint "
                              f"(.h5/.keras) or a training stage folder")
         if self.kind == "keras":  # no checkpoint, or one that could run code: refused before anything is read
-            from edgekd.checkpoint import check_network
+            from edgekd.core.checkpoint import check_network
 
             check_network(self.path)
         self._requested_runtime = runtime
@@ -171,7 +171,7 @@ class _Closed:
 
 # --- metadata -------------------------------------------------------------------------------------------------
 def _tflite_info(path: Path, scheme, crop) -> ModelInfo:
-    from edgekd.metadata import read
+    from edgekd.core.metadata import read
 
     meta = read(path)
     spec = _as_crop(crop) if crop is not None else meta.crop
@@ -191,8 +191,8 @@ def metadata_json_candidates(path: Path) -> list[Path]:
 
 
 def _checkpoint_attrs(path: Path) -> dict:
-    """The edgekd JSON inside the HDF5 checkpoint (edgekd.checkpoint.checkpoint_info), if any."""
-    from edgekd.checkpoint import checkpoint_info
+    """The edgekd JSON inside the HDF5 checkpoint (edgekd.core.checkpoint.checkpoint_info), if any."""
+    from edgekd.core.checkpoint import checkpoint_info
 
     try:
         return checkpoint_info(path) or {}
@@ -217,7 +217,7 @@ def _keras_info(path: Path, scheme, crop) -> ModelInfo:
         names = ", ".join(p.name for p in metadata_json_candidates(path))
         raise ModelError(f"{path}: Keras checkpoint without scheme/crop (no edgekd info inside, no JSON beside it: "
                          f"{names}); pass scheme= and crop=")
-    from edgekd.schemes import get_scheme
+    from edgekd.core.schemes import get_scheme
 
     n = int(found.get("num_points", get_scheme(scheme).num_points))
     return ModelInfo(scheme, n, _as_crop(crop_d), found.get("quantization", "float32 (keras)"))
@@ -322,7 +322,6 @@ def dequantize_output(y: np.ndarray, detail: dict) -> np.ndarray:
 
 class _KerasBackend:
     def __init__(self, path: Path):
-        import edgekd  # noqa: F401  (TF_USE_LEGACY_KERAS before TF loads)
 
         import tensorflow as tf
 
@@ -356,8 +355,8 @@ class _KerasBackend:
 
 
 def _load_keras(path: Path):
-    """Plain tf_keras loading through edgekd.checkpoint (no training code needed)."""
-    from edgekd.checkpoint import load_model
+    """Plain tf_keras loading through edgekd.core.checkpoint (no training code needed)."""
+    from edgekd.core.checkpoint import load_model
 
     try:
         return load_model(path)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.data.crop import CropSpec, invert, transform_points, warp
-from edgekd.errors import check_range
+from edgekd.core.crop import CropSpec, invert, transform_points, warp
+from edgekd.core.errors import check_range
 
 
 TTA = ("none", "flip")  # test-time augmentation: flip = mirror averaging (Predictor(flip=True))
@@ -74,7 +74,7 @@ class Predictor:
         self._staged = all(hasattr(model, k) for k in ("set_input", "invoke", "points"))
         self.flip_permutation = None
         if flip:
-            from edgekd.schemes import get_scheme
+            from edgekd.core.schemes import get_scheme
 
             self.flip_permutation = list(get_scheme(model.scheme).flip_permutation)
 
@@ -194,7 +194,7 @@ def predict_file(model, image_path=None, out=None, num_threads: int = 1, detecto
 
     ``detector``: a detector object (kept open), or keyword arguments for ``open_detector`` (default: MediaPipe
     short-range, score >= 0.5)."""
-    from edgekd.data.readers import load_image
+    from edgekd.core.imageio import load_image
     from edgekd.runtime.blazeface import open_detector
 
     image = load_image(image_path) if image_path is not None else sample_face()
@@ -206,7 +206,7 @@ def predict_file(model, image_path=None, out=None, num_threads: int = 1, detecto
         if det is not detector:
             det.close()
     if out is not None and faces:
-        from edgekd.fileio import write_image
+        from edgekd.core.fileio import write_image
 
         write_image(out, draw_faces(image, faces))
     return faces
@@ -225,8 +225,8 @@ def write_face_points(path, faces: list[Face], source: str = "") -> list[Path]:
     Nothing else is touched: files beside ``path`` that look like an earlier run's (``faces_3.pts``) may as well be
     a dataset's own annotations (``image_0003.pts``), so they are never removed; the caller names what it wrote.
     """
-    from edgekd.data.readers import write_pts
-    from edgekd.fileio import write_json
+    from edgekd.core.imageio import write_pts
+    from edgekd.core.fileio import write_json
 
     path = Path(path)
     if not faces:

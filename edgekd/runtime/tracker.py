@@ -47,8 +47,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgekd.data.crop import CropSpec
-from edgekd.detector import iou
+from edgekd.core.crop import CropSpec
+from edgekd.core.detector import iou
 
 # OneEuroFilter.kt's defaults, which MainActivity uses: one set of constants on both platforms
 ONE_EURO = {"min_cutoff": 0.5, "beta": 30.0, "d_cutoff": 2.0, "max_gap": 0.5}

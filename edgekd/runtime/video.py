@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.errors import DataError, OptionError, OutputError
+from edgekd.core.errors import DataError, OptionError, OutputError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 POINTS_SUFFIXES = (".csv", ".json")
@@ -133,7 +133,7 @@ def _open_writer(out, fps: float, size):
     """A cv2.VideoWriter on a temporary name beside ``out`` (same extension, so OpenCV picks the container)."""
     import cv2
 
-    from edgekd.fileio import remove_stale_temps
+    from edgekd.core.fileio import remove_stale_temps
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -182,7 +182,7 @@ def _discard(tmp) -> None:
 def write_points(path, rows: list[dict], result: VideoResult) -> Path:
     """Per-frame points: JSON (every frame, faces with track id, box, detection, points) or CSV (one row per face
     and frame: frame, time_s, track_id, score, x0, y0, x1, y1, ...; frames without a face have no row)."""
-    from edgekd.fileio import write_json, write_text
+    from edgekd.core.fileio import write_json, write_text
 
     path = Path(path)
     if path.suffix.lower() == ".json":

@@ -4,7 +4,7 @@ import org.json.JSONObject
 import java.nio.ByteBuffer
 
 /**
- * The part of a model's edgekd metadata (edgekd/metadata.py, format "edgekd-model/1") the app needs: the crop
+ * The part of a model's edgekd metadata (edgekd/core/metadata.py, format "edgekd-model/1") the app needs: the crop
  * the model was trained on and the landmark scheme. Read from the .tflite itself, so a model file is all the app
  * needs and cannot be paired with the wrong crop.
  */

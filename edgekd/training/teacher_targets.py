@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.errors import DataError, OptionError
+from edgekd.core.errors import DataError, OptionError
 
 ROLES = ("tough", "tolerant")  # KD-Loss's two teachers (losses.kd_loss: A and S)
 FORMAT = "edgekd-teacher-targets-1"
@@ -97,8 +97,8 @@ def compute(folders: list, teachers: dict[str, list], flip: bool = False, progre
     Each role's target is the mean of its networks' outputs, each network run on the folder of its input size.
     ``progress(message)``, when given, hears about each network.
     """
-    from edgekd.checkpoint import check_loaded, check_matches_data, load_model
-    from edgekd.metrics import batch_nme
+    from edgekd.core.checkpoint import check_loaded, check_matches_data, load_model
+    from edgekd.core.metrics import batch_nme
 
     _check_same_faces(folders)
     base = folders[0]
@@ -131,7 +131,7 @@ def compute(folders: list, teachers: dict[str, list], flip: bool = False, progre
 
 def save(path, targets: dict, meta: dict, ids: list[str]) -> Path:
     """Write the .npz atomically (never half a file under the name)."""
-    from edgekd.fileio import write_bytes
+    from edgekd.core.fileio import write_bytes
 
     buf = io.BytesIO()
     np.savez(buf, **{r: targets[r] for r in ROLES}, face_ids=np.array(ids), meta=np.array(json.dumps(meta)))

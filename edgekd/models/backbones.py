@@ -18,9 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import edgekd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgekd.data.crop import check_input_size
-from edgekd.errors import ModelError
+from edgekd.core.crop import check_input_size
+from edgekd.core.errors import ModelError
 
 HEAD_NAME = "landmarks"
 REDUCE_NAME = "head_reduce"  # the spatial head's 1x1 convolution
@@ -253,7 +252,7 @@ def check_batch_fits(net: NetworkConfig, input_size: int, batch_size: int, train
     """Refuse, before anything is built, a training batch that cannot fit in this machine's memory (a batch larger
     than the training split holds the whole split), with the estimate: TensorFlow would otherwise fail after minutes,
     often without a message."""
-    from edgekd.errors import OptionError
+    from edgekd.core.errors import OptionError
 
     batch = min(batch_size, train_faces) if train_faces > 0 else batch_size
     per_crop = training_bytes_per_sample(net, input_size)

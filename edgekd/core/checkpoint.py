@@ -19,9 +19,8 @@ import json
 import os
 from pathlib import Path
 
-import edgekd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgekd.errors import ModelError
-from edgekd.fileio import remove_stale_temps
+from edgekd.core.errors import ModelError
+from edgekd.core.fileio import remove_stale_temps
 
 BEST, LAST, SUMMARY = "best.h5", "last.h5", "summary.json"
 AVERAGE = "average.h5"  # the running mean of the last epochs' weights (train --average-last)

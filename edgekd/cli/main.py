@@ -18,16 +18,16 @@ from pathlib import Path
 import click
 
 import edgekd
-from edgekd import logs
+from edgekd.core import logs
 from edgekd.bench.config import DEVICES, PEERS, SPLITS
 from edgekd.bench.protocols import PROTOCOLS
 from edgekd.data.augment import PRESETS as AUGMENT_PRESETS
-from edgekd.errors import EdgekdError, OptionError, describe_os_error
-from edgekd.losses import LOSSES
-from edgekd.models import HEADS, MODELS
-from edgekd.qat import QAT_SCHEDULES, QAT_TARGETS, QATConfig
-from edgekd.schemes import SCHEMES
-from edgekd.train import SCHEDULES, STAGES
+from edgekd.core.errors import EdgekdError, OptionError, describe_os_error
+from edgekd.models.losses import LOSSES
+from edgekd.models.backbones import HEADS, MODELS
+from edgekd.training.qat import QAT_SCHEDULES, QAT_TARGETS, QATConfig
+from edgekd.core.schemes import SCHEMES
+from edgekd.training.train import SCHEDULES, STAGES
 from edgekd.runtime.blazeface import BACKENDS as DETECTOR_BACKENDS, RANGES as DETECTOR_RANGES
 from edgekd.runtime.predictor import MAX_REFINE, TTA
 
@@ -208,7 +208,7 @@ def data_show(prepared, out, name, exist_ok, split, count, augment_preset, no_au
     from click.core import ParameterSource
 
     from edgekd.data.visualize import draw_prepared_samples
-    from edgekd.fileio import check_output_dir, mark_output_dir, next_run_dir
+    from edgekd.core.fileio import check_output_dir, mark_output_dir, next_run_dir
 
     augment_given = click.get_current_context().get_parameter_source("augment_preset") == ParameterSource.COMMANDLINE
     if no_augment and augment_given:
@@ -244,10 +244,10 @@ def data_teach(prepared, tough, tolerant, teacher_flip, also_prepared, out):
     `edgekd train --stage student --teacher-targets t.npz` then trains KD-Loss from these outputs, carried by each
     sample's augmentation like the landmarks, at the cost of a plain step. Each teacher runs on the prepared folder
     of its input size (PREPARED or an --also-prepared one)."""
-    from edgekd import teacher_targets
+    from edgekd.training import teacher_targets
     from edgekd.data.pipeline import PreparedData
-    from edgekd.checkpoint import check_network
-    from edgekd.fileio import check_no_file_in_the_way, check_outside_inputs
+    from edgekd.core.checkpoint import check_network
+    from edgekd.core.fileio import check_no_file_in_the_way, check_outside_inputs
 
     inputs = {"PREPARED": prepared, **{f"--also-prepared {p}": p for p in also_prepared},
               **{f"--tough {p}": p for p in tough}, **{f"--tolerant {p}": p for p in tolerant}}
@@ -349,8 +349,8 @@ def train(prepared, overrides, run_dir, stage, recipe, epochs, batch_size, lr, s
     """
     import json
 
-    from edgekd import recipe as recipes
-    from edgekd.train import train as train_stage
+    from edgekd.recipes import recipe as recipes
+    from edgekd.training.train import train as train_stage
 
     ctx = click.get_current_context()
     explicit = _explicit_train_fields(ctx)
@@ -367,7 +367,7 @@ def train(prepared, overrides, run_dir, stage, recipe, epochs, batch_size, lr, s
     cfg = recipes.stage_config(recipe, stage=stage, teachers_dir=teachers_dir, teacher_targets=teacher_targets,
                                init_from=init_from, progress=logs.show_progress(), **given)
     if dry_run:
-        from edgekd.train import dry_run as project
+        from edgekd.training.train import dry_run as project
 
         _print_projection(project(prepared, cfg, (stage,)))
         return
@@ -384,8 +384,8 @@ def _given_settings(ctx, params: dict) -> dict:
     given): what wins over the recipe, and nothing else (an option left at its default does not)."""
     from click.core import ParameterSource
 
-    from edgekd.losses import KDLossConfig
-    from edgekd.train import TrainConfig
+    from edgekd.models.losses import KDLossConfig
+    from edgekd.training.train import TrainConfig
 
     given_option = lambda name: ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE  # noqa: E731
     values = {"learning_rate": params["lr"], "augment": not params["no_augment"]}
@@ -413,7 +413,7 @@ def _train_recipe(prepared, run_dir, recipe_name, overrides, explicit, given, re
     """`edgekd train` of a whole recipe: explicit options become overrides of every stage that has the setting."""
     import json
 
-    from edgekd import recipe as recipes
+    from edgekd.recipes import recipe as recipes
 
     for name, option in _STAGE_ONLY.items():
         if name in explicit:
@@ -438,7 +438,7 @@ def _train_recipe(prepared, run_dir, recipe_name, overrides, explicit, given, re
 
 
 def _print_projection(rows) -> None:
-    from edgekd.train import format_duration
+    from edgekd.training.train import format_duration
 
     for r in rows:
         click.echo(f"{r['stage']:>16} {r['network']:<16} {r['seconds_per_step']:.2f} s/step x {r['steps']} steps"
@@ -452,7 +452,7 @@ def _explicit_train_fields(ctx) -> set[str]:
     """TrainConfig fields the user set on the command line (--resume refuses those that contradict the run)."""
     from click.core import ParameterSource
 
-    from edgekd.train import OPTION_NAMES, TrainConfig
+    from edgekd.training.train import OPTION_NAMES, TrainConfig
 
     fields = {option.lstrip("-").replace("-", "_"): field for field, options in OPTION_NAMES.items()
               for option in options.split("/")}
@@ -509,7 +509,7 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
            allow_degradation, seed):
     """Convert a checkpoint to .tflite with metadata and a model card, e.g.
     `edgekd export runs/train/300w/student/best.h5 --out runs/export/student_int8.tflite --int8`."""
-    from edgekd.export import ExportConfig, export_model
+    from edgekd.export.exporter import ExportConfig, export_model
 
     chosen = [m for m, on in (("int8", int8), ("qat", qat), ("float16", float16), ("dynamic", dynamic)) if on]
     if len(chosen) > 1:
@@ -569,11 +569,11 @@ def bench(models, root, dataset, split, prepared, out_dir, name, exist_ok, crop,
 
     Each run writes into a new folder runs/bench/exp, exp2, ... unless --out-dir or --exist-ok says otherwise."""
     from edgekd.bench import benchmark
-    from edgekd.fileio import next_run_dir
+    from edgekd.core.fileio import next_run_dir
 
     phone = {k: v for k, v in (("serial", serial), ("adb", adb_path), ("apk", apk),
                                ("benchmark_binary", benchmark_binary)) if v}
-    from edgekd.fileio import check_output_dir, check_outside_inputs
+    from edgekd.core.fileio import check_output_dir, check_outside_inputs
 
     if out_dir is not None:
         check_outside_inputs(out_dir, "--out-dir", {"--root": root, "--prepared": prepared})  # inputs stay as they are
@@ -625,8 +625,8 @@ def predict(model, source, out, name, exist_ok, pts, detector, detector_backend,
     Still images: detector -> crop from the model's metadata -> model -> image points, for every face. Video: faces
     are tracked (each crop from the previous frame's landmarks, the detector every --redetect-every frames or when a
     track is lost) and smoothed. Without SOURCE, scikit-image's astronaut photo (public domain) is used."""
-    from edgekd.errors import check_range
-    from edgekd.fileio import (check_no_file_in_the_way, check_output_dir, check_outside_inputs, mark_output_dir,
+    from edgekd.core.errors import check_range
+    from edgekd.core.fileio import (check_no_file_in_the_way, check_output_dir, check_outside_inputs, mark_output_dir,
                                next_run_dir)
     from edgekd.runtime.video import check_points_path, is_video
 

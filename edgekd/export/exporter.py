@@ -6,13 +6,13 @@ The export reads as the user's story, one function per step (``export_model`` ca
    for checkpoints edgekd did not write);
 2. ``reference_score``: the Keras model's NME on the canonical validation crops;
 3. ``convert_model``: float32, float16, dynamic-range, int8 PTQ (calibrated on augmented training crops) or int8
-   after quantization-aware fine-tuning (edgekd.qat), with the metadata embedded;
+   after quantization-aware fine-tuning (edgekd.training.qat), with the metadata embedded;
 4. ``verify``: the file as shipped, loaded by the runtime's LandmarkModel on ai-edge-litert, scored on the same
    crops; an export that loses more than ``tolerance`` NME points raises EdgekdError and writes nothing (an
    existing file at ``out`` is left as it was), unless ``allow_degradation`` (then its card says it is degraded);
    then its ops, output precision and latency;
 5. ``write``: the card (JSON and Markdown, built from the ExportResult) and then the model, each atomically
-   (edgekd.fileio), so no half-written file is ever left behind and a present .tflite has its card.
+   (edgekd.core.fileio), so no half-written file is ever left behind and a present .tflite has its card.
 
 Every option lives in one ``ExportConfig`` and is checked in one place, ``ExportConfig.validate``.
 """
@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 
 import edgekd
-from edgekd.errors import EdgekdError, ModelError, OptionError, check_range
-from edgekd.fileio import check_no_file_in_the_way, check_outside_inputs, remove_stale_temps, write_json, write_text
-from edgekd.metadata import ModelMetadata, embed
-from edgekd.qat import QAT_SCHEDULES, QAT_TARGETS, QATConfig, calibration_images, quantization_aware_model
-from edgekd.quantize import (CONVERTER_SETTINGS, FULL_INTEGER, IO_TYPES, MODES, QuantizeConfig, convert,
+from edgekd.core.errors import EdgekdError, ModelError, OptionError, check_range
+from edgekd.core.fileio import check_no_file_in_the_way, check_outside_inputs, remove_stale_temps, write_json, write_text
+from edgekd.core.metadata import ModelMetadata, embed
+from edgekd.training.qat import QAT_SCHEDULES, QAT_TARGETS, QATConfig, calibration_images, quantization_aware_model
+from edgekd.export.quantize import (CONVERTER_SETTINGS, FULL_INTEGER, IO_TYPES, MODES, QuantizeConfig, convert,
                              delegate_support, float_head_outputs, inspect_ops, latency_ms, output_precision)
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ class ExportInputs:
 
 def resolve_inputs(cfg: ExportConfig) -> ExportInputs:
     """Load and cross-check everything before the slow steps, so a wrong folder fails in seconds, not minutes."""
-    from edgekd.checkpoint import check_network, load_model
+    from edgekd.core.checkpoint import check_network, load_model
 
     check_network(cfg.checkpoint)  # not a checkpoint, or one that could run code: said before anything else
     info = _checkpoint_info(cfg.checkpoint)
@@ -203,7 +203,7 @@ def _stage_dir(checkpoint: Path) -> Path:
 
 
 def _checkpoint_info(checkpoint: Path) -> dict:
-    from edgekd.checkpoint import checkpoint_info
+    from edgekd.core.checkpoint import checkpoint_info
 
     try:
         return checkpoint_info(checkpoint)
@@ -234,7 +234,7 @@ def _resolve_data(cfg: ExportConfig, info: dict):
 
 
 def _check_match(checkpoint: Path, model, info: dict, data) -> None:
-    from edgekd.checkpoint import check_loaded, check_matches_data
+    from edgekd.core.checkpoint import check_loaded, check_matches_data
 
     check_loaded(checkpoint, "the model", model, data)
     if info.get("scheme") and info["scheme"] != data.scheme.name:
@@ -246,7 +246,7 @@ def _load_teachers(cfg: ExportConfig, data) -> tuple[dict | None, dict]:
     """Frozen teachers for QAT: --teachers-dir, else the ones the student's run config names, or its teacher-targets
     file (attached to ``data``, teachers None); (None, {}) if none. A blended baseline's run reads its Tough
     teacher alone, as in training."""
-    from edgekd.train import load_teachers, teacher_paths
+    from edgekd.training.train import load_teachers, teacher_paths
 
     roles = {"tough"} if _baseline_blend(_run_config(cfg.checkpoint).get("train", {})) else {"tough", "tolerant"}
     if cfg.teachers_dir is not None:
@@ -254,7 +254,7 @@ def _load_teachers(cfg: ExportConfig, data) -> tuple[dict | None, dict]:
     else:
         cached = (_run_config(cfg.checkpoint).get("teacher_targets") or {}).get("file")
         if cached and Path(cached).is_file():
-            from edgekd import teacher_targets
+            from edgekd.training import teacher_targets
 
             data.attach_guides(teacher_targets.load(cached, data))
             return {"tough": None, "tolerant": None}, {"teacher_targets": cached}
@@ -281,7 +281,7 @@ def _recalibrate_batchnorm(model, data, cfg: ExportConfig, info: dict) -> int:
         samples = 0 if info.get("stage") else 256
     if samples > 0:
         from edgekd.data.pipeline import make_dataset
-        from edgekd.models import recalibrate_batchnorm
+        from edgekd.models.backbones import recalibrate_batchnorm
 
         ds = make_dataset(data, "train", 32, augment=True, seed=cfg.seed, shuffle=True)
         recalibrate_batchnorm(model, ds, -(-samples // 32))
@@ -290,7 +290,7 @@ def _recalibrate_batchnorm(model, data, cfg: ExportConfig, info: dict) -> int:
 
 # --- 2. the reference -------------------------------------------------------------------------------------------
 def _nme(inputs: ExportInputs, predicted_px: np.ndarray) -> float:
-    from edgekd.metrics import batch_nme
+    from edgekd.core.metrics import batch_nme
 
     data = inputs.data
     return float(100 * batch_nme(predicted_px, inputs.val_hard, data.scheme.nme_pair).mean())
@@ -355,7 +355,7 @@ def _baseline_blend(train: dict) -> float:
 def _kd_config(checkpoint: Path):
     """The KD-Loss the student was trained with (its run config), so QAT fine-tunes under the same objective (a
     blended baseline's blend goes to trainers.Mimic instead, through ``_trained_like``)."""
-    from edgekd.losses import KDLossConfig
+    from edgekd.models.losses import KDLossConfig
 
     train = _run_config(checkpoint).get("train", {})
     return KDLossConfig(**train["kd"]) if train.get("kd") else KDLossConfig()
@@ -466,7 +466,7 @@ def check_tolerance(cfg: ExportConfig, scores: Scores) -> None:
 
 def _head_cost(tflite: bytes, model, inputs: ExportInputs) -> dict:
     """NME of the int8 model against the same model with its landmark head in float (reference kernels)."""
-    from edgekd.models import HEAD_NAME
+    from edgekd.models.backbones import HEAD_NAME
 
     # by variable name: inside a QAT wrapper the Dense's ``kernel`` attribute is the fake-quantized tensor
     found = {v.name.split(":")[0]: v for v in model.weights}

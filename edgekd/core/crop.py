@@ -18,7 +18,7 @@ MIN_INPUT, MAX_INPUT = 64, 224  # 64 only for fast tests; prepared data uses 96-
 
 def check_input_size(input_size: int, option: str = "input size") -> None:
     """The one input-size rule (prepare, models): a multiple of 32 (MobileNetV2's total stride) in range."""
-    from edgekd.errors import DataError
+    from edgekd.core.errors import DataError
 
     if input_size % 32 or not MIN_INPUT <= input_size <= MAX_INPUT:
         raise DataError(f"{option} {input_size}: expected a multiple of 32 from {MIN_INPUT} to {MAX_INPUT}")
@@ -29,7 +29,7 @@ class CropSpec:
     input_size: int = 128
     margin: float = 0.15
     # How a face detector's box maps to the landmark box the model was trained on, fitted on training faces
-    # (see edgekd.detector.fit_detector_mapping): centre = det_centre + offset * det_side,
+    # (see edgekd.core.detector.fit_detector_mapping): centre = det_centre + offset * det_side,
     # side = scale * det_side, where det_side = max(w, h) of the detector box.
     detector_offset: tuple[float, float] = (0.0, 0.0)
     detector_scale: float = 1.0
@@ -81,7 +81,7 @@ class CropSpec:
         cx, cy, side = box
         full = side * (1.0 + 2.0 * self.margin)
         if not np.isfinite(full) or full <= 0:
-            from edgekd.errors import DataError
+            from edgekd.core.errors import DataError
 
             raise DataError(f"degenerate face box {box}: the landmarks or detection have no extent")
         s = self.input_size / full

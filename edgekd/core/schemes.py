@@ -44,7 +44,7 @@ class LandmarkScheme:
         return np.linalg.norm(points[..., a, :] - points[..., b, :], axis=-1)
 
     def check(self, points: np.ndarray, source: str) -> None:
-        from edgekd.errors import DataError
+        from edgekd.core.errors import DataError
 
         if points.ndim != 2 or points.shape != (self.num_points, 2):
             raise DataError(f"{source}: expected {self.num_points} points for {self.name}, found shape {points.shape}")
@@ -102,7 +102,7 @@ WFLW_ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", 
 
 
 def get_scheme(name: str) -> LandmarkScheme:
-    from edgekd.errors import EdgekdError
+    from edgekd.core.errors import EdgekdError
 
     try:
         return SCHEMES[name.lower()]

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.data.crop import CropSpec
-from edgekd.errors import ModelError
+from edgekd.core.crop import CropSpec
+from edgekd.core.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 ASSET = ASSETS_DIR / "face_detection_short_range.tflite"
 ASSET_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
 FULL_RANGE_ASSET = ASSETS_DIR / "face_detection_full_range_sparse.tflite"
@@ -221,7 +221,7 @@ def fit_keypoint_mapping(triples, ridge: float = 1e-6):
     ridge least squares of the target's offset and log scale (in box sides) on ``keypoint_features``, then once
     more without the 10 % of faces it fits worst, so a few wrong matches do not pull it. None when fewer than
     MIN_KEYPOINT_FACES faces have 6 keypoints."""
-    from edgekd.data.crop import keypoint_features
+    from edgekd.core.crop import keypoint_features
 
     triples = list(triples)
     X, Y = [], []
@@ -276,8 +276,8 @@ def fit_detector_mapping(samples, detector: FaceDetector | None = None, progress
 
     Apply the result with ``mapping.apply(crop_spec)``; store it in the manifest/metadata so runtime crops match.
     """
-    from edgekd.data.readers import load_image
-    from edgekd.errors import DataError
+    from edgekd.core.imageio import load_image
+    from edgekd.core.errors import DataError
 
     own = detector is None
     det = detector or FaceDetector()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import edgekd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ class KDLossConfig:
     teacher_blend: float = 0.0
 
     def __post_init__(self):
-        from edgekd.errors import EdgekdError, check_range
+        from edgekd.core.errors import EdgekdError, check_range
 
         if self.main != "paper" and self.main not in LOSSES:
             raise EdgekdError(f"--main-loss: {self.main!r} is not one of paper, {', '.join(LOSSES)}")
@@ -95,7 +94,7 @@ LOSSES = {"l2": l2_loss, "l1": l1_loss, "wing": wing_loss}
 
 def get_loss(name: str):
     """A plain landmark loss ``fn(target, pred) -> scalar`` by its registry name."""
-    from edgekd.errors import EdgekdError
+    from edgekd.core.errors import EdgekdError
 
     try:
         return LOSSES[name]

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-import edgekd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgekd.errors import ModelError
+from edgekd.core.errors import ModelError
 
 WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 MAX_OUTPUT_DIFF = 1e-3  # normalised crop coordinates (0.13 px at 128 px): float32 round-off is ~1e-6
@@ -38,7 +37,7 @@ def is_tflite(path) -> bool:
 def check_float32(path) -> None:
     """Refuse, in one line, a file that is not a float32 edgekd export: int8 and dynamic-range files hold rounded
     weights, float16 files compute their float32 weights at run time (a DEQUANTIZE in front of each op)."""
-    from edgekd import metadata
+    from edgekd.core import metadata
 
     path = Path(path)
     if not path.is_file():
@@ -51,8 +50,8 @@ def check_float32(path) -> None:
 def has_spatial_head(path) -> bool:
     """Whether the exported network has the spatial head: its 1x1 reduction (``models.REDUCE_NAME``) names tensors
     of the file, as every Keras layer does through the converter."""
-    from edgekd.interpreter import make_interpreter
-    from edgekd.models import REDUCE_NAME
+    from edgekd.core.interpreter import make_interpreter
+    from edgekd.models.backbones import REDUCE_NAME
 
     interp, _ = make_interpreter(path, delegates=False)
     return any(f"/{REDUCE_NAME}/" in t["name"] for t in interp.get_tensor_details())
@@ -61,7 +60,7 @@ def has_spatial_head(path) -> bool:
 def read_weights(path) -> list[dict]:
     """The weighted ops of a float32 .tflite in execution order: [{op, index, kernel, bias}], kernels in Keras
     layout (depthwise kernels as (h, w, in * multiplier, 1): ``load_into`` gives them the layer's own shape)."""
-    from edgekd.interpreter import make_interpreter
+    from edgekd.core.interpreter import make_interpreter
 
     path = Path(path)
     check_float32(path)
@@ -173,7 +172,7 @@ def load_into(net, path, images: np.ndarray, batch: int = 32) -> dict:
 def _max_output_diff(net, path: Path, images: np.ndarray) -> float | None:
     """Largest |Keras - .tflite| output over ``images``, the .tflite resized to their size if it was exported at
     another (a GAP network's weights fit any size); None if the runtime cannot resize it."""
-    from edgekd.interpreter import make_interpreter
+    from edgekd.core.interpreter import make_interpreter
 
     interp, _ = make_interpreter(path, delegates=False)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]

@@ -36,14 +36,14 @@ from pathlib import Path
 
 import yaml
 
-from edgekd.checkpoint import manifest_sha256
-from edgekd.errors import EdgekdError, check_range
-from edgekd.fileio import check_output_dir, mark_output_dir, write_json, write_text
-from edgekd.losses import KDLossConfig
-from edgekd.train import (BEST, SUMMARY, TrainConfig, check_finished_matches, dry_run, stage_cost, steps_per_epoch,
+from edgekd.core.checkpoint import manifest_sha256
+from edgekd.core.errors import EdgekdError, check_range
+from edgekd.core.fileio import check_output_dir, mark_output_dir, write_json, write_text
+from edgekd.models.losses import KDLossConfig
+from edgekd.training.train import (BEST, SUMMARY, TrainConfig, check_finished_matches, dry_run, stage_cost, steps_per_epoch,
                           train)
 
-RECIPES_DIR = Path(__file__).parent / "recipes"
+RECIPES_DIR = Path(__file__).parent
 DEFAULT_RECIPE = "default"
 TRAIN_KINDS = ("baseline", "tough", "tolerant", "student")
 KINDS = (*TRAIN_KINDS, "export")
@@ -369,7 +369,7 @@ def _check_graph(path: Path, recipe: Recipe) -> None:
 
 def _check_export_settings(settings: dict) -> None:
     """An export stage's values, checked when the recipe is read, not after hours of training."""
-    from edgekd.qat import QAT_SCHEDULES, QAT_TARGETS
+    from edgekd.training.qat import QAT_SCHEDULES, QAT_TARGETS
 
     for key, allowed in (("qat_schedule", QAT_SCHEDULES), ("qat_target", QAT_TARGETS)):
         if key in settings and settings[key] not in allowed:
@@ -502,7 +502,7 @@ def run(prepared_dir, run_dir, recipe: Recipe, resume: bool = False, progress: b
     continues from its last checkpoint (``resume``). Returns (and writes as ``summary.json``) each stage's result."""
     import tf_keras as keras
 
-    from edgekd.models import check_batch_fits
+    from edgekd.models.backbones import check_batch_fits
 
     data = _open_sized(prepared_dir, recipe)
     data_sha256 = manifest_sha256(prepared_dir)
@@ -562,7 +562,7 @@ def _later_epochs(recipe: Recipe, stage: Stage, run_dir) -> float:
 
 def _export(run_dir, recipe: Recipe, stage: Stage, prepared_dir, progress: bool, echo) -> dict:
     """The export stage: each mode's .tflite of the stage it starts from, named ``<from>_<mode>.tflite``."""
-    from edgekd.export import ExportConfig, export_model
+    from edgekd.export.exporter import ExportConfig, export_model
 
     stage_dir = Path(run_dir) / stage.name
     source = Path(run_dir) / stage.start / BEST
@@ -634,7 +634,7 @@ def _control_nme(run_dir, recipe: Recipe) -> dict | None:
 def _note_control_in_cards(run_dir, control: Recipe) -> None:
     """After a plain control, the cards of its KD recipe's exports (when they exist) gain the control's validation
     NME, so the order of the two runs does not matter; the model files are not touched."""
-    from edgekd.export import render_card
+    from edgekd.export.exporter import render_card
 
     record = Path(run_dir) / RECORD
     for r in json.loads(record.read_text()).get("runs", []):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from importlib import metadata as importlib_metadata
 
-from edgekd.errors import ModelError
+from edgekd.core.errors import ModelError
 
 RUNTIMES = ("auto", "litert", "tflite_runtime", "tf")
 
@@ -35,7 +35,6 @@ def _interpreter_class(runtime: str):
                 from tflite_runtime.interpreter import Interpreter
 
                 return Interpreter, f"tflite-runtime {package_version('tflite-runtime')}"
-            import edgekd  # noqa: F401  (legacy Keras before TF loads)
             import tensorflow as tf
 
             return tf.lite.Interpreter, f"tensorflow {tf.__version__} (tf.lite)"

@@ -39,15 +39,15 @@ from pathlib import Path
 import numpy as np
 
 import edgekd
-from edgekd import tflite_weights
-from edgekd.errors import EdgekdError, ModelError, check_range
-from edgekd.metrics import batch_nme
-from edgekd.fileio import check_outside_inputs, write_json, write_text
-from edgekd.losses import LOSSES, KDLossConfig
+from edgekd.training import tflite_weights
+from edgekd.core.errors import EdgekdError, ModelError, check_range
+from edgekd.core.metrics import batch_nme
+from edgekd.core.fileio import check_outside_inputs, write_json, write_text
+from edgekd.models.losses import LOSSES, KDLossConfig
 
 STAGES = ("tough", "tolerant", "student", "baseline")  # what a stage trains (a recipe names its stages: recipe.py)
 TARGET = {"tough": "hard", "tolerant": "soft", "student": "hard", "baseline": "hard"}
-from edgekd.checkpoint import (AVERAGE, BEST, LAST, SUMMARY, check_loaded, check_matches_data,  # noqa: F401
+from edgekd.core.checkpoint import (AVERAGE, BEST, LAST, SUMMARY, check_loaded, check_matches_data,  # noqa: F401
                                checkpoint_info, load_model, load_weights, restore, save_checkpoint)
 
 
@@ -106,7 +106,7 @@ class TrainConfig:
 
     def network(self, stage: str | None = None):
         """The NetworkConfig this stage trains."""
-        from edgekd.models import NetworkConfig
+        from edgekd.models.backbones import NetworkConfig
 
         stage = stage or self.stage
         teacher = stage in ("tough", "tolerant")
@@ -128,7 +128,7 @@ class TrainConfig:
             raise EdgekdError(f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
         if self.stage not in STAGES:
             raise EdgekdError(f"unknown stage {self.stage!r}; expected one of {', '.join(STAGES)}")
-        from edgekd.models import HEADS, MODELS
+        from edgekd.models.backbones import HEADS, MODELS
 
         if self.head not in HEADS:
             raise EdgekdError(f"unknown head {self.head!r}; expected one of {', '.join(HEADS)}")
@@ -392,7 +392,7 @@ class _Run:
                                f"stopped, {kept}; try a lower --lr and --resume")
 
     def recalibrate(self, epoch: int) -> None:
-        from edgekd.models import recalibrate_batchnorm
+        from edgekd.models.backbones import recalibrate_batchnorm
 
         steps = math.ceil(self.cfg.bn_recalibration_samples / self.cfg.batch_size)
         if steps:
@@ -571,7 +571,7 @@ def check_teacher(name: str, path: Path, data) -> None:
 
 def load_teachers(paths: dict[str, list[Path]], data) -> dict:
     """Each role's frozen teacher: its one network, or the ``Ensemble`` of several (any input size)."""
-    from edgekd.trainers import Ensemble
+    from edgekd.training.trainers import Ensemble
 
     teachers = {}
     for name, role_paths in paths.items():
@@ -600,8 +600,8 @@ def _check_stage_folder(stage_dir: Path, cfg: TrainConfig, resume: bool, data) -
     """Refuse to mix runs: a finished or unfinished stage continues only with --resume, and with its own data (the
     manifest's sha256 the checkpoints record); a --resume with nothing to resume, a batch that cannot fit in memory
     and a checkpoint to start from that is none (or could run code) are refused before anything is built."""
-    from edgekd.checkpoint import check_network, check_same_data
-    from edgekd.fileio import check_no_file_in_the_way
+    from edgekd.core.checkpoint import check_network, check_same_data
+    from edgekd.core.fileio import check_no_file_in_the_way
 
     last = stage_dir / LAST
     if (stage_dir / SUMMARY).is_file() and not resume:
@@ -624,7 +624,7 @@ def _check_stage_folder(stage_dir: Path, cfg: TrainConfig, resume: bool, data) -
         except ValueError:
             recorded = {}
         check_same_data(stage_dir / "config.json", data, {"prepared": recorded.get("prepared")}, "--resume")
-    from edgekd.models import check_batch_fits
+    from edgekd.models.backbones import check_batch_fits
 
     check_batch_fits(cfg.network(), data.input_size, cfg.batch_size, data.manifest.counts.get("train", 0))
     if cfg.average_last and (stage_dir / AVERAGE).is_file() and not last.is_file():
@@ -645,7 +645,7 @@ def _check_stage_folder(stage_dir: Path, cfg: TrainConfig, resume: bool, data) -
 
 def _tflite_info(path: Path) -> dict:
     """What ``check_matches_data`` compares, read from an exported model's edgekd metadata."""
-    from edgekd import metadata
+    from edgekd.core import metadata
 
     meta = metadata.read(path)
     return {"num_points": meta.num_points, "crop": meta.crop.to_dict()}
@@ -656,16 +656,16 @@ def _init_weights(path: Path, net, cfg: TrainConfig, data) -> None:
     spatial-head network (``models.gap_to_spatial``: the same function, so fine-tuning starts where it stands).
     A float32 .tflite export starts the same network (``tflite_weights``: BatchNorm split again with statistics
     of the stage's own augmented training crops)."""
-    from edgekd.models import gap_to_spatial, head_of
+    from edgekd.models.backbones import gap_to_spatial, head_of
 
     if tflite_weights.is_tflite(path):
-        from edgekd.models import build_network
-        from edgekd.qat import calibration_images
+        from edgekd.models.backbones import build_network
+        from edgekd.training.qat import calibration_images
 
         images = calibration_images(data, TFLITE_INIT_CROPS, cfg.seed, cfg.augment_preset if cfg.augment else "none")
         spatial_file = tflite_weights.has_spatial_head(path)
         if head_of(net) == "spatial" and spatial_file:
-            from edgekd import metadata
+            from edgekd.core import metadata
 
             _check_spatial_size(path, metadata.read(path).crop.input_size, net.input_shape[1])
         spatial_from_gap = head_of(net) == "spatial" and not spatial_file
@@ -700,7 +700,7 @@ def _check_spatial_size(path: Path, size: int, wanted: int) -> None:
 
 def _build(cfg: TrainConfig, data, teachers: dict, steps: int):
     """(network, trainer, optimizer) of a stage, in the distribution strategy's scope."""
-    from edgekd.models import build_network
+    from edgekd.models.backbones import build_network
 
     netcfg = cfg.network()
     shape = mean_shape(data) if netcfg.head_init == "mean-shape" else None
@@ -716,7 +716,7 @@ def _trainer(cfg: TrainConfig, data, net, teachers: dict, steps: int):
     start."""
     import tf_keras as keras
 
-    from edgekd.trainers import Distiller, LandmarkTrainer, Mimic
+    from edgekd.training.trainers import Distiller, LandmarkTrainer, Mimic
 
     flip = data.scheme.flip_permutation if cfg.teacher_flip else None
     if cfg.stage == "student" and cfg.teacher_targets:
@@ -735,7 +735,7 @@ def _trainer(cfg: TrainConfig, data, net, teachers: dict, steps: int):
 
 def _write_config(stage_dir: Path, cfg: TrainConfig, prepared_dir, data, teachers: dict, start: int, net) -> dict:
     """config.json and model_info.json of the stage; returns the info stored inside every checkpoint."""
-    from edgekd.models import model_info
+    from edgekd.models.backbones import model_info
 
     netcfg = cfg.network()
     prepared = str(Path(prepared_dir).resolve())
@@ -759,7 +759,7 @@ def _check_same_targets(stage_dir: Path, cfg: TrainConfig) -> None:
     path = stage_dir / "config.json"
     recorded = (json.loads(path.read_text()).get("teacher_targets") or {}) if path.is_file() else {}
     if cfg.teacher_targets and recorded.get("sha256") and Path(cfg.teacher_targets).is_file():
-        from edgekd import teacher_targets
+        from edgekd.training import teacher_targets
 
         if teacher_targets.sha256(cfg.teacher_targets) != recorded["sha256"]:
             raise EdgekdError(f"--teacher-targets {cfg.teacher_targets}: not the file {stage_dir} started with (its "
@@ -770,7 +770,7 @@ def _targets_record(cfg: TrainConfig) -> dict | None:
     """The teacher-targets file and what it holds (its teachers and their NME on the training faces)."""
     if not (cfg.stage == "student" and cfg.teacher_targets):
         return None
-    from edgekd import teacher_targets
+    from edgekd.training import teacher_targets
 
     return {"file": str(Path(cfg.teacher_targets).resolve()), **teacher_targets.describe(cfg.teacher_targets)}
 
@@ -811,7 +811,7 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
         for path in role_paths:
             check_teacher(name, path, data)
     if cfg.stage == "student" and cfg.teacher_targets:
-        from edgekd import teacher_targets
+        from edgekd.training import teacher_targets
 
         data.attach_guides(teacher_targets.load(cfg.teacher_targets, data))
 
@@ -914,8 +914,8 @@ def _time_steps(trainer, data, cfg: TrainConfig, timed_steps: int) -> float:
 def _stand_in_trainer(cfg: TrainConfig, data, net, steps: int):
     """The stage's KD (or blended) trainer with teachers that cost what the real ones will: fresh networks of the
     teachers' architecture at the data's input size, one per teacher folder, mirrored as the stage mirrors them."""
-    from edgekd.models import build_network
-    from edgekd.trainers import Ensemble
+    from edgekd.models.backbones import build_network
+    from edgekd.training.trainers import Ensemble
 
     teacher_cfg = cfg.network("tough")
     members = len(cfg.teachers_dir or [None])

@@ -29,8 +29,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-import edgekd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgekd.errors import EdgekdError
+from edgekd.core.errors import EdgekdError
 
 TFMOT_INSTALL = "pip install --no-deps tensorflow-model-optimization==0.8.1"
 QAT_SCHEDULES = ("cosine", "constant")  # the default first
@@ -198,7 +197,7 @@ def _trainer(qat, data, teachers: dict | None, kd, cfg: QATConfig, model=None):
     """(trainer, loss description): with target "float" the run's plain loss against the float ``model``'s outputs;
     else KD-Loss as in the student stage when both teachers are given, the run's blend with its Tough teacher when
     that one alone is (a blended baseline), else the run's plain loss."""
-    from edgekd.trainers import Distiller, LandmarkTrainer, Mimic
+    from edgekd.training.trainers import Distiller, LandmarkTrainer, Mimic
 
     nme_pair = data.scheme.nme_pair
     if cfg.target == "float":
@@ -240,7 +239,7 @@ def quantization_aware_model(model, data, cfg: QATConfig = QATConfig(), teachers
     import tf_keras as keras
 
     from edgekd.data.pipeline import make_dataset
-    from edgekd.losses import KDLossConfig
+    from edgekd.models.losses import KDLossConfig
 
     keras.utils.set_random_seed(cfg.seed)
     try:

@@ -10,8 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from edgekd.data.crop import CropSpec
-from edgekd.errors import ModelError
+from edgekd.core.crop import CropSpec
+from edgekd.core.errors import ModelError
 
 METADATA_NAME = "edgekd"
 FORMAT = "edgekd-model/1"

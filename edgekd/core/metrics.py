@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekd.schemes import LandmarkScheme
+from edgekd.core.schemes import LandmarkScheme
 
 FAILURE_THRESHOLD = 0.1
 

@@ -11,14 +11,13 @@ the tfmot-wrapped network.
 """
 from __future__ import annotations
 
-import edgekd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import tensorflow as tf
 import tf_keras as keras
 
-from edgekd.losses import KDLossConfig, get_loss, kd_loss
-from edgekd.metrics import tf_batch_nme
-from edgekd.teacher_targets import from_box, to_box
+from edgekd.models.losses import KDLossConfig, get_loss, kd_loss
+from edgekd.core.metrics import tf_batch_nme
+from edgekd.training.teacher_targets import from_box, to_box
 
 
 def unflip(pred, flip_permutation, input_size: int):

@@ -1,8 +1,8 @@
 """TFLite conversion in every mode (float32, float16, dynamic-range, full-integer int8 by post-training
-quantization (PTQ) or from a quantization-aware model (QAT, trained by edgekd.qat)), and the checks of what came
+quantization (PTQ) or from a quantization-aware model (QAT, trained by edgekd.training.qat)), and the checks of what came
 out: op input types, the landmark output's precision, latency.
 
-Every interpreter comes from ``edgekd.interpreter.make_interpreter`` and every timing from ``edgekd.timing``, so the
+Every interpreter comes from ``edgekd.core.interpreter.make_interpreter`` and every timing from ``edgekd.core.timing``, so the
 numbers on a model card are measured the way the runtime and the bench run the model.
 """
 from __future__ import annotations
@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import edgekd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from edgekd.errors import EdgekdError
-from edgekd.interpreter import make_interpreter
+from edgekd.core.errors import EdgekdError
+from edgekd.core.interpreter import make_interpreter
 from edgekd.runtime.model import dequantize_output, quantize_input
-from edgekd.timing import stats, time_calls
+from edgekd.core.timing import stats, time_calls
 
 MODES = ("float32", "float16", "dynamic", "int8", "qat")
 IO_TYPES = ("int8", "uint8", "float32")
@@ -66,7 +65,7 @@ def _representative(images: np.ndarray):
 def convert(model, cfg: QuantizeConfig, calibration: np.ndarray | None = None) -> bytes:
     """The .tflite bytes of ``model`` (for ``qat``: the already fine-tuned QAT model) in ``cfg.mode``.
 
-    ``calibration``: float [0, 1] crops for int8 post-training quantization (edgekd.qat.calibration_images).
+    ``calibration``: float [0, 1] crops for int8 post-training quantization (edgekd.training.qat.calibration_images).
     """
     import tensorflow as tf
 

@@ -1,0 +1,4 @@
+"""`python -m edgekd ...`: the same command as `edgekd ...`."""
+from edgekd.cli.main import main
+
+raise SystemExit(main())

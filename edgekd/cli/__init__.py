@@ -1,0 +1,1 @@
+"""The `edgekd` command (floor 7): one verb per stage over the Python API."""
