@@ -152,7 +152,7 @@ CONCEPTS = {
 def test_every_verb_uses_the_same_names_for_the_same_things():
     import click
 
-    from edgekd.cli.main import ThreadCounts
+    from edgekd.cli.app import ThreadCounts
 
     verbs = dict(_commands())
     for concept, (name, users) in CONCEPTS.items():

@@ -324,7 +324,7 @@ def test_resume_refuses_options_that_contradict_the_recorded_run(tiny_prepared, 
 def test_the_cli_names_which_train_options_were_given(tmp_path):
     """`--resume` checks only what the user typed: --main-loss, --loss-variant and --teacher-blend all count as KD-Loss
     settings."""
-    from edgekd.cli.main import _explicit_train_fields, train as train_command
+    from edgekd.cli.train import _explicit_train_fields, train as train_command
 
     base = [str(tmp_path), "--run-dir", str(tmp_path / "r")]
     for extra, fields in ((["--main-loss", "l1", "--lr", "0.1", "--augment", "full"],

@@ -15,8 +15,9 @@ from edgekd.core.errors import OptionError, check_range
 from edgekd.core.schemes import get_scheme
 
 PEERS = ("dlib", "mediapipe")  # dlib: HOG + 68-point predictor; mediapipe: Face Mesh mapped to 68 points
-from edgekd.runtime.predictor import MAX_REFINE, TTA  # noqa: E402  (test-time choices, one list)
 from edgekd.runtime.blazeface import BACKENDS as DETECTOR_BACKENDS  # noqa: E402  (the ones `predict` offers)
+from edgekd.runtime.predictor import MAX_REFINE, TTA  # noqa: E402  (test-time choices, one list)
+
 SPLITS = ("test", "val", "train")  # val: a prepared folder's validation faces, to choose settings without the test set
 DEVICES = ("desktop", "pixel")  # pixel: the one Android phone attached over adb (--serial picks among several)
 RUN_BY_BENCH = ("threads", "protocol")  # device options the bench sets per run from --threads and --crop

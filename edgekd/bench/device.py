@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from edgekd.bench.adb import Adb, connect, find_adb, last_line  # noqa: F401  (find_adb: part of this API)
-from edgekd.bench.device_result import (DeviceRun, STAGES, parse_benchmark_output, read_result,  # noqa: F401
+from edgekd.bench.device_result import (STAGES, DeviceRun, parse_benchmark_output, read_result,  # noqa: F401
                                         to_device_run)
 from edgekd.bench.device_schema import FORMAT, REQUEST_FORMAT, SCHEMA_PATH, load_schema, schema_errors  # noqa: F401
 from edgekd.bench.protocols import PROTOCOLS

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.core.crop import CropSpec
-from edgekd.core.errors import EdgekdError
 from edgekd.core.detector import fit_box_mapping, match_box
+from edgekd.core.errors import EdgekdError
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ no detection overlaps is a detector failure.
 from __future__ import annotations
 
 from edgekd.core.crop import CropSpec
-from edgekd.core.errors import OptionError
 from edgekd.core.detector import match_box
+from edgekd.core.errors import OptionError
 
 PROTOCOLS = ("detector", "gt")
 

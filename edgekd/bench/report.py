@@ -316,8 +316,8 @@ def worst_sheet(entry, samples, path: Path, count: int = 12, tile: int = 192) ->
     import cv2
 
     from edgekd.core.crop import CropSpec, transform_points
-    from edgekd.core.imageio import load_image
     from edgekd.core.errors import DataError
+    from edgekd.core.imageio import load_image
 
     errors = entry.extra.get("errors")
     if not errors:

@@ -276,8 +276,8 @@ def fit_detector_mapping(samples, detector: FaceDetector | None = None, progress
 
     Apply the result with ``mapping.apply(crop_spec)``; store it in the manifest/metadata so runtime crops match.
     """
-    from edgekd.core.imageio import load_image
     from edgekd.core.errors import DataError
+    from edgekd.core.imageio import load_image
 
     own = detector is None
     det = detector or FaceDetector()

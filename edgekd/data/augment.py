@@ -15,7 +15,6 @@ import numpy as np
 from edgekd.core.crop import transform_points
 from edgekd.core.schemes import LandmarkScheme
 
-
 PRESETS = ("light", "full", "mild", "tight")  # what `train --augment` and `data show --augment` offer ("none": --no-augment)
 
 

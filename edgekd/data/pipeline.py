@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.data.augment import AugmentConfig, augment_sample
 from edgekd.core.crop import CropSpec
-from edgekd.data.prepare import Manifest
 from edgekd.core.errors import DataError
 from edgekd.core.schemes import LandmarkScheme, get_scheme
+from edgekd.data.augment import AugmentConfig, augment_sample
+from edgekd.data.prepare import Manifest
 
 
 @dataclass

@@ -31,14 +31,14 @@ import numpy as np
 from tqdm import tqdm
 
 import edgekd
-from edgekd.core.metrics import batch_nme
-from edgekd.data.asm import ActiveShapeModel
 from edgekd.core.crop import CropSpec, check_input_size, transform_points, warp
-from edgekd.core.imageio import Sample, load_image
-from edgekd.data.readers import READERS, image_identity, read_dataset
 from edgekd.core.errors import DataError, EdgekdError, MissingSplit, OptionError, OutputError, check_range
 from edgekd.core.fileio import check_no_file_in_the_way, check_outside_inputs, remove_stale_temps, umask, write_json
+from edgekd.core.imageio import Sample, load_image
+from edgekd.core.metrics import batch_nme
 from edgekd.core.schemes import get_scheme
+from edgekd.data.asm import ActiveShapeModel
+from edgekd.data.readers import READERS, image_identity, read_dataset
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgekd.data.augment import AugmentConfig
-from edgekd.data.pipeline import PreparedData
 from edgekd.core.errors import check_range
 from edgekd.core.fileio import check_no_file_in_the_way, check_outside_inputs, write_image
+from edgekd.data.augment import AugmentConfig
+from edgekd.data.pipeline import PreparedData
 
 log = logging.getLogger(__name__)
 

@@ -30,11 +30,12 @@ import numpy as np
 
 import edgekd
 from edgekd.core.errors import EdgekdError, ModelError, OptionError, check_range
-from edgekd.core.fileio import check_no_file_in_the_way, check_outside_inputs, remove_stale_temps, write_json, write_text
+from edgekd.core.fileio import (check_no_file_in_the_way, check_outside_inputs, remove_stale_temps, write_json,
+                                write_text)
 from edgekd.core.metadata import ModelMetadata, embed
-from edgekd.training.qat import QAT_SCHEDULES, QAT_TARGETS, QATConfig, calibration_images, quantization_aware_model
 from edgekd.export.quantize import (CONVERTER_SETTINGS, FULL_INTEGER, IO_TYPES, MODES, QuantizeConfig, convert,
-                             delegate_support, float_head_outputs, inspect_ops, latency_ms, output_precision)
+                                    delegate_support, float_head_outputs, inspect_ops, latency_ms, output_precision)
+from edgekd.training.qat import QAT_SCHEDULES, QAT_TARGETS, QATConfig, calibration_images, quantization_aware_model
 
 log = logging.getLogger(__name__)
 

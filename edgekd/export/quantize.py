@@ -14,8 +14,8 @@ import numpy as np
 
 from edgekd.core.errors import EdgekdError
 from edgekd.core.interpreter import make_interpreter
-from edgekd.runtime.model import dequantize_output, quantize_input
 from edgekd.core.timing import stats, time_calls
+from edgekd.runtime.model import dequantize_output, quantize_input
 
 MODES = ("float32", "float16", "dynamic", "int8", "qat")
 IO_TYPES = ("int8", "uint8", "float32")

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 
-
 @dataclass(frozen=True)
 class KDLossConfig:
     """All constants of KD-Loss. Defaults = the authors' released code; ``paper_figure()`` = the paper's drawings."""

@@ -40,8 +40,8 @@ from edgekd.core.checkpoint import manifest_sha256
 from edgekd.core.errors import EdgekdError, check_range
 from edgekd.core.fileio import check_output_dir, mark_output_dir, write_json, write_text
 from edgekd.models.losses import KDLossConfig
-from edgekd.training.train import (BEST, SUMMARY, TrainConfig, check_finished_matches, dry_run, stage_cost, steps_per_epoch,
-                          train)
+from edgekd.training.train import (BEST, SUMMARY, TrainConfig, check_finished_matches, dry_run, stage_cost,
+                                   steps_per_epoch, train)
 
 RECIPES_DIR = Path(__file__).parent
 DEFAULT_RECIPE = "default"

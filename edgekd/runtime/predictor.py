@@ -16,7 +16,6 @@ import numpy as np
 from edgekd.core.crop import CropSpec, invert, transform_points, warp
 from edgekd.core.errors import check_range
 
-
 TTA = ("none", "flip")  # test-time augmentation: flip = mirror averaging (Predictor(flip=True))
 MAX_REFINE = 3  # re-crops from the predicted points (Predictor(refine=N)); validation: 1 pass -0.07, 2 passes -0.12
 
@@ -225,8 +224,8 @@ def write_face_points(path, faces: list[Face], source: str = "") -> list[Path]:
     Nothing else is touched: files beside ``path`` that look like an earlier run's (``faces_3.pts``) may as well be
     a dataset's own annotations (``image_0003.pts``), so they are never removed; the caller names what it wrote.
     """
-    from edgekd.core.imageio import write_pts
     from edgekd.core.fileio import write_json
+    from edgekd.core.imageio import write_pts
 
     path = Path(path)
     if not faces:

@@ -31,7 +31,6 @@ import io
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -39,16 +38,16 @@ from pathlib import Path
 import numpy as np
 
 import edgekd
-from edgekd.training import tflite_weights
 from edgekd.core.errors import EdgekdError, ModelError, check_range
-from edgekd.core.metrics import batch_nme
 from edgekd.core.fileio import check_outside_inputs, write_json, write_text
+from edgekd.core.metrics import batch_nme
 from edgekd.models.losses import LOSSES, KDLossConfig
+from edgekd.training import tflite_weights
 
 STAGES = ("tough", "tolerant", "student", "baseline")  # what a stage trains (a recipe names its stages: recipe.py)
 TARGET = {"tough": "hard", "tolerant": "soft", "student": "hard", "baseline": "hard"}
 from edgekd.core.checkpoint import (AVERAGE, BEST, LAST, SUMMARY, check_loaded, check_matches_data,  # noqa: F401
-                               checkpoint_info, load_model, load_weights, restore, save_checkpoint)
+                                    checkpoint_info, load_model, load_weights, restore, save_checkpoint)
 
 
 class TrainingDiverged(EdgekdError):

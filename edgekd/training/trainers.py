@@ -11,12 +11,11 @@ the tfmot-wrapped network.
 """
 from __future__ import annotations
 
-
 import tensorflow as tf
 import tf_keras as keras
 
-from edgekd.models.losses import KDLossConfig, get_loss, kd_loss
 from edgekd.core.metrics import tf_batch_nme
+from edgekd.models.losses import KDLossConfig, get_loss, kd_loss
 from edgekd.training.teacher_targets import from_box, to_box
 
 
