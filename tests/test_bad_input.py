@@ -84,7 +84,7 @@ def world(tmp_path_factory, tiny_prepared):
     (w / "ckpt_link.tflite").symlink_to(w / "ckpt" / "best.h5")
     _second_battery_world(w, tiny_prepared)
     # run folders with recorded settings: a finished baseline and tough stage (3 epochs, alpha 0.35)
-    from edgekd.training.train import TrainConfig
+    from edgekd.training.config import TrainConfig
 
     for stage in ("baseline", "tough"):
         (w / "run" / stage).mkdir(parents=True)
@@ -159,7 +159,7 @@ def _second_battery_world(w: Path, tiny_prepared: Path) -> None:
     # the manifest's sha256, written by save_checkpoint)
     (w / "run_empty").mkdir()
     (w / "run_empty_stage" / "baseline").mkdir(parents=True)
-    from edgekd.training.train import TrainConfig
+    from edgekd.training.config import TrainConfig
 
     recorded = TrainConfig(stage="baseline", epochs=3, alpha=0.35, steps_per_epoch=2).to_dict()
     for name in ("run_bound", "run_bound_last"):

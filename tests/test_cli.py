@@ -179,7 +179,7 @@ def test_choices_come_from_the_registries():
     from edgekd.models.losses import LOSSES
     from edgekd.models.backbones import MODELS
     from edgekd.core.schemes import SCHEMES
-    from edgekd.training.train import SCHEDULES, STAGES
+    from edgekd.training.config import SCHEDULES, STAGES
 
     verbs = dict(_commands())
     train, bench = _visible(verbs[("train",)]), _visible(verbs[("bench",)])

@@ -49,7 +49,8 @@ def checkpoint(tiny_prepared, tmp_path_factory):
 @pytest.fixture(scope="module")
 def exports(checkpoint, tiny_prepared, tmp_path_factory):
     """Each mode exported once (lazily) and shared by the tests below."""
-    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.export.config import ExportConfig
+    from edgekd.export.exporter import export_model
 
     out, cache = tmp_path_factory.mktemp("exports"), {}
 
@@ -198,7 +199,8 @@ def test_card_tells_the_asked_for_float_layer_from_a_fallback():
 
 def test_card_names_the_checkpoint_by_its_absolute_path(checkpoint, tiny_prepared, tmp_path, monkeypatch):
     """Exported from inside the run folder with a relative path, the card still says where the weights are."""
-    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.export.config import ExportConfig
+    from edgekd.export.exporter import export_model
 
     monkeypatch.chdir(checkpoint.parent)
     r = export_model(ExportConfig(checkpoint.name, tmp_path / "m.tflite", "float32", tiny_prepared, **FAST))
@@ -285,7 +287,8 @@ def fragile_checkpoint(checkpoint, tiny_prepared, tmp_path_factory):
 
 
 def test_guard_fires_and_leaves_nothing(fragile_checkpoint, tiny_prepared, tmp_path):
-    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.export.config import ExportConfig
+    from edgekd.export.exporter import export_model
 
     out = tmp_path / "m.tflite"
     out.write_bytes(b"an earlier export")
@@ -297,7 +300,8 @@ def test_guard_fires_and_leaves_nothing(fragile_checkpoint, tiny_prepared, tmp_p
 
 
 def test_allow_degradation_writes_a_flagged_card(fragile_checkpoint, tiny_prepared, tmp_path):
-    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.export.config import ExportConfig
+    from edgekd.export.exporter import export_model
 
     r = export_model(ExportConfig(fragile_checkpoint, tmp_path / "m.tflite", "int8", tiny_prepared,
                                   allow_degradation=True, **FAST))
@@ -309,7 +313,8 @@ def test_allow_degradation_writes_a_flagged_card(fragile_checkpoint, tiny_prepar
 
 
 def test_tolerance_guard_compares_the_nme_rise_with_the_tolerance(tmp_path):
-    from edgekd.export.exporter import ExportConfig, Scores, check_tolerance
+    from edgekd.export.config import ExportConfig
+    from edgekd.export.exporter import Scores, check_tolerance
 
     cfg = ExportConfig(tmp_path / "best.h5", tmp_path / "m.tflite", "qat", tolerance=0.1)
     check_tolerance(cfg, Scores(keras=5.0, tflite=5.1, faces=4))  # exactly the tolerance passes
@@ -323,7 +328,8 @@ def test_tolerance_guard_compares_the_nme_rise_with_the_tolerance(tmp_path):
 
 def test_mismatched_data_is_refused(tiny_prepared, tmp_path):
     from edgekd.data.pipeline import PreparedData
-    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.export.config import ExportConfig
+    from edgekd.export.exporter import export_model
     from edgekd.models.backbones import build_student
 
     data = PreparedData.open(tiny_prepared)
@@ -340,7 +346,8 @@ def test_a_refitted_detector_mapping_is_taken_from_the_data(checkpoint, tiny_pre
 
     from edgekd.core.checkpoint import INFO_ATTR
     from edgekd.data.pipeline import PreparedData
-    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.export.config import ExportConfig
+    from edgekd.export.exporter import export_model
     from edgekd.core.metadata import read
 
     older = tmp_path / "older.h5"
@@ -356,7 +363,8 @@ def test_a_refitted_detector_mapping_is_taken_from_the_data(checkpoint, tiny_pre
 def test_other_crop_or_missing_teachers_are_refused(checkpoint, tiny_prepared, tmp_path):
     import h5py
 
-    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.export.config import ExportConfig
+    from edgekd.export.exporter import export_model
     from edgekd.core.checkpoint import INFO_ATTR
 
     other = tmp_path / "other.h5"
@@ -416,7 +424,8 @@ def test_qat_target_truth_of_a_blended_baseline_fits_its_tough_teacher(checkpoin
     from dataclasses import replace
 
     from edgekd.data.pipeline import PreparedData
-    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.export.config import ExportConfig
+    from edgekd.export.exporter import export_model
     from edgekd.training.qat import QATConfig, _trainer
     from edgekd.training.trainers import Mimic
 
@@ -463,7 +472,8 @@ def test_qat_target_truth_of_a_blended_baseline_fits_its_tough_teacher(checkpoin
 
 
 def test_teachers_dir_needs_qat_target_truth(checkpoint, tiny_prepared, tmp_path):
-    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.export.config import ExportConfig
+    from edgekd.export.exporter import export_model
 
     with pytest.raises(EdgekdError, match="--teachers-dir .*only by --qat with --qat-target truth"):
         export_model(ExportConfig(checkpoint, tmp_path / "f.tflite", "qat", tiny_prepared, teachers_dir=tmp_path,
@@ -504,7 +514,8 @@ def test_cli_errors_are_one_line(checkpoint, tiny_prepared, tmp_path):
     (dict(latency_runs=0), "latency_runs 0: expected a whole number >= 1"),
 ])
 def test_bad_options_are_refused_in_one_line(options, message, checkpoint, tiny_prepared, tmp_path):
-    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.export.config import ExportConfig
+    from edgekd.export.exporter import export_model
 
     with pytest.raises(EdgekdError) as err:
         export_model(ExportConfig(checkpoint, tmp_path / "m.tflite", prepared=tiny_prepared, **options))
@@ -515,7 +526,8 @@ def test_bad_options_are_refused_in_one_line(options, message, checkpoint, tiny_
 def test_out_never_overwrites_or_enters_an_input(checkpoint, tiny_prepared, tmp_path):
     """The output must not be an input nor sit inside one: not the prepared folder (given or recorded in the
     checkpoint), not the stage folder given as the checkpoint, not the teachers folder."""
-    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.export.config import ExportConfig
+    from edgekd.export.exporter import export_model
 
     before = sorted(p.name for p in tiny_prepared.iterdir())
     as_folder = tmp_path / "data.tflite"

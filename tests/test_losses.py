@@ -108,7 +108,7 @@ def test_teacher_blend_moves_the_main_target_toward_the_tough_teacher_only():
     assert float(plain["main"]) == pytest.approx((0.1 + 0.02) / 2)
     for k in ("aloss_tough", "aloss_tol"):  # the assistive terms still measure the teachers against G
         assert float(half[k]) == pytest.approx(float(plain[k]))
-    from edgekd.training.train import TrainConfig
+    from edgekd.training.config import TrainConfig
 
     with pytest.raises(EdgekdError, match="--teacher-blend: needs a plain main term"):
         TrainConfig(stage="student", kd=KDLossConfig(teacher_blend=0.5)).validate()

@@ -16,7 +16,8 @@ from edgekd.data.augment import AugmentConfig
 from edgekd.data.pipeline import PreparedData, make_training_dataset
 from edgekd.core.errors import DataError, EdgekdError
 from edgekd.models.losses import KDLossConfig
-from edgekd.training.train import TrainConfig, train
+from edgekd.training.config import TrainConfig
+from edgekd.training.train import train
 from edgekd.training.trainers import Distiller, unflip
 
 TINY = dict(batch_size=8, alpha=0.35, steps_per_epoch=2, bn_recalibration_samples=8, progress=False, epochs=1)
@@ -126,7 +127,8 @@ def test_student_trains_from_the_file_and_records_it(tiny_prepared, targets_file
     assert config["teacher_targets"]["flip"] is True and config["train"]["kd"]["teacher_blend"] == 0.5
     assert config["teacher_targets"]["teachers"]["tough"]["networks"][0]["checkpoint"] == str(teacher.resolve())
     # QAT export of this student fine-tunes under the same objective, from the same file
-    from edgekd.export.exporter import ExportConfig, _load_teachers
+    from edgekd.export.config import ExportConfig
+    from edgekd.export.exporter import _load_teachers
 
     data = PreparedData.open(tiny_prepared)
     teachers, paths = _load_teachers(ExportConfig(checkpoint=tmp_path / "student" / "best.h5",

@@ -19,7 +19,8 @@ import edgekd.data.pipeline as pipeline
 import edgekd.models.backbones as models
 from edgekd.core.errors import EdgekdError, ModelError
 from edgekd.core.checkpoint import LAST, OPTIMIZER_GROUP, checkpoint_info, load_model, save_checkpoint
-from edgekd.training.train import TrainConfig, TrainingDiverged, train
+from edgekd.training.config import TrainConfig
+from edgekd.training.train import TrainingDiverged, train
 from edgekd.models.losses import KDLossConfig
 
 TINY = dict(epochs=2, batch_size=8, alpha=0.35, steps_per_epoch=2, bn_recalibration_samples=8, progress=False)
@@ -145,7 +146,8 @@ def test_baseline_learns_from_an_ensemble_of_teacher_folders_in_the_cli(tiny_pre
     """--teachers-dir twice: the Tough teacher is the ensemble of both folders' networks, one of them at another
     input size; both are recorded, the planned cost counts both, and a resume keeps them."""
     from edgekd.cli.main import main
-    from edgekd.training.train import load_teachers, resumed_config, stage_cost, teacher_paths
+    from edgekd.training.config import resumed_config
+    from edgekd.training.train import load_teachers, stage_cost, teacher_paths
     from edgekd.training.trainers import Ensemble
 
     (tmp_path / "a" / "tough").mkdir(parents=True)
@@ -460,7 +462,8 @@ def test_init_from_a_float32_tflite_export(tiny_300w_root, tiny_prepared, tmp_pa
     in inference mode, and in training mode (batch statistics) it stays near that function, unlike a split that
     puts the folded bias in beta alone; int8 files are refused (their weights are rounded)."""
     from edgekd.training import tflite_weights
-    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.export.config import ExportConfig
+    from edgekd.export.exporter import export_model
     from edgekd.training.qat import calibration_images
 
     source = one_epoch_baseline / "baseline" / "best.h5"

@@ -53,7 +53,8 @@ def export(checkpoint, out, int8, qat, float16, dynamic, prepared, input_type, o
            allow_degradation, seed):
     """Convert a checkpoint to .tflite with metadata and a model card, e.g.
     `edgekd export runs/train/300w/student/best.h5 --out runs/export/student_int8.tflite --int8`."""
-    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.export.config import ExportConfig
+    from edgekd.export.exporter import export_model
 
     chosen = [m for m, on in (("int8", int8), ("qat", qat), ("float16", float16), ("dynamic", dynamic)) if on]
     if len(chosen) > 1:

@@ -11,7 +11,7 @@ from edgekd.core.errors import OptionError
 from edgekd.data.augment import PRESETS as AUGMENT_PRESETS
 from edgekd.models.backbones import HEADS, MODELS
 from edgekd.models.losses import LOSSES
-from edgekd.training.train import SCHEDULES, STAGES
+from edgekd.training.config import SCHEDULES, STAGES
 
 
 @main.command("train", short_help="Prepared folder -> a recipe's stages: teachers, KD student, int8 export.")
@@ -132,7 +132,7 @@ def _given_settings(ctx, params: dict) -> dict:
     from click.core import ParameterSource
 
     from edgekd.models.losses import KDLossConfig
-    from edgekd.training.train import TrainConfig
+    from edgekd.training.config import TrainConfig
 
     given_option = lambda name: ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE  # noqa: E731
     values = {"learning_rate": params["lr"], "augment": not params["no_augment"]}
@@ -199,7 +199,7 @@ def _explicit_train_fields(ctx) -> set[str]:
     """TrainConfig fields the user set on the command line (--resume refuses those that contradict the run)."""
     from click.core import ParameterSource
 
-    from edgekd.training.train import OPTION_NAMES, TrainConfig
+    from edgekd.training.config import OPTION_NAMES, TrainConfig
 
     fields = {option.lstrip("-").replace("-", "_"): field for field, options in OPTION_NAMES.items()
               for option in options.split("/")}

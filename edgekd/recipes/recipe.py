@@ -9,7 +9,7 @@ A recipe names its input size, the settings its training stages share, and its s
   student    the KD student: KD-Loss with the stages named ``tough`` and ``tolerant`` as its teachers
   export     the .tflite files of the stage it starts from (``modes``: float32 and/or qat, the int8 export)
 
-Keys are the fields of ``train.TrainConfig`` (training stages; ``kd`` holds ``losses.KDLossConfig``'s) and of
+Keys are the fields of ``training.config.TrainConfig`` (training stages; ``kd`` holds ``losses.KDLossConfig``'s) and of
 ``export.ExportConfig`` (export stages), spelled as there, so a recipe, a run's config.json and the Python API say
 the same thing in the same words. The shipped recipes live in ``edgekd/recipes/``; a user copies one to change it.
 
@@ -36,12 +36,12 @@ from pathlib import Path
 
 import yaml
 
-from edgekd.core.checkpoint import manifest_sha256
+from edgekd.core.checkpoint import BEST, SUMMARY, manifest_sha256
 from edgekd.core.errors import EdgekdError, check_range
 from edgekd.core.fileio import check_output_dir, mark_output_dir, write_json, write_text
 from edgekd.models.losses import KDLossConfig
-from edgekd.training.train import (BEST, SUMMARY, TrainConfig, check_finished_matches, dry_run, stage_cost,
-                                   steps_per_epoch, train)
+from edgekd.training.config import TrainConfig, check_finished_matches
+from edgekd.training.train import dry_run, stage_cost, steps_per_epoch, train
 
 RECIPES_DIR = Path(__file__).parent
 DEFAULT_RECIPE = "default"
@@ -562,7 +562,8 @@ def _later_epochs(recipe: Recipe, stage: Stage, run_dir) -> float:
 
 def _export(run_dir, recipe: Recipe, stage: Stage, prepared_dir, progress: bool, echo) -> dict:
     """The export stage: each mode's .tflite of the stage it starts from, named ``<from>_<mode>.tflite``."""
-    from edgekd.export.exporter import ExportConfig, export_model
+    from edgekd.export.config import ExportConfig
+    from edgekd.export.exporter import export_model
 
     stage_dir = Path(run_dir) / stage.name
     source = Path(run_dir) / stage.start / BEST
