@@ -1,7 +1,7 @@
 """Validation NME of networks and of their ensembles, each mirror-averaged: which teacher to give `edgekd data teach`.
 
 Each checkpoint runs on the prepared folder of its input size (the folders must hold the same faces), on the
-validation split only; outputs are compared in box coordinates (`teacher_targets.to_box`), so 128 and 160 px
+validation split only; outputs are compared in box coordinates (`core.crop.to_box`), so 128 and 160 px
 networks average correctly. Prints one line per network (single pass, mirror-averaged) and one per ensemble of
 2..--max networks (the mean of their mirror-averaged outputs), best first.
 
@@ -35,7 +35,8 @@ def main(argv=None) -> None:
     from edgekd.core.checkpoint import load_model
     from edgekd.data.pipeline import PreparedData
     from edgekd.core.metrics import batch_nme
-    from edgekd.training.teacher_targets import teacher_outputs, to_box
+    from edgekd.core.crop import to_box
+    from edgekd.training.teacher_targets import teacher_outputs
 
     folders = {d.input_size: d for d in (PreparedData.open(p) for p in args.prepared)}
     base = folders[min(folders)]

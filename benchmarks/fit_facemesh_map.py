@@ -37,8 +37,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgekd.bench.facemesh import (MAP_FILE, NUM_MESH, FaceMeshModel, MeshMap, fit_ridge,  # noqa: E402
-                                   roi_from_detection, roi_from_points)
+from edgekd.bench.facemesh import FaceMeshModel, roi_from_detection, roi_from_points  # noqa: E402
+from edgekd.bench.meshmap import MAP_FILE, NUM_MESH, MeshMap, fit_ridge  # noqa: E402
 from edgekd.core.detector import match_box  # noqa: E402
 from edgekd.core.errors import DataError  # noqa: E402
 

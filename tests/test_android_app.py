@@ -406,12 +406,26 @@ def test_face_tracker_kotlin_makes_the_desktop_decisions(tmp_path):
 
 
 # --- Gradle, manifest and resources, as text --------------------------------------------------------------------
+def _code(path: Path) -> str:
+    """A source file without its comments (Kotlin/Java/Gradle //, /* */; XML <!-- -->; TOML #), so that the text
+    checks below read code, and a comment naming what they look for cannot pass for it."""
+    text = path.read_text()
+    if path.suffix in (".kt", ".java", ".kts"):
+        text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+        return re.sub(r'(?m)^((?:[^"\n]|"[^"\n]*")*?)//.*$', r"\1", text)  # // outside string literals
+    if path.suffix == ".xml":
+        return re.sub(r"<!--.*?-->", "", text, flags=re.S)
+    if path.suffix == ".toml":
+        return re.sub(r"(?m)^\s*#.*$", "", text)
+    return text
+
+
 def test_gradle_manifest_and_resources_are_consistent():
-    gradle = (APP / "app" / "build.gradle.kts").read_text()
-    toml = (APP / "gradle" / "libs.versions.toml").read_text()
-    manifest = (APP / "app" / "src" / "main" / "AndroidManifest.xml").read_text()
-    kotlin = {p.name: p.read_text() for p in SRC.glob("*.kt")}
-    java_src = {p.name: p.read_text() for p in SRC.glob("*.java")}
+    gradle = _code(APP / "app" / "build.gradle.kts")
+    toml = _code(APP / "gradle" / "libs.versions.toml")
+    manifest = _code(APP / "app" / "src" / "main" / "AndroidManifest.xml")
+    kotlin = {p.name: _code(p) for p in SRC.glob("*.kt")}
+    java_src = {p.name: _code(p) for p in SRC.glob("*.java")}
 
     assert re.search(r'applicationId = "([^"]+)"', gradle).group(1) == device.PACKAGE
     assert re.search(r'namespace = "([^"]+)"', gradle).group(1) == device.PACKAGE
@@ -435,7 +449,7 @@ def test_gradle_manifest_and_resources_are_consistent():
     assert "setUseXNNPACK(true)" in kotlin["LandmarkModel.kt"] and "GpuDelegate(" in kotlin["LandmarkModel.kt"]
     assert re.search(r"private var smoothing = true", kotlin["MainActivity.kt"])
 
-    layouts = {p.stem: p.read_text() for p in (RES / "layout").glob("*.xml")}
+    layouts = {p.stem: _code(p) for p in (RES / "layout").glob("*.xml")}
     ids = set(re.findall(r'android:id="@\+id/(\w+)"', "".join(layouts.values())))
     strings = set(re.findall(r'<string name="(\w+)"', (RES / "values" / "strings.xml").read_text()))
     styles = set(re.findall(r'<style name="([\w.]+)"', (RES / "values" / "themes.xml").read_text()))

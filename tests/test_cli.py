@@ -1,6 +1,7 @@
 """The CLI as a user meets it: verbs listed, user errors as one line with exit status 2."""
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -171,24 +172,37 @@ def test_every_verb_uses_the_same_names_for_the_same_things():
         if "--augment" in shown:
             assert shown["--augment"].type.choices == _visible(verbs[("train",)])["--augment"].type.choices, path
         if "--dataset" in shown:
-            assert shown["--dataset"].type.choices == verbs[("data", "prepare")].params[0].type.choices
+            assert shown["--dataset"].type.choices == _visible(verbs[("data", "prepare")])["--dataset"].type.choices
 
 
-def test_choices_come_from_the_registries():
-    from edgekd.bench.config import DEVICES, PEERS
-    from edgekd.models.losses import LOSSES
+def test_a_new_registry_entry_is_a_choice_of_the_config_and_of_the_command_line(monkeypatch):
+    """The registries are the seams: a loss or a backbone registered by a user (after edgekd was imported) is a valid
+    setting and a choice of an option made from the config, with no table of names to edit anywhere else."""
+    import json
+
+    from edgekd.cli.app import config_options
+    from edgekd.core.errors import EdgekdError
     from edgekd.models.backbones import MODELS
-    from edgekd.core.schemes import SCHEMES
-    from edgekd.training.config import SCHEDULES, STAGES
+    from edgekd.models.losses import LOSSES
+    from edgekd.training.config import TrainConfig
 
-    verbs = dict(_commands())
-    train, bench = _visible(verbs[("train",)]), _visible(verbs[("bench",)])
-    assert list(train["--loss"].type.choices) == list(LOSSES)
-    assert list(train["--teacher-arch"].type.choices) == list(MODELS)
-    assert list(train["--schedule"].type.choices) == list(SCHEDULES)
-    assert list(train["--stage"].type.choices) == ["all", *STAGES]
-    assert sorted(bench["--dataset"].type.choices) == sorted(SCHEMES)
-    assert list(bench["--device"].type.choices) == list(DEVICES) and list(bench["--compare"].type.choices) == list(PEERS)
+    monkeypatch.setitem(LOSSES, "toy-loss", LOSSES["l1"])
+    monkeypatch.setitem(MODELS, "toy-net", MODELS["mobilenetv2"])
+    TrainConfig(loss="toy-loss", teacher_arch="toy-net", student_arch="toy-net").validate()
+
+    @click.command()
+    @config_options(TrainConfig, only=("loss", "teacher_arch", "student_arch"))
+    def command(**given):
+        click.echo(json.dumps(given))
+
+    r = CliRunner().invoke(command, ["--loss", "toy-loss", "--teacher-arch", "toy-net", "--student-arch", "toy-net"])
+    assert r.exit_code == 0 and json.loads(r.output) == {"loss": "toy-loss", "teacher_arch": "toy-net",
+                                                          "student_arch": "toy-net"}, r.output
+    r = CliRunner().invoke(command, ["--loss", "no-such-loss"])
+    assert r.exit_code == 2 and "'no-such-loss' is not one of" in r.output and "'toy-loss'" in r.output
+    monkeypatch.delitem(LOSSES, "toy-loss")
+    with pytest.raises(EdgekdError, match="'toy-loss'; expected one of l2, l1, wing"):
+        TrainConfig(loss="toy-loss").validate()
 
 
 def test_top_level_help_shows_whole_verb_descriptions_and_required_arguments():

@@ -80,7 +80,7 @@ def test_export_each_mode(mode, exports, checkpoint):
     from ai_edge_litert.interpreter import Interpreter
 
     from edgekd.core.metadata import read
-    from edgekd.export.quantize import LABELS
+    from edgekd.export.quantize import FORMATS
 
     r = exports(mode)
     assert r.path.is_file() and r.card_md.is_file() and r.card_json.is_file()
@@ -88,7 +88,7 @@ def test_export_each_mode(mode, exports, checkpoint):
     assert card["size_bytes"] == r.path.stat().st_size
     lo, hi = BYTES_PER_PARAM[mode]
     assert lo < card["size_bytes"] / _params(checkpoint) < hi
-    assert read(r.path).quantization == LABELS[mode] == card["metadata"]["quantization"]
+    assert read(r.path).quantization == FORMATS[mode].label == card["metadata"]["quantization"]
     # the file as shipped tracks the Keras model it came from
     assert abs(r.nme_tflite - r.nme_keras) < 1.0
     assert card["latency_ms"]["median"] > 0 and card["latency_ms"]["threads"] == 1
@@ -181,7 +181,7 @@ def test_card_tells_the_asked_for_float_layer_from_a_fallback():
 
     from runtime_helpers import SHIPPED_INT8
 
-    from edgekd.export.exporter import render_card
+    from edgekd.export.card import render_card
 
     card = json.loads(SHIPPED_INT8.with_suffix(".card.json").read_text())  # a real QAT card, made a --float-head one
     card["quantization"]["qat"]["landmark_head"] = "float"
@@ -447,7 +447,7 @@ def test_qat_target_truth_of_a_blended_baseline_fits_its_tough_teacher(checkpoin
     assert (recipe["teacher_blend"], recipe["teacher_flip"], recipe["kd"]) == (0.75, True, None)
     # --teachers-dir: a folder with tough/ alone is enough (no Tolerant teacher is read); recorded teachers that are
     # gone leave the run's plain loss on the hard targets, with a warning
-    from edgekd.export.exporter import _load_teachers
+    from edgekd.export.inputs import _load_teachers
 
     other = ExportConfig(stage / "best.h5", tmp_path / "o.tflite", "qat", tiny_prepared, qat_target="truth",
                          teachers_dir=tmp_path / "t")
@@ -507,8 +507,8 @@ def test_cli_errors_are_one_line(checkpoint, tiny_prepared, tmp_path):
     (dict(mode="qat", float_head=True, output_type="int8"), "--float-head: the float landmark layer outputs float32"),
     (dict(calibration_samples=2.5), "--calibration-samples 2.5: expected a whole number >= 1"),
     (dict(qat_epochs=0), "--qat-epochs 0: expected a whole number >= 1"),
-    (dict(qat_steps_per_epoch=0), "--qat-steps 0: expected a whole number >= 1"),
-    (dict(qat_learning_rate=0.0), "--qat-lr 0.0: expected a number > 0"),
+    (dict(qat_steps_per_epoch=0), "--qat-steps-per-epoch 0: expected a whole number >= 1"),
+    (dict(qat_learning_rate=0.0), "--qat-learning-rate 0.0: expected a number > 0"),
     (dict(mode="int4"), "the export mode 'int4': expected one of float32, float16, dynamic, int8, qat"),
     (dict(input_type="int16"), "--input-type 'int16': expected one of int8, uint8, float32"),
     (dict(latency_runs=0), "latency_runs 0: expected a whole number >= 1"),

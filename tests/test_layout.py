@@ -15,6 +15,10 @@ REPO = PACKAGE.parent
 FLOORS = {"core": 0, "data": 1, "models": 2, "training": 3, "runtime": 4, "export": 5, "recipes": 5, "bench": 6,
           "cli": 7}
 TOP_LEVEL = {"edgekd": 0, "edgekd.__main__": 7}  # the package face and `python -m edgekd`
+# The floor a module may import up to, where it is not its own: the package face stands on floor 0 (every floor
+# imports it for __version__), and its API names (edgekd.Landmarker, edgekd.benchmark, ...) load on first use from
+# the floors above it, up to bench; never the CLI.
+REACH = {"edgekd": 6}
 TRAINING = tuple(f"edgekd.{name}" for name in ("data", "models", "training", "export", "recipes"))
 
 
@@ -59,7 +63,7 @@ def _edgekd_imports(path: Path):
 def test_every_module_imports_only_its_floor_and_below():
     wrong = []
     for module, path in _modules().items():
-        own = _floor(module)
+        own = REACH.get(module, _floor(module))
         for imported, _, line in _edgekd_imports(path):
             target = _floor(imported)
             runtime_breach = own == 4 and target not in (0, 4)

@@ -90,7 +90,7 @@ def test_kd_loss_with_a_plain_main_term_differs_from_that_loss_by_the_assistive_
     assert float(total) == pytest.approx(2 * (0.1 + 0.02) / 2 + float(parts["aloss_tough"]) + float(parts["aloss_tol"]))
     _, default = kd_loss(G, P, A, S, CODE)
     assert float(parts["aloss_tough"]) == pytest.approx(float(default["aloss_tough"]))
-    with pytest.raises(EdgekdError, match="--main-loss"):
+    with pytest.raises(EdgekdError, match="--kd-main"):
         KDLossConfig(main="l3")
 
 
@@ -110,14 +110,14 @@ def test_teacher_blend_moves_the_main_target_toward_the_tough_teacher_only():
         assert float(half[k]) == pytest.approx(float(plain[k]))
     from edgekd.training.config import TrainConfig
 
-    with pytest.raises(EdgekdError, match="--teacher-blend: needs a plain main term"):
+    with pytest.raises(EdgekdError, match="--kd-teacher-blend: needs a plain main term"):
         TrainConfig(stage="student", kd=KDLossConfig(teacher_blend=0.5)).validate()
     TrainConfig(stage="baseline", kd=KDLossConfig(teacher_blend=0.5)).validate()  # the baseline blends its --loss
     # `train --stage all` hands the teacher stages the student's settings: they ignore them
     TrainConfig(stage="tough", teacher_flip=True, kd=KDLossConfig(main="l1", teacher_blend=0.5)).validate()
     with pytest.raises(ValueError, match="teacher_blend needs a plain main term"):
         kd_loss(G, P, A, S, replace(CODE, teacher_blend=0.5))
-    with pytest.raises(EdgekdError, match=r"--teacher-blend 1.5: expected a number in \[0, 1\]"):
+    with pytest.raises(EdgekdError, match=r"--kd-teacher-blend 1.5: expected a number in \[0, 1\]"):
         KDLossConfig(main="l1", teacher_blend=1.5)
 
 

@@ -140,3 +140,14 @@ def test_spatial_head_starts_as_the_trained_gap_head_and_sees_positions():
         gap_to_spatial(spatial, gap)
     with pytest.raises(EdgekdError, match="unknown head 'fc'"):
         build_network(68, 96, NetworkConfig(alpha=0.35, head="fc"))
+
+
+
+def test_network_macs_count_the_built_network():
+    """The planning cost of any registered backbone is counted on the network itself, built aside (cached): the
+    count is model_info.json's, and the width counts."""
+    from edgekd.models.backbones import NetworkConfig, network_macs
+
+    macs = network_macs(NetworkConfig(alpha=0.35), 64)
+    assert macs == model_info(build_student(68, 64, alpha=0.35))["macs"]
+    assert network_macs(NetworkConfig(alpha=1.0), 64) > 3 * macs

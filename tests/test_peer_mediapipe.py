@@ -9,11 +9,11 @@ from click.testing import CliRunner
 from runtime_helpers import W300
 
 from edgekd.bench import benchmark, facemesh
-from edgekd.bench.facemesh import (ASSET, MAP_FILE, NUM_MESH, FaceMeshPeer, MeshMap, Roi, roi_from_detection,
-                                   roi_from_points)
+from edgekd.bench.facemesh import ASSET, FaceMeshPeer, Roi, roi_from_detection, roi_from_points
 from edgekd.bench.mediapipe_ops import transform_landmarks, transform_tensor_bilinear
-from edgekd.core.imageio import load_image, read_pts
+from edgekd.bench.meshmap import MAP_FILE, NUM_MESH, MeshMap
 from edgekd.core.errors import ModelError
+from edgekd.core.imageio import load_image, read_pts
 from edgekd.core.metrics import nme
 from edgekd.core.schemes import get_scheme
 

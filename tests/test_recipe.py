@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 import edgekd.training.train as train_module
 from edgekd.recipes import recipe as recipes
+from edgekd.recipes import runner
 from edgekd.core.checkpoint import LAST, checkpoint_info, load_model
 from edgekd.cli.main import main
 from edgekd.core.errors import EdgekdError
@@ -128,17 +129,17 @@ def test_a_kill_in_the_middle_stage_resumes_to_the_same_weights(mini_run, mini_f
 
     monkeypatch.setattr(train_module, "save_checkpoint", killed)
     with pytest.raises(KeyboardInterrupt):
-        recipes.run(tiny_prepared, run, loaded, progress=False, echo=lambda *_: None)
+        runner.run(tiny_prepared, run, loaded, progress=False, echo=lambda *_: None)
     monkeypatch.setattr(train_module, "save_checkpoint", original)
     assert not (run / "tolerant" / "summary.json").exists() and (run / "tolerant" / LAST).is_file()
     with pytest.raises(EdgekdError, match="pass --resume"):
-        recipes.run(tiny_prepared, run, loaded, progress=False, echo=lambda *_: None)
+        runner.run(tiny_prepared, run, loaded, progress=False, echo=lambda *_: None)
     with pytest.raises(EdgekdError, match="holds no run of this recipe and settings to resume"):
-        recipes.run(tiny_prepared, run, recipes.load(mini_file, ["seed=1"]), resume=True, progress=False)
+        runner.run(tiny_prepared, run, recipes.load(mini_file, ["seed=1"]), resume=True, progress=False)
     with pytest.raises(EdgekdError, match="started with recipe mini"):
-        recipes.run(tiny_prepared, run, recipes.load(mini_file, ["seed=1"]), progress=False)
+        runner.run(tiny_prepared, run, recipes.load(mini_file, ["seed=1"]), progress=False)
     lines = []
-    recipes.run(tiny_prepared, run, loaded, resume=True, progress=False, echo=lines.append)
+    runner.run(tiny_prepared, run, loaded, resume=True, progress=False, echo=lines.append)
     assert lines[:2] == [f"warmup: already trained ({run / 'warmup' / 'summary.json'}), skipped",
                          f"tough: already trained ({run / 'tough' / 'summary.json'}), skipped"]
     assert json.loads((run / "tolerant" / "config.json").read_text())["resumed_from_epoch"] == 1
@@ -180,12 +181,12 @@ def test_options_given_with_a_recipe_override_every_stage(tiny_prepared, mini_fi
 
 
 def test_dry_run_projects_every_stage_from_real_steps(tiny_prepared, mini_file):
-    rows = recipes.project(tiny_prepared, recipes.load(mini_file, ["student.epochs=3"]), timed_steps=1)
+    rows = runner.project(tiny_prepared, recipes.load(mini_file, ["student.epochs=3"]), timed_steps=1)
     assert [r["stage"] for r in rows] == ["warmup", "tough", "tolerant", "student", "export"]
     student = rows[3]
     assert student["steps"] == 3 * 2 and student["plain_seconds_per_step"] > 0
     assert student["projected_seconds"] == round(1.15 * student["seconds_per_step"] * 6)
-    assert rows[4]["steps"] == 0 and rows[4]["projected_seconds"] == round(recipes.EXPORT_SECONDS)  # float32 only
+    assert rows[4]["steps"] == 0 and rows[4]["projected_seconds"] == round(runner.EXPORT_SECONDS)  # float32 only
 
 
 def test_shipped_recipes_load_and_project(tiny_prepared):
@@ -198,7 +199,30 @@ def test_shipped_recipes_load_and_project(tiny_prepared):
     paper = recipes.load("paper")
     assert paper.input_size == 224 and paper.train_config(paper.stage("tough"), "r").network().arch == "efficientnet-b3"
     with pytest.raises(EdgekdError, match=r"prepared at 64 px, but recipe default trains at 128 px; .*--input-size 128"):
-        recipes.project(tiny_prepared, default)
+        runner.project(tiny_prepared, default)
+
+
+def test_a_stage_starts_from_a_model_file_to_fine_tune(mini_run, tiny_prepared, tmp_path):
+    """``from: PATH`` fine-tunes a trained model (recipes/finetune.yaml starts from the shipped student); the command
+    line moves the start (``ft.from=...``) or drops it (``ft.from=``: the same stage from scratch, to compare)."""
+    run, _ = mini_run
+    start = run / "warmup" / "best.h5"
+    body = {"input_size": 64, "settings": TINY_SETTINGS,
+            "stages": {"ft": {"kind": "baseline", "from": str(start), "epochs": 1},
+                       "export": {"kind": "export", "from": "ft", "modes": ["float32"]}}}
+    path = _write(tmp_path / "ft.yaml", body)
+    r = CliRunner().invoke(main, ["train", str(tiny_prepared), "--run-dir", str(tmp_path / "a"), "--recipe", path])
+    assert r.exit_code == 0, r.output
+    recorded = json.loads((tmp_path / "a" / "ft" / "config.json").read_text())["train"]
+    assert recorded["init_from"] == str(start) and recorded["stage"] == "baseline"
+    assert json.loads((tmp_path / "a" / "recipe.json").read_text())["runs"][0]["stages"]["ft"]["from"] == str(start)
+    card = json.loads((tmp_path / "a" / "export" / "ft_float32.card.json").read_text())  # no KD student: no control
+    assert card["training"]["plain_control_val_nme"] is None and "ft" in card["training"]["stages"]
+    scratch = recipes.load(path, ["ft.from="])
+    assert scratch.train_config(scratch.stage("ft"), "r").init_from is None
+    finetune = recipes.load("finetune")  # the shipped recipe starts from the shipped student
+    assert finetune.train_config(finetune.stage("student"), "r").init_from == "models/300w/student_float32.tflite"
+    assert recipes.as_control(recipes.load("default")).stage("warmup").start is None
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -216,6 +240,10 @@ def test_shipped_recipes_load_and_project(tiny_prepared):
     (lambda r: r["stages"]["export"].update(tolerance=-1), r"stages\.export: tolerance"),
     (lambda r: r["stages"].update({"../out": {"kind": "baseline"}}), r"stages\.\.\./out: a stage name is a folder"),
     (lambda r: r["stages"].update({"seed": {"kind": "baseline"}}), r"stages\.seed: a stage name"),
+    (lambda r: r["stages"]["warmup"].update({"from": "none/start.h5"}), r"stages\.warmup\.from: none/start\.h5: no "
+                                                                        r"such model file"),
+    (lambda r: r["stages"]["export"].update({"from": "models/300w/student_float32.tflite"}),
+     r"stages\.export\.from: an export stage exports a training stage"),
 ])
 def test_bad_recipe_files_get_one_line_naming_file_and_key(tmp_path, edit, message):
     body = json.loads(json.dumps(MINI))
@@ -238,7 +266,7 @@ def test_a_key_given_twice_is_refused(tmp_path):
 def test_the_cli_maps_kd_options_to_their_own_keys(tiny_prepared, mini_file, tmp_path, monkeypatch):
     """An option given on the command line wins over the recipe even where its value is KDLossConfig's default."""
     seen = {}
-    monkeypatch.setattr(recipes, "run", lambda prepared, run_dir, loaded, **kw: seen.setdefault("r", loaded) and {})
+    monkeypatch.setattr(runner, "run", lambda prepared, run_dir, loaded, **kw: seen.setdefault("r", loaded) and {})
     args = ["train", str(tiny_prepared), "--run-dir", str(tmp_path / "r"), "--recipe", mini_file]
     result = CliRunner().invoke(main, [*args, "--teacher-blend", "0", "--seed", "0"])
     assert "r" in seen, result.output
@@ -258,16 +286,16 @@ def test_a_run_folder_is_bound_to_its_data_and_its_recipe(mini_run, mini_file, t
     prepare(PrepareConfig(dataset="300w", root=str(tiny_300w_root), input_size=64, val_fraction=0.2), other,
             progress=False)
     with pytest.raises(EdgekdError, match="trained on other prepared data"):
-        recipes.run(other, run, recipes.load(mini_file, ["student.epochs=3"]), resume=True, progress=False)
+        runner.run(other, run, recipes.load(mini_file, ["student.epochs=3"]), resume=True, progress=False)
     with pytest.raises(EdgekdError, match=r"--resume: .* holds no run of this recipe and settings to resume \(found: "
                                           r"mini"):
-        recipes.run(other, run, recipes.load(mini_file, ["student.epochs=4"]), resume=True, progress=False)
+        runner.run(other, run, recipes.load(mini_file, ["student.epochs=4"]), resume=True, progress=False)
 
 
 def test_bad_recipe_names_and_overrides_in_the_cli(tiny_prepared, mini_file, tmp_path):
     (tmp_path / "broken.yaml").write_text("stages: [unclosed\n")
     for args, message in [
-        (["--recipe", "nonesuch"], "--recipe nonesuch: expected a recipe name (default, paper"),
+        (["--recipe", "nonesuch"], "--recipe nonesuch: expected a recipe name (default, finetune, paper"),
         (["--recipe", str(tmp_path / "broken.yaml")], "broken.yaml: not valid YAML (line 2)"),
         (["--recipe", mini_file, "epochs"], "override 'epochs': expected KEY=VALUE or STAGE.KEY=VALUE"),
         (["--recipe", mini_file, "export.epochs=3"], "override 'export.epochs=3': epochs is not a setting of stage "

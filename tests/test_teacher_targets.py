@@ -2,20 +2,21 @@
 by each sample's augmentation, read by the Distiller instead of running the teachers (tiny real 300-W sample)."""
 import json
 
-import edgekd  # noqa: F401
 import numpy as np
 import pytest
 import tf_keras as keras
 from click.testing import CliRunner
 
+import edgekd  # noqa: F401
 import edgekd.models.backbones as models
-from edgekd.training import teacher_targets
-from edgekd.core.checkpoint import load_model
 from edgekd.cli.main import main
+from edgekd.core.checkpoint import load_model
+from edgekd.core.crop import from_box, to_box
+from edgekd.core.errors import DataError, EdgekdError
 from edgekd.data.augment import AugmentConfig
 from edgekd.data.pipeline import PreparedData, make_training_dataset
-from edgekd.core.errors import DataError, EdgekdError
 from edgekd.models.losses import KDLossConfig
+from edgekd.training import teacher_targets
 from edgekd.training.config import TrainConfig
 from edgekd.training.train import train
 from edgekd.training.trainers import Distiller, unflip
@@ -49,9 +50,9 @@ def test_box_coordinates_do_not_depend_on_the_input_size(tiny_300w_root, tiny_pr
     small, large = PreparedData.open(tiny_prepared), PreparedData.open(tmp_path / "p96")
     norm = {d.input_size: d.crop.normalize(d.arrays("train")[1]) for d in (small, large)}
     assert np.abs(norm[64] - norm[96]).max() > 1e-3  # the half-pixel shift, 1/128 - 1/192
-    box = {size: teacher_targets.to_box(v, size) for size, v in norm.items()}
+    box = {size: to_box(v, size) for size, v in norm.items()}
     np.testing.assert_allclose(box[64], box[96], atol=2e-4)  # bilinear resampling of the stored landmarks aside
-    np.testing.assert_allclose(teacher_targets.from_box(box[64], 64), norm[64], atol=1e-7)
+    np.testing.assert_allclose(from_box(box[64], 64), norm[64], atol=1e-7)
 
 
 def test_mirror_average_matches_the_distillers_online_one(tiny_prepared, teacher):
@@ -61,7 +62,7 @@ def test_mirror_average_matches_the_distillers_online_one(tiny_prepared, teacher
     x = images[:6].astype(np.float32) / 255.0
     online = 0.5 * (model(x) + unflip(model(x[:, :, ::-1]), list(data.scheme.flip_permutation), 64))
     cached = teacher_targets.teacher_outputs(model, data, "train", flip=True)[:6]
-    np.testing.assert_allclose(teacher_targets.from_box(cached, 64).reshape(6, -1), online.numpy(), atol=1e-5)
+    np.testing.assert_allclose(from_box(cached, 64).reshape(6, -1), online.numpy(), atol=1e-5)
     plain = teacher_targets.teacher_outputs(model, data, "train", flip=False)[:6]
     assert np.abs(plain - cached).max() > 1e-4  # the mirror changed something
 
@@ -81,7 +82,7 @@ def test_guides_move_with_each_samples_augmentation(tiny_prepared, targets_file)
     data.attach_guides(teacher_targets.load(targets_file, data))
     _, points, _ = data.sample_points("train", 3)
     with np.load(targets_file) as z:
-        expected = data.crop.denormalize(teacher_targets.from_box(z["tough"][3], 64))
+        expected = data.crop.denormalize(from_box(z["tough"][3], 64))
     np.testing.assert_allclose(points["tough"], expected, atol=1e-3)
     assert "tough" not in data.sample_points("val", 0)[1]  # validation never carries teachers
     batch = next(iter(make_training_dataset(data, 4, aug, 0, 0, 1)))[1]
@@ -128,7 +129,7 @@ def test_student_trains_from_the_file_and_records_it(tiny_prepared, targets_file
     assert config["teacher_targets"]["teachers"]["tough"]["networks"][0]["checkpoint"] == str(teacher.resolve())
     # QAT export of this student fine-tunes under the same objective, from the same file
     from edgekd.export.config import ExportConfig
-    from edgekd.export.exporter import _load_teachers
+    from edgekd.export.inputs import _load_teachers
 
     data = PreparedData.open(tiny_prepared)
     teachers, paths = _load_teachers(ExportConfig(checkpoint=tmp_path / "student" / "best.h5",

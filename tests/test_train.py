@@ -20,7 +20,8 @@ import edgekd.models.backbones as models
 from edgekd.core.errors import EdgekdError, ModelError
 from edgekd.core.checkpoint import LAST, OPTIMIZER_GROUP, checkpoint_info, load_model, save_checkpoint
 from edgekd.training.config import TrainConfig
-from edgekd.training.train import TrainingDiverged, train
+from edgekd.training.callbacks import TrainingDiverged
+from edgekd.training.train import train
 from edgekd.models.losses import KDLossConfig
 
 TINY = dict(epochs=2, batch_size=8, alpha=0.35, steps_per_epoch=2, bn_recalibration_samples=8, progress=False)
@@ -147,7 +148,8 @@ def test_baseline_learns_from_an_ensemble_of_teacher_folders_in_the_cli(tiny_pre
     input size; both are recorded, the planned cost counts both, and a resume keeps them."""
     from edgekd.cli.main import main
     from edgekd.training.config import resumed_config
-    from edgekd.training.train import load_teachers, stage_cost, teacher_paths
+    from edgekd.training.projection import stage_cost
+    from edgekd.training.teachers import load_teachers, teacher_paths
     from edgekd.training.trainers import Ensemble
 
     (tmp_path / "a" / "tough").mkdir(parents=True)
@@ -189,7 +191,7 @@ def test_baseline_with_teacher_blend_learns_from_the_tough_teacher_alone(tiny_pr
     config = json.loads((tmp_path / "run" / "baseline" / "config.json").read_text())
     assert set(config["teachers"]) == {"tough"} and config["train"]["kd"]["teacher_blend"] == 0.5
     assert np.isfinite(summary["best_val_nme"])
-    from edgekd.training.train import stage_cost
+    from edgekd.training.projection import stage_cost
 
     assert stage_cost(cfg, "baseline") > stage_cost(replace(cfg, teacher_flip=False), "baseline") > 1.0
     with pytest.raises(ModelError, match="no tough teacher"):
@@ -310,32 +312,37 @@ def test_average_last_is_the_mean_of_the_last_epochs_and_survives_a_kill(tiny_pr
 
 def test_resume_refuses_options_that_contradict_the_recorded_run(tiny_prepared, tmp_path, one_epoch_baseline):
     run = _planned_two_killed_after_one(one_epoch_baseline, tmp_path)
-    with pytest.raises(EdgekdError, match="--lr 0.5 contradicts the run's recorded 0.001"):
+    with pytest.raises(EdgekdError, match="--learning-rate 0.5 contradicts the run's recorded 0.001"):
         train(tiny_prepared, run, TrainConfig(stage="baseline", learning_rate=0.5), resume=True,
               explicit={"learning_rate"})
     with pytest.raises(EdgekdError, match="cosine schedule.*--init-from"):
         train(tiny_prepared, run, TrainConfig(stage="baseline", epochs=5), resume=True, explicit={"epochs"})
     from edgekd.models.losses import KDLossConfig
 
-    with pytest.raises(EdgekdError, match="^.*: --loss-variant/--main-loss/--teacher-blend .* contradicts"):
+    with pytest.raises(EdgekdError, match="^.*: --kd-main l1 contradicts the run's recorded paper"):
         train(tiny_prepared, run, TrainConfig(stage="baseline", kd=KDLossConfig(main="l1")), resume=True,
               explicit={"kd"})
     assert not (run / "baseline" / "summary.json").exists()  # nothing trained
 
 
 def test_the_cli_names_which_train_options_were_given(tmp_path):
-    """`--resume` checks only what the user typed: --main-loss, --loss-variant and --teacher-blend all count as KD-Loss
-    settings."""
-    from edgekd.cli.train import _explicit_train_fields, train as train_command
+    """`--resume` checks only what the user typed: the --kd-* options (and their old spellings --main-loss,
+    --teacher-blend) are fields of ``kd``; --lr and --augment name learning_rate and augment_preset."""
+    from edgekd.cli.app import given_settings
+    from edgekd.cli.train import train as train_command
 
     base = [str(tmp_path), "--run-dir", str(tmp_path / "r")]
-    for extra, fields in ((["--main-loss", "l1", "--lr", "0.1", "--augment", "full"],
-                           {"kd", "learning_rate", "augment_preset"}),
-                          (["--loss-variant", "paper-figure", "--epochs", "3"], {"kd", "epochs"}),
-                          (["--teacher-blend", "0.5", "--teacher-targets", "t.npz"], {"kd", "teacher_targets"}),
-                          ([], set())):
+    for extra, given in ((["--main-loss", "l1", "--lr", "0.1", "--augment", "full"],
+                          {"kd": {"main": "l1"}, "learning_rate": 0.1, "augment_preset": "full"}),
+                         (["--kd-w-tol", "2", "--epochs", "3", "--no-input-norm"],
+                          {"kd": {"w_tol": 2.0}, "epochs": 3, "input_norm": False}),
+                         (["--teacher-blend", "0.5", "--teacher-targets", "t.npz"],
+                          {"kd": {"teacher_blend": 0.5}, "teacher_targets": "t.npz"}),
+                         (["--teachers-dir", "a", "--teachers-dir", "b", "--no-augment"],
+                          {"teachers_dir": ["a", "b"], "augment": False}),
+                         ([], {})):
         with train_command.make_context("train", base + extra) as ctx:
-            assert _explicit_train_fields(ctx) == fields, extra
+            assert given_settings(ctx) == given, extra
 
 
 def test_epoch_order_is_a_function_of_seed_and_epoch():
@@ -350,7 +357,8 @@ def test_epoch_order_is_a_function_of_seed_and_epoch():
 
 def test_bad_settings_name_the_option():
     for field, value, option in (("dropout", 2.0, "--dropout"), ("steps_per_epoch", 0, "--steps-per-epoch"),
-                                 ("learning_rate", float("nan"), "--lr"), ("alpha", -1.0, "--alpha")):
+                                 ("learning_rate", float("nan"), "--learning-rate"), ("alpha", -1.0, "--alpha"),
+                                 ("bn_momentum", 1.0, "--bn-momentum")):
         with pytest.raises(EdgekdError, match=f"^{option} "):
             TrainConfig(**{field: value}).validate()
 
@@ -545,3 +553,39 @@ def test_mobilenetv2_teachers_continue_from_a_student(tiny_prepared, tmp_path, o
     assert summary["epochs"] == 1
     with pytest.raises(EdgekdError, match="unknown teacher architecture 'resnet'"):
         TrainConfig(stage="tough", teacher_arch="resnet").validate()
+
+
+def _toy_backbone(x, alpha: float, stochastic_depth: float):
+    """Two strided convolutions, their width scaled by ``alpha``: the smallest network a registry entry can build."""
+    channels = max(4, int(16 * alpha))
+    y = x
+    for i in range(2):
+        y = keras.layers.Conv2D(channels, 3, strides=2, padding="same", use_bias=False, name=f"toy_conv{i}")(y)
+        y = keras.layers.BatchNormalization(name=f"toy_bn{i}")(y)
+        y = keras.layers.ReLU(name=f"toy_relu{i}")(y)
+    return keras.Model(x, y)
+
+
+def test_any_registered_backbone_trains_as_the_student(tiny_prepared, tmp_path, monkeypatch):
+    """The registry is the seam: a backbone registered in models.MODELS (here a tiny conv net) is the student through
+    the normal train() path, recorded with its width, and priced for planning from its own multiply-adds (no table
+    to extend)."""
+    from edgekd.training.projection import stage_cost
+
+    monkeypatch.setitem(models.MODELS, "toy", models.ModelSpec("toy", _toy_backbone, (0.0, 1.0), "test", width=True))
+    cfg = TrainConfig(stage="baseline", student_arch="toy", **{**TINY, "epochs": 1, "steps_per_epoch": 1})
+    summary = train(tiny_prepared, tmp_path, cfg)
+    stage = tmp_path / "baseline"
+    assert summary["epochs"] == 1 and np.isfinite(summary["best_val_nme"])
+    net = load_model(stage / "best.h5")
+    assert [layer.name for layer in net.layers if layer.name.startswith("toy_conv")] == ["toy_conv0", "toy_conv1"]
+    assert net.get_layer("toy_conv1").filters == int(16 * TINY["alpha"])
+    info = checkpoint_info(stage / LAST)
+    assert (info["arch"], info["alpha"], info["epoch"]) == ("toy", TINY["alpha"], 1)
+    assert json.loads((stage / "config.json").read_text())["train"]["student_arch"] == "toy"
+    assert json.loads((stage / "model_info.json").read_text())["macs"] > 0
+    # a MobileNetV2 teacher costs many toy steps; a KD student pays for its teachers' passes on top of its own step
+    assert stage_cost(cfg, "tough") > 10 * stage_cost(cfg, "baseline") == 10.0
+    assert stage_cost(cfg, "student") == pytest.approx(1 + 2 / 3 * stage_cost(cfg, "tough"))  # two teachers
+    with pytest.raises(EdgekdError, match="unknown student arch 'resnet'"):
+        replace(cfg, student_arch="resnet").validate()

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from edgekd.bench.protocols import parse_protocols
+from edgekd.bench.protocols import PROTOCOLS, parse_protocols
 from edgekd.core.errors import OptionError, check_range
 from edgekd.core.schemes import get_scheme
+from edgekd.core.settings import check_choices, check_ranges, setting
+from edgekd.data.readers import DATASETS, dataset_format
 
 PEERS = ("dlib", "mediapipe")  # dlib: HOG + 68-point predictor; mediapipe: Face Mesh mapped to 68 points
 from edgekd.runtime.blazeface import BACKENDS as DETECTOR_BACKENDS  # noqa: E402  (the ones `predict` offers)
@@ -44,25 +46,40 @@ class BenchConfig:
     """
 
     models: Sequence = ()
-    data: str | Path | None = None
-    dataset: str = "300w"
-    out: str | Path | None = None
-    crop: str = "detector"
-    threads: Sequence[int] = (1, 2)
-    compare: Sequence[str] = ()
-    limit: int | None = None
-    device: str = "desktop"
-    device_options: dict = field(default_factory=dict)
-    split: str = "test"
-    prepared: str | Path | None = None  # split "val": the prepared folder whose validation faces are scored
+    data: str | Path | None = None  # `--root`, as every verb names a dataset root as downloaded
+    dataset: str = setting("300w", "Dataset format and landmarks (a --root with a dataset.yaml names its own).",
+                           choices=lambda: tuple(DATASETS))
+    out: str | Path | None = None  # `--out-dir`, as every verb names a folder it writes
+    crop: str = setting("detector", "Crop from the face detector's box (as an app does), from the ground truth "
+                                    "(paper), or both.", choices=lambda: (*PROTOCOLS, "both"))
+    threads: Sequence[int] = setting((1, 2), "Thread counts to time.")
+    compare: tuple[str, ...] = setting((), "Peers scored in the same run (repeatable): dlib (HOG + 68-point "
+                                           "predictor), mediapipe (Face Mesh on LiteRT behind the same detector, "
+                                           "mapped to 68 points).", choices=PEERS)
+    limit: int | None = setting(None, "Only the first N faces of the split (quick checks), 1 or more.",
+                                range={"lo": 1, "integer": True})
+    device: str = setting("desktop", "desktop, or pixel: the one Android phone attached over adb (runs "
+                                     "android_demo's evaluation mode).", choices=DEVICES)
+    device_options: dict = field(default_factory=dict)  # `--serial`, `--adb`, `--apk`, `--benchmark-binary`
+    split: str = setting("test", "val: the validation faces of --prepared (from their images under --root), to "
+                                 "choose settings such as --refine or --tta without reading the test set; train: "
+                                 "every training face as downloaded, validation faces included.", choices=SPLITS)
+    prepared: str | Path | None = setting(None, "With --split val: the prepared folder (`edgekd data prepare`) whose "
+                                                "validation faces to score.", path="dir")
     progress: bool = True
     worst: int = 12
     e2e_images: int = 20
-    video: bool = False
+    video: bool = setting(False, "Also a video row: each face as a pan-and-zoom clip, per-frame time and NME with "
+                                 "tracking vs detector crops on the same frames (adds a pass over every face).")
     video_frames: int = 20
-    tta: str = "none"  # "flip": every model also as a mirror-averaged row (two model runs per face)
-    refine: int = 0  # N > 0: every model also as a row that re-crops N times from its own points (Predictor)
-    detector_backend: str = "auto"
+    tta: str = setting("none", "flip: every model also as a mirror-averaged row (two model runs per face), as "
+                               "`predict --tta`.", choices=TTA)
+    refine: int = setting(0, f"Cut each face again N times from its own predicted points and predict again (N more "
+                             f"model runs): crops from the detector's box come closer to ground-truth ones. 0 to "
+                             f"{MAX_REFINE}.", range={"lo": 0, "hi": MAX_REFINE, "integer": True})
+    detector_backend: str = setting("auto", "auto = litert: BlazeFace on LiteRT (the boxes MediaPipe Tasks finds, "
+                                            "without its wrapper's cost); tasks: MediaPipe Tasks' FaceDetector, as "
+                                            "the Android app runs it.", choices=DETECTOR_BACKENDS)
 
     def __post_init__(self):
         self.models = list(self.models or ())
@@ -71,7 +88,9 @@ class BenchConfig:
         self.compare = tuple(dict.fromkeys(str(c).lower() for c in self.compare or ()))  # each peer once
         self.device = str(self.device).lower()
         self.device_options = dict(self.device_options or {})
-        self.scheme = get_scheme(self.dataset)
+        # a root with a dataset.yaml (a user's own points) names its scheme itself; else --dataset does
+        self.scheme = (dataset_format(self.dataset, self.data).scheme if self.data is not None
+                       and Path(self.data).is_dir() else get_scheme(self.dataset))
         self.validate()
 
     def validate(self) -> None:
@@ -82,30 +101,21 @@ class BenchConfig:
         self._check_video()
 
     def _check_choices(self) -> None:
-        for c in self.compare:
-            if c not in PEERS:
-                raise OptionError(f"--compare {c!r}: expected one of {', '.join(PEERS)}")
+        check_choices(self)  # each field's declared choices and ranges (--crop's spellings: parse_protocols)
+        check_ranges(self)
         if not self.models and not self.compare:
             raise OptionError("nothing to benchmark: give at least one model (or --compare dlib / mediapipe)")
         for peer in self.compare:
             if self.scheme.num_points != 68:
-                raise OptionError(f"--compare {peer} predicts 68 points; --dataset {self.dataset} has "
+                raise OptionError(f"--compare {peer} predicts 68 points; the dataset's scheme {self.scheme.name} has "
                                   f"{self.scheme.num_points}")
-        if self.tta not in TTA:
-            raise OptionError(f"--tta {self.tta}: expected one of {', '.join(TTA)}")
         if self.tta != "none" and self.device != "desktop":
             raise OptionError(f"--tta {self.tta} runs on the desktop only; leave it out with --device {self.device}")
-        check_range("--refine", self.refine, 0, MAX_REFINE, integer=True)
         if self.refine and self.device != "desktop":
             raise OptionError(f"--refine runs on the desktop only; leave it out with --device {self.device}")
-        if self.detector_backend not in DETECTOR_BACKENDS:
-            raise OptionError(f"--detector-backend {self.detector_backend!r}: expected one of "
-                              f"{', '.join(DETECTOR_BACKENDS)}")
         if self.detector_backend == "litert" and self.device != "desktop":
             raise OptionError(f"--detector-backend litert runs on the desktop only; the app on --device "
                               f"{self.device} runs MediaPipe Tasks")
-        if self.split not in SPLITS:
-            raise OptionError(f"--split {self.split!r}: expected one of {', '.join(SPLITS)}")
         if self.split == "val" and (self.prepared is None or self.data is None):
             raise OptionError("--split val needs --root (the images) and --prepared (the prepared folder whose "
                               "validation faces to score)")
@@ -113,8 +123,6 @@ class BenchConfig:
             raise OptionError(f"--prepared is read with --split val only (here --split {self.split})")
 
     def _check_counts(self) -> None:
-        if self.limit is not None:
-            check_range("--limit", self.limit, lo=1, integer=True)
         check_range("worst", self.worst, lo=0, integer=True)
         check_range("e2e_images", self.e2e_images, lo=1, integer=True)
         check_range("video_frames", self.video_frames, lo=2, integer=True)
@@ -144,7 +152,7 @@ class BenchConfig:
         for m in self.models:
             if not isinstance(m, (str, Path)):
                 raise OptionError(f"--device {self.device} runs .tflite files; give the model's path, not {m!r}")
-        from edgekd.bench.device import DeviceOptions
+        from edgekd.bench.device import DeviceOptions  # lazy: loads jsonschema (~40 ms), for --device runs only
 
         names = {f.name for f in dataclasses.fields(DeviceOptions)} - set(RUN_BY_BENCH)
         for key in self.device_options:
@@ -154,7 +162,7 @@ class BenchConfig:
 
     def device_run_options(self, threads: int, protocol: str):
         """The DeviceOptions of one phone run of this config."""
-        from edgekd.bench.device import DeviceOptions
+        from edgekd.bench.device import DeviceOptions  # lazy: loads jsonschema, as above
 
         return DeviceOptions(**self.device_options, threads=threads, protocol=protocol)
 

@@ -36,8 +36,12 @@ from edgekd.bench.device_result import (STAGES, DeviceRun, parse_benchmark_outpu
                                         to_device_run)
 from edgekd.bench.device_schema import FORMAT, REQUEST_FORMAT, SCHEMA_PATH, load_schema, schema_errors  # noqa: F401
 from edgekd.bench.protocols import PROTOCOLS
+from edgekd.core import metadata
+from edgekd.core.crop import CropSpec
+from edgekd.core.detector import points_box
 from edgekd.core.errors import DataError, EdgekdError, ModelError, OptionError, check_range
 from edgekd.core.fileio import write_json
+from edgekd.core.imageio import load_image
 
 PACKAGE = "org.edgekd.demo"
 ACTIVITY = f"{PACKAGE}/.EvalActivity"
@@ -133,8 +137,6 @@ def run_on_device(model_path: str | os.PathLike, samples: Sequence, options: Dev
 
 def _check_model(model_path) -> Path:
     """Fails here, not on the phone, when the model is missing or not an edgekd export."""
-    from edgekd.core import metadata
-
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ModelError(f"{model_path}: no such model file")
@@ -229,9 +231,6 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 def _request_boxes(sample, protocol: str) -> dict:
     """The crop box (protocol gt) and the landmark box a detection must overlap, as the desktop protocols use."""
-    from edgekd.core.crop import CropSpec
-    from edgekd.core.detector import points_box
-
     points = getattr(sample, "points", None)
     if points is None or not len(points):
         if protocol == "gt":
@@ -246,8 +245,6 @@ def image_of(sample) -> np.ndarray:
     """The sample's pixels as HxWx3 uint8 RGB (grey images repeated into three channels)."""
     image = getattr(sample, "image", None)
     if image is None:
-        from edgekd.core.imageio import load_image
-
         image = load_image(sample)
     image = np.asarray(image)
     if image.ndim == 2:

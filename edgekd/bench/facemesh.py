@@ -37,7 +37,6 @@ linear map fitted on the 300-W *training* faces in the crop's normalised frame (
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,21 +45,22 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 
+from edgekd.bench import latency as lat
 from edgekd.bench.mediapipe_ops import SplitModel, uses_xnnpack
+from edgekd.bench.meshmap import MAP_FILE, NUM_MESH, MeshMap
 from edgekd.core.detector import ASSETS_DIR, match_box
 from edgekd.core.errors import DataError, ModelError
 from edgekd.core.interpreter import make_interpreter
+from edgekd.runtime.blazeface import open_detector
 
 NAME = "MediaPipe Face Mesh"
 ASSET = ASSETS_DIR / "face_landmark_with_attention.tflite"  # the variant kept (see the module's docstring)
 ASSET_SHA256 = "e06a804e0144f9929eda782122916b35d60c697c3c9344013ca2bbe76a6ce2b4"
-MAP_FILE = ASSETS_DIR / "face_landmark_to_300w.npz"
 PLAIN_ASSET = ASSETS_DIR / "face_landmark.tflite"  # not shipped: it scored worse (the module's docstring)
 # the Face Mesh files of the mediapipe 0.10.21 wheel and their sha256, checked when one is loaded from assets
 SHIPPED = {ASSET.resolve(): ASSET_SHA256,
            PLAIN_ASSET.resolve(): "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814"}
 INPUT_SIZE = 192
-NUM_MESH = 468
 ROI_SCALE = 1.5  # RectTransformationCalculator scale_x / scale_y of face_detection_front_detection_to_roi
 PRESENCE_THRESHOLD = 0.5  # ThresholdingCalculator on the sigmoid of the face flag (face_landmark_cpu)
 EYE_CORNERS_300W = (36, 45)  # outer eye corners: the gt ROI's rotation, as MediaPipe's mesh 33 -> 263
@@ -125,70 +125,6 @@ def roi_from_points(points: np.ndarray, offset=(0.0, 0.0), scale: float = 1.0) -
     centre = (lo + hi) / 2.0 + np.asarray(offset, np.float64) * side
     cx, cy = r.to_image(centre[None])[0]
     return Roi(float(cx), float(cy), float(scale) * side, angle)
-
-
-# --- 468 mesh points -> 68 300-W points ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MeshMap:
-    """Linear map from the mesh's (x, y) in the crop's normalised frame to the 68 300-W points in the same frame:
-    ``points68 = [mesh.ravel(), 1] @ weights`` (weights: (2 * 468 + 1, 136)), plus the gt ROI's convention.
-    ``info``: how it was fitted (faces, ridge, residual NME on the validation faces)."""
-
-    weights: np.ndarray
-    gt_offset: tuple[float, float]
-    gt_scale: float
-    info: dict
-
-    @property
-    def num_points(self) -> int:
-        return self.weights.shape[1] // 2
-
-    def apply(self, mesh_xy: np.ndarray) -> np.ndarray:
-        """(468, 2) or (B, 468, 2) normalised mesh points -> (68, 2) or (B, 68, 2) normalised 300-W points."""
-        m = np.asarray(mesh_xy, np.float64)
-        flat = m.reshape(-1, 2 * NUM_MESH)
-        out = flat @ self.weights[:-1] + self.weights[-1]
-        return out.reshape(*m.shape[:-2], self.num_points, 2)
-
-    def save(self, path) -> Path:
-        """Atomic .npz write (edgekd.core.fileio): float32 weights, the gt ROI convention and the fit's record."""
-        import io
-
-        from edgekd.core.fileio import write_bytes
-
-        buf = io.BytesIO()
-        np.savez_compressed(buf, weights=self.weights.astype(np.float32),
-                            gt_offset=np.asarray(self.gt_offset, np.float64), gt_scale=np.float64(self.gt_scale),
-                            info=np.array(json.dumps(self.info, indent=1)))
-        return write_bytes(path, buf.getvalue())
-
-    @classmethod
-    def load(cls, path=None) -> "MeshMap":
-        path = Path(path) if path else MAP_FILE
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                weights = z["weights"].astype(np.float64)
-                info = json.loads(str(z["info"]))
-                offset, scale = tuple(float(v) for v in z["gt_offset"]), float(z["gt_scale"])
-        except FileNotFoundError:
-            raise ModelError(f"{path}: the Face Mesh -> 300-W point map is missing (it ships with edgekd; reinstall "
-                             f"the package or refit it with benchmarks/fit_facemesh_map.py)") from None
-        except (OSError, ValueError, KeyError) as e:
-            raise ModelError(f"{path}: not a Face Mesh point map ({type(e).__name__}); refit it with "
-                             f"benchmarks/fit_facemesh_map.py") from None
-        if weights.ndim != 2 or weights.shape[0] != 2 * NUM_MESH + 1 or weights.shape[1] % 2:
-            raise ModelError(f"{path}: map weights of shape {weights.shape}, expected ({2 * NUM_MESH + 1}, 2N)")
-        return cls(weights, offset, scale, info)
-
-
-def fit_ridge(features: np.ndarray, targets: np.ndarray, ridge: float) -> np.ndarray:
-    """Ridge least squares with an unpenalised bias: (F + 1, T) weights of ``targets ~ [features, 1] @ W``.
-    Centred first, so the penalty shrinks towards the mean shape's offset, not towards zero."""
-    x, y = np.asarray(features, np.float64), np.asarray(targets, np.float64)
-    mx, my = x.mean(0), y.mean(0)
-    xc = x - mx
-    w = np.linalg.solve(xc.T @ xc + ridge * len(x) * np.eye(x.shape[1]), xc.T @ (y - my))
-    return np.vstack([w, my - mx @ w])
 
 
 # --- the network ----------------------------------------------------------------------------------------------------
@@ -320,8 +256,6 @@ class FaceMeshPeer:
     it like edgekd's models (model-only per thread count, end to end on the same images)."""
 
     def __init__(self, path=None, map_path=None, detector_backend: str = "auto", num_threads: int = 1):
-        from edgekd.runtime.blazeface import open_detector
-
         self.model = FaceMeshModel(path, num_threads)
         self.map = MeshMap.load(map_path)
         self.path = self.model.path
@@ -399,8 +333,6 @@ class FaceMeshPeer:
         """latency_ms in the schema of edgekd's rows: model-only (set input + invoke on one real crop, a fresh
         interpreter per thread count) and end to end per face on ``images`` (the images edgekd's rows are timed on)
         with its stages; the detector's own time from the accuracy loop."""
-        from edgekd.bench import latency as lat
-
         if crop_source is not None:
             image, points = crop_source
             roi = self.gt_roi(points)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from edgekd.core.timing import machine, stats, time_calls  # noqa: F401  (machine: re-exported for the bench)
+from edgekd.runtime.predictor import Predictor
 
 # Where one face's end-to-end time goes. "model" is the Predictor's model timer (the crop into the input tensor and
 # the invoke); "post" is everything it times after the model (its output to image points: dequantise, denormalise,
@@ -56,8 +57,6 @@ def end_to_end_latency(model, detector, images, threads, repeats: int = 3, flip:
     """Per face, as an app tracking one face sees it: detector on the whole image + crop + model + inverse crop
     of its best face, for each thread count: {threads: {median, p90, n, stages: {stage: median ms}}}. Images where
     nothing is detected are not timed."""
-    from edgekd.runtime.predictor import Predictor
-
     out = {}
     for t in threads:
         with on_threads(model, t) as m:

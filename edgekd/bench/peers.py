@@ -20,6 +20,8 @@ import numpy as np
 from edgekd.core.crop import CropSpec
 from edgekd.core.detector import fit_box_mapping, match_box
 from edgekd.core.errors import EdgekdError
+from edgekd.core.imageio import load_image
+from edgekd.data.readers import read_dataset
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +130,6 @@ def fit_dlib_gt_mapping(samples, peer: DlibPeer | None = None):
     """Fit the landmark-square -> HOG-box mapping on training samples; returns (offset, scale, spread, used, missed)."""
     from tqdm import tqdm
 
-    from edgekd.core.imageio import load_image
-
     peer = peer or DlibPeer()
     pairs, missed = [], 0
     for s in tqdm(samples, desc="fit dlib box", unit="face", leave=False):
@@ -147,8 +147,6 @@ def fit_dlib_gt_mapping(samples, peer: DlibPeer | None = None):
 
 def _main(argv=None) -> None:
     import argparse
-
-    from edgekd.data.readers import read_dataset
 
     ap = argparse.ArgumentParser(prog="python -m edgekd.bench.peers")
     ap.add_argument("command", choices=["fit"])

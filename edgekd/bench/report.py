@@ -9,7 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.core.crop import CropSpec, transform_points
+from edgekd.core.errors import DataError
 from edgekd.core.fileio import mark_output_dir, write_bytes
+from edgekd.core.imageio import load_image
+from edgekd.core.metrics import auc, ced
 
 DLIB_NOTE = ("dlib's released 68-point model was trained on iBUG 300-W data that very likely includes these test "
              "images (its error is the same on the 300-W training and test images), so its NME here is a reference, "
@@ -286,8 +290,6 @@ def ced_plot(entries, path: Path, threshold: float = 0.1) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edgekd.core.metrics import auc, ced
-
     curves = [e for e in entries if e.extra.get("errors")]
     fig, ax = plt.subplots(figsize=(7, 5 + 0.18 * len(curves)), dpi=110)
     for e in curves:
@@ -314,10 +316,6 @@ def ced_plot(entries, path: Path, threshold: float = 0.1) -> None:
 def worst_sheet(entry, samples, path: Path, count: int = 12, tile: int = 192) -> bool:
     """Grid of the worst faces: ground truth green, prediction red, NME (or MISSED) written on each."""
     import cv2
-
-    from edgekd.core.crop import CropSpec, transform_points
-    from edgekd.core.errors import DataError
-    from edgekd.core.imageio import load_image
 
     errors = entry.extra.get("errors")
     if not errors:

@@ -11,55 +11,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgekd.bench import latency as lat
-from edgekd.bench.config import PEERS, BenchConfig  # noqa: F401  (PEERS: the choices, importable from here)
+from edgekd.bench.config import BenchConfig
+from edgekd.bench.facemesh import FaceMeshPeer
+from edgekd.bench.peers import DlibPeer, run_peer
 from edgekd.bench.protocols import crop_box, select_detection
+from edgekd.bench.results import BenchResult, Entry, finish
+from edgekd.bench.video import video_bench
 from edgekd.core.errors import DataError, ModelError
 from edgekd.core.fileio import check_output_dir
-from edgekd.core.metrics import nme, summarize, summarize_subsets
-from edgekd.runtime.predictor import sample_face
+from edgekd.core.imageio import load_image
+from edgekd.data.readers import read_dataset
+from edgekd.runtime.blazeface import open_detector
+from edgekd.runtime.model import LandmarkModel
+from edgekd.runtime.predictor import Predictor, sample_face
 
 log = logging.getLogger(__name__)
-
-METRICS = {"nme": "% of outer-eye-corner distance, mean over detected faces, original image",
-           "fr": "% of faces with NME > 0.1, detector failures included",
-           "auc": "standard AUC@0.1 of the CED (0..1), detector failures included",
-           "auc_paper": "KD-Loss paper's AUC variant (max 0.95), for comparison with its tables only"}
-
-
-@dataclass
-class Entry:
-    """One model under one protocol: its predictions and where they came from."""
-
-    name: str
-    protocol: str
-    kind: str  # "edgekd" | "peer" | "device"
-    path: str = ""
-    runtime: str = ""
-    quantization: str = ""
-    size_mb: float | None = None
-    predictions: dict = field(default_factory=dict)  # sample id -> (N, 2) points or None (detector failure)
-    timings: dict = field(default_factory=dict)  # stage -> list of ms
-    latency_ms: dict = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return f"{self.name} [{self.protocol}]"
-
-
-@dataclass
-class BenchResult:
-    results: dict
-    entries: list
-    out: Path | None
-    table: str
-
 
 def benchmark(config=None, /, *, detector=None, **options) -> BenchResult:
     """Benchmark models on a dataset: ``benchmark(BenchConfig(...))`` or ``benchmark(models, data=..., ...)`` with
@@ -96,8 +67,6 @@ def _read_samples(cfg: BenchConfig) -> tuple[list, list[str]]:
     as for the other splits)."""
     if cfg.data is None:
         return [], []
-    from edgekd.data.readers import read_dataset
-
     if cfg.split != "val":
         skipped: list[str] = []
         return read_dataset(cfg.dataset, cfg.data, cfg.split, skipped)[: cfg.limit], skipped
@@ -125,8 +94,6 @@ def _image_missing(sample) -> bool:
 
 # --- desktop ----------------------------------------------------------------------------------------------------------
 def _benchmark_desktop(cfg: BenchConfig, samples, reader_skips, detector) -> BenchResult:
-    from edgekd.runtime.blazeface import open_detector
-
     loaded = _open_models(cfg)
     peers = _open_peers(cfg)
     own_detector = detector is None and bool(loaded)
@@ -153,7 +120,7 @@ def _benchmark_desktop(cfg: BenchConfig, samples, reader_skips, detector) -> Ben
                 _peer_latency(peer, row, images if not samples else None)
         video = _video(cfg, model_rows, scored, det) if cfg.video else None
         entries = [e for *_, row in model_rows + peer_rows for e in row.values()]
-        return _finish(cfg, entries, scored, reader_skips + skipped, getattr(det, "name", None), video)
+        return finish(cfg, entries, scored, reader_skips + skipped, getattr(det, "name", None), video)
     finally:
         if own_detector and det is not None:
             det.close()
@@ -163,8 +130,6 @@ def _benchmark_desktop(cfg: BenchConfig, samples, reader_skips, detector) -> Ben
 
 def _open_models(cfg: BenchConfig) -> list:
     """Each model loaded (paths) or taken as it is (LandmarkModel-like objects), checked against the dataset."""
-    from edgekd.runtime.model import LandmarkModel
-
     loaded = [LandmarkModel(m, num_threads=cfg.threads[0]) if isinstance(m, (str, Path)) else m for m in cfg.models]
     for m, src in zip(loaded, cfg.models):
         n = getattr(m, "num_points", None)
@@ -181,12 +146,8 @@ def _open_peers(cfg: BenchConfig) -> list:
     try:
         for name in cfg.compare:
             if name == "dlib":
-                from edgekd.bench.peers import DlibPeer
-
                 peers.append(DlibPeer())
             elif name == "mediapipe":
-                from edgekd.bench.facemesh import FaceMeshPeer
-
                 peers.append(FaceMeshPeer(detector_backend=cfg.detector_backend, num_threads=cfg.threads[0]))
     except BaseException:
         for p in peers:
@@ -238,9 +199,6 @@ def _size(m):
 def _accuracy_loop(cfg: BenchConfig, samples, model_rows, peer_rows, det):
     """Every face through every model and peer: (scored samples, skipped ids, detector ms, images kept for
     latency)."""
-    from edgekd.core.imageio import load_image
-    from edgekd.runtime.predictor import Predictor
-
     predictors = [(Predictor(m, **v), row) for m, v, row in model_rows]
     scored, skipped, det_ms = [], [], []
     keep = {"images": [], "crop_source": None}
@@ -277,8 +235,6 @@ def _progress(samples, progress: bool, desc: str = "bench"):
 def _video(cfg: BenchConfig, model_rows, samples, det) -> dict:
     """The video row (edgekd.bench.video) of every model, after the still-image latency so neither disturbs the
     other's timing; on the faces the accuracy loop scored."""
-    from edgekd.bench.video import video_bench
-
     models = [(next(iter(row.values())).name, m) for m, v, row in model_rows if v == PLAIN]
     return video_bench(models, det, samples, cfg.threads, cfg.scheme, cfg.video_frames,
                        lambda s: _progress(s, cfg.progress, "video"))
@@ -297,8 +253,6 @@ def _score_model(pred, row: dict, image, sample, detection) -> None:
 
 
 def _score_peer(peer, row: dict, image, sample, protocols) -> None:
-    from edgekd.bench.peers import run_peer
-
     points, times = (peer.run(image, sample.points, protocols) if hasattr(peer, "run")
                      else run_peer(peer, image, sample.points, protocols))
     for p in protocols:
@@ -368,55 +322,6 @@ def _peer_latency(peer, row, images=None):
         e.latency_ms = latency_ms
 
 
-# --- results ----------------------------------------------------------------------------------------------------------
-def _finish(cfg: BenchConfig, entries, scored, skipped, detector_name, video=None) -> BenchResult:
-    """results.json's document, the console table, and (given ``out``) the files of the report."""
-    from edgekd.bench import report
-
-    results = _results(cfg, entries, scored, skipped, detector_name)
-    if video is not None:
-        results["video"] = video
-    out = Path(cfg.out) if cfg.out is not None else None
-    if out is not None:
-        report.write(results, entries, scored, out, cfg.scheme, worst=cfg.worst)
-    return BenchResult(results, entries, out, report.table(results))
-
-
-def _results(cfg: BenchConfig, entries, scored, skipped, detector_name) -> dict:
-    import edgekd
-
-    return {
-        "edgekd_version": edgekd.__version__,
-        "dataset": cfg.dataset,
-        "split": cfg.split,
-        "data": str(cfg.data) if cfg.data is not None else None,
-        "faces": len(scored),
-        "skipped_images": list(skipped),
-        "protocols": list(cfg.protocols),
-        "threads": list(cfg.threads),
-        "detector": detector_name,
-        "device": cfg.device,
-        "machine": lat.machine(),
-        "metrics": dict(METRICS),
-        "config": cfg.to_json(),
-        "entries": [_entry_row(e, scored, skipped, cfg.scheme) for e in entries],
-    }
-
-
-def _entry_row(e: Entry, scored, skipped, scheme) -> dict:
-    row = {"model": e.name, "protocol": e.protocol, "kind": e.kind, "path": e.path, "runtime": e.runtime,
-           "quantization": e.quantization, "size_mb": None if e.size_mb is None else round(e.size_mb, 3)}
-    if scored:
-        errors = [nme(e.predictions.get(s.id), s.points, scheme) for s in scored]
-        row.update(summarize(errors))
-        row["subsets"] = summarize_subsets(errors, [s.tags for s in scored], scheme)
-        e.extra["errors"] = errors
-    row["skipped_images"] = len(skipped)
-    row["latency_ms"] = e.latency_ms
-    row.update({k: v for k, v in e.extra.items() if k != "errors"})
-    return row
-
-
 # --- on a phone -------------------------------------------------------------------------------------------------------
 def _benchmark_device(cfg: BenchConfig, samples, reader_skips) -> BenchResult:
     """Score predictions made on a phone by edgekd.bench.device with the same metric code.
@@ -434,11 +339,11 @@ def _benchmark_device(cfg: BenchConfig, samples, reader_skips) -> BenchResult:
     for m in cfg.models:
         for p in cfg.protocols:
             entries.append(_device_entry(cfg, Path(str(m)), p, samples, install=not entries))
-    return _finish(cfg, entries, samples, skipped, None)
+    return finish(cfg, entries, samples, skipped, None)
 
 
 def _device_entry(cfg: BenchConfig, path: Path, protocol: str, samples, install: bool) -> Entry:
-    from edgekd.bench import device
+    from edgekd.bench import device  # lazy: loads jsonschema (~40 ms), for --device runs only
 
     e = Entry(path.name, protocol, "device", str(path), size_mb=path.stat().st_size / 1e6 if path.is_file() else None)
     for k, t in enumerate(cfg.threads):

@@ -23,8 +23,11 @@ from edgekd.bench.latency import on_threads
 from edgekd.bench.protocols import crop_box, select_detection
 from edgekd.core.crop import CropSpec, transform_points
 from edgekd.core.detector import match_box, points_box
+from edgekd.core.imageio import load_image
 from edgekd.core.metrics import nme, summarize
 from edgekd.core.timing import machine, stats, time_calls
+from edgekd.runtime.predictor import Predictor
+from edgekd.runtime.tracker import FaceTracker
 
 # The camera: frames per clip (2/3 s at 30 fps), zoom per frame (geometric), pan per frame in face sides; faces
 # larger than LARGE_FACE of the image's shorter side are zoomed out of, the others into.
@@ -135,8 +138,6 @@ def detect_clip(predictor, frames, truth) -> tuple[list, list[float]]:
 def run_clip(predictor, frames, truth, tally: VideoTally, threads: str, scheme, score: bool) -> None:
     """One clip through a fresh tracker and through detector crops (timed); with ``score`` also ground-truth crops
     (untimed, afterwards, so they do not warm the detector pipeline's caches) and every pipeline's errors."""
-    from edgekd.runtime.tracker import FaceTracker
-
     tracker = FaceTracker(predictor, **TRACKING)
     tracked, track_ms = track_clip(tracker, frames, truth)
     detected, detect_ms = detect_clip(predictor, frames, truth)
@@ -157,9 +158,6 @@ def video_row(model, name: str, detector, samples, threads, scheme, frames: int 
               progress=iter) -> dict:
     """One model's video row: every sample's clip on a fresh interpreter per thread count (the detector shared);
     errors from the first thread count, per-frame times from each. ``progress`` wraps the sample iterable."""
-    from edgekd.core.imageio import load_image
-    from edgekd.runtime.predictor import Predictor
-
     annotated, tally = AnnotatedFace(detector), VideoTally()
     with ExitStack() as stack:
         predictors = {str(t): Predictor(stack.enter_context(on_threads(model, t)), annotated) for t in threads}

@@ -10,8 +10,11 @@ Choices are read from the registries (datasets, networks, losses, recipes), so a
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import sys
+import typing
+from dataclasses import MISSING
 from pathlib import Path
 
 import click
@@ -19,12 +22,11 @@ import click
 import edgekd
 from edgekd.core import logs
 from edgekd.core.errors import EdgekdError, describe_os_error
-from edgekd.core.schemes import SCHEMES
+from edgekd.core.settings import choices_of, default_of, option
 from edgekd.runtime.blazeface import BACKENDS as DETECTOR_BACKENDS
 from edgekd.runtime.predictor import MAX_REFINE
 
 RUNS = Path("runs")  # run folders: runs/<verb>/<name>, relative to where the command runs (as in Ultralytics)
-DATASETS = click.Choice(sorted(SCHEMES))
 
 
 class EdgekdGroup(click.Group):
@@ -87,6 +89,112 @@ class Option(click.Option):
             return super().get_help_record(ctx)
         finally:
             self.opts = saved
+
+
+class SettingOption(Option):
+    """An option made from a config field by ``config_options``; ``setting`` is the field's dotted path
+    (``learning_rate``, ``kd.main``), which is how the command reads back what was given (``given_settings``)."""
+
+    def __init__(self, param_decls, setting: str = "", **kwargs):
+        super().__init__(param_decls, **kwargs)
+        self.setting = setting
+
+
+def config_options(cls, only=None, exclude=(), types=None, prefix: str = ""):
+    """One option per field of a config dataclass, from what the field declares (``core.settings.setting``): its help,
+    choices, path kind and old spellings, its default shown in the help. A nested dataclass field (``kd``) becomes one
+    option per field of its own (``--kd-main``).
+
+    Every option defaults to None, so the default lives in the dataclass alone and "given" means "not None": an
+    option given explicitly wins over a recipe even where it repeats the default. ``types``: click types by field
+    name where the field's Python type is not enough (thread counts).
+    """
+    hints = typing.get_type_hints(cls)
+    made = []
+    for f in dataclasses.fields(cls):
+        if (only is not None and f.name not in only) or f.name in exclude:
+            continue
+        base, multiple = _base_type(hints[f.name])
+        if dataclasses.is_dataclass(base):
+            made.append(config_options(base, types=types, prefix=f"{prefix}{f.name}."))
+            continue
+        required = default_of(f) is MISSING
+        # a required option gets no default at all: click (8.2 on) takes an explicit default=None as a given value
+        made.append(click.option(*_declarations(f, prefix, base), cls=SettingOption, setting=prefix + f.name,
+                                 old=f.metadata.get("old", ()), multiple=multiple, required=required,
+                                 **({} if required else {"default": None}), help=_help(f, base, prefix),
+                                 **_kind(f, base, (types or {}).get(f.name))))
+
+    def decorate(fn):
+        for option_decorator in reversed(made):  # the fields' order in --help (click stacks decorators bottom-up)
+            fn = option_decorator(fn)
+        return fn
+    return decorate
+
+
+def given_settings(ctx: click.Context) -> dict:
+    """The config fields the user gave on the command line (options not None), nested fields as dicts
+    (``{"kd": {"main": "l1"}}``): what wins over a recipe, and what ``--resume`` compares with a run's record."""
+    out = {}
+    for p in ctx.command.params:
+        value = ctx.params.get(p.name)
+        if not isinstance(p, SettingOption) or value is None or (p.multiple and not value):
+            continue
+        head, _, rest = p.setting.partition(".")
+        value = list(value) if p.multiple else value
+        if rest:
+            out.setdefault(head, {})[rest] = value
+        else:
+            out[head] = value
+    return out
+
+
+def _base_type(hint):
+    """(the type an option converts to, whether it repeats) of a field's annotation: ``int | None`` -> int,
+    ``list[str] | None`` -> (str, repeated)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (list, tuple):
+        return (args[0] if args else str), True
+    if args and typing.get_origin(hint) is not None:
+        return _base_type(args[0]) if len(args) == 1 else (args[0], False)
+    return hint, False
+
+
+def _declarations(f: dataclasses.Field, prefix: str, base) -> list[str]:
+    name = (prefix + f.name).replace(".", "_")
+    flag = f.metadata.get("option") or option(prefix + f.name)
+    if base is bool and not f.metadata.get("option"):
+        flag = f"{flag}/--no-{flag[2:]}"
+    return [flag, name]
+
+
+def _kind(f: dataclasses.Field, base, click_type) -> dict:
+    if base is bool:  # --x/--no-x; a differently spelt flag (--no-augment) turns the default off
+        return {"is_flag": True} if not f.metadata.get("option") else \
+            {"is_flag": True, "flag_value": not default_of(f)}
+    if click_type is not None:
+        return {"type": click_type}
+    if choices_of(f) is not None:
+        return {"type": click.Choice(choices_of(f))}
+    if f.metadata.get("path"):
+        return {"type": click.Path(file_okay=f.metadata["path"] == "file", dir_okay=f.metadata["path"] == "dir")}
+    return {"type": base if base in (int, float) else str}
+
+
+def _help(f: dataclasses.Field, base, prefix: str = "") -> str:
+    """The field's help, and its default where one is shown (a one-way flag's default is its absence)."""
+    default = default_of(f)
+    text = f.metadata.get("help", "")
+    if default is MISSING or default is None or default == () or (base is bool and f.metadata.get("option")):
+        return text
+    if base is bool:
+        shown = option(prefix + f.name)[2:]
+        shown = shown if default else f"no-{shown}"
+    elif isinstance(default, (tuple, list)):
+        shown = ",".join(str(v) for v in default)
+    else:
+        shown = default
+    return f"{text}  [default: {shown}]"
 
 
 class ThreadCounts(click.ParamType):

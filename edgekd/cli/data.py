@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import click
 
-from edgekd.cli.app import DATASETS, RUNS, Option, main, run_dir_options
+from edgekd.cli.app import RUNS, Option, config_options, given_settings, main, run_dir_options
 from edgekd.core import logs
 from edgekd.core.errors import OptionError
 from edgekd.data.augment import PRESETS as AUGMENT_PRESETS
+from edgekd.data.prepare import PrepareConfig, prepare
 
 
 # --- data -------------------------------------------------------------------------------------------------------
@@ -16,32 +17,17 @@ def data():
 
 
 @data.command("prepare", short_help="Dataset root -> prepared folder that training streams.")
-@click.option("--dataset", type=DATASETS, default="300w", show_default=True, help="Dataset format and landmarks.")
-@click.option("--root", required=True, type=click.Path(file_okay=False),
-              help="Dataset root as downloaded (300-W: the folder holding lfpw/ and helen/).")
+@config_options(PrepareConfig, only=("dataset", "root"))
 @click.option("--out-dir", "out_dir", cls=Option, old=("--out",), required=True, type=click.Path(file_okay=False),
               help="Prepared folder to write (never inside --root).")
-@click.option("--input-size", type=int, default=128, show_default=True,
-              help="Model input size: a multiple of 32 from 64 to 224 (64 is for quick tests).")
-@click.option("--margin", type=float, default=0.15, show_default=True,
-              help="Crop margin on each side, fraction of the box, 0 to 1.")
-@click.option("--val-fraction", type=float, default=0.1, show_default=True,
-              help="Share of training faces kept for validation, above 0 and below 0.5.")
-@click.option("--asm-variance", type=float, default=0.90, show_default=True,
-              help="Variance share the ASM keeps (soft landmarks), above 0 and at most 1.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--fit-detector/--no-fit-detector", default=True, show_default=True,
-              help="Fit the MediaPipe face-box -> crop-box mapping on the training faces (stored in the crop spec).")
+@config_options(PrepareConfig, exclude=("dataset", "root"))
 @click.option("--force", is_flag=True, help="Rewrite a prepared folder (only one that prepare wrote).")
-def data_prepare(dataset, root, out_dir, input_size, margin, val_fraction, asm_variance, seed, fit_detector, force):
+def data_prepare(out_dir, force, **_settings):
     """Prepare a dataset for training, e.g.
     `edgekd data prepare --root path/to/300w --out-dir runs/data/300w-128`.
 
     A rerun with the same settings finds the folder prepared and does nothing."""
-    from edgekd.data.prepare import PrepareConfig, prepare
-
-    cfg = PrepareConfig(dataset=dataset, root=root, input_size=input_size, margin=margin,
-                        val_fraction=val_fraction, asm_variance=asm_variance, seed=seed, fit_detector=fit_detector)
+    cfg = PrepareConfig(**given_settings(click.get_current_context()))
     manifest = prepare(cfg, out_dir, force=force, progress=logs.show_progress())
     if not manifest.reused:  # prepare itself said, in one line, that there was nothing to do
         click.echo(manifest.summary())

@@ -1,4 +1,4 @@
-"""`edgekd predict`: landmarks of every face in an image, a video or a camera stream."""
+"""`edgekd predict`: landmarks of every face in an image, many images, a video or a camera stream."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,14 +6,23 @@ from pathlib import Path
 import click
 
 from edgekd.cli.app import RUNS, ThreadCounts, detector_backend_option, main, refine_option, run_dir_options
-from edgekd.core.errors import OptionError
+from edgekd.core import logs
+from edgekd.core.errors import FOLDER_NOT_FILE, OptionError, check_range
+from edgekd.core.fileio import (check_no_file_in_the_way, check_output_dir, check_outside_inputs, mark_output_dir,
+                                next_run_dir)
+from edgekd.core.imageio import load_image
+from edgekd.runtime import sources
+from edgekd.runtime.api import Landmarker
+from edgekd.runtime.batch import SUMMARY_CSV, SUMMARY_JSON, predict_many
 from edgekd.runtime.blazeface import RANGES as DETECTOR_RANGES
-from edgekd.runtime.predictor import MAX_REFINE, TTA
+from edgekd.runtime.predictor import MAX_REFINE, TTA, draw_faces, predict_file, sample_face, write_face_points
+from edgekd.runtime.preview import Preview, check_display
+from edgekd.runtime.video import check_points_path, is_video, predict_video
 
 
-@main.command(short_help="Landmarks of every face in an image, a video or a camera stream.")
+@main.command(short_help="Landmarks of every face in images, a video or a camera stream.")
 @click.argument("model", type=click.Path())
-@click.argument("source", required=False)
+@click.argument("source", nargs=-1)
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Annotated copy: an image (.png/.jpg) of a still, a video (.mp4/.avi) of a video or camera "
                    "(default: runs/predict/NAME/<source>.png or .mp4).")
@@ -41,19 +50,22 @@ from edgekd.runtime.predictor import MAX_REFINE, TTA
 @click.option("--tta", type=click.Choice(TTA), default="none", show_default=True,
               help="Test-time augmentation: flip = also run the mirrored crop and average (two model runs per face).")
 @refine_option
+@click.option("--show", is_flag=True,
+              help="Live preview: an OpenCV window with the landmarks, each stage's milliseconds and the frame rate "
+                   "(q quits; a still image waits for a key).")
 def predict(model, source, out, name, exist_ok, pts, detector, detector_backend, min_score, tiles, redetect_every,
-            smooth, max_faces, max_frames, threads, tta, refine):
-    """Landmarks of every face in SOURCE: an image, a video file, or a camera index (0, 1, ...), e.g.
+            smooth, max_faces, max_frames, threads, tta, refine, show):
+    """Landmarks of every face in SOURCE: an image, several images, a folder, a quoted glob pattern
+    ('photos/*.jpg'), a video file or a camera index (0, 1, ...), e.g.
     `edgekd predict models/300w/student_qat_int8.tflite group.jpg --pts faces.json`.
 
-    Still images: detector -> crop from the model's metadata -> model -> image points, for every face. Video: faces
-    are tracked (each crop from the previous frame's landmarks, the detector every --redetect-every frames or when a
-    track is lost) and smoothed. Without SOURCE, scikit-image's astronaut photo (public domain) is used."""
-    from edgekd.core.errors import check_range
-    from edgekd.core.fileio import (check_no_file_in_the_way, check_output_dir, check_outside_inputs, mark_output_dir,
-                                    next_run_dir)
-    from edgekd.runtime.video import check_points_path, is_video
-
+    Still images: detector -> crop from the model's metadata -> model -> image points, for every face. Several
+    images: one picture each in the run folder, and faces.json and faces.csv with every face; unreadable files are
+    named and skipped, and the exit status is then 1. Video: faces are tracked (each crop from the previous frame's
+    landmarks, the detector every --redetect-every frames or when a track is lost) and smoothed. Without SOURCE,
+    scikit-image's astronaut photo (public domain) is used."""
+    if show:  # before any work: no model loaded, no folder made, when no window can open
+        check_display()
     check_range("--min-score", min_score, 0, 1)
     check_range("--tiles", tiles, 1, 8, integer=True)
     check_range("--redetect-every", redetect_every, 1, integer=True)
@@ -61,9 +73,14 @@ def predict(model, source, out, name, exist_ok, pts, detector, detector_backend,
     for option, value in (("--max-faces", max_faces), ("--max-frames", max_frames)):
         if value is not None:
             check_range(option, value, 1, integer=True)
-    if source is not None and str(source).strip() == "":
+    if any(str(s).strip() == "" for s in source):
         raise OptionError("SOURCE '': expected an image, a video or a camera index (leave it out for the sample "
                           "photo)")
+    detector_options = {"detector": detector, "min_score": min_score, "backend": detector_backend, "tiles": tiles}
+    if len(source) > 1 or (source and sources.is_many(source[0])):
+        return _predict_many(model, source, out, pts, name, exist_ok, show,
+                             {**detector_options, "threads": threads, "tta": tta, "refine": refine})
+    source = source[0] if source else None
     video = is_video(source)
     if video and refine:
         raise OptionError("--refine: still images only (a tracked video frame is already cut from the previous "
@@ -78,20 +95,32 @@ def predict(model, source, out, name, exist_ok, pts, detector, detector_backend,
         if path is not None:
             check_outside_inputs(path, option, {"MODEL": model, "SOURCE": source})
             check_no_file_in_the_way(path, option)
-    detector_options = {"detector": detector, "min_score": min_score, "backend": detector_backend, "tiles": tiles}
-    if video:
-        from edgekd.runtime.video import predict_video
+    preview = Preview() if show else None
+    try:
+        if video:
+            return _predict_video(model, source, out, pts, folder, preview, detector_options, max_frames, threads,
+                                  tta, {"redetect_every": redetect_every, "max_faces": max_faces, "smoothing": smooth})
+        _predict_image(model, source, out, pts, folder, preview, detector_options, threads, tta, refine)
+    finally:
+        if preview is not None:
+            preview.close()
 
-        r = predict_video(model, source, out, pts, detector_options, max_frames=max_frames, num_threads=threads,
-                          flip=tta == "flip", tracking={"redetect_every": redetect_every, "max_faces": max_faces, "smoothing": smooth})
-        if folder is not None and folder.is_dir():
-            mark_output_dir(folder, "predict")
-        ms = sorted(r.frame_ms)[len(r.frame_ms) // 2]
-        click.echo(f"{r.frames} frames of {r.source} ({r.size[0]}x{r.size[1]}, {r.fps:.3g} fps): faces in "
-                   f"{sum(n > 0 for n in r.faces_per_frame)} frames, detector on {r.stats.detector_runs}, "
-                   f"{ms:.2f} ms per frame (median); wrote {', '.join(map(str, r.written))}")
-        return
-    from edgekd.runtime import predict_file, write_face_points
+
+def _predict_video(model, source, out, pts, folder, preview, detector_options, max_frames, threads, tta, tracking):
+    """A video file or a camera: tracked, written as a video and (--pts) per-frame points; one summary line."""
+    r = predict_video(model, source, out, pts, detector_options, max_frames=max_frames, num_threads=threads,
+                      flip=tta == "flip", tracking=tracking, on_frame=None if preview is None else preview.show)
+    if folder is not None and folder.is_dir():
+        mark_output_dir(folder, "predict")
+    ms = sorted(r.frame_ms)[len(r.frame_ms) // 2]
+    click.echo(f"{r.frames} frames of {r.source} ({r.size[0]}x{r.size[1]}, {r.fps:.3g} fps): faces in "
+               f"{sum(n > 0 for n in r.faces_per_frame)} frames, detector on {r.stats.detector_runs}, "
+               f"{ms:.2f} ms per frame (median); wrote {', '.join(map(str, r.written))}")
+
+
+def _predict_image(model, source, out, pts, folder, preview, detector_options, threads, tta, refine):
+    """One still image (or the astronaut sample): every face listed, the picture and (--pts) the points written."""
+    detector, min_score = detector_options["detector"], detector_options["min_score"]
     faces = predict_file(model, source, out=out, num_threads=threads, detector=detector_options, flip=tta == "flip",
                          refine=refine)
     label, how = source or "the astronaut sample", f"{detector} detector, score >= {min_score:.2f}"
@@ -113,3 +142,46 @@ def predict(model, source, out, name, exist_ok, pts, detector, detector_backend,
         click.echo(f"  face {k}: box x={x:.0f} y={y:.0f} w={w:.0f} h={h:.0f}, score {f.score:.3f}, "
                    f"{len(f.points)} points")
     click.echo(f"wrote {', '.join(map(str, [out, *written]))}")
+    if preview is not None:  # after the lines above, so they are read while the picture is up
+        image = load_image(source) if source is not None else sample_face()
+        preview.show(draw_faces(image, faces), faces, wait_ms=0)
+
+
+def _predict_many(model, given, out, pts, name, exist_ok, show, options) -> int:
+    """Several images, a folder or a pattern: one picture per readable input in the run folder, faces.json and
+    faces.csv of every face, unreadable files named and skipped. Returns the exit status: 1 if any was skipped."""
+    for option, value in (("--out", out), ("--pts", pts)):
+        if value is None:
+            continue
+        folders = [s for s in given if Path(s).is_dir()]
+        if folders:  # --out names one picture: the user meant one image
+            raise OptionError(f"{folders[0]}: {FOLDER_NOT_FILE} ({option} writes one image's results; leave {option} "
+                              f"out to predict every image in the folder)")
+        raise OptionError(f"{option}: several images get one picture each and {SUMMARY_JSON}, {SUMMARY_CSV} in the "
+                          f"run folder (runs/predict/NAME); leave {option} out")
+    videos = [s for s in given if is_video(s)]
+    if videos:
+        raise OptionError(f"SOURCE {videos[0]}: a video or camera goes alone, one per run (not with other sources)")
+    items = sources.expand(list(given))
+    folder = check_output_dir(next_run_dir(RUNS / "predict", name, exist_ok), "predict", "--exist-ok")
+    check_outside_inputs(folder, "--name", {"MODEL": model})
+    for item in items:  # only with --exist-ok: a new run folder holds no input
+        check_outside_inputs(folder, "--name", {"SOURCE": item})
+    preview = Preview() if show else None
+    how = f"{options['detector']} detector, score >= {options['min_score']:.2f}"
+    try:
+        with Landmarker(model, options["detector"], options["min_score"], options["backend"], options["tiles"],
+                        options["threads"], options["tta"], options["refine"]) as lm:
+            r = predict_many(lm.predict(items, stream=True, skip_unreadable=True), len(items), folder,
+                             progress=logs.show_progress(), echo=click.echo, preview=preview)
+    finally:
+        if preview is not None:
+            preview.close()
+        if folder.is_dir():
+            mark_output_dir(folder, "predict")
+    stopped = f", stopped (q) after {r.images + len(r.skipped)}" if r.stopped else ""
+    click.echo(f"{len(items)} images: {r.images} read, {len(r.skipped)} unreadable (skipped){stopped}; "
+               f"{r.faces} face{'' if r.faces == 1 else 's'} found ({how}), {r.without_face} "
+               f"image{'' if r.without_face == 1 else 's'} without a face")
+    click.echo(f"wrote {folder} ({r.images} picture{'' if r.images == 1 else 's'}, {SUMMARY_JSON}, {SUMMARY_CSV})")
+    return 1 if r.skipped else 0

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.core.crop import CropSpec
-from edgekd.core.errors import ModelError
+from edgekd.core.crop import CropSpec, keypoint_features
+from edgekd.core.errors import DataError, ModelError
+from edgekd.core.imageio import load_image
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +222,6 @@ def fit_keypoint_mapping(triples, ridge: float = 1e-6):
     ridge least squares of the target's offset and log scale (in box sides) on ``keypoint_features``, then once
     more without the 10 % of faces it fits worst, so a few wrong matches do not pull it. None when fewer than
     MIN_KEYPOINT_FACES faces have 6 keypoints."""
-    from edgekd.core.crop import keypoint_features
-
     triples = list(triples)
     X, Y = [], []
     for (x, y, w, h), keypoints, (cx, cy, side) in triples:
@@ -276,9 +275,6 @@ def fit_detector_mapping(samples, detector: FaceDetector | None = None, progress
 
     Apply the result with ``mapping.apply(crop_spec)``; store it in the manifest/metadata so runtime crops match.
     """
-    from edgekd.core.errors import DataError
-    from edgekd.core.imageio import load_image
-
     own = detector is None
     det = detector or FaceDetector()
     pairs, triples, missed = [], [], 0

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.core.errors import FILE_NOT_FOLDER, EdgekdError, OptionError, OutputError
+
 log = logging.getLogger(__name__)
 
 
@@ -65,8 +67,6 @@ def write_json(path, obj, indent: int = 1) -> Path:
 def write_image(path, rgb: np.ndarray) -> Path:
     """Encode an RGB uint8 image by the file's extension (.png, .jpg, ...) and write it atomically."""
     import cv2
-
-    from edgekd.core.errors import EdgekdError
 
     path = Path(path)
     ok, buf = cv2.imencode(path.suffix or ".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)) \
@@ -129,8 +129,6 @@ def remove_stale_temps(target) -> list[Path]:
 def next_run_dir(base, name: str = "exp", exist_ok: bool = False, option: str = "--name") -> Path:
     """``base/name``, or with ``exist_ok=False`` the first of ``name``, ``name2``, ``name3``, ... that does not exist
     yet, as Ultralytics numbers its run folders: a rerun never mixes its files with an earlier run's."""
-    from edgekd.core.errors import OptionError
-
     if not name or name in (".", "..") or "/" in name or os.sep in name:
         raise OptionError(f"{option} {name!r}: expected a plain folder name (no '/'), e.g. exp")
     base = Path(base)
@@ -158,8 +156,6 @@ def check_output_dir(folder, verb: str, option: str) -> Path:
     """Refuse an output folder that ``verb`` did not make: a file, a folder marked by another verb, or a folder
     holding anything without the marker (a user's report.md would otherwise be overwritten). A missing or empty
     folder is fine. ``option`` names it as the user gave it (``--out-dir D``)."""
-    from edgekd.core.errors import OutputError
-
     folder = Path(folder)
     if str(folder) in ("", "."):
         raise OutputError(f"{option}: expected a folder to write (not the current folder)")
@@ -183,8 +179,6 @@ def check_output_dir(folder, verb: str, option: str) -> Path:
 def check_no_file_in_the_way(path, option: str, folder: bool = False) -> None:
     """Refuse, before any work, an output path one of whose parent folders (or, with ``folder``, the path itself)
     is a file: "<file>: is a file, not a folder", the one wording every verb uses."""
-    from edgekd.core.errors import FILE_NOT_FOLDER, OutputError
-
     path = Path(path)
     for p in ([path] if folder else []) + list(path.parents):
         if p.exists():
@@ -213,8 +207,6 @@ def is_within(path, folder) -> bool:
 def check_outside_inputs(out, option: str, inputs: dict) -> None:
     """Refuse an output that equals an input, lies inside an input folder, or would contain one (a command that
     replaces its output folder must not take an input with it). ``inputs``: option name -> path (None skipped)."""
-    from edgekd.core.errors import OutputError
-
     for name, path in inputs.items():
         if path is None or str(path) == "":
             continue

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from edgekd.core.crop import transform_points
+from edgekd.core.errors import EdgekdError
 from edgekd.core.schemes import LandmarkScheme
 
 PRESETS = ("light", "full", "mild", "tight")  # what `train --augment` and `data show --augment` offer ("none": --no-augment)
@@ -68,8 +69,6 @@ class AugmentConfig:
 
     @classmethod
     def preset(cls, name: str) -> "AugmentConfig | None":
-        from edgekd.core.errors import EdgekdError
-
         presets = {"full": cls, "light": cls.light, "mild": cls.mild, "tight": cls.tight,
                    "none": lambda: None}  # PRESETS, in this order
         if name not in presets:

@@ -13,7 +13,7 @@ import numpy as np
 
 from edgekd.core.crop import CropSpec
 from edgekd.core.errors import DataError
-from edgekd.core.schemes import LandmarkScheme, get_scheme
+from edgekd.core.schemes import LandmarkScheme, get_scheme, register
 from edgekd.data.augment import AugmentConfig, augment_sample
 from edgekd.data.prepare import Manifest
 
@@ -35,7 +35,10 @@ class PreparedData:
     def __init__(self, root):
         self.root = Path(root)
         self.manifest = Manifest.load(self.root / "manifest.json")
-        self.scheme: LandmarkScheme = get_scheme(self.manifest.scheme)
+        spec = self.manifest.scheme_spec  # a user's own scheme travels whole in the manifest; registered here so
+        # that every later step (training, export's metadata, bench) finds it by name
+        self.scheme: LandmarkScheme = (register(LandmarkScheme.from_dict(spec, str(self.root / "manifest.json")),
+                                                str(self.root)) if spec else get_scheme(self.manifest.scheme))
         self.crop: CropSpec = self.manifest.crop_spec
         self._splits: dict[str, SplitArrays] = {}
         # extra point sets of the training split (stored-image pixels, like hard.npy) that every sample carries

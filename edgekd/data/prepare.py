@@ -23,7 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -36,9 +36,10 @@ from edgekd.core.errors import DataError, EdgekdError, MissingSplit, OptionError
 from edgekd.core.fileio import check_no_file_in_the_way, check_outside_inputs, remove_stale_temps, umask, write_json
 from edgekd.core.imageio import Sample, load_image
 from edgekd.core.metrics import batch_nme
-from edgekd.core.schemes import get_scheme
+from edgekd.core.settings import check_ranges, setting
 from edgekd.data.asm import ActiveShapeModel
-from edgekd.data.readers import READERS, image_identity, read_dataset
+from edgekd.data.described import OWN_FORMATS, find_description, load_description
+from edgekd.data.readers import DATASETS, DatasetFormat, dataset_format, image_identity
 
 log = logging.getLogger(__name__)
 
@@ -47,36 +48,35 @@ SPLITS = ("train", "val", "test")
 SPLIT_FILES = ("images.npy", "hard.npy", "soft.npy", "faces.json")
 PREPARED_FILES = ("manifest.json", "asm.npz", *SPLITS)  # everything prepare writes at the top of its folder
 MIN_INSIDE = 0.5  # a face is usable when at least this share of its landmarks lies inside its image
-LICENSES = {
-    "300w": "300-W (iBUG, Imperial College London): non-commercial research only",
-    "wflw": "WFLW (Wu et al., CVPR 2018): non-commercial research only",
-    "cofw": "COFW (Burgos-Artizzu et al., ICCV 2013): non-commercial research only",
-}
-
-
 @dataclass
 class PrepareConfig:
-    dataset: str = "300w"
-    root: str = ""
-    input_size: int = 128
-    margin: float = 0.15
-    val_fraction: float = 0.1
-    asm_variance: float = 0.90
-    seed: int = 0
-    fit_detector: bool = True  # learn the MediaPipe box -> landmark box mapping on the training split
+    """Every setting of `edgekd data prepare`, declared once: the command's options are made from these fields."""
+
+    root: str = setting(help="Dataset root as downloaded (300-W: the folder holding lfpw/ and helen/), or a folder "
+                             "with a dataset.yaml describing your own landmarks.", path="dir")
+    dataset: str = setting("300w", "Dataset format and landmarks (a --root with a dataset.yaml names its own).",
+                           choices=lambda: tuple(DATASETS))
+    input_size: int = setting(128, "Model input size: a multiple of 32 from 64 to 224 (64 is for quick tests).")
+    margin: float = setting(0.15, "Crop margin on each side, fraction of the box, 0 to 1.",
+                            range={"lo": 0.0, "hi": 1.0})
+    val_fraction: float = setting(0.1, "Share of training faces kept for validation, above 0 and below 0.5.",
+                                  range={"lo": 0.0, "hi": 0.5, "lo_open": True, "hi_open": True})
+    asm_variance: float = setting(0.90, "Variance share the ASM keeps (soft landmarks), above 0 and at most 1.",
+                                  range={"lo": 0.0, "hi": 1.0, "lo_open": True})
+    seed: int = setting(0, "Seed of the validation split.", range={"lo": 0, "hi": 2**32 - 1, "integer": True})
+    fit_detector: bool = setting(True, "Fit the MediaPipe face-box -> crop-box mapping on the training faces (stored "
+                                       "in the crop spec).")
 
     def validate(self) -> None:
         """Every field checked before any work, each error naming the option and its valid range."""
-        if self.dataset not in READERS:
-            raise OptionError(f"--dataset {self.dataset!r}: expected one of {', '.join(READERS)}")
         if not str(self.root).strip():
-            raise OptionError("--root: expected the dataset folder as downloaded")
+            raise OptionError("--root: expected the dataset folder as downloaded, or a folder with a dataset.yaml")
+        if self.dataset not in DATASETS and not (Path(self.root).is_dir() and find_description(self.root)):
+            raise OptionError(f"--dataset {self.dataset!r}: expected one of {', '.join(DATASETS)} (or a --root "
+                              f"with a dataset.yaml describing your own landmarks)")
         check_range("--input-size", self.input_size, integer=True)
         check_input_size(int(self.input_size), "--input-size")
-        check_range("--margin", self.margin, 0.0, 1.0)
-        check_range("--val-fraction", self.val_fraction, 0.0, 0.5, lo_open=True, hi_open=True)
-        check_range("--asm-variance", self.asm_variance, 0.0, 1.0, lo_open=True)
-        check_range("--seed", self.seed, 0, 2**32 - 1, integer=True)
+        check_ranges(self)
 
 
 @dataclass
@@ -96,6 +96,8 @@ class Manifest:
     edgekd_version: str = edgekd.__version__
     # Training faces left out because their image is also a test image (by content): "<train image>: <test image>"
     excluded_test_overlap: list = field(default_factory=list)
+    # the scheme whole (LandmarkScheme.to_dict): a user's own points need no registration to be read back
+    scheme_spec: dict = field(default_factory=dict)
     # True on the manifest `prepare` returns when it found this very data already prepared and did nothing
     reused: ClassVar[bool] = False
 
@@ -270,10 +272,10 @@ def leave_out_test_images(train: list[Sample], test: list[Sample]) -> tuple[list
     return kept, excluded
 
 
-def _read_splits(cfg: PrepareConfig) -> tuple[list[Sample], list[Sample], list[str]]:
-    train = read_dataset(cfg.dataset, cfg.root, "train")
+def _read_splits(cfg: PrepareConfig, fmt: DatasetFormat) -> tuple[list[Sample], list[Sample], list[str]]:
+    train = fmt.read(cfg.root, "train")
     try:
-        test = read_dataset(cfg.dataset, cfg.root, "test")
+        test = fmt.read(cfg.root, "test")
     except MissingSplit:  # a root without a test set is fine; a broken test file is not
         test = []
     train, excluded = leave_out_test_images(train, test)
@@ -292,7 +294,12 @@ def prepare(cfg: PrepareConfig, out, force: bool = False, progress: bool = True)
     check_no_file_in_the_way(out, "--out-dir")  # a file where a parent folder goes: said now, not after cropping
     existing = _existing_prepared(out)
     remove_stale_temps(out)
-    train_samples, test_samples, excluded = _read_splits(cfg)
+    fmt = dataset_format(cfg.dataset, cfg.root)
+    described = find_description(cfg.root)
+    strict = described is not None and load_description(described, tuple(DATASETS)).format in OWN_FORMATS
+    if described is not None:
+        cfg = replace(cfg, dataset=fmt.name)  # the manifest names the data it holds, not --dataset's default
+    train_samples, test_samples, excluded = _read_splits(cfg, fmt)
     sources = {"root": str(Path(cfg.root).resolve()), "train": _fingerprint(train_samples),
                "test": _fingerprint(test_samples)}
     if existing is not None:
@@ -323,7 +330,7 @@ def prepare(cfg: PrepareConfig, out, force: bool = False, progress: bool = True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.tmp-", dir=out.parent))
     os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes a 0700 folder; the prepared folder gets the usual mode
     try:
-        manifest = _write(cfg, tmp, splits, crop, progress)
+        manifest = _write(cfg, fmt, tmp, splits, crop, progress, strict)
         manifest.sources, manifest.detector_fit, manifest.excluded_test_overlap = sources, detector_fit, excluded
         manifest.save(tmp / "manifest.json")
         _install(tmp, out)
@@ -340,12 +347,14 @@ def prepare(cfg: PrepareConfig, out, force: bool = False, progress: bool = True)
 
 # --- writing -------------------------------------------------------------------------------------------------------
 def _crop_split(cfg: PrepareConfig, name: str, samples: list[Sample], crop: CropSpec, store_size: int,
-                skipped: list, progress: bool):
+                skipped: list, progress: bool, strict: bool = False):
     images, hard, kept = [], [], []
     for s in tqdm(samples, desc=f"crop {name}", unit="face", disable=not progress):
         try:
             img, pts = store_face(s, crop, store_size)
         except DataError as e:
+            if strict:  # a user's own files: said and stopped, for the user to fix, not dropped from the data
+                raise
             log.warning("skipped: %s", e)
             skipped.append(str(e))
             continue
@@ -357,13 +366,14 @@ def _crop_split(cfg: PrepareConfig, name: str, samples: list[Sample], crop: Crop
     return np.stack(images), np.stack(hard).astype(np.float32), kept
 
 
-def _write(cfg: PrepareConfig, tmp: Path, splits: dict, crop: CropSpec, progress: bool) -> Manifest:
+def _write(cfg: PrepareConfig, fmt: DatasetFormat, tmp: Path, splits: dict, crop: CropSpec, progress: bool,
+           strict: bool = False) -> Manifest:
     """Crop every split, fit the ASM on the training split and write the arrays into ``tmp``; returns the
     manifest (sources and detector fit filled in by the caller)."""
-    scheme = get_scheme(cfg.dataset)
+    scheme = fmt.scheme
     store_size = int(round(cfg.input_size * CONTEXT))
     skipped: list[str] = []
-    stored = {name: _crop_split(cfg, name, samples, crop, store_size, skipped, progress)
+    stored = {name: _crop_split(cfg, name, samples, crop, store_size, skipped, progress, strict)
               for name, samples in splits.items()}
 
     # ASM on normalised canonical-crop shapes of the training split, mirrored copies included so that
@@ -390,4 +400,5 @@ def _write(cfg: PrepareConfig, tmp: Path, splits: dict, crop: CropSpec, progress
     return Manifest(config=asdict(cfg), scheme=scheme.name, num_points=scheme.num_points, crop=crop.to_dict(),
                     store_size=store_size, counts=counts,
                     asm={"variance": asm.variance, "explained": asm.explained, "components": asm.num_components},
-                    soft_vs_hard_nme=soft_nme, sources={}, skipped=skipped, license=LICENSES.get(scheme.name, ""))
+                    soft_vs_hard_nme=soft_nme, sources={}, skipped=skipped, license=fmt.licence,
+                    scheme_spec=scheme.to_dict())

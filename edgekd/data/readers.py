@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from edgekd.core.errors import FILE_NOT_FOLDER, DataError, MissingSplit
 from edgekd.core.imageio import IMAGE_EXTENSIONS, Sample, as_rgb, read_pts
 from edgekd.core.schemes import WFLW_ATTRIBUTES, LandmarkScheme, get_scheme
+from edgekd.data.described import DESCRIPTION, find_description, load_description, read_described
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +214,45 @@ def read_cofw(root, split: str, skipped: list | None = None) -> list[Sample]:
     raise MissingSplit(f"{root}: no {name} found")
 
 
-READERS = {"300w": read_300w, "wflw": read_wflw, "cofw": read_cofw}
+@dataclass(frozen=True)
+class DatasetFormat:
+    """One kind of dataset edgekd reads: its landmark scheme, its reader and its licence. The public layouts are
+    the entries of ``DATASETS``; a root with a dataset.yaml (edgekd/data/described.py) makes one of its own, so a
+    user's points and the public sets take the same path through prepare, training and bench."""
+
+    name: str
+    scheme: LandmarkScheme
+    read: Callable  # (root, split, skipped) -> list[Sample]
+    licence: str
+
+
+DATASETS = {
+    "300w": DatasetFormat("300w", get_scheme("300w"), read_300w,
+                          "300-W (iBUG, Imperial College London): non-commercial research only"),
+    "wflw": DatasetFormat("wflw", get_scheme("wflw"), read_wflw,
+                          "WFLW (Wu et al., CVPR 2018): non-commercial research only"),
+    "cofw": DatasetFormat("cofw", get_scheme("cofw"), read_cofw,
+                          "COFW (Burgos-Artizzu et al., ICCV 2013): non-commercial research only"),
+}
+
+
+def dataset_format(dataset: str, root) -> DatasetFormat:
+    """How to read the data at ``root``: its dataset.yaml when it has one (``dataset`` is then ignored), else the
+    public layout named ``dataset``."""
+    path = find_description(root) if Path(root).is_dir() else None
+    if path is None:
+        known = DATASETS.get(str(dataset).lower())
+        if known is None:
+            raise DataError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)} or a folder with "
+                            f"a {DESCRIPTION} (your own landmarks)")
+        return known
+    desc = load_description(path, tuple(DATASETS))
+    if desc.format in DATASETS:
+        public = DATASETS[desc.format]
+        return DatasetFormat(public.name, public.scheme,
+                             lambda _root, split, skipped=None: public.read(desc.root, split, skipped), desc.licence)
+    return DatasetFormat(desc.scheme.name, desc.scheme, lambda _root, split, skipped=None: read_described(desc, split),
+                         desc.licence)
 
 
 def image_identity(sample: Sample) -> str:
@@ -238,7 +279,4 @@ def read_dataset(dataset: str, root, split: str, skipped: list | None = None) ->
     (e.g. a .pts without its image) are skipped with a warning and, given a list, recorded in ``skipped``."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
-    reader = READERS.get(dataset.lower())
-    if reader is None:
-        raise DataError(f"unknown dataset {dataset!r}; expected one of {', '.join(READERS)}")
-    return reader(root, split, skipped)
+    return dataset_format(dataset, root).read(root, split, skipped)

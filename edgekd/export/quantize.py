@@ -1,14 +1,16 @@
-"""TFLite conversion in every mode (float32, float16, dynamic-range, full-integer int8 by post-training
-quantization (PTQ) or from a quantization-aware model (QAT, trained by edgekd.training.qat)), and the checks of what came
-out: op input types, the landmark output's precision, latency.
+"""TFLite conversion in every mode (float32, float16, dynamic-range, full-integer int8 by post-training quantization
+(PTQ) or from a quantization-aware model (QAT, trained by edgekd.training.qat)), and the checks of what came out: op
+input types, the landmark output's precision, latency. Each mode is one ``ExportFormat`` entry of ``FORMATS``, so the
+export, its card and a recipe's file names read one table.
 
-Every interpreter comes from ``edgekd.core.interpreter.make_interpreter`` and every timing from ``edgekd.core.timing``, so the
-numbers on a model card are measured the way the runtime and the bench run the model.
+Every interpreter comes from ``edgekd.core.interpreter.make_interpreter`` and every timing from
+``edgekd.core.timing``, so the numbers on a model card are measured the way the runtime and the bench run the model.
 """
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,20 +19,7 @@ from edgekd.core.interpreter import make_interpreter
 from edgekd.core.timing import stats, time_calls
 from edgekd.runtime.model import dequantize_output, quantize_input
 
-MODES = ("float32", "float16", "dynamic", "int8", "qat")
-IO_TYPES = ("int8", "uint8", "float32")
-FULL_INTEGER = ("int8", "qat")
-# the label written into the model metadata (ModelMetadata.quantization)
-LABELS = {"float32": "float32", "float16": "float16", "dynamic": "dynamic", "int8": "int8-ptq", "qat": "int8-qat"}
-# what the converter is told in each mode, in words (the model card's recipe)
-CONVERTER_SETTINGS = {
-    "float32": "TFLiteConverter.from_saved_model of the inference function, no optimization",
-    "float16": "optimizations=[DEFAULT], supported_types=[float16] (float16 weights, float32 compute)",
-    "dynamic": "optimizations=[DEFAULT] (int8 weights, float activations, dynamic-range kernels)",
-    "int8": "optimizations=[DEFAULT], supported_ops=[TFLITE_BUILTINS_INT8], representative_dataset",
-    "qat": "optimizations=[DEFAULT] on the fake-quantized QAT model (its trained ranges fix every op's int8 "
-           "parameters; no representative dataset)",
-}
+IO_TYPES = ("int8", "uint8", "float32")  # the tensor types a full-integer model can take and give
 BOUNDARY_OPS = ("QUANTIZE", "DEQUANTIZE")  # the int8 <-> float/uint8 conversions at the model's input and output
 
 
@@ -45,12 +34,108 @@ class QuantizeConfig:
     output_type: str = "float32"
 
     @property
+    def format(self) -> "ExportFormat":
+        return FORMATS[self.mode]
+
+    @property
     def label(self) -> str:
-        return LABELS[self.mode]
+        return self.format.label
 
     @property
     def full_integer(self) -> bool:
-        return self.mode in FULL_INTEGER
+        return self.format.full_integer
+
+
+# --- the export formats ---------------------------------------------------------------------------------------
+# Each function sets a converter up for its format (the entry's ``converter`` says the same in words). TensorFlow
+# is imported inside them, as in the rest of this module: reading the registry (ExportConfig.validate, the CLI's
+# help) loads no TensorFlow.
+def _float32(conv, cfg: QuantizeConfig, calibration) -> None:
+    """The graph as it is: no optimization."""
+
+
+def _float16(conv, cfg: QuantizeConfig, calibration) -> None:
+    import tensorflow as tf
+
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_types = [tf.float16]
+
+
+def _dynamic(conv, cfg: QuantizeConfig, calibration) -> None:
+    import tensorflow as tf
+
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+
+
+def _integer_io(conv, cfg: QuantizeConfig) -> None:
+    """A full-integer model's input and output tensor types."""
+    import tensorflow as tf
+
+    types = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.inference_input_type = types[cfg.input_type]
+    conv.inference_output_type = types[cfg.output_type]
+
+
+def _int8(conv, cfg: QuantizeConfig, calibration) -> None:
+    import tensorflow as tf
+
+    _integer_io(conv, cfg)
+    # (for QAT the fake-quant graph already fixes every op's int8 ranges; with this set the converter's
+    # up-front check ignores the fake-quant ops and demands a representative dataset)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if calibration is None or not len(calibration):
+        raise EdgekdError("int8 post-training quantization needs calibration images")
+    conv.representative_dataset = _representative(calibration)
+
+
+def _qat(conv, cfg: QuantizeConfig, calibration) -> None:
+    _integer_io(conv, cfg)
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One export mode, everything the export asks of it in one place (as Ultralytics' ``export_formats()``): a new
+    mode is one entry of FORMATS and its ``configure`` function, and every step reads the entry instead of testing
+    the mode's name."""
+
+    name: str  # ExportConfig.mode
+    label: str  # the label written into the model metadata (ModelMetadata.quantization)
+    suffix: str  # a recipe's export stage names the file ``<stage>_<suffix>.tflite``
+    converter: str  # what ``configure`` tells the converter, in words (the model card's recipe)
+    configure: typing.Callable[[object, QuantizeConfig, np.ndarray | None], None] = field(repr=False)
+    full_integer: bool = False  # int8 tensors throughout: chosen input/output types, every op checked integer
+    io_types: tuple[str, ...] = ("float32",)  # the input and output tensor types it can take and give
+    calibration: bool = False  # reads augmented training crops: PTQ's representative data, QAT's initial ranges
+    qat: bool = False  # the model is fine-tuned quantization-aware (edgekd.training.qat) before conversion
+    retry_hint: str = ""  # what to try when the file loses more than the tolerance (the refusal's message)
+    help: str = ""  # `edgekd export --<name>`: the flag's help (float32, the default, has no flag)
+
+
+FORMATS = {f.name: f for f in (
+    ExportFormat("float32", "float32", "float32",
+                 "TFLiteConverter.from_saved_model of the inference function, no optimization", _float32,
+                 help="float32 (the default)."),
+    ExportFormat("float16", "float16", "float16",
+                 "optimizations=[DEFAULT], supported_types=[float16] (float16 weights, float32 compute)", _float16,
+                 help="float16 weights."),
+    ExportFormat("dynamic", "dynamic", "dynamic",
+                 "optimizations=[DEFAULT] (int8 weights, float activations, dynamic-range kernels)", _dynamic,
+                 help="Dynamic-range: int8 weights, float activations."),
+    ExportFormat("int8", "int8-ptq", "int8",
+                 "optimizations=[DEFAULT], supported_ops=[TFLITE_BUILTINS_INT8], representative_dataset", _int8,
+                 full_integer=True, io_types=IO_TYPES, calibration=True,
+                 retry_hint="try --qat or more --calibration-samples, or ",
+                 help="Full-integer int8 by post-training quantization."),
+    ExportFormat("qat", "int8-qat", "qat_int8",
+                 "optimizations=[DEFAULT] on the fake-quantized QAT model (its trained ranges fix every op's int8 "
+                 "parameters; no representative dataset)", _qat,
+                 full_integer=True, io_types=IO_TYPES, calibration=True, qat=True,
+                 retry_hint="try more --qat-epochs, or ",
+                 help="Full-integer int8 after quantization-aware fine-tuning (the landmark layer in float with "
+                      "--float-head)."),
+)}
+MODES = tuple(FORMATS)
 
 
 def _representative(images: np.ndarray):
@@ -99,28 +184,10 @@ def _function_saved_model(model, folder: str) -> str:
 
 
 def _configure(conv, cfg: QuantizeConfig, calibration) -> None:
-    """Set the converter up for ``cfg.mode`` (CONVERTER_SETTINGS says the same in words)."""
-    import tensorflow as tf
-
-    if cfg.mode not in MODES:
+    """Set the converter up for ``cfg.mode``: its registry entry's ``configure``."""
+    if cfg.mode not in FORMATS:
         raise ValueError(f"unknown conversion mode {cfg.mode!r}")  # users get EdgekdError from ExportConfig first
-    if cfg.mode == "float32":
-        return
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    if cfg.mode == "float16":
-        conv.target_spec.supported_types = [tf.float16]
-    if not cfg.full_integer:
-        return
-    types = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}
-    conv.inference_input_type = types[cfg.input_type]
-    conv.inference_output_type = types[cfg.output_type]
-    if cfg.mode == "int8":
-        # (for QAT the fake-quant graph already fixes every op's int8 ranges; with this set the converter's
-        # up-front check ignores the fake-quant ops and demands a representative dataset)
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if calibration is None or not len(calibration):
-            raise EdgekdError("int8 post-training quantization needs calibration images")
-        conv.representative_dataset = _representative(calibration)
+    FORMATS[cfg.mode].configure(conv, cfg, calibration)
 
 
 # --- inspection -----------------------------------------------------------------------------------------------

@@ -11,15 +11,18 @@ Three choices made here decide whether a from-scratch run on 2 CPU cores learns 
   face from step one instead of spending its first epochs (or, for EfficientNet-B3, every epoch) at the origin;
 - BatchNorm momentum 0.99 instead of Keras's 0.999, whose moving statistics lag far behind fast-changing weights.
 
-Adding a backbone = a builder function and one ``ModelSpec`` entry; the CLI's choices are read from ``MODELS``.
+Adding a backbone = a builder function and one ``ModelSpec`` entry; the CLI's choices are read from ``MODELS``,
+and any entry can be the student (``TrainConfig.student_arch``) or a teacher (``--teacher-arch``): its step cost
+for run-time planning is counted on the built network (``network_macs``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from edgekd.core.crop import check_input_size
-from edgekd.core.errors import ModelError
+from edgekd.core.errors import ModelError, OptionError
 
 HEAD_NAME = "landmarks"
 REDUCE_NAME = "head_reduce"  # the spatial head's 1x1 convolution
@@ -33,6 +36,7 @@ class ModelSpec:
     backbone: Callable  # (input tensor, alpha, stochastic_depth) -> tf_keras Model without top, built on that tensor
     input_range: tuple[float, float]  # what the backbone's first layer should see; [0, 1] pixels are mapped to it
     notes: str
+    width: bool = False  # whether ``alpha`` (NetworkConfig.alpha, --alpha) scales it; recorded in checkpoints if so
 
 
 def _mobilenetv2(x, alpha: float, stochastic_depth: float):
@@ -63,7 +67,7 @@ def _efficientnet_b3(x, alpha: float, stochastic_depth: float):
 
 MODELS: dict[str, ModelSpec] = {
     "mobilenetv2": ModelSpec("mobilenetv2", _mobilenetv2, (-1.0, 1.0),
-                             "the student (width --alpha); also a fast teacher"),
+                             "the default student (width --alpha); also a fast teacher", width=True),
     "efficientnet-b3": ModelSpec("efficientnet-b3", _efficientnet_b3, (-1.0, 1.0),
                                  "the paper's teachers; about 4x the step time of MobileNetV2 on a CPU"),
 }
@@ -81,7 +85,7 @@ class NetworkConfig:
     """Everything that shapes a landmark network, recorded in each run's config."""
 
     arch: str = "mobilenetv2"
-    alpha: float = 1.0  # MobileNetV2 width
+    alpha: float = 1.0  # width, for a backbone whose ModelSpec.width says it takes one (MobileNetV2)
     dropout: float = 0.0  # before the head
     stochastic_depth: float = 0.0  # EfficientNet drop-connect
     input_norm: bool = True  # scale [0, 1] pixels to the backbone's input range inside the model
@@ -141,6 +145,30 @@ def build_network(num_points: int, input_size: int, net: NetworkConfig = Network
     elif net.head_init != "default":
         raise ModelError(f"unknown head init {net.head_init!r}; expected mean-shape or default")
     return model
+
+
+@functools.lru_cache(maxsize=None)
+def _network_macs(spec: ModelSpec, net: NetworkConfig, input_size: int, num_points: int) -> int:
+    import tensorflow as tf
+
+    # a throwaway graph: no variable is initialised, and no layer name is taken from the networks that train in this
+    # process; its BatchNorm layers log a deprecation warning that eager training never does, kept off the console
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        with tf.Graph().as_default():
+            return count_macs(build_network(num_points, input_size, replace(net, head_init="default")))
+    finally:
+        logger.setLevel(level)
+
+
+def network_macs(net: NetworkConfig, input_size: int, num_points: int = 68) -> int:
+    """Multiply-adds of one forward pass of the network ``net`` describes at ``input_size``, counted on the network
+    itself (built once per process and setting, then forgotten): what a training step of any registered backbone
+    costs, relative to another's, without a table to keep up to date. Building draws initializer seeds from Keras's
+    generator: count before ``keras.utils.set_random_seed``, as ``train`` seeds right before it builds."""
+    return _network_macs(get_spec(net.arch), net, int(input_size), int(num_points))
 
 
 def head_of(model) -> str:
@@ -252,8 +280,6 @@ def check_batch_fits(net: NetworkConfig, input_size: int, batch_size: int, train
     """Refuse, before anything is built, a training batch that cannot fit in this machine's memory (a batch larger
     than the training split holds the whole split), with the estimate: TensorFlow would otherwise fail after minutes,
     often without a message."""
-    from edgekd.core.errors import OptionError
-
     batch = min(batch_size, train_faces) if train_faces > 0 else batch_size
     per_crop = training_bytes_per_sample(net, input_size)
     have = machine_memory()

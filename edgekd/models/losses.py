@@ -12,36 +12,47 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from edgekd.core.errors import EdgekdError, check_range
+from edgekd.core.settings import option, setting
+
+_POSITIVE = {"lo": 0, "lo_open": True}
+
 
 @dataclass(frozen=True)
 class KDLossConfig:
     """All constants of KD-Loss. Defaults = the authors' released code; ``paper_figure()`` = the paper's drawings."""
 
-    c: float = 0.15  # boundary beta_T = G + sign(P - G) * c * d_T between the low-influence and negative regions
-    tough_pos: float = 1.9  # omega in R_P (student beyond the teacher): pulls P toward G
-    tough_neg: float = -0.45  # omega in R_N (between beta and the teacher): pushes P away from T', toward G
-    tol_pos: float = 1.8
-    tol_neg: float = -0.4
-    ramp: bool = False  # R_L: omega = 0 (code) or ramps linearly from 0 at G to omega_neg at beta (figure)
-    main_slope: float = 3.0  # Loss_Main = slope*e inside |G - S|, e^2 + slope*d_S - d_S^2 outside (continuous)
-    w_main: float = 2.0
-    w_tough: float = 1.0
-    w_tol: float = 1.0
-    # the main term: "paper" = Loss_Main above (its slope and the Tolerant teacher's threshold), or a plain loss of
-    # LOSSES on G alone, so that KD-Loss and a plain student trained with that loss differ by the assistive terms only
-    main: str = "paper"
-    # the main term's target: (1 - teacher_blend) x G + teacher_blend x A, the Tough teacher's output (distillation
-    # of the teacher's positions, as in Hinton et al. for regression); 0 = the ground truth alone, as published.
-    # KD-Loss's assistive terms use only how far each teacher is from G, never where it points: the blend is what
-    # passes on an ensemble's or a mirror average's positions
-    teacher_blend: float = 0.0
+    c: float = setting(0.15, "KD-Loss: boundary beta_T = G + sign(P - G) x c x d_T between the low-influence and "
+                             "negative regions.", range=_POSITIVE)
+    tough_pos: float = setting(1.9, "KD-Loss: omega in R_P for the Tough teacher (student beyond the teacher): "
+                                    "pulls P toward G.")
+    tough_neg: float = setting(-0.45, "KD-Loss: omega in R_N for the Tough teacher (between beta and the "
+                                      "teacher): pushes P away from the teacher, toward G.")
+    tol_pos: float = setting(1.8, "KD-Loss: omega in R_P for the Tolerant teacher.")
+    tol_neg: float = setting(-0.4, "KD-Loss: omega in R_N for the Tolerant teacher.")
+    ramp: bool = setting(False, "KD-Loss: in R_L omega is 0 (the authors' code) or ramps linearly from 0 at G to "
+                                "omega_neg at beta (the paper's figure).")
+    main_slope: float = setting(3.0, "Loss_Main = slope x e inside |G - S|, e^2 + slope x d_S - d_S^2 outside "
+                                     "(continuous).", range=_POSITIVE)
+    w_main: float = setting(2.0, "KD-Loss: weight of the main term.", range=_POSITIVE)
+    w_tough: float = setting(1.0, "KD-Loss: weight of the Tough teacher's assistive term.", range=_POSITIVE)
+    w_tol: float = setting(1.0, "KD-Loss: weight of the Tolerant teacher's assistive term.", range=_POSITIVE)
+    # LOSSES on G alone lets KD-Loss and a plain student trained with that loss differ by the assistive terms only
+    main: str = setting("paper", "KD-Loss main term: paper = Loss_Main as published, or a plain loss against the "
+                                 "ground truth.", choices=lambda: ("paper", *LOSSES), old=("--main-loss",))
+    # distillation of the teacher's positions, as in Hinton et al. for regression; KD-Loss's assistive terms use only
+    # how far each teacher is from G, never where it points: the blend is what passes on an ensemble's or a mirror
+    # average's positions
+    teacher_blend: float = setting(
+        0.0, "KD student: the main term's target is (1 - b) x ground truth + b x the Tough teacher's output, 0 to 1 "
+             "(needs --kd-main l1, l2 or wing); baseline: the same target for its --loss, with no assistive terms "
+             "(distillation of the teacher's positions, e.g. of its mirror average).",
+        range={"lo": 0.0, "hi": 1.0}, old=("--teacher-blend",))
 
     def __post_init__(self):
-        from edgekd.core.errors import EdgekdError, check_range
-
         if self.main != "paper" and self.main not in LOSSES:
-            raise EdgekdError(f"--main-loss: {self.main!r} is not one of paper, {', '.join(LOSSES)}")
-        check_range("--teacher-blend", self.teacher_blend, 0.0, 1.0)
+            raise EdgekdError(f"{option('kd.main')}: {self.main!r} is not one of paper, {', '.join(LOSSES)}")
+        check_range(option("kd.teacher_blend"), self.teacher_blend, 0.0, 1.0)
 
     @classmethod
     def paper_figure(cls) -> "KDLossConfig":
@@ -93,8 +104,6 @@ LOSSES = {"l2": l2_loss, "l1": l1_loss, "wing": wing_loss}
 
 def get_loss(name: str):
     """A plain landmark loss ``fn(target, pred) -> scalar`` by its registry name."""
-    from edgekd.core.errors import EdgekdError
-
     try:
         return LOSSES[name]
     except KeyError:

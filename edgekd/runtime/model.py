@@ -17,9 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.core.checkpoint import check_network, checkpoint_info, load_model
 from edgekd.core.crop import CropSpec
 from edgekd.core.errors import ModelError
 from edgekd.core.interpreter import RUNTIMES, make_interpreter, package_version
+from edgekd.core.metadata import read
+from edgekd.core.schemes import get_scheme
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,9 @@ class ModelInfo:
     num_points: int
     crop: CropSpec
     quantization: str = "float32"
+    # the mirror map from the model file itself, so flip TTA works for a user's own points without their scheme
+    # being registered here (None: the registered scheme's, for Keras checkpoints)
+    flip_permutation: tuple[int, ...] | None = None
 
 
 class LandmarkModel:
@@ -63,8 +69,6 @@ class LandmarkModel:
             raise ModelError(f"{self.path}: a folder without best.h5; expected a .tflite file, a Keras checkpoint "
                              f"(.h5/.keras) or a training stage folder")
         if self.kind == "keras":  # no checkpoint, or one that could run code: refused before anything is read
-            from edgekd.core.checkpoint import check_network
-
             check_network(self.path)
         self._requested_runtime = runtime
         if self.kind == "tflite":
@@ -171,13 +175,12 @@ class _Closed:
 
 # --- metadata -------------------------------------------------------------------------------------------------
 def _tflite_info(path: Path, scheme, crop) -> ModelInfo:
-    from edgekd.core.metadata import read
-
     meta = read(path)
     spec = _as_crop(crop) if crop is not None else meta.crop
     if scheme is not None and scheme != meta.scheme:
         raise ModelError(f"{path}: metadata says scheme {meta.scheme!r}, but {scheme!r} was asked for")
-    return ModelInfo(meta.scheme, int(meta.num_points), spec, meta.quantization)
+    return ModelInfo(meta.scheme, int(meta.num_points), spec, meta.quantization,
+                     tuple(meta.flip_permutation) if meta.flip_permutation else None)
 
 
 def _as_crop(crop) -> CropSpec:
@@ -192,8 +195,6 @@ def metadata_json_candidates(path: Path) -> list[Path]:
 
 def _checkpoint_attrs(path: Path) -> dict:
     """The edgekd JSON inside the HDF5 checkpoint (edgekd.core.checkpoint.checkpoint_info), if any."""
-    from edgekd.core.checkpoint import checkpoint_info
-
     try:
         return checkpoint_info(path) or {}
     except ModelError:  # not HDF5 (.keras): fall back to a JSON beside it
@@ -217,8 +218,6 @@ def _keras_info(path: Path, scheme, crop) -> ModelInfo:
         names = ", ".join(p.name for p in metadata_json_candidates(path))
         raise ModelError(f"{path}: Keras checkpoint without scheme/crop (no edgekd info inside, no JSON beside it: "
                          f"{names}); pass scheme= and crop=")
-    from edgekd.core.schemes import get_scheme
-
     n = int(found.get("num_points", get_scheme(scheme).num_points))
     return ModelInfo(scheme, n, _as_crop(crop_d), found.get("quantization", "float32 (keras)"))
 
@@ -356,8 +355,6 @@ class _KerasBackend:
 
 def _load_keras(path: Path):
     """Plain tf_keras loading through edgekd.core.checkpoint (no training code needed)."""
-    from edgekd.core.checkpoint import load_model
-
     try:
         return load_model(path)
     except (OSError, ValueError) as e:

@@ -15,6 +15,11 @@ import numpy as np
 
 from edgekd.core.crop import CropSpec, invert, transform_points, warp
 from edgekd.core.errors import check_range
+from edgekd.core.fileio import write_image, write_json
+from edgekd.core.imageio import load_image, write_pts
+from edgekd.core.schemes import get_scheme
+from edgekd.runtime.blazeface import open_detector
+from edgekd.runtime.model import LandmarkModel
 
 TTA = ("none", "flip")  # test-time augmentation: flip = mirror averaging (Predictor(flip=True))
 MAX_REFINE = 3  # re-crops from the predicted points (Predictor(refine=N)); validation: 1 pass -0.07, 2 passes -0.12
@@ -73,9 +78,9 @@ class Predictor:
         self._staged = all(hasattr(model, k) for k in ("set_input", "invoke", "points"))
         self.flip_permutation = None
         if flip:
-            from edgekd.core.schemes import get_scheme
-
-            self.flip_permutation = list(get_scheme(model.scheme).flip_permutation)
+            info = getattr(model, "info", None)
+            perm = getattr(info, "flip_permutation", None) or get_scheme(model.scheme).flip_permutation
+            self.flip_permutation = list(perm)
 
     def predict_box(self, image: np.ndarray, box: tuple[float, float, float]) -> Face:
         """One face from a known (cx, cy, side) box, then ``refine`` re-crops from its own points; timings: crop
@@ -171,6 +176,17 @@ def draw_faces(image: np.ndarray, faces: list[Face], inplace: bool = False) -> n
     return out
 
 
+def stage_ms(faces: list[Face]) -> dict:
+    """Milliseconds per stage of one image or frame, as a preview shows them: the detector once (it ran on the
+    whole image, and every face carries the same time), the other stages summed over the faces (each face has its
+    own crop, model run and inverse)."""
+    total: dict = {}
+    for f in faces:
+        for stage, ms in f.timings_ms.items():
+            total[stage] = ms if stage == "detector" else total.get(stage, 0.0) + ms
+    return total
+
+
 def sample_face():
     """A face that needs no dataset: scikit-image's astronaut (Eileen Collins, NASA, public domain), 512x512 RGB."""
     from skimage import data
@@ -180,8 +196,6 @@ def sample_face():
 
 def load_model(model, num_threads: int = 1):
     """A LandmarkModel from a path; a model object passes through."""
-    from edgekd.runtime.model import LandmarkModel
-
     return model if hasattr(model, "predict") else LandmarkModel(model, num_threads)
 
 
@@ -193,9 +207,6 @@ def predict_file(model, image_path=None, out=None, num_threads: int = 1, detecto
 
     ``detector``: a detector object (kept open), or keyword arguments for ``open_detector`` (default: MediaPipe
     short-range, score >= 0.5)."""
-    from edgekd.core.imageio import load_image
-    from edgekd.runtime.blazeface import open_detector
-
     image = load_image(image_path) if image_path is not None else sample_face()
     m = load_model(model, num_threads)
     det = detector if hasattr(detector, "detect") else open_detector(**(detector or {}), num_threads=num_threads)
@@ -205,8 +216,6 @@ def predict_file(model, image_path=None, out=None, num_threads: int = 1, detecto
         if det is not detector:
             det.close()
     if out is not None and faces:
-        from edgekd.core.fileio import write_image
-
         write_image(out, draw_faces(image, faces))
     return faces
 
@@ -224,9 +233,6 @@ def write_face_points(path, faces: list[Face], source: str = "") -> list[Path]:
     Nothing else is touched: files beside ``path`` that look like an earlier run's (``faces_3.pts``) may as well be
     a dataset's own annotations (``image_0003.pts``), so they are never removed; the caller names what it wrote.
     """
-    from edgekd.core.fileio import write_json
-    from edgekd.core.imageio import write_pts
-
     path = Path(path)
     if not faces:
         return []

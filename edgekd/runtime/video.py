@@ -13,9 +13,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edgekd.core.errors import DataError, OptionError, OutputError
+from edgekd.core.fileio import remove_stale_temps, write_json, write_text
+from edgekd.runtime.blazeface import open_detector
+from edgekd.runtime.predictor import Predictor, draw_faces, load_model
+from edgekd.runtime.tracker import FaceTracker
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 POINTS_SUFFIXES = (".csv", ".json")
@@ -51,8 +56,6 @@ class VideoResult:
 
 def open_capture(source):
     """(cv2.VideoCapture, label, is_camera) for a file path or a camera index."""
-    import cv2
-
     camera = str(source).isdigit() and not Path(str(source)).exists()
     if not camera and not Path(str(source)).is_file():
         raise DataError(f"{source}: video file not found")
@@ -65,46 +68,68 @@ def open_capture(source):
     return cap, (f"camera {source}" if camera else str(source)), camera
 
 
-def track_video(tracker, source, out=None, points=None, max_frames: int | None = None) -> VideoResult:
-    """Run ``tracker`` (a FaceTracker) over every frame of ``source``; write the annotated video to ``out``
-    (.mp4 etc.) and the per-frame points to ``points`` (.csv or .json). Returns what was done."""
-    import cv2
+class Frames:
+    """The frames of a video file or a camera, as ``(rgb, t)`` pairs: a file's times come from its frame rate
+    (frame / fps, so smoothing does not depend on how fast this machine decodes), a camera's from the wall clock.
+    One reader for `predict` (track_video) and ``Landmarker.track``; ``close()`` releases the capture."""
 
-    check_points_path(points, video=True)
-    cap, label, camera = open_capture(source)
-    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    fps = fps if 1.0 <= fps <= 1000.0 else 30.0
-    result, rows, writer, tmp = VideoResult(label, 0, fps, (0, 0)), [], None, None
-    t_start = time.perf_counter()
-    try:
-        while max_frames is None or result.frames < max_frames:
-            ok, bgr = cap.read()
+    def __init__(self, source, max_frames: int | None = None):
+        self.cap, self.label, self.camera = open_capture(source)
+        fps = self.cap.get(cv2.CAP_PROP_FPS) or 0.0
+        self.fps = fps if 1.0 <= fps <= 1000.0 else 30.0
+        self.max_frames = max_frames
+        self.count = 0
+
+    def __iter__(self):
+        t_start = time.perf_counter()
+        while self.max_frames is None or self.count < self.max_frames:
+            ok, bgr = self.cap.read()
             if not ok:
-                break
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            t = time.perf_counter() - t_start if camera else result.frames / fps
+                return
+            t = time.perf_counter() - t_start if self.camera else self.count / self.fps
+            self.count += 1
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), t
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+def track_video(tracker, source, out=None, points=None, max_frames: int | None = None,
+                on_frame=None) -> VideoResult:
+    """Run ``tracker`` (a FaceTracker) over every frame of ``source``; write the annotated video to ``out``
+    (.mp4 etc.) and the per-frame points to ``points`` (.csv or .json). Returns what was done.
+
+    ``on_frame(drawn_rgb, faces, frame_ms)``, when given, sees every annotated frame (the live preview); its
+    returning False ends the run early, which then writes what was recorded, as Ctrl-C on a camera does."""
+    check_points_path(points, video=True)
+    frames = Frames(source, max_frames)
+    result, rows, writer, tmp = VideoResult(frames.label, 0, frames.fps, (0, 0)), [], None, None
+    try:
+        for rgb, t in frames:
             t0 = time.perf_counter()
             faces = tracker.update(rgb, t)
-            result.frame_ms.append((time.perf_counter() - t0) * 1e3)
+            frame_ms = (time.perf_counter() - t0) * 1e3
+            result.frame_ms.append(frame_ms)
             rows.append({"frame": result.frames, "time_s": round(t, 6), "faces": [f.to_dict() for f in faces]})
             result.faces_per_frame.append(len(faces))
+            drawn = draw_faces(rgb, faces, inplace=True) if out is not None or on_frame is not None else rgb
             if out is not None:
                 if writer is None:
-                    writer, tmp = _open_writer(out, fps, rgb.shape[1::-1])
-                from edgekd.runtime.predictor import draw_faces
-
-                writer.write(cv2.cvtColor(draw_faces(rgb, faces, inplace=True), cv2.COLOR_RGB2BGR))
+                    writer, tmp = _open_writer(out, frames.fps, rgb.shape[1::-1])
+                writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
             result.size = rgb.shape[1::-1]
             result.frames += 1
+            if on_frame is not None and on_frame(drawn, faces, frame_ms) is False:
+                break
     except KeyboardInterrupt:
-        if not camera:
+        if not frames.camera:
             _discard(tmp)
             raise
     except BaseException:
         _discard(tmp)  # a failed run leaves no half-written video behind
         raise
     finally:
-        cap.release()
+        frames.close()
         if writer is not None:
             writer.release()
     if tmp is not None:
@@ -115,7 +140,7 @@ def track_video(tracker, source, out=None, points=None, max_frames: int | None =
             raise
     if result.frames == 0:
         _discard(tmp)
-        raise DataError(f"{label}: no frames could be read")
+        raise DataError(f"{frames.label}: no frames could be read")
     try:  # the points first: a video is only put in place with its points (e.g. --pts in a read-only folder)
         points_written = [write_points(points, rows, result)] if points is not None else []
     except BaseException:
@@ -131,10 +156,6 @@ def track_video(tracker, source, out=None, points=None, max_frames: int | None =
 
 def _open_writer(out, fps: float, size):
     """A cv2.VideoWriter on a temporary name beside ``out`` (same extension, so OpenCV picks the container)."""
-    import cv2
-
-    from edgekd.core.fileio import remove_stale_temps
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
@@ -182,8 +203,6 @@ def _discard(tmp) -> None:
 def write_points(path, rows: list[dict], result: VideoResult) -> Path:
     """Per-frame points: JSON (every frame, faces with track id, box, detection, points) or CSV (one row per face
     and frame: frame, time_s, track_id, score, x0, y0, x1, y1, ...; frames without a face have no row)."""
-    from edgekd.core.fileio import write_json, write_text
-
     path = Path(path)
     if path.suffix.lower() == ".json":
         return write_json(path, {"source": result.source, "fps": result.fps, "size": list(result.size),
@@ -200,15 +219,12 @@ def write_points(path, rows: list[dict], result: VideoResult) -> Path:
 
 
 def predict_video(model, source, out=None, points=None, detector=None, tracking: dict | None = None,
-                  max_frames: int | None = None, num_threads: int = 1, flip: bool = False) -> VideoResult:
+                  max_frames: int | None = None, num_threads: int = 1, flip: bool = False,
+                  on_frame=None) -> VideoResult:
     """`edgekd predict` on a video file or camera: ``detector`` as for predict_file (options for open_detector),
     ``tracking`` keyword arguments for FaceTracker (redetect_every, max_faces, smoothing), ``flip`` mirror
-    averaging (Predictor). Nine parameters: the `predict` options a video run uses, passed straight through, as
-    predict_file takes its own."""
-    from edgekd.runtime.blazeface import open_detector
-    from edgekd.runtime.predictor import Predictor, load_model
-    from edgekd.runtime.tracker import FaceTracker
-
+    averaging (Predictor), ``on_frame`` the live preview's hook (track_video). Ten parameters: the `predict`
+    options a video run uses, passed straight through, as predict_file takes its own."""
     check_points_path(points, video=True)
     if out is not None and Path(out).suffix.lower() not in VIDEO_SUFFIXES:
         raise OptionError(f"--out {out}: a video's annotated copy goes to a video file ({', '.join(VIDEO_SUFFIXES)})")
@@ -216,7 +232,7 @@ def predict_video(model, source, out=None, points=None, detector=None, tracking:
     det = detector if hasattr(detector, "detect") else open_detector(**(detector or {}), num_threads=num_threads)
     try:
         tracker = FaceTracker(Predictor(m, det, flip=flip), **(tracking or {}))
-        return track_video(tracker, source, out, points, max_frames)
+        return track_video(tracker, source, out, points, max_frames, on_frame)
     finally:
         if det is not detector:
             det.close()

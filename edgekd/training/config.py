@@ -1,60 +1,145 @@
 """Training settings: ``TrainConfig``, every setting of one stage, and reading it back from a run for ``--resume``.
 
+The settings come in groups (NetworkParams, OptimizerParams, AugmentParams, DistillParams, RunParams), each field
+declared once with its default, help, choices and range (core.settings): `edgekd train`'s options are made from them
+(cli.app.config_options) and ``validate`` reads their ranges.
+
 A run's ``config.json`` holds ``TrainConfig.to_dict()``; ``TrainConfig.from_dict`` reads it back typed, so resume,
 the recipe's stage skip and export read the same fields the run was trained with.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from edgekd.core.checkpoint import BEST
 from edgekd.core.errors import EdgekdError, check_range
+from edgekd.core.settings import check_ranges, choices_of, option, setting
+from edgekd.data.augment import PRESETS as AUGMENT_PRESETS
+from edgekd.data.augment import AugmentConfig
+from edgekd.models.backbones import HEADS, MODELS, NetworkConfig
 from edgekd.models.losses import LOSSES, KDLossConfig
 
-STAGES = ("tough", "tolerant", "student", "baseline")  # what a stage trains (a recipe names its stages: recipe.py)
+STAGES = ("tough", "tolerant", "student", "baseline")  # what a stage trains (a recipe names its stages: recipes/recipe.py)
 TARGET = {"tough": "hard", "tolerant": "soft", "student": "hard", "baseline": "hard"}
 SCHEDULES = ("cosine", "inverse-time")
 MAX_EPOCHS, MAX_BATCH = 100_000, 65_536  # TrainConfig.validate's upper bounds
+HEAD_INITS = ("mean-shape", "default")
+STRATEGIES = ("default", "mirrored", "multi-worker")
+_POSITIVE = {"lo": 0, "lo_open": True}
+_FRACTION = {"lo": 0, "hi": 1.0, "hi_open": True}  # [0, 1)
+_COUNT = {"lo": 0, "integer": True}
+
+
+# The settings in groups, as MediaPipe Model Maker groups its hyperparameters; TrainConfig inherits every group, so a
+# setting is read flat (cfg.learning_rate) and recorded flat (config.json, recipe keys). Each field is declared here
+# once: its default, help, choices and range serve the dataclass, `edgekd train`'s options and validate().
 @dataclass
-class TrainConfig:
-    stage: str = "student"  # tough | tolerant | student | baseline
-    recipe: str = "default"  # the recipe (edgekd/recipes/) whose settings the fields below were taken from
-    epochs: int = 110
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    schedule: str = "cosine"  # cosine (to min_lr over exactly the planned steps) | inverse-time (the paper's)
-    warmup_steps: int = 0  # linear warm-up from 0 before the cosine
-    min_lr: float = 1e-5  # where the cosine ends
-    lr_decay: float = 1e-4  # inverse-time only: lr / (1 + lr_decay * step)  (the paper's)
-    loss: str = "l1"  # teachers' and plain students' loss (losses.LOSSES); the KD student uses KD-Loss
-    head_init: str = "mean-shape"  # mean-shape | default
-    head: str = "gap"  # gap (the paper's) | spatial (models.build_network)
-    input_norm: bool = True  # [0, 1] pixels scaled to the backbone's range inside the model
-    bn_momentum: float | None = 0.99  # None = the backbone's own
-    alpha: float = 1.0  # MobileNetV2 width (students; mobilenetv2 teachers)
-    dropout: float = 0.0  # teacher head
-    stochastic_depth: float = 0.0  # teachers' EfficientNet drop-connect rate (Keras and paper: 0.2)
-    teacher_arch: str = "mobilenetv2"  # the paper's is efficientnet-b3 (see models.MODELS)
-    teacher_flip: bool = False  # teachers' outputs averaged over the image and its mirror (student; blended baseline)
-    seed: int = 0
-    augment: bool = True
-    augment_preset: str = "light"  # light | full (AugmentConfig presets)
-    strategy: str = "default"  # default (one device) | mirrored (all local GPUs)
-    bn_recalibration_samples: int = 256  # training crops for re-estimating BatchNorm statistics; 0 = off
-    steps_per_epoch: int | None = None  # None = the whole training split each epoch
-    # the mean of the last K epochs' weights is also validated, and becomes best.h5 when it beats every epoch:
+class NetworkParams:
+    """What network a stage trains."""
+
+    head_init: str = setting("mean-shape", "mean-shape: the head's bias starts at the mean training shape.",
+                             choices=HEAD_INITS)
+    head: str = setting("gap", "gap: global average pooling -> Dense (the paper's); spatial: 1x1 conv -> Flatten -> "
+                               "Dense, every output sees every position (--init-from a gap checkpoint starts it as "
+                               "that network).", choices=HEADS)
+    input_norm: bool = setting(True, "Scale [0, 1] pixels to the backbone's input range inside the model.")
+    bn_momentum: float | None = setting(0.99, "BatchNorm momentum (null in a recipe: the backbone's own).",
+                                        range={"lo": 0, "hi": 1.0, "lo_open": True, "hi_open": True})
+    alpha: float = setting(1.0, "MobileNetV2 width (students; mobilenetv2 teachers).",
+                           range={"lo": 0, "hi": 4.0, "lo_open": True})
+    dropout: float = setting(0.0, "Dropout before the teachers' Dense head.", range=_FRACTION)
+    stochastic_depth: float = setting(0.0, "Teachers' EfficientNet drop-connect rate (Keras and paper: 0.2).",
+                                      range=_FRACTION)
+    teacher_arch: str = setting("mobilenetv2", "Teachers' network (recipe: mobilenetv2 fast-cpu, efficientnet-b3 "
+                                               "paper).", choices=lambda: tuple(MODELS))
+    # read from the registry when checked, so a backbone registered after this import can be a student or teacher
+    student_arch: str = setting("mobilenetv2", "The student's (and baseline's) network: any registered backbone, "
+                                               "--alpha its width where it has one.", choices=lambda: tuple(MODELS))
+
+
+@dataclass
+class OptimizerParams:
+    """How long and how fast a stage learns."""
+
+    # upper bounds far beyond any real run, below what TensorFlow's step counters and tensors take (a larger value
+    # would fail deep inside it, or after minutes of work)
+    epochs: int = setting(110, "Epochs (with the whole recipe: each stage's own).",
+                          range={"lo": 1, "hi": MAX_EPOCHS, "integer": True})
+    batch_size: int = setting(32, "Batch size.", range={"lo": 1, "hi": MAX_BATCH, "integer": True})
+    learning_rate: float = setting(1e-3, "Initial (peak) Adam learning rate.", range=_POSITIVE, old=("--lr",))
+    schedule: str = setting("cosine", "cosine: to --min-lr over exactly the planned steps; inverse-time: lr / (1 + "
+                                      "--lr-decay x step) (the paper's).", choices=SCHEDULES)
+    warmup_steps: int = setting(0, "Linear warm-up steps from 0 before the cosine.",
+                                range={"lo": 0, "hi": 2**31 - 1, "integer": True})
+    min_lr: float = setting(1e-5, "Where the cosine schedule ends (above 0, at most --learning-rate).")
+    lr_decay: float = setting(1e-4, "Inverse-time decay per step (the paper's 1e-4).", range={"lo": 0})
+    loss: str = setting("l1", "Loss of teachers and plain students (the KD student uses KD-Loss).",
+                        choices=lambda: tuple(LOSSES))  # read when checked: a loss registered later counts
+    steps_per_epoch: int | None = setting(None, "Limit steps per epoch (default: the whole training split).",
+                                          range={"lo": 1, "hi": 2**31 - 1, "integer": True})
     # late epochs of a run at a small constant-ish rate scatter around a basin (validation NME +-0.03 here from one
     # epoch to the next), and their mean sits nearer its centre (Izmailov et al., UAI 2018)
-    average_last: int = 0
-    # folders with tough/ and tolerant/ (default: the run folder); with several, each teacher is the ensemble of
-    # that role's networks in every folder (trainers.Ensemble)
-    teachers_dir: list[str] | None = None
-    teacher_targets: str | None = None  # KD student: the teachers' outputs from `edgekd data teach` instead
-    init_from: str | None = None  # start from these weights (same network) instead of random: fine-tuning
-    kd: KDLossConfig = field(default_factory=KDLossConfig)
-    progress: bool = True
+    average_last: int = setting(0, "Also average the weights of the last K epochs (stochastic weight averaging): "
+                                   "validated after the last epoch, it becomes best.h5 when it beats every epoch.",
+                                range=_COUNT)
+    bn_recalibration_samples: int = setting(256, "Training crops for re-estimating BatchNorm statistics after "
+                                                 "training; 0 = off.", range=_COUNT)
+
+
+@dataclass
+class AugmentParams:
+    """What a stage's training crops go through. The command line spells both as `data show` does."""
+
+    augment: bool = setting(True, "Train on the canonical crops only.", option="--no-augment")
+    augment_preset: str = setting(
+        "light", "light: geometry, mirror, contrast, brightness; full: also gamma, blur, noise, occlusion; mild: light "
+                 "with rotations of at most 10 degrees (the last epochs of a long run); tight: mild with shifts of at "
+                 "most 3 % and scales of 0.94-1.06 (for models whose detector crops come from the keypoints).",
+        choices=AUGMENT_PRESETS, option="--augment")
+
+
+@dataclass
+class DistillParams:
+    """What a stage learns from besides the landmarks: its teachers and KD-Loss."""
+
+    teacher_flip: bool = setting(False, "Average each teacher's output with its output on the mirrored image (KD "
+                                        "student; baseline with --kd-teacher-blend).")
+    # with several folders, each teacher is the ensemble of that role's networks in every folder (trainers.Ensemble)
+    teachers_dir: list[str] | None = setting(
+        None, "Folder with tough/ and tolerant/ teacher runs (default: --run-dir); a baseline with --kd-teacher-blend "
+              "reads tough/ alone. Repeat it for ensembles: each teacher is then the mean of its role's networks in "
+              "every folder, each fed the batch resized to its own input size.", path="dir")
+    teacher_targets: str | None = setting(
+        None, "KD student: the teachers' outputs computed once by `edgekd data teach` instead of --teachers-dir (a KD "
+              "step then costs a plain one; the teachers saw canonical crops, not augmented ones, which made KD-Loss "
+              "worse here: benchmarks/README.md).", path="file")
+    kd: KDLossConfig = setting(help="KD-Loss's constants (models.losses.KDLossConfig).", factory=KDLossConfig)
+
+
+@dataclass
+class RunParams:
+    """What a stage is and how it runs, apart from what it learns."""
+
+    stage: str = setting("student", "What the stage trains.", choices=STAGES)
+    recipe: str = setting("default", "The recipe (edgekd/recipes/) whose settings the other fields were taken from.")
+    seed: int = setting(0, "Random seed of weights, data order and augmentation.",
+                        range={"lo": 0, "hi": 2**32 - 1, "integer": True})  # what keras.utils.set_random_seed takes
+    strategy: str = setting("default", "mirrored = data-parallel over all local GPUs; multi-worker = over the machines "
+                                       "that the TF_CONFIG environment variable names (docs/distributed.md).",
+                            choices=STRATEGIES)
+    init_from: str | None = setting(
+        None, "Start from this checkpoint's weights (same network; any input size, for fine-tuning at another "
+              "resolution) instead of random ones; a float32 .tflite export works too (e.g. "
+              "models/300w/student_float32.tflite, to fine-tune the shipped student).", path="file")
+    progress: bool = setting(True, "Progress bars (the command line's -q turns them off).")
+
+
+@dataclass
+class TrainConfig(RunParams, DistillParams, AugmentParams, NetworkParams, OptimizerParams):
+    """Every setting of one training stage (the groups above, flat; fields in the order optimizer, network, augment,
+    distill, run: the order of `edgekd train --help`)."""
 
     def __post_init__(self):
         if isinstance(self.teachers_dir, (str, Path)):  # one folder, as recorded before ensembles
@@ -64,65 +149,36 @@ class TrainConfig:
 
     def network(self, stage: str | None = None):
         """The NetworkConfig this stage trains."""
-        from edgekd.models.backbones import NetworkConfig
-
         stage = stage or self.stage
         teacher = stage in ("tough", "tolerant")
-        return NetworkConfig(arch=self.teacher_arch if teacher else "mobilenetv2", alpha=self.alpha,
+        return NetworkConfig(arch=self.teacher_arch if teacher else self.student_arch, alpha=self.alpha,
                              dropout=self.dropout if teacher else 0.0,
                              stochastic_depth=self.stochastic_depth if teacher else 0.0,
                              input_norm=self.input_norm, bn_momentum=self.bn_momentum, head_init=self.head_init,
                              head=self.head)
 
     def augmentation(self):
-        from edgekd.data.augment import AugmentConfig
-
         return AugmentConfig.preset(self.augment_preset) if self.augment else None
 
     def validate(self) -> None:
-        if self.loss not in LOSSES:
-            raise EdgekdError(f"unknown loss {self.loss!r}; expected one of {', '.join(LOSSES)}")
-        if self.schedule not in SCHEDULES:
-            raise EdgekdError(f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
-        if self.stage not in STAGES:
-            raise EdgekdError(f"unknown stage {self.stage!r}; expected one of {', '.join(STAGES)}")
-        from edgekd.models.backbones import HEADS, MODELS
-
-        if self.head not in HEADS:
-            raise EdgekdError(f"unknown head {self.head!r}; expected one of {', '.join(HEADS)}")
-        if self.teacher_arch not in MODELS:
-            raise EdgekdError(f"unknown teacher architecture {self.teacher_arch!r}; expected one of "
-                              f"{', '.join(MODELS)}")
-        if self.strategy not in ("default", "mirrored"):
-            raise EdgekdError(f"unknown strategy {self.strategy!r}; expected default or mirrored")
-        # upper bounds far beyond any real run, below what TensorFlow's step counters and tensors take (a larger
-        # value would fail deep inside it, or after minutes of work)
-        check_range("--epochs", self.epochs, 1, MAX_EPOCHS, integer=True)
-        check_range("--batch-size", self.batch_size, 1, MAX_BATCH, integer=True)
-        check_range("--lr", self.learning_rate, 0, lo_open=True)
-        check_range("--lr-decay", self.lr_decay, 0)
+        """Every setting's check, one line naming its option: choices and ranges from the fields, then the checks
+        that involve several settings."""
+        for f in fields(self):
+            allowed = choices_of(f)
+            value = getattr(self, f.name)
+            if allowed is not None and f.name != "augment_preset" and value not in allowed:  # (preset: below)
+                noun = "teacher architecture" if f.name == "teacher_arch" else f.name.replace("_", " ")
+                raise EdgekdError(f"unknown {noun} {value!r}; expected one of {', '.join(allowed)}")
+        check_ranges(self)
         if self.schedule == "cosine":
-            check_range("--min-lr", self.min_lr, 0, self.learning_rate, lo_open=True)
-        check_range("--warmup-steps", self.warmup_steps, 0, 2**31 - 1, integer=True)
-        check_range("--seed", self.seed, 0, 2**32 - 1, integer=True)  # what keras.utils.set_random_seed takes
-        check_range("--alpha", self.alpha, 0, 4.0, lo_open=True)
-        check_range("--dropout", self.dropout, 0, 1.0, hi_open=True)
-        check_range("--stochastic-depth", self.stochastic_depth, 0, 1.0, hi_open=True)
-        if self.bn_momentum is not None:
-            check_range(option_name("bn_momentum"), self.bn_momentum, 0, 1.0, lo_open=True, hi_open=True)
-        if self.steps_per_epoch is not None:
-            check_range("--steps-per-epoch", self.steps_per_epoch, 1, 2**31 - 1, integer=True)
-            if self.epochs * self.steps_per_epoch > 2**31 - 1:  # TensorFlow counts steps in 32 bits here and there
-                raise EdgekdError(f"--epochs {self.epochs} x --steps-per-epoch {self.steps_per_epoch}: "
-                                  f"{self.epochs * self.steps_per_epoch} steps; at most {2**31 - 1} in one run")
-        check_range("--average-last", self.average_last, 0, integer=True)
+            check_range(option("min_lr"), self.min_lr, 0, self.learning_rate, lo_open=True)
+        if self.steps_per_epoch is not None and self.epochs * self.steps_per_epoch > 2**31 - 1:
+            # TensorFlow counts steps in 32 bits here and there
+            raise EdgekdError(f"--epochs {self.epochs} x --steps-per-epoch {self.steps_per_epoch}: "
+                              f"{self.epochs * self.steps_per_epoch} steps; at most {2**31 - 1} in one run")
         if self.average_last > self.epochs:
             raise EdgekdError(f"--average-last {self.average_last}: at most --epochs ({self.epochs})")
-        check_range(option_name("bn_recalibration_samples"), self.bn_recalibration_samples, 0, integer=True)
-        for name in ("c", "w_main", "w_tough", "w_tol", "main_slope"):
-            check_range(f"KD-Loss {name}", getattr(self.kd, name), 0, lo_open=True)
-        from edgekd.data.augment import AugmentConfig
-
+        check_ranges(self.kd, "kd.")
         AugmentConfig.preset(self.augment_preset)
         if self.teacher_targets is not None:
             if self.stage != "student":
@@ -130,19 +186,19 @@ class TrainConfig:
                                   f"not {self.stage}")
             for name in ("teachers_dir", "teacher_flip"):
                 if getattr(self, name):
-                    raise EdgekdError(f"--teacher-targets and {option_name(name)}: choose one (the mirror averaging "
+                    raise EdgekdError(f"--teacher-targets and {option(name)}: choose one (the mirror averaging "
                                       f"of cached targets is chosen by `edgekd data teach --teacher-flip`)")
         if self.teachers_dir and len({str(Path(d).resolve()) for d in self.teachers_dir}) < len(self.teachers_dir):
             raise EdgekdError(f"--teachers-dir: a folder is given twice ({', '.join(self.teachers_dir)}); an "
                               f"ensemble needs different networks")
         if self.stage == "student" and self.kd.teacher_blend and self.kd.main == "paper":
-            raise EdgekdError("--teacher-blend: needs a plain main term (--main-loss l1, l2 or wing); Loss_Main as "
-                              "published is defined around the ground truth")
+            raise EdgekdError(f"{option('kd.teacher_blend')}: needs a plain main term ({option('kd.main')} l1, l2 or "
+                              f"wing); Loss_Main as published is defined around the ground truth")
         # the teacher stages ignore the student's options (a stage may carry settings meant for others); a plain
         # baseline that was asked to mirror a teacher it does not run is refused
         if self.stage == "baseline" and self.teacher_flip and not self.blended_baseline:
-            raise EdgekdError("--teacher-flip: the baseline stage runs no teacher without --teacher-blend (or use "
-                              "--stage student)")
+            raise EdgekdError(f"--teacher-flip: the baseline stage runs no teacher without "
+                              f"{option('kd.teacher_blend')} (or use --stage student)")
 
     @property
     def blended_baseline(self) -> bool:
@@ -160,17 +216,6 @@ class TrainConfig:
             raise EdgekdError(f"recorded training settings hold unknown keys {unknown}; written by another edgekd?")
         kd = KDLossConfig(**d["kd"]) if isinstance(d.get("kd"), dict) else KDLossConfig()
         return cls(**{**d, "kd": kd})
-
-
-# TrainConfig fields whose `edgekd train` option has another name (the rest: --field-name)
-OPTION_NAMES = {"learning_rate": "--lr", "augment": "--no-augment", "augment_preset": "--augment",
-                "kd": "--loss-variant/--main-loss/--teacher-blend", "bn_momentum": "TrainConfig.bn_momentum",
-                "bn_recalibration_samples": "TrainConfig.bn_recalibration_samples", "progress": "-q"}
-
-
-def option_name(field: str) -> str:
-    """How a user names a TrainConfig field: its CLI option (or the dataclass field, where the CLI has none)."""
-    return OPTION_NAMES.get(field, "--" + field.replace("_", "-"))
 
 
 # settings that may differ between the first run of a stage and its --resume without changing what it trains
@@ -207,8 +252,11 @@ def resumed_config(stage_dir: Path, cfg: TrainConfig, explicit=None) -> TrainCon
             raise EdgekdError(f"{stage_dir}: planned {theirs} epochs with a cosine schedule (it ends at --min-lr); "
                               f"to train longer, start a new run from it: --init-from {stage_dir / BEST} "
                               f"--run-dir <new folder>")
-        raise EdgekdError(f"{stage_dir}: {option_name(name)} {mine} contradicts the run's recorded {theirs}; "
-                          f"leave it out to resume with the recorded settings, or use another --run-dir")
+        if name == "kd":  # the first KD-Loss constant that differs, by its own option
+            sub = next(k for k in KDLossConfig.__dataclass_fields__ if getattr(mine, k) != getattr(theirs, k))
+            name, mine, theirs = f"kd.{sub}", getattr(mine, sub), getattr(theirs, sub)
+        raise EdgekdError(f"{stage_dir}: {option(name, TrainConfig)} {mine} contradicts the run's recorded "
+                          f"{theirs}; leave it out to resume with the recorded settings, or use another --run-dir")
     keep = {k: getattr(cfg, k) for k in RESUMABLE_CHANGES}
     if "teachers_dir" not in explicit:  # the folders the run started with, not the run folder's own teachers
         keep["teachers_dir"] = recorded.teachers_dir

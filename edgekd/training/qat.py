@@ -82,7 +82,7 @@ def calibration_images(data, count: int, seed: int = 0, augment: str = "full") -
 
 # --- wrapping ---------------------------------------------------------------------------------------------------
 def _as_depthwise(layer):
-    """``Rescaling`` (the in-model input normalisation, models.py) as the same affine map in a frozen 1x1
+    """``Rescaling`` (the in-model input normalisation, models/backbones.py) as the same affine map in a frozen 1x1
     DepthwiseConv2D: tfmot has no quantize config for Rescaling, and an output-only one leaves the converter a float
     MUL and ADD in front of the int8 graph; a depthwise conv with kernel = scale and bias = offset converts to one
     int8 DEPTHWISE_CONV_2D (the scale is exact in int8, the offset an int32 bias), computing the same values."""

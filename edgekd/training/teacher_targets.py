@@ -29,24 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.core.crop import from_box, to_box
 from edgekd.core.errors import DataError, OptionError
 
 ROLES = ("tough", "tolerant")  # KD-Loss's two teachers (losses.kd_loss: A and S)
 FORMAT = "edgekd-teacher-targets-1"
-
-
-def to_box(normalised, input_size: int):
-    """Normalised crop coordinates -> (point - crop centre) / crop side, which do not depend on the input size
-    (NumPy arrays or TensorFlow tensors: trainers.Ensemble moves a teacher's outputs between input sizes with it).
-
-    Crop pixels put the box centre at (size - 1) / 2 (pixel centres), so a normalised coordinate (pixels / size
-    - 0.5) is the box coordinate minus 1 / (2 size): half a pixel, about 0.03 NME points at 128 px if ignored.
-    """
-    return normalised + 0.5 / input_size
-
-
-def from_box(box, input_size: int):
-    return box - 0.5 / input_size
 
 
 def teacher_outputs(model, data, split: str = "train", flip: bool = False, batch_size: int = 64) -> np.ndarray:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
+from edgekd.core.crop import from_box, to_box
 from edgekd.core.metrics import tf_batch_nme
 from edgekd.models.losses import KDLossConfig, get_loss, kd_loss
-from edgekd.training.teacher_targets import from_box, to_box
 
 
 def unflip(pred, flip_permutation, input_size: int):
@@ -39,7 +39,7 @@ class Ensemble(keras.Model):
     and 0.10.0: the 128 px student and its 160 px fine-tune, mirror-averaged each, 3.905 % validation NME against
     3.991 and 3.997 % for each alone; the student that fitted it, 0.10.0's, gained 0.03), and a teacher
     trained at a larger input size still teaches a small student on the student's own augmented crops, upsampled.
-    Resizing keeps the crop, so only the half-pixel offset of the normalised coordinates (teacher_targets.to_box)
+    Resizing keeps the crop, so only the half-pixel offset of the normalised coordinates (core.crop.to_box)
     differs between sizes.
     """
 
