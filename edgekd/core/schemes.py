@@ -14,16 +14,6 @@ import numpy as np
 from edgekd.core.errors import DataError, EdgekdError
 
 
-def _permutation(num_points: int, pairs: list[tuple[int, int]]) -> tuple[int, ...]:
-    """Flip permutation from left/right pairs: flipped[i] = mirrored(points[perm[i]])."""
-    perm = list(range(num_points))
-    for a, b in pairs:
-        if perm[a] != a or perm[b] != b:
-            raise ValueError(f"point {a} or {b} appears in two flip pairs")
-        perm[a], perm[b] = b, a
-    return tuple(perm)
-
-
 def _ranges(left: range, right: range) -> list[tuple[int, int]]:
     return list(zip(left, right))
 
@@ -180,42 +170,39 @@ def register(scheme: LandmarkScheme, source: str = "scheme") -> LandmarkScheme:
     return SCHEMES.setdefault(scheme.name, scheme)
 
 
-register(LandmarkScheme(
-    name="300w",
-    num_points=68,
-    flip_permutation=_permutation(68, [
+register(make_scheme(
+    "300w", 68,
+    flip_pairs=[
         *_ranges(range(0, 8), range(16, 8, -1)),
         *_ranges(range(17, 22), range(26, 21, -1)),
         (31, 35), (32, 34), (36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46),
         (48, 54), (49, 53), (50, 52), (60, 64), (61, 63), (67, 65), (59, 55), (58, 56),
-    ]),
+    ],
     nme_pair=(36, 45),
     subsets=("common", "challenging", "full"),
     description="iBUG 68-point markup (300-W): common = LFPW+HELEN test, challenging = iBUG, full = both",
 ))
 
-register(LandmarkScheme(
-    name="wflw",
-    num_points=98,
-    flip_permutation=_permutation(98, [
+register(make_scheme(
+    "wflw", 98,
+    flip_pairs=[
         *_ranges(range(0, 16), range(32, 16, -1)),
         *_ranges(range(33, 38), range(46, 41, -1)),
         *_ranges(range(38, 42), range(50, 46, -1)),
         *_ranges(range(60, 65), range(72, 67, -1)),
         *_ranges(range(65, 68), range(75, 72, -1)),
         (96, 97), (55, 59), (56, 58), (76, 82), (77, 81), (78, 80), (88, 92), (89, 91), (95, 93), (87, 83), (86, 84),
-    ]),
+    ],
     nme_pair=(60, 72),
     subsets=("pose", "expression", "illumination", "makeup", "occlusion", "blur", "full"),
     description="WFLW 98-point markup; subsets are its six attribute flags",
 ))
 
-register(LandmarkScheme(
-    name="cofw",
-    num_points=29,
-    flip_permutation=_permutation(29, [
+register(make_scheme(
+    "cofw", 29,
+    flip_pairs=[
         (0, 1), (2, 3), (4, 6), (5, 7), (8, 9), (10, 11), (12, 14), (13, 15), (16, 17), (18, 19), (22, 23),
-    ]),
+    ],
     nme_pair=(8, 9),
     subsets=("full",),
     description="COFW 29-point markup (Burgos-Artizzu et al. 2013)",

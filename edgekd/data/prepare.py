@@ -38,7 +38,7 @@ from edgekd.core.imageio import Sample, load_image
 from edgekd.core.metrics import batch_nme
 from edgekd.core.settings import check_ranges, setting
 from edgekd.data.asm import ActiveShapeModel
-from edgekd.data.described import OWN_FORMATS, find_description, load_description
+from edgekd.data.described import find_description
 from edgekd.data.readers import DATASETS, DatasetFormat, dataset_format, image_identity
 
 log = logging.getLogger(__name__)
@@ -295,9 +295,8 @@ def prepare(cfg: PrepareConfig, out, force: bool = False, progress: bool = True)
     existing = _existing_prepared(out)
     remove_stale_temps(out)
     fmt = dataset_format(cfg.dataset, cfg.root)
-    described = find_description(cfg.root)
-    strict = described is not None and load_description(described, tuple(DATASETS)).format in OWN_FORMATS
-    if described is not None:
+    strict = fmt.strict
+    if find_description(cfg.root) is not None:
         cfg = replace(cfg, dataset=fmt.name)  # the manifest names the data it holds, not --dataset's default
     train_samples, test_samples, excluded = _read_splits(cfg, fmt)
     sources = {"root": str(Path(cfg.root).resolve()), "train": _fingerprint(train_samples),

@@ -224,6 +224,7 @@ class DatasetFormat:
     scheme: LandmarkScheme
     read: Callable  # (root, split, skipped) -> list[Sample]
     licence: str
+    strict: bool = False  # a user's own files (folder, coco): a face that cannot be cropped stops prepare
 
 
 DATASETS = {
@@ -252,7 +253,7 @@ def dataset_format(dataset: str, root) -> DatasetFormat:
         return DatasetFormat(public.name, public.scheme,
                              lambda _root, split, skipped=None: public.read(desc.root, split, skipped), desc.licence)
     return DatasetFormat(desc.scheme.name, desc.scheme, lambda _root, split, skipped=None: read_described(desc, split),
-                         desc.licence)
+                         desc.licence, strict=True)
 
 
 def image_identity(sample: Sample) -> str:
