@@ -1,9 +1,9 @@
-"""Validation NME of networks and of their ensembles, each mirror-averaged: which teacher to give `edgekd data teach`.
+"""Validation NME of networks and of their ensembles, each flip-averaged: which teacher to give `edgekd data teach`.
 
 Each checkpoint runs on the prepared folder of its input size (the folders must hold the same faces), on the
 validation split only; outputs are compared in box coordinates (`core.crop.to_box`), so 128 and 160 px
-networks average correctly. Prints one line per network (single pass, mirror-averaged) and one per ensemble of
-2..--max networks (the mean of their mirror-averaged outputs), best first.
+networks average correctly. Prints one line per network (single pass, flip-averaged) and one per ensemble of
+2..--max networks (the mean of their flip-averaged outputs), best first.
 
     .venv/bin/python benchmarks/ensemble_val.py RUNS/train/300w-128-fastcpu/plain-wing2/baseline/best.h5 \\
         RUNS/train/300w-160-fastcpu/spatial160/baseline/best.h5 \\
@@ -57,7 +57,7 @@ def main(argv=None) -> None:
             sys.exit(f"error: {path}: takes {size} px crops; give a prepared folder of that size with --prepared")
         single = teacher_outputs(model, folders[size], "val", flip=False)
         flipped[path] = teacher_outputs(model, folders[size], "val", flip=True)
-        print(f"{path}: {nme(single):.3f} single, {nme(flipped[path]):.3f} mirror-averaged")
+        print(f"{path}: {nme(single):.3f} single, {nme(flipped[path]):.3f} flip-averaged")
     rows = []
     for k in range(2, min(args.max, len(args.checkpoints)) + 1):
         for combo in itertools.combinations(args.checkpoints, k):

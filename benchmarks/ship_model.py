@@ -31,6 +31,9 @@ def ship(source: Path, target: Path, note: str, prepared: Path | None = None) ->
         sys.exit(f"error: {missing[0]}: not found; expected an `edgekd export` output with its two cards")
     card = json.loads(src_json.read_text())
     card["model"] = target.name
+    training = card.get("training") or {}
+    if "/edgekd/recipes/" in str(training.get("recipe_file")):  # a shipped recipe run from a copy of the package
+        training["recipe_file"] = "edgekd/recipes/" + Path(training["recipe_file"]).name
     card["shipped_as"] = {"file": target.name, "exported_as": str(source), "note": note}
     model = source.read_bytes()
     md = src_md.read_text().rstrip("\n")

@@ -393,7 +393,7 @@ def test_stage_breakdown_accounts_for_the_rest():
 
 
 @needs_data
-def test_tta_flip_adds_a_mirror_averaged_row_with_its_own_latency(tmp_path):
+def test_tta_flip_adds_a_flip_averaged_row_with_its_own_latency(tmp_path):
     """--tta flip: each model gets a second row scored through Predictor(flip=True) on the same faces, timed with
     its two model runs per face."""
     from runtime_helpers import SHIPPED_INT8 as model
@@ -460,3 +460,43 @@ def test_a_reused_run_folder_keeps_nothing_of_the_earlier_run(tmp_path, monkeypa
     report.write({"faces": 0, "entries": []}, [], [], tmp_path, None)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".edgekd-output.json", "notes.txt", "report.md",
                                                           "results.json"]  # the marker: bench's folder now
+
+
+def test_video_row_reports_smoothing_lag_and_still_clip_jitter():
+    """The video row carries both costs of smoothing: lag (smoothed minus raw tracking NME on the same frames) and
+    the still clips' frame-to-frame motion of the points, raw and smoothed; the report and console show them."""
+    from edgekd.bench.report import _video_section, video_lines
+    from edgekd.bench.video import STILL, VideoTally, frame_motion, render_still, summarize_row
+    from edgekd.core.schemes import get_scheme
+
+    image = np.full((40, 50, 3), 100, np.uint8)
+    frames = render_still(image, 3, seed=7)
+    assert [f.shape for f in frames] == [image.shape] * 3 and not np.array_equal(frames[0], frames[1])
+    assert abs(float(np.std(frames[0].astype(np.float64) - 100)) - STILL["noise"]) < 0.2
+    assert all(np.array_equal(a, b) for a, b in zip(frames, render_still(image, 3, seed=7)))  # the same noise
+    scheme = get_scheme("300w")
+    truth = np.zeros((68, 2))
+    a, b = scheme.nme_pair
+    truth[a], truth[b] = (0.0, 0.0), (50.0, 0.0)  # inter-ocular distance 50 px
+    moved = [truth, truth + [1.0, 0.0], None, truth + [1.0, 0.0], truth + [1.0, 2.0]]
+    assert frame_motion(moved, [truth] * 5, scheme) == pytest.approx([0.02, 0.04])  # pairs with a gap skipped
+
+    tally = VideoTally()
+    tally.errors.update(tracking=[0.05, 0.04, float("inf")], tracking_raw=[0.04, 0.04, float("inf")],
+                        detector=[0.045, 0.045, 0.05], gt=[0.03, 0.03, 0.03])
+    tally.jitter.update(tracking=[0.002, 0.004], tracking_raw=[0.01, 0.006])
+    row = summarize_row("m", "tflite", tally)
+    same = row["same_frames"]
+    assert same["frames"] == 2 and same["tracking_nme"] == pytest.approx(4.5)
+    assert same["tracking_raw_nme"] == pytest.approx(4.0) and same["lag_nme"] == pytest.approx(0.5)
+    assert row["jitter"] == pytest.approx({"frame_pairs": 2, "noise": STILL["noise"], "raw": 0.8, "smoothed": 0.3})
+    results = {"video": {"clip": {"sequences": 1, "frames_per_sequence": 3, "frames": 3, "fps": 30.0,
+                                  "zoom_per_frame": 0.02, "pan_per_frame_face_sides": 0.03,
+                                  "zoom_out_above_face_fraction": 0.4, "redetect_every": 10, "max_faces": 1,
+                                  "smoothing": "pose and shape apart", "still_noise": STILL["noise"]},
+                         "cpu": "cpu", "threads": ["1"], "models": [row]}}
+    text = "\n".join(_video_section(results))
+    assert "Lag (smoothed − raw NME) | Jitter raw / smoothed %" in text and "| +0.500 | 0.800 / 0.300 |" in text
+    assert "sigma 4.0 grey levels" in text
+    (line,) = video_lines(results)
+    assert line.endswith("smoothing lag +0.500 % NME, still-clip jitter 0.800 % raw, 0.300 % smoothed")

@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import yaml
 
 import edgekd  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 from edgekd.core.checkpoint import INFO_ATTR, LAST, OPTIMIZER_GROUP
@@ -45,7 +46,17 @@ main()
 """
 TINY = ["--stage", "baseline", "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "4", "--alpha", "0.35",
         "--bn-recalibration-samples", "8", "--seed", "3"]
-RUN_SECONDS = 420  # the processes started together at most, on 2 cores loaded by other work
+# a miniature recipe: two training stages, the second starting from the first, and a float32 export of it
+MINI_RECIPE = {
+    "input_size": 64,
+    "settings": {"batch_size": 4, "alpha": 0.35, "steps_per_epoch": 2, "bn_recalibration_samples": 8, "seed": 3},
+    "stages": {
+        "warmup": {"kind": "baseline", "epochs": 1},
+        "tough": {"kind": "tough", "from": "warmup", "epochs": 1},
+        "export": {"kind": "export", "from": "tough", "modes": ["float32"]},
+    },
+}
+RUN_SECONDS = 600  # the processes started together at most, on 2 cores loaded by other work
 
 
 def _free_ports(n):
@@ -62,11 +73,11 @@ def _tf_config(addresses, index):
     return json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
 
 
-def _start(prepared, run, strategy, env=None):
-    """`edgekd -q train` of the tiny stage in a process, its stderr into a file beside the run folder (a pipe that
-    nobody reads while the test waits on another process would stop it, and its cluster with it)."""
-    cmd = [sys.executable, "-c", LAUNCH, "-q", "train", str(prepared), "--run-dir", str(run), *TINY, "--strategy",
-           strategy]
+def _start(prepared, run, strategy, env=None, extra=(), what=TINY):
+    """`edgekd -q train` of the tiny stage (or ``what``) in a process, its stderr into a file beside the run folder
+    (a pipe that nobody reads while the test waits on another process would stop it, and its cluster with it)."""
+    cmd = [sys.executable, "-c", LAUNCH, "-q", "train", str(prepared), "--run-dir", str(run), *what, "--strategy",
+           strategy, *extra]
     log = Path(run).parent / f"{Path(run).name}.{len(list(Path(run).parent.glob('*.stderr')))}.stderr"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as err:
@@ -91,12 +102,13 @@ def _finish(procs, seconds=RUN_SECONDS):
     return [(p.returncode, p.log.read_text()) for p in procs]
 
 
-def _start_job(prepared, run, die=None):
+def _start_job(prepared, run, die=None, what=TINY):
     """Two workers of one cluster training into ``run`` (as on two machines sharing the run folder); ``die``: the
     epoch whose end kills worker 1."""
     addresses = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     return [_start(prepared, run, "multi-worker", {"TF_CONFIG": _tf_config(addresses, i),
-                                                   **({"TEST_DIE_AT_EPOCH": str(die)} if die and i == 1 else {})})
+                                                   **({"TEST_DIE_AT_EPOCH": str(die)} if die and i == 1 else {})},
+                   what=what)
             for i in range(2)]
 
 
@@ -124,13 +136,21 @@ def _assert_same_checkpoint(a, b):
 def runs(tiny_prepared, tmp_path_factory):
     """Started together, to share the machine's idle time: an uninterrupted two-worker job, the single process
     mirrored over two logical CPUs, and a two-worker job whose worker 1 is killed while epoch 2 ends (epoch 1
-    backed up). Returns their run folders and (exit code, stderr) of each process."""
+    backed up), and a mirrored process killed the same way. Returns their run folders and (exit code, stderr) of
+    each process."""
     root = tmp_path_factory.mktemp("runs")
-    multi, mirrored, killed = root / "multi", root / "mirrored", root / "killed"
-    procs = [*_start_job(tiny_prepared, multi), _start(tiny_prepared, mirrored, "mirrored", {"TEST_LOGICAL_CPUS": "2"}),
-             *_start_job(tiny_prepared, killed, die=2)]
+    multi, mirrored, killed, mirrored_killed, recipe = (
+        root / n for n in ("multi", "mirrored", "killed", "mirrored-killed", "recipe"))
+    two_cpus = {"TEST_LOGICAL_CPUS": "2"}
+    mini = root / "mini.yaml"
+    mini.write_text(yaml.safe_dump(MINI_RECIPE, sort_keys=False))
+    procs = [*_start_job(tiny_prepared, multi), _start(tiny_prepared, mirrored, "mirrored", two_cpus),
+             *_start_job(tiny_prepared, killed, die=2),
+             _start(tiny_prepared, mirrored_killed, "mirrored", {**two_cpus, "TEST_DIE_AT_EPOCH": "2"}),
+             *_start_job(tiny_prepared, recipe, what=["--recipe", str(mini)])]
     results = _finish(procs)
-    return {"multi": multi, "mirrored": mirrored, "killed": killed, "results": results}
+    return {"multi": multi, "mirrored": mirrored, "killed": killed, "mirrored-killed": mirrored_killed,
+            "recipe": recipe, "results": results}
 
 
 def test_two_workers_train_as_mirrored_over_two_devices(runs):
@@ -154,7 +174,7 @@ def test_a_lost_worker_is_restarted_and_ends_as_uninterrupted(tiny_prepared, run
     """Worker 1 was killed while epoch 2 ended (epoch 1 backed up); the chief stopped with one line; the job
     restarted with the same command continues from the backup (no --resume) and ends with the uninterrupted job's
     weights."""
-    run, (chief, victim) = runs["killed"], runs["results"][3:]
+    run, (chief, victim) = runs["killed"], runs["results"][3:5]
     assert victim[0] == -signal.SIGKILL
     assert chief[0] == 2 and "lost a worker" in chief[1].strip().splitlines()[-1], chief[1][-2000:]
     stage = run / "baseline"
@@ -167,6 +187,38 @@ def test_a_lost_worker_is_restarted_and_ends_as_uninterrupted(tiny_prepared, run
     rows = (stage / "log.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
     _assert_same_checkpoint(stage / LAST, runs["multi"] / "baseline" / LAST)
+
+
+def test_a_killed_mirrored_run_resumes_and_ends_as_uninterrupted(tiny_prepared, runs):
+    """One process over two logical CPUs, killed while epoch 2 ended (last.h5 still holds epoch 1): `--resume`
+    continues from epoch 1 and ends with the uninterrupted mirrored run's weights and optimizer state."""
+    run, (code, err) = runs["mirrored-killed"], runs["results"][5]
+    assert code == -signal.SIGKILL, err[-2000:]
+    stage = run / "baseline"
+    assert not (stage / "summary.json").exists()
+    assert _weights(stage / LAST)[1]["epoch"] == 1
+
+    [(code, err)] = _finish([_start(tiny_prepared, run, "mirrored", {"TEST_LOGICAL_CPUS": "2"}, ["--resume"])])
+    assert code == 0, err[-2000:]
+    config = json.loads((stage / "config.json").read_text())
+    assert config["resumed_from_epoch"] == 1 and config["replicas"] == 2
+    _assert_same_checkpoint(stage / LAST, runs["mirrored"] / "baseline" / LAST)
+
+
+def test_a_whole_recipe_trains_on_two_workers_and_the_chief_alone_exports(runs):
+    """`edgekd train --recipe FILE --strategy multi-worker`: every training stage on both workers, in order (each
+    starting from the files the chief finished), the export by the chief; one run folder, the chief's."""
+    assert [code for code, _ in runs["results"][6:]] == [0, 0], [err[-2000:] for _, err in runs["results"][6:]]
+    run = runs["recipe"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert list(summary["stages"]) == ["warmup", "tough", "export"]
+    for stage in ("warmup", "tough"):
+        config = json.loads((run / stage / "config.json").read_text())
+        assert (config["workers"], config["replicas"], config["train"]["strategy"]) == (2, 2, "multi-worker")
+        assert not list((run / stage).glob("workertemp_*")) and not (run / stage / "backup").exists()
+    assert json.loads((run / "tough" / "config.json").read_text())["init_from"] == str(run / "warmup" / "best.h5")
+    assert sorted(p.name for p in (run / "export").iterdir()) == [
+        "done.json", "tough_float32.card.json", "tough_float32.card.md", "tough_float32.tflite"]
 
 
 @pytest.mark.parametrize("tf_config, said", [

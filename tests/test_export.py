@@ -419,7 +419,7 @@ def test_cli_qat_options_reach_the_recipe(checkpoint, tiny_prepared, tmp_path):
 
 def test_qat_target_truth_of_a_blended_baseline_fits_its_tough_teacher(checkpoint, tiny_prepared, tmp_path, caplog):
     """A --teacher-blend baseline's own objective is its blend with the Tough teacher alone: QAT with target truth
-    reads the teacher its run recorded (no Tolerant one), mirror-averaged and blended as in training."""
+    reads the teacher its run recorded (no Tolerant one), flip-averaged and blended as in training."""
     import shutil
     from dataclasses import replace
 
@@ -442,7 +442,7 @@ def test_qat_target_truth_of_a_blended_baseline_fits_its_tough_teacher(checkpoin
     assert r.config.out.is_file()
     recipe = json.loads((tmp_path / "q.card.json").read_text())["quantization"]["qat"]
     assert recipe["teachers"] == {"tough": [str(tmp_path / "t" / "tough" / "best.h5")]}
-    assert recipe["loss"] == ("plain L1 against 0.75 x the Tough teacher's outputs (mirror-averaged) "
+    assert recipe["loss"] == ("plain L1 against 0.75 x the Tough teacher's outputs (flip-averaged) "
                               "+ 0.25 x the hard targets")
     assert (recipe["teacher_blend"], recipe["teacher_flip"], recipe["kd"]) == (0.75, True, None)
     # --teachers-dir: a folder with tough/ alone is enough (no Tolerant teacher is read); recorded teachers that are

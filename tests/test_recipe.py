@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,6 +201,17 @@ def test_shipped_recipes_load_and_project(tiny_prepared):
     assert paper.input_size == 224 and paper.train_config(paper.stage("tough"), "r").network().arch == "efficientnet-b3"
     with pytest.raises(EdgekdError, match=r"prepared at 64 px, but recipe default trains at 128 px; .*--input-size 128"):
         runner.project(tiny_prepared, default)
+
+
+def test_a_shipped_recipe_is_recorded_by_its_place_in_the_package(mini_file, tmp_path, monkeypatch):
+    """A run and a card name a shipped recipe ``edgekd/recipes/NAME.yaml`` (the same on every machine), which loads
+    back from any folder to the same file; a user's file is named by its absolute path."""
+    monkeypatch.chdir(tmp_path)
+    default = recipes.load("default")
+    assert default.source == "edgekd/recipes/default.yaml"
+    assert recipes.load(default.source).sha256 == default.sha256 == recipes.load(
+        str(recipes.RECIPES_DIR / "default.yaml")).sha256
+    assert recipes.load(mini_file).source == str(Path(mini_file).resolve())
 
 
 def test_a_stage_starts_from_a_model_file_to_fine_tune(mini_run, tiny_prepared, tmp_path):

@@ -499,7 +499,7 @@ def test_predict_option_errors_are_one_line(tiny, tmp_path, astronaut):
         assert res.exit_code == 2 and res.output.strip().splitlines()[-1].startswith(expected), (args, res.output)
 
 
-def test_mirror_averaging_runs_the_model_twice_and_stays_on_the_face():
+def test_flip_averaging_runs_the_model_twice_and_stays_on_the_face():
     """--tta flip: the mirrored crop's points, mirrored back and relabelled, land where the plain ones do (a trained
     model is nearly symmetric), and the average is what predict returns."""
     from skimage import data
@@ -529,8 +529,8 @@ class FixedModel:
         return self.points.copy()
 
 
-def test_mirror_averaging_is_exact_for_a_model_with_fixed_output():
-    """A stand-in that always predicts the same crop points P: mirror averaging must give the mean of P and
+def test_flip_averaging_is_exact_for_a_model_with_fixed_output():
+    """A stand-in that always predicts the same crop points P: flip averaging must give the mean of P and
     scheme.flip(P) (mirrored back, left/right relabelled), mapped to the image: checked against the scheme's own
     flip, an independent implementation."""
     from edgekd.core.schemes import get_scheme

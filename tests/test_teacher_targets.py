@@ -55,7 +55,7 @@ def test_box_coordinates_do_not_depend_on_the_input_size(tiny_300w_root, tiny_pr
     np.testing.assert_allclose(from_box(box[64], 64), norm[64], atol=1e-7)
 
 
-def test_mirror_average_matches_the_distillers_online_one(tiny_prepared, teacher):
+def test_flip_average_matches_the_distillers_online_one(tiny_prepared, teacher):
     data = PreparedData.open(tiny_prepared)
     model = load_model(teacher)
     images, _ = data.arrays("train")

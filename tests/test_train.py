@@ -78,7 +78,7 @@ def test_mimic_fits_the_reference_not_the_targets():
         np.testing.assert_array_equal(b, w.numpy())
 
 
-def test_mimic_blend_and_mirror_average_set_the_target():
+def test_mimic_blend_and_flip_average_set_the_target():
     """--teacher-blend on the baseline stage: the target is (1 - b) x the landmarks + b x the reference, and with a
     flip permutation the reference's output is its mean over the image and the mirrored image."""
     import tensorflow as tf
@@ -106,7 +106,7 @@ def test_mimic_blend_and_mirror_average_set_the_target():
 
 def test_ensemble_averages_members_each_at_its_own_input_size():
     """An ensemble teacher: the mean of its members, a member of another input size fed the batch resized and its
-    output moved to the batch's normalised coordinates (half a pixel of each size apart); mirror-averaging works on
+    output moved to the batch's normalised coordinates (half a pixel of each size apart); flip-averaging works on
     it as on one network."""
     import tensorflow as tf
 
@@ -123,7 +123,7 @@ def test_ensemble_averages_members_each_at_its_own_input_size():
     np.testing.assert_allclose(Ensemble([large], 64)(images).numpy(), np.full((2, 8), moved), atol=1e-6)
     pair = Ensemble([small, large], 64)
     np.testing.assert_allclose(pair(images).numpy(), 0.5 * (small(images).numpy() + moved), atol=1e-6)
-    # with real weights: the member's own mirror average on the batch enlarged to 96 px, moved to 64 px coordinates
+    # with real weights: the member's own flip average on the batch enlarged to 96 px, moved to 64 px coordinates
     other = models.build_student(4, 96, 0.35)
     perm = [1, 0, 3, 2]
     own = teach(other, tf.image.resize(images, (96, 96)), perm).numpy()
@@ -133,7 +133,7 @@ def test_ensemble_averages_members_each_at_its_own_input_size():
     assert not small.trainable and not large.trainable and not other.trainable
     with pytest.raises(ValueError, match="no members"):
         Ensemble([], 64)
-    # KD-Loss's two teachers as ensembles: the Distiller's A and S are the ensembles' mirror averages
+    # KD-Loss's two teachers as ensembles: the Distiller's A and S are the ensembles' flip averages
     from edgekd.training.trainers import Distiller
 
     distiller = Distiller(models.build_student(4, 64, 0.35), pair, Ensemble([other], 64), KDLossConfig(), (0, 1), perm)
@@ -180,7 +180,7 @@ def test_baseline_learns_from_an_ensemble_of_teacher_folders_in_the_cli(tiny_pre
 
 def test_baseline_with_teacher_blend_learns_from_the_tough_teacher_alone(tiny_prepared, tmp_path,
                                                                         one_epoch_baseline):
-    """A plain student distilled from one teacher's mirror average: no Tolerant teacher is needed, the teacher is
+    """A plain student distilled from one teacher's flip average: no Tolerant teacher is needed, the teacher is
     recorded, and options that need a teacher are refused where no teacher runs."""
     teachers = tmp_path / "teachers"
     (teachers / "tough").mkdir(parents=True)

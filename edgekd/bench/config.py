@@ -39,7 +39,7 @@ class BenchConfig:
     benchmark_binary, ...). progress: a progress bar. worst: faces per worst-case sheet. e2e_images: images the
     end-to-end latency is timed on. video: also the video row (edgekd.bench.video: tracking vs detector crops on
     pan-and-zoom clips of the test faces; off by default, it adds a pass over every face). video_frames: frames
-    per clip. tta: "flip" adds a mirror-averaged row of every model beside its plain one. refine: N > 0 adds a row
+    per clip. tta: "flip" adds a flip-averaged row of every model beside its plain one. refine: N > 0 adds a row
     of every model that cuts each face N more times from its own predicted points. detector_backend: the
     face detector's runtime, as for `predict` ("auto" = "litert": BlazeFace on LiteRT, the pipeline `predict` runs;
     "tasks": MediaPipe Tasks' FaceDetector, what the Android app runs).
@@ -72,7 +72,7 @@ class BenchConfig:
     video: bool = setting(False, "Also a video row: each face as a pan-and-zoom clip, per-frame time and NME with "
                                  "tracking vs detector crops on the same frames (adds a pass over every face).")
     video_frames: int = 20
-    tta: str = setting("none", "flip: every model also as a mirror-averaged row (two model runs per face), as "
+    tta: str = setting("none", "flip: every model also as a flip-averaged row (two model runs per face), as "
                                "`predict --tta`.", choices=TTA)
     refine: int = setting(0, f"Cut each face again N times from its own predicted points and predict again (N more "
                              f"model runs): crops from the detector's box come closer to ground-truth ones. 0 to "
@@ -88,9 +88,11 @@ class BenchConfig:
         self.compare = tuple(dict.fromkeys(str(c).lower() for c in self.compare or ()))  # each peer once
         self.device = str(self.device).lower()
         self.device_options = dict(self.device_options or {})
-        # a root with a dataset.yaml (a user's own points) names its scheme itself; else --dataset does
-        self.scheme = (dataset_format(self.dataset, self.data).scheme if self.data is not None
-                       and Path(self.data).is_dir() else get_scheme(self.dataset))
+        # a root with a dataset.yaml (a user's own points) names its scheme itself; else --dataset does. The format
+        # is read here once, and the runner reads the faces through it (``read``)
+        self.format = (dataset_format(self.dataset, self.data) if self.data is not None and Path(self.data).is_dir()
+                       else None)
+        self.scheme = self.format.scheme if self.format is not None else get_scheme(self.dataset)
         self.validate()
 
     def validate(self) -> None:

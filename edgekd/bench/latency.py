@@ -39,7 +39,7 @@ def on_threads(model, threads: int):
 def model_latency(model, crop: np.ndarray, threads, warmup: int = 10, runs: int = 50, flip: bool = False,
                   refine: int = 0) -> dict[str, dict]:
     """{threads: {median, p90, n, runtime}} for a LandmarkModel on one real crop, a fresh interpreter per count;
-    ``flip``: the crop and its mirror image, as mirror averaging runs them; ``refine``: that many more passes."""
+    ``flip``: the crop and its mirror image, as flip averaging runs them; ``refine``: that many more passes."""
     crops = [crop, np.ascontiguousarray(crop[:, ::-1])] if flip else [crop]
     out = {}
     for t in threads:
@@ -90,7 +90,7 @@ def pipeline_times(predictor, detector, images, repeats: int = 3, warmup: int = 
 
 
 def _stages_of(predictor_timings: dict) -> dict:
-    """The Predictor's timers by pipeline stage: crop as it is; model with the mirrored run of mirror averaging
+    """The Predictor's timers by pipeline stage: crop as it is; model with the mirrored run of flip averaging
     ("flip") and the passes after the first ("refine", their crops included); anything else it times (the output
     to image points, "inverse") as post-processing."""
     t = predictor_timings

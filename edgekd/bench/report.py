@@ -229,14 +229,28 @@ def video_lines(results) -> list[str]:
         out.append(f"video, {r['model']}: {r['frames']} frames, {t} thread(s): tracking "
                    f"{_fmt(_video_ms(r, t, 'tracking'))} ms/frame vs detector + model "
                    f"{_fmt(_video_ms(r, t, 'detector'))} ms; NME tracking {_fmt(acc['tracking']['nme'])} % vs "
-                   f"detector crops {_fmt(acc['detector']['nme'])} %; lost frames {r['lost_frames']}")
+                   f"detector crops {_fmt(acc['detector']['nme'])} %; lost frames {r['lost_frames']}"
+                   + _jitter_text(r))
     return out
+
+
+def _jitter_text(row) -> str:
+    """Smoothing's two costs on the console: lag on the moving clips, jitter on the still ones (rows written before
+    they were measured have neither)."""
+    same, jitter = row.get("same_frames") or {}, row.get("jitter") or {}
+    if same.get("lag_nme") is None or jitter.get("smoothed") is None:
+        return ""
+    return (f"; smoothing lag {same['lag_nme']:+.3f} % NME, still-clip jitter {_fmt(jitter['raw'], 3)} % raw, "
+            f"{_fmt(jitter['smoothed'], 3)} % smoothed")
 
 
 VIDEO_NOTE = ("Tracking: FaceTracker as `edgekd predict` runs it on video (crop from the previous frame's landmarks "
               "carried one frame ahead by their motion, the detector every {redetect_every} frames or when the "
-              "track fails its plausibility test, One Euro smoothing; one face); its NME is of the smoothed points "
-              "a user sees, raw is before smoothing. "
+              "track fails its plausibility test, smoothing: {smoothing}; one face); its NME is of the smoothed "
+              "points a user sees, raw is before smoothing. Lag: smoothed minus raw tracking NME on the same frames. "
+              "Jitter: each face also held still for a clip with Gaussian camera noise (sigma {still_noise} grey "
+              "levels, new every frame), tracked the same way; the mean frame-to-frame motion of the points, in % "
+              "of the inter-ocular distance. "
               "Detector crops: the face detector and the model on every frame; GT crops: the ground-truth box, "
               "for reference. Both pipelines follow the annotated face (the detection the detector protocol scores). "
               "Lost frames: frames where no tracked face overlaps the annotated face (NME counted as a failure). "
@@ -258,14 +272,16 @@ def _video_section(results) -> list[str]:
              f"{100 * c['pan_per_frame_face_sides']:g} % of the face's size per frame; the ground truth moved by "
              "the same transform.")
     cols = ["Model", "Frames", "Tracking NME %", "Tracking raw NME %", "Detector crops NME %", "GT crops NME %",
-            "Same frames: tracking / detector", "Tracking FR %", "Detector FR %", "Lost frames", "Detector misses",
-            "Detector runs (tracking)"]
+            "Same frames: tracking / detector", "Lag (smoothed − raw NME)", "Jitter raw / smoothed %",
+            "Tracking FR %", "Detector FR %", "Lost frames", "Detector misses", "Detector runs (tracking)"]
     rows = []
     for r in video["models"]:
-        a, same = r["accuracy"], r["same_frames"]
+        a, same, jitter = r["accuracy"], r["same_frames"], r.get("jitter") or {}
         rows.append([r["model"], str(r["frames"])] + [_fmt(a[p]["nme"]) for p in ("tracking", "tracking_raw",
                                                                                  "detector", "gt")]
                     + [f"{_fmt(same['tracking_nme'])} / {_fmt(same['detector_nme'])} ({same['frames']})",
+                       "–" if same.get("lag_nme") is None else f"{same['lag_nme']:+.3f}",
+                       f"{_fmt(jitter.get('raw'), 3)} / {_fmt(jitter.get('smoothed'), 3)}",
                        _fmt(a["tracking"]["fr"]), _fmt(a["detector"]["fr"]), str(r["lost_frames"]),
                        str(r["detector_misses"]), str(r["tracker"].get("detector_runs", "–"))])
     times = [[r["model"], str(t)] + [_fmt(_video_ms(r, t, p, k), 3) for p in ("tracking", "detector")
@@ -276,7 +292,7 @@ def _video_section(results) -> list[str]:
              "Detector + model p90", "Tracking / detector", "Measured on"]
     return ["## Video: tracking vs detector crops on the same frames", "", intro, "", _md_table(cols, rows), "",
             f"### Time per frame (ms) on {video['cpu']}", "", _md_table(tcols, times), "",
-            VIDEO_NOTE.format(**c), ""]
+            VIDEO_NOTE.format(**{"still_noise": "–", **c}), ""]
 
 
 def _ratio(a, b):

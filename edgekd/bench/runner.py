@@ -60,6 +60,13 @@ def _as_config(config, options: dict) -> BenchConfig:
     return BenchConfig(**options)
 
 
+def _read(cfg: BenchConfig, split: str, skipped: list) -> list:
+    """One split of --root, through the dataset format the config read once (a dataset.yaml is parsed once)."""
+    if cfg.format is None:  # --root is not a folder: the reader names it
+        return read_dataset(cfg.dataset, cfg.data, split, skipped)
+    return cfg.format.read(cfg.data, split, skipped)
+
+
 def _read_samples(cfg: BenchConfig) -> tuple[list, list[str]]:
     """The split's faces (the first --limit of them), and the annotations the reader skipped (image missing beside
     a .pts), so the report counts them like faces whose image vanished later. Split "val": the training faces that
@@ -69,7 +76,7 @@ def _read_samples(cfg: BenchConfig) -> tuple[list, list[str]]:
         return [], []
     if cfg.split != "val":
         skipped: list[str] = []
-        return read_dataset(cfg.dataset, cfg.data, cfg.split, skipped)[: cfg.limit], skipped
+        return _read(cfg, cfg.split, skipped)[: cfg.limit], skipped
     faces = Path(cfg.prepared) / "val" / "faces.json"
     try:
         ids = [f["id"] for f in json.loads(faces.read_text())]
@@ -77,7 +84,7 @@ def _read_samples(cfg: BenchConfig) -> tuple[list, list[str]]:
         raise DataError(f"{faces}: not a prepared folder's validation list ({type(e).__name__}); expected the "
                         f"--prepared folder `edgekd data prepare` wrote") from None
     train_skips: list[str] = []
-    by_id = {s.id: s for s in read_dataset(cfg.dataset, cfg.data, "train", train_skips)}
+    by_id = {s.id: s for s in _read(cfg, "train", train_skips)}
     no_image = {Path(p).stem: p for p in train_skips}  # annotations whose image is gone, by file stem
     ids = ids[: cfg.limit]
     skipped = [no_image[i.rsplit("/", 1)[-1]] for i in ids if i not in by_id and i.rsplit("/", 1)[-1] in no_image]
@@ -160,7 +167,7 @@ PLAIN = {"flip": False, "refine": 0}
 
 
 def _variants(cfg: BenchConfig) -> list[dict]:
-    """Predictor settings each model is scored with, one row each: plain, mirror-averaged (--tta flip), refined
+    """Predictor settings each model is scored with, one row each: plain, flip-averaged (--tta flip), refined
     (--refine N)."""
     out = [PLAIN]
     if cfg.tta == "flip":
@@ -266,7 +273,7 @@ def _score_peer(peer, row: dict, image, sample, protocols) -> None:
 
 def _measure_latency(m, row, det, images, crop_source, threads, det_ms, variant: dict = PLAIN):
     """Model-only and end-to-end latency (with its stages) of one model, shared by its protocols' entries;
-    ``variant``: Predictor settings (mirror averaging: two model runs per face; refine N: N + 1)."""
+    ``variant``: Predictor settings (flip averaging: two model runs per face; refine N: N + 1)."""
     if not hasattr(m, "with_threads"):  # a stand-in model: accuracy only
         return
     first = next(iter(row.values()))

@@ -11,6 +11,12 @@ Both pipelines see the annotated face only: the detector's answer is narrowed to
 ``detector`` protocol scores (protocols.select_detection), so on an image with several people both pipelines
 follow the same face, and the tracker keeps one face, as the Android demo does. Every frame is timed, frames that
 lost the face included (they cost a detector run): per-frame time is what a video app pays per frame.
+
+Smoothing trades lag for steadiness, so the row reports both: lag as the tracked NME of the smoothed points minus
+that of the raw ones on the pan-and-zoom clips, and jitter on still clips (the face held still, Gaussian camera
+noise of ``STILL["noise"]`` grey levels drawn anew every frame): the mean frame-to-frame motion of the points, raw
+and smoothed, in % of the inter-ocular distance. On a still face every motion of the points is noise, which a user
+sees as shimmering landmarks.
 """
 from __future__ import annotations
 
@@ -37,6 +43,9 @@ CLIP = {"frames": 20, "fps": 30.0, "zoom": 0.02, "pan": 0.03, "large_face": 0.4}
 TRACKING = {"redetect_every": 10, "max_faces": 1, "smoothing": True}
 PIPELINES = ("tracking", "tracking_raw", "detector", "gt")
 WARMUP_FRAMES = 3
+# Still clips for jitter: the test image itself every frame, plus Gaussian noise of this sigma (grey levels), a
+# seed per face (its index) so that every bench draws the same noise
+STILL = {"noise": 4.0}
 
 
 def pan_zoom(shape, points, frames: int = CLIP["frames"], zoom: float = CLIP["zoom"],
@@ -74,6 +83,27 @@ def render_clip(image: np.ndarray, points, frames: int = CLIP["frames"]) -> tupl
     return rendered, [transform_points(points, m) for m in matrices]
 
 
+def render_still(image: np.ndarray, frames: int = CLIP["frames"], seed: int = 0,
+                 noise: float = STILL["noise"]) -> list[np.ndarray]:
+    """Frames of one still clip: ``image`` with Gaussian noise of sigma ``noise`` grey levels drawn anew every
+    frame (a phone camera's sensor noise), rounded and clipped to uint8."""
+    rng = np.random.default_rng(seed)
+    base = np.asarray(image, np.float32)
+    return [np.clip(np.rint(base + rng.standard_normal(base.shape, np.float32) * noise), 0, 255).astype(np.uint8)
+            for _ in range(frames)]
+
+
+def frame_motion(points, truth, scheme) -> list[float]:
+    """Per pair of consecutive frames where both have points: the points' mean motion as a fraction of the
+    inter-ocular distance of the ground truth (of the later frame); ``points``: per frame an (N, 2) array or None."""
+    out = []
+    for a, b, gt in zip(points, points[1:], truth[1:]):
+        if a is not None and b is not None:
+            step = np.linalg.norm(np.asarray(b, np.float64) - np.asarray(a, np.float64), axis=-1).mean()
+            out.append(float(step / scheme.interocular(np.asarray(gt, np.float64))))
+    return out
+
+
 class AnnotatedFace:
     """A face detector that reports only the annotated face's detection (the one the ``detector`` protocol
     scores), so the tracker starts on and is confirmed by the same face; ``points``: this frame's ground truth."""
@@ -89,10 +119,12 @@ class AnnotatedFace:
 
 @dataclass
 class VideoTally:
-    """One model's clips: per-frame errors by pipeline (fractions; inf where the face was lost or missed), per-frame
-    ms by thread count and pipeline, and what the tracker did (summed over the clips)."""
+    """One model's clips: per-frame errors by pipeline (fractions; inf where the face was lost or missed), the
+    still clips' frame-to-frame motion of the smoothed and raw points (fractions of the inter-ocular distance),
+    per-frame ms by thread count and pipeline, and what the tracker did on the moving clips (summed over them)."""
 
     errors: dict = field(default_factory=lambda: {p: [] for p in PIPELINES})
+    jitter: dict = field(default_factory=lambda: {"tracking": [], "tracking_raw": []})
     ms: dict = field(default_factory=dict)
     tracker: dict = field(default_factory=dict)
 
@@ -154,34 +186,52 @@ def run_clip(predictor, frames, truth, tally: VideoTally, threads: str, scheme, 
                                    for f, p in zip(faces, truth)]
 
 
+def still_clip(predictor, image, points, tally: VideoTally, scheme, frames: int, seed: int) -> None:
+    """One still clip (``render_still``) through a fresh tracker, untimed: the points' frame-to-frame motion."""
+    clip, truth = render_still(image, frames, seed), [points] * frames
+    tracked, _ = track_clip(FaceTracker(predictor, **TRACKING), clip, truth)
+    for pipeline, attr in (("tracking", "points"), ("tracking_raw", "raw_points")):
+        tally.jitter[pipeline] += frame_motion([None if f is None else getattr(f, attr) for f in tracked], truth,
+                                               scheme)
+
+
 def video_row(model, name: str, detector, samples, threads, scheme, frames: int = CLIP["frames"],
               progress=iter) -> dict:
     """One model's video row: every sample's clip on a fresh interpreter per thread count (the detector shared);
-    errors from the first thread count, per-frame times from each. ``progress`` wraps the sample iterable."""
+    errors and the still clips' jitter from the first thread count, per-frame times from each. ``progress`` wraps
+    the sample iterable."""
     annotated, tally = AnnotatedFace(detector), VideoTally()
     with ExitStack() as stack:
         predictors = {str(t): Predictor(stack.enter_context(on_threads(model, t)), annotated) for t in threads}
         for k, s in enumerate(progress(samples)):
-            clip, truth = render_clip(load_image(s), s.points, frames)
+            image = load_image(s)
+            clip, truth = render_clip(image, s.points, frames)
             if k == 0:  # first invokes and caches: untimed
                 for p in predictors.values():
                     run_clip(p, clip[:WARMUP_FRAMES], truth[:WARMUP_FRAMES], VideoTally(), "warm-up", scheme, False)
             for i, (t, p) in enumerate(predictors.items()):
                 run_clip(p, clip, truth, tally, t, scheme, score=i == 0)
+            still_clip(next(iter(predictors.values())), image, s.points, tally, scheme, frames, k)
     return summarize_row(name, getattr(model, "runtime", "custom"), tally)
 
 
 def summarize_row(name: str, runtime: str, tally: VideoTally) -> dict:
-    """results.json's row of one model: accuracy per pipeline, the same-frames comparison, lost frames, tracker
-    counts and per-frame times (median, p90) per thread count."""
+    """results.json's row of one model: accuracy per pipeline, the same-frames comparison (with smoothing's lag:
+    smoothed minus raw tracked NME there), the still clips' jitter (% of the inter-ocular distance), lost frames,
+    tracker counts and per-frame times (median, p90) per thread count."""
     accuracy = {p: summarize(e) for p, e in tally.errors.items()}
-    track, det = (np.asarray(tally.errors[p], np.float64) for p in ("tracking", "detector"))
+    track, raw, det = (np.asarray(tally.errors[p], np.float64) for p in ("tracking", "tracking_raw", "detector"))
     both = np.isfinite(track) & np.isfinite(det)
-    same = {"frames": int(both.sum()),
-            "tracking_nme": float(100 * track[both].mean()) if both.any() else None,
-            "detector_nme": float(100 * det[both].mean()) if both.any() else None}
+    mean = lambda e: float(100 * e[both].mean()) if both.any() else None  # noqa: E731
+    same = {"frames": int(both.sum()), "tracking_nme": mean(track), "tracking_raw_nme": mean(raw),
+            "detector_nme": mean(det)}
+    same["lag_nme"] = None if not both.any() else same["tracking_nme"] - same["tracking_raw_nme"]
+    motion = {p: np.asarray(v, np.float64) for p, v in tally.jitter.items()}
+    jitter = {"frame_pairs": int(motion["tracking"].size), "noise": STILL["noise"],
+              **{key: float(100 * motion[p].mean()) if motion[p].size else None
+                 for key, p in (("raw", "tracking_raw"), ("smoothed", "tracking"))}}
     return {"model": name, "runtime": runtime, "frames": int(track.size), "accuracy": accuracy,
-            "same_frames": same, "lost_frames": accuracy["tracking"]["detector_failures"],
+            "same_frames": same, "jitter": jitter, "lost_frames": accuracy["tracking"]["detector_failures"],
             "detector_misses": accuracy["detector"]["detector_failures"], "tracker": dict(tally.tracker),
             "frame_ms": {t: {p: stats(v) for p, v in ms.items()} for t, ms in tally.ms.items()}}
 
@@ -191,7 +241,8 @@ def video_bench(models, detector, samples, threads, scheme, frames: int = CLIP["
     ``models``: (name, LandmarkModel-like) pairs."""
     clip = {"sequences": len(samples), "frames_per_sequence": frames, "frames": len(samples) * frames,
             "fps": CLIP["fps"], "zoom_per_frame": CLIP["zoom"], "pan_per_frame_face_sides": CLIP["pan"],
-            "zoom_out_above_face_fraction": CLIP["large_face"], **TRACKING,
-            "smoothing": "One Euro, the Android demo's constants" if TRACKING["smoothing"] else "off"}
+            "zoom_out_above_face_fraction": CLIP["large_face"], **TRACKING, "still_noise": STILL["noise"],
+            "smoothing": ("pose and shape apart (tracker.PoseShapeFilter), the Android demo's constants"
+                          if TRACKING["smoothing"] else "off")}
     rows = [video_row(m, name, detector, samples, threads, scheme, frames, progress) for name, m in models]
     return {"clip": clip, "cpu": machine()["cpu"], "threads": [str(t) for t in threads], "models": rows}

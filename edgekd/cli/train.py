@@ -90,6 +90,9 @@ def _train_recipe(prepared, run_dir, recipe_name, overrides, explicit, given, re
         return
     result = runner.run(prepared, run_dir, loaded, resume=resume, progress=logs.show_progress(),
                         echo=click.echo if logs.show_progress() else (lambda *_: None))
+    if not result.get("chief", True):
+        click.echo(f"recipe {loaded.name}: this worker's share is trained; the chief exports and records the run")
+        return
     for name, s in result["stages"].items():
         nme = s.get("best_val_nme")
         shown = f"val NME {nme:.3f} %" if nme is not None else \

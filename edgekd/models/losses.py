@@ -46,7 +46,7 @@ class KDLossConfig:
     teacher_blend: float = setting(
         0.0, "KD student: the main term's target is (1 - b) x ground truth + b x the Tough teacher's output, 0 to 1 "
              "(needs --kd-main l1, l2 or wing); baseline: the same target for its --loss, with no assistive terms "
-             "(distillation of the teacher's positions, e.g. of its mirror average).",
+             "(distillation of the teacher's positions, e.g. of its flip average).",
         range={"lo": 0.0, "hi": 1.0}, old=("--teacher-blend",))
 
     def __post_init__(self):

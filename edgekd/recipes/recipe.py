@@ -41,6 +41,7 @@ from edgekd.training.qat import QAT_SCHEDULES, QAT_TARGETS
 
 RECIPES_DIR = Path(__file__).parent
 DEFAULT_RECIPE = "default"
+PACKAGE_PREFIX = "edgekd/recipes/"  # how a run records a shipped recipe's file
 TRAIN_KINDS = ("baseline", "tough", "tolerant", "student")
 KINDS = (*TRAIN_KINDS, "export")
 EXPORT_MODES = ("float32", "qat")
@@ -74,7 +75,7 @@ class Stage:
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    source: str  # the file it was read from
+    source: str  # the file it was read from: edgekd/recipes/NAME.yaml for a shipped one, else an absolute path
     sha256: str  # of that file's bytes: the card records it
     input_size: int
     description: str
@@ -110,10 +111,13 @@ def available() -> list[str]:
 
 
 def recipe_path(name_or_file) -> Path:
-    """A shipped recipe's file by name, or the user's own file."""
+    """A shipped recipe's file by name (or as a run records it, ``edgekd/recipes/NAME.yaml``), or the user's own
+    file."""
     text = str(name_or_file)
     if text in available():
         return RECIPES_DIR / f"{text}.yaml"
+    if text.startswith(PACKAGE_PREFIX) and Path(text).stem in available() and not Path(text).is_file():
+        return RECIPES_DIR / Path(text).name
     path = Path(text)
     if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
         raise RecipeError(f"--recipe {text}: expected a recipe name ({', '.join(available())}) or a .yaml recipe file")
@@ -195,10 +199,18 @@ def load(name_or_file, overrides=(), control: bool = False) -> Recipe:
         stages.append(Stage(str(stage_name), kind, body.get("from"), settings))
     stages = _apply_overrides(path, stages, overrides)
     stages = [Stage(s.name, s.kind, s.start, _checked_settings(path, s)) for s in stages]
-    recipe = Recipe(name, str(path.resolve()), hashlib.sha256(raw_bytes).hexdigest(), input_size,
+    recipe = Recipe(name, _source(path), hashlib.sha256(raw_bytes).hexdigest(), input_size,
                     str(raw.get("description") or "").strip(), tuple(stages), overrides, settings=checked_shared)
     _check_graph(path, recipe)
     return as_control(recipe) if control else recipe
+
+
+def _source(path: Path) -> str:
+    """What a run and a card record as the recipe's file: a shipped recipe by its place in the package (the same on
+    every machine), the user's own file by its absolute path."""
+    if path.resolve().parent == RECIPES_DIR.resolve():
+        return PACKAGE_PREFIX + path.name
+    return str(path.resolve())
 
 
 def _pop_control(path: Path, overrides) -> bool:

@@ -24,6 +24,7 @@ from edgekd.export.exporter import export_model
 from edgekd.export.quantize import FORMATS
 from edgekd.models.backbones import check_batch_fits
 from edgekd.recipes.recipe import Recipe, RecipeError, Stage, as_control, load
+from edgekd.training import distributed
 from edgekd.training.build import steps_per_epoch
 from edgekd.training.config import check_finished_matches
 from edgekd.training.projection import dry_run, stage_cost
@@ -116,19 +117,26 @@ def run(prepared_dir, run_dir, recipe: Recipe, resume: bool = False, progress: b
     continues from its last checkpoint (``resume``). Returns (and writes as ``summary.json``) each stage's result."""
     import tf_keras as keras  # here, not at the top: loading TensorFlow would slow `edgekd train --help`
 
+    cluster = _cluster(recipe, run_dir)  # first: the strategy must be made before TensorFlow runs anything
+    chief = cluster is None or cluster.chief
     data = _open_sized(prepared_dir, recipe)
     data_sha256 = manifest_sha256(prepared_dir)
-    check_output_dir(run_dir, "train", "--run-dir")
-    check_run(run_dir, recipe, resume, data_sha256)
+    if chief:  # the other workers of a multi-worker job write nothing into the run folder (distributed.py)
+        check_output_dir(run_dir, "train", "--run-dir")
+        check_run(run_dir, recipe, resume, data_sha256)
     for stage in recipe.stages:  # what would refuse a later stage after hours, refused before the first starts
         if stage.kind != "export":
             cfg = recipe.train_config(stage, run_dir)
             check_batch_fits(cfg.network(), data.input_size, cfg.batch_size, data.manifest.counts["train"])
-    mark_output_dir(run_dir, "train")
-    _record(run_dir, recipe, data_sha256)
+    if chief:
+        mark_output_dir(run_dir, "train")
+        _record(run_dir, recipe, data_sha256)
     results = {}
     for i, stage in enumerate(recipe.stages):
         stage_dir = Path(run_dir) / stage.name
+        if stage.kind == "export" and not chief:
+            echo(f"{stage.name}: exported by the chief alone")
+            continue
         if stage.kind == "export":
             results[stage.name] = _export(run_dir, recipe, stage, prepared_dir, progress, echo)
             continue
@@ -142,8 +150,12 @@ def run(prepared_dir, run_dir, recipe: Recipe, resume: bool = False, progress: b
         later = _later_epochs(recipe, stage, run_dir)
         started = (stage_dir / "last.h5").is_file() or (stage_dir / "config.json").is_file()
         summary = train(prepared_dir, run_dir, cfg, resume=resume and started, later_epochs=later, name=stage.name)
+        if cluster is not None:  # the next stage starts from the files the chief has just finished writing
+            distributed.barrier(f"{stage.name}", stage_dir)
         results[stage.name] = {**summary, "stage_seconds": stage_seconds(stage_dir)}
         keras.backend.clear_session()  # free the finished stage's graphs before the next one
+    if not chief:  # the chief records the run (summary.json)
+        return {"recipe": recipe.name, "stages": results, "chief": False}
     total = sum(r.get("stage_seconds") or 0 for r in results.values())
     out = {"recipe": recipe.name, "recipe_file": recipe.source, "recipe_sha256": recipe.sha256,
            "overrides": list(recipe.overrides), "control": recipe.control, "stages": results,
@@ -152,6 +164,19 @@ def run(prepared_dir, run_dir, recipe: Recipe, resume: bool = False, progress: b
     if recipe.control:
         _note_control_in_cards(run_dir, recipe)
     return out
+
+
+def _cluster(recipe: Recipe, run_dir):
+    """TF_CONFIG's cluster, joined, when the recipe trains with ``strategy: multi-worker`` (every training stage
+    must: a stage on one device would run on every worker, into the same folder), else None."""
+    strategies = {recipe.train_config(s, run_dir).strategy for s in recipe.stages if s.kind != "export"}
+    if "multi-worker" not in strategies:
+        return None
+    if len(strategies) > 1:
+        raise RecipeError(f"{recipe.source}: strategy multi-worker must be every training stage's, or none's (a "
+                          f"stage on one device would run on every worker, into the same folder); found "
+                          f"{', '.join(sorted(strategies))}")
+    return distributed.placement("multi-worker").cluster
 
 
 def _later_epochs(recipe: Recipe, stage: Stage, run_dir) -> float:

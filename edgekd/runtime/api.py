@@ -92,7 +92,7 @@ class Landmarker:
 
     ``model``: a .tflite (or a Keras checkpoint, or a LandmarkModel). ``detector``: 'short-range' or 'full-range'
     (or a detector object, kept open), ``min_score``, ``detector_backend`` ('auto', 'litert', 'tasks') and ``tiles``
-    as `predict --detector ...`; ``threads`` interpreter threads; ``tta`` 'none' or 'flip' (mirror averaging);
+    as `predict --detector ...`; ``threads`` interpreter threads; ``tta`` 'none' or 'flip' (flip averaging);
     ``refine`` re-crops from the predicted points (still images). Close it (or use ``with``) to free the detector.
     """
 

@@ -21,7 +21,7 @@ from edgekd.core.schemes import get_scheme
 from edgekd.runtime.blazeface import open_detector
 from edgekd.runtime.model import LandmarkModel
 
-TTA = ("none", "flip")  # test-time augmentation: flip = mirror averaging (Predictor(flip=True))
+TTA = ("none", "flip")  # test-time augmentation: flip = flip averaging (Predictor(flip=True))
 MAX_REFINE = 3  # re-crops from the predicted points (Predictor(refine=N)); validation: 1 pass -0.07, 2 passes -0.12
 
 
@@ -58,7 +58,7 @@ class Predictor:
 
     ``model`` is a LandmarkModel or anything with ``crop`` and ``predict(crop_uint8) -> (N, 2) crop px``;
     ``crop`` overrides the model's CropSpec (e.g. with a freshly fitted detector mapping).
-    ``flip``: test-time mirror averaging: each face also runs on its mirrored crop, and the two predictions (the
+    ``flip``: test-time flip averaging: each face also runs on its mirrored crop, and the two predictions (the
     second mirrored back, left/right points relabelled by the scheme) are averaged. Two model runs per face, for a
     smaller error where a few tenths of a millisecond are affordable (benchmarks/README.md has both rows).
     ``refine``: after the first crop, cut the face again this many times from the box of the points just predicted
@@ -203,7 +203,7 @@ def predict_file(model, image_path=None, out=None, num_threads: int = 1, detecto
                  refine: int = 0) -> list[Face]:
     """`edgekd predict` on a still image: every face in one image file (default: `sample_face()`), best detector
     score first; with ``out`` and at least one face, a PNG/JPEG with the landmarks drawn (with none, nothing).
-    ``flip``: test-time mirror averaging, ``refine``: re-crops from the predicted points (Predictor).
+    ``flip``: test-time flip averaging, ``refine``: re-crops from the predicted points (Predictor).
 
     ``detector``: a detector object (kept open), or keyword arguments for ``open_detector`` (default: MediaPipe
     short-range, score >= 0.5)."""

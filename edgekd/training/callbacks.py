@@ -248,7 +248,8 @@ class WeightAverage(keras.callbacks.Callback):
 
 
 class ProgressReport(keras.callbacks.Callback):
-    """The tqdm bar of an epoch's steps, and after the epoch end one console line: losses, validation NME, the best
+    """The tqdm bar of an epoch's steps (on a terminal; a log file gets only the epoch lines, not a bar redrawn at
+    every step), and after the epoch end one console line: losses, validation NME, the best
     so far, times and the ETA of the stage (and of the run: ``later_epochs``, the epochs of the stages a recipe runs
     after this one, in this stage's epoch units). Custom: Keras's ProgbarLogger prints its own lines and no ETA
     beyond the epoch."""
@@ -263,7 +264,7 @@ class ProgressReport(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.bar = tqdm(total=self.params["steps"], desc=f"{self.name} {epoch + 1}/{self.params['epochs']}",
-                        unit="step", leave=False, dynamic_ncols=True)
+                        unit="step", leave=False, dynamic_ncols=True, disable=None)
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.perf_counter()  # the first steps of a process carry graph tracing and are left out

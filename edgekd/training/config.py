@@ -186,7 +186,7 @@ class TrainConfig(RunParams, DistillParams, AugmentParams, NetworkParams, Optimi
                                   f"not {self.stage}")
             for name in ("teachers_dir", "teacher_flip"):
                 if getattr(self, name):
-                    raise EdgekdError(f"--teacher-targets and {option(name)}: choose one (the mirror averaging "
+                    raise EdgekdError(f"--teacher-targets and {option(name)}: choose one (the flip averaging "
                                       f"of cached targets is chosen by `edgekd data teach --teacher-flip`)")
         if self.teachers_dir and len({str(Path(d).resolve()) for d in self.teachers_dir}) < len(self.teachers_dir):
             raise EdgekdError(f"--teachers-dir: a folder is given twice ({', '.join(self.teachers_dir)}); an "

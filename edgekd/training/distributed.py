@@ -291,6 +291,27 @@ def remove_backup(stage_dir: Path) -> None:
     shutil.rmtree(stage_dir / BACKUP, ignore_errors=True)
 
 
+def barrier(label: str, stage_dir: Path) -> None:
+    """Every worker of this process's cluster waits here for the others (a collective sum of one). A recipe calls it
+    after each stage, so that no worker starts the next stage from a file the chief is still writing (the final
+    average, best.h5, summary.json)."""
+    import tensorflow as tf
+
+    strategy = _MADE["strategy"].strategy
+    try:
+        strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None)
+    except lost_errors() as e:
+        raise lost_worker(label, stage_dir, e) from None
+
+
+def lost_errors() -> tuple:
+    """What a collective step raises when another worker died or cannot be reached."""
+    import tensorflow as tf
+
+    return (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+            tf.errors.CancelledError)
+
+
 def lost_worker(label: str, stage_dir: Path, error: Exception) -> EdgekdError:
     """One line for a collective step that failed because a worker died or became unreachable."""
     first = " ".join(str(error).split())[:160]

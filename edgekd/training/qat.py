@@ -56,7 +56,7 @@ class QATConfig:
     seed: int = 0
     loss: str = "l2"  # plain students: the loss their run trained with (export reads it from the run's config)
     augment: str = "full"  # augmentation preset of the fine-tuning and calibration crops (the run's, likewise)
-    teacher_flip: bool = False  # KD students and blended baselines: teachers' outputs mirror-averaged, as in their run
+    teacher_flip: bool = False  # KD students and blended baselines: teachers' outputs flip-averaged, as in their run
     teacher_blend: float = 0.0  # a blended baseline's blend (train.py): target truth fits it with the Tough teacher
     float_head: bool = False  # the landmark layer left in float (quantize_model)
 
@@ -215,11 +215,11 @@ def _trainer(qat, data, teachers: dict | None, kd, cfg: QATConfig, model=None):
         blend = "" if cfg.teacher_blend == 1 else f"{cfg.teacher_blend:g} x "
         return (Mimic(qat, teachers["tough"], nme_pair, cfg.loss, cfg.teacher_blend, flip),
                 f"plain {cfg.loss.upper()} against {blend}the Tough teacher's outputs"
-                + (" (mirror-averaged)" if flip else "")
+                + (" (flip-averaged)" if flip else "")
                 + (f" + {1 - cfg.teacher_blend:g} x the hard targets" if blend else ""))
     if teachers:
         return (Distiller(qat, teachers["tough"], teachers["tolerant"], kd, nme_pair, flip),
-                "KD-Loss with the frozen Tough and Tolerant teachers" + (" (mirror-averaged)" if flip else ""))
+                "KD-Loss with the frozen Tough and Tolerant teachers" + (" (flip-averaged)" if flip else ""))
     return (LandmarkTrainer(qat, "hard", nme_pair, cfg.loss),
             f"plain {cfg.loss.upper()} against the hard targets (no teachers given)")
 
@@ -292,7 +292,8 @@ def _progress_callback(epochs: int, steps: int):
 
     class Progress(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            self.bar = tqdm(total=epochs * steps, desc="QAT fine-tune", unit="step", leave=False, dynamic_ncols=True)
+            self.bar = tqdm(total=epochs * steps, desc="QAT fine-tune", unit="step", leave=False, dynamic_ncols=True,
+                            disable=None)
 
         def on_train_batch_end(self, batch, logs=None):
             self.bar.update(1)

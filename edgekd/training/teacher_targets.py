@@ -1,6 +1,6 @@
 """Teacher targets: the teachers' outputs on every training face, computed once and streamed with the data.
 
-Why: on 2 CPU cores a KD-Loss step with two mirror-averaged teachers costs about 2 x a plain step, because the
+Why: on 2 CPU cores a KD-Loss step with two flip-averaged teachers costs about 2 x a plain step, because the
 teachers run on the batch and on its mirror at every step. The teachers are frozen, so their outputs can be
 computed once, on each training face's canonical crop, and then moved by each sample's augmentation like the
 landmarks (``PreparedData.attach_guides``): a KD step then costs what a plain step costs. It also lets a teacher be

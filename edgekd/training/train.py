@@ -290,16 +290,13 @@ def _train_placed(place, prepared_dir, final_dir: Path, stage_dir: Path, cfg: Tr
 
     ``backed_up``: the epochs a multi-worker backup holds; BackupAndRestore restores its weights and optimizer when
     ``fit`` starts, so last.h5 (maybe an epoch later: it is written before the backup) is not read."""
-    import tensorflow as tf
     import tf_keras as keras
 
     # tf_keras and the data pipeline load TensorFlow, the callbacks with them: train.py is imported without it
     from edgekd.data.pipeline import make_dataset, make_training_dataset
     from edgekd.training import callbacks
 
-    # what a collective step raises when another worker died or cannot be reached
-    lost = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
-            tf.errors.CancelledError)
+    lost = distributed.lost_errors()
 
     keras.utils.set_random_seed(cfg.seed)
     steps = steps_per_epoch(cfg, data)

@@ -2,7 +2,7 @@
 
 ``LandmarkTrainer`` trains one network on one target with a plain loss chosen by name (losses.LOSSES);
 ``Mimic`` trains one network to reproduce a frozen reference network's outputs, or a blend of them with the ground
-truth (QAT: the int8-simulated network and its own float twin; a plain student and a teacher's mirror-averaged
+truth (QAT: the int8-simulated network and its own float twin; a plain student and a teacher's flip-averaged
 outputs, ``--teacher-blend`` on the baseline stage); ``Distiller`` trains the student under KD-Loss with two
 frozen teachers run in inference mode on the same augmented batch, or with their outputs computed once and carried
 by the batch (teacher_targets.py). A teacher may be an ``Ensemble`` of frozen networks of any input size. All three
@@ -36,7 +36,7 @@ class Ensemble(keras.Model):
     size and its output moved back to the batch's normalised coordinates.
 
     Why: averaging teachers that err differently is a better teacher than any of them (edgekd 0.9.0
-    and 0.10.0: the 128 px student and its 160 px fine-tune, mirror-averaged each, 3.905 % validation NME against
+    and 0.10.0: the 128 px student and its 160 px fine-tune, flip-averaged each, 3.905 % validation NME against
     3.991 and 3.997 % for each alone; the student that fitted it, 0.10.0's, gained 0.03), and a teacher
     trained at a larger input size still teaches a small student on the student's own augmented crops, upsampled.
     Resizing keeps the crop, so only the half-pixel offset of the normalised coordinates (core.crop.to_box)
@@ -67,7 +67,7 @@ class Ensemble(keras.Model):
 
 def teach(teacher, images, flip_permutation=None):
     """A frozen network's output, without gradient; with a flip permutation, averaged with its output on the
-    mirrored image (two passes: a teacher at its test-time mirror average, which is better than one pass)."""
+    mirrored image (two passes: a teacher at its test-time flip average, which is better than one pass)."""
     out = teacher(images, training=False)
     if flip_permutation is not None:
         mirrored = teacher(tf.reverse(images, axis=[2]), training=False)
@@ -148,13 +148,13 @@ class Distiller(LandmarkTrainer):
 
 class Mimic(LandmarkTrainer):
     """Trains ``net`` toward a frozen ``reference`` network's outputs on the same augmented batch, with a plain loss
-    by name: its target is (1 - blend) x the ground truth + blend x the reference's output (mirror-averaged with a
+    by name: its target is (1 - blend) x the ground truth + blend x the reference's output (flip-averaged with a
     flip permutation).
 
     QAT uses blend 1: the int8-simulated network should compute what its float twin does (against the ground truth
-    the fine-tune also chases the float network's remaining errors). With a better or a mirror-averaged teacher it
+    the fine-tune also chases the float network's remaining errors). With a better or a flip-averaged teacher it
     is distillation of the teacher's positions into a plain student (Hinton et al.'s soft targets, for regression):
-    a student fitting its own mirror average learns, in one pass, part of what the second pass adds (edgekd
+    a student fitting its own flip average learns, in one pass, part of what the second pass adds (edgekd
     0.9.0: about a fifth).
     """
 

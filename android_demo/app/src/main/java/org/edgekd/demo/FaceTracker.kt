@@ -7,7 +7,7 @@ import kotlin.math.ln
 /**
  * Tracks faces through camera frames: each crop comes from the previous frame's landmarks, the face detector runs
  * every [redetectEvery] frames (to find faces and to confirm the tracked ones) and at once when a track fails the
- * plausibility test, and the points a user sees are smoothed with the [OneEuroFilter]. With [predictMotion] each
+ * plausibility test, and the points a user sees are smoothed with the [PoseShapeFilter]. With [predictMotion] each
  * crop is the last landmark box carried one frame ahead by the face's averaged motion. The same logic, decision for
  * decision, as the desktop's `edgekd/runtime/tracker.py` (see its docstring for why these tests and limits); the
  * repository's tests drive both with one scripted sequence and compare every frame.
@@ -45,7 +45,7 @@ class FaceTracker(
         val detected: Boolean
     )
 
-    private class Track(val id: Int, var box: DoubleArray, val filter: OneEuroFilter) {
+    private class Track(val id: Int, var box: DoubleArray, val filter: PoseShapeFilter) {
         /** The last frame's landmark box, and the averaged box motion per frame: dx, dy in sides, log scale. */
         var landmarkBox: DoubleArray? = null
         var motion: DoubleArray? = null
@@ -162,7 +162,7 @@ class FaceTracker(
                 previous.restart(square)
                 previous
             } else {
-                Track(nextId++, square, OneEuroFilter())
+                Track(nextId++, square, PoseShapeFilter())
             }
             out.add(Candidate(track, points, square, CropSpec.boxFromPoints(points), true))
         }

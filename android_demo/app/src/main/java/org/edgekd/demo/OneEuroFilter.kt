@@ -10,7 +10,8 @@ import kotlin.math.abs
  * remove that but lag behind a moving head. The One Euro filter raises its cutoff with the (low-passed) speed, so a
  * still face is smoothed hard and a moving one is followed closely. Speeds are divided by the face size, so one set of
  * parameters works near and far from the camera: [beta] is per face-size-per-second. Pure Kotlin (no Android
- * classes) so it can be compiled and checked off-device.
+ * classes) so it can be compiled and checked off-device. The tracker smooths with [PoseShapeFilter], which runs one
+ * of these on the face's pose and one, with these defaults, on its shape.
  */
 class OneEuroFilter(
     var minCutoff: Double = 0.5,
@@ -58,5 +59,90 @@ class OneEuroFilter(
     private fun alpha(cutoff: Double, dt: Double): Double {
         val tau = 1.0 / (2.0 * PI * cutoff)
         return 1.0 / (1.0 + tau / dt)
+    }
+}
+
+/**
+ * Smooths a face's points as a pose (centre cx, cy and similarity a, b: point = centre + [[a, -b], [b, a]] shape) and
+ * a shape in the face's own frame, each with its own [OneEuroFilter]; a line-by-line port of tracker.py's
+ * PoseShapeFilter (see its module docstring for the measurements).
+ *
+ * A camera or head moving carries the whole face, which the pose filter follows almost unfiltered (a high beta
+ * opens it as soon as the face moves); most of a model's frame-to-frame noise is in the shape, which does not move
+ * with the face and is smoothed with the [OneEuroFilter] defaults. The shape is fitted to the previous smoothed shape
+ * (least squares over a similarity); on a restart it is the points less their centre over the face size.
+ */
+class PoseShapeFilter(
+    private val pose: OneEuroFilter = OneEuroFilter(POSE_MIN_CUTOFF, POSE_BETA, POSE_D_CUTOFF),
+    private val shapeFilter: OneEuroFilter = OneEuroFilter()
+) {
+    private var shape: DoubleArray? = null
+    private var lastTime = 0.0
+
+    fun reset() {
+        shape = null
+    }
+
+    /** Smoothed copy of [values] (x0, y0, x1, ...) observed at [timeSeconds]; [scale] is the face size. */
+    fun filter(values: FloatArray, timeSeconds: Double, scale: Double = 1.0): FloatArray {
+        val n = values.size / 2
+        val size = if (scale > 0.0) scale else 1.0
+        var cx = 0.0
+        var cy = 0.0
+        for (i in 0 until n) {
+            cx += values[2 * i].toDouble()
+            cy += values[2 * i + 1].toDouble()
+        }
+        cx /= n
+        cy /= n
+        val q = DoubleArray(2 * n) { values[it].toDouble() - if (it % 2 == 0) cx else cy }
+        var ref = shape
+        val dt = timeSeconds - lastTime
+        var a: Double
+        var b: Double
+        if (ref == null || ref.size != q.size || dt <= 0.0 || dt > shapeFilter.maxGap) {
+            pose.reset()
+            shapeFilter.reset()
+            ref = DoubleArray(q.size) { q[it] / size }
+            a = size
+            b = 0.0
+        } else {
+            var norm = 0.0
+            var dot = 0.0
+            var cross = 0.0
+            for (i in 0 until n) {
+                val rx = ref[2 * i]
+                val ry = ref[2 * i + 1]
+                norm += rx * rx + ry * ry
+                dot += rx * q[2 * i] + ry * q[2 * i + 1]
+                cross += rx * q[2 * i + 1] - ry * q[2 * i]
+            }
+            a = dot / norm
+            b = cross / norm
+        }
+        val det = a * a + b * b
+        val local = FloatArray(q.size) { // q through the inverse similarity
+            val x = q[it - it % 2]
+            val y = q[it - it % 2 + 1]
+            (if (it % 2 == 0) (a * x + b * y) / det else (a * y - b * x) / det).toFloat()
+        }
+        val p = pose.filter(floatArrayOf(cx.toFloat(), cy.toFloat(), a.toFloat(), b.toFloat()), timeSeconds, size)
+        val smoothed = shapeFilter.filter(local, timeSeconds, 1.0)
+        shape = DoubleArray(smoothed.size) { smoothed[it].toDouble() }
+        lastTime = timeSeconds
+        a = p[2].toDouble()
+        b = p[3].toDouble()
+        return FloatArray(values.size) {
+            val x = smoothed[it - it % 2].toDouble()
+            val y = smoothed[it - it % 2 + 1].toDouble()
+            (if (it % 2 == 0) p[0] + a * x - b * y else p[1] + b * x + a * y).toFloat()
+        }
+    }
+
+    companion object {
+        /** The pose filter's constants (tracker.py POSE_EURO), chosen on validation clips (benchmarks/tracking). */
+        const val POSE_MIN_CUTOFF = 0.25
+        const val POSE_BETA = 700.0
+        const val POSE_D_CUTOFF = 1.0
     }
 }

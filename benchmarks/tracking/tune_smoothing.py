@@ -1,0 +1,233 @@
+"""Choose the tracker's smoothing on validation clips: record once, search offline.
+
+Smoothing never changes the crops (the next crop comes from the unsmoothed points), so the raw tracked points of
+every clip frame are recorded once, with the ground truth and the detector-crop NME of the same frames, and every
+smoothing design is then scored offline in numpy on exactly what the tracker would have shown.
+
+Clips: the validation faces of a prepared folder (never the test split), each as the bench's pan-and-zoom clip
+(edgekd.bench.video.render_clip) and as its still clip with camera noise (render_still), tracked as the bench
+tracks them (edgekd.bench.video.TRACKING, one thread). Criterion: the lowest still-clip jitter (mean frame-to-frame
+motion of the shown points, % of the inter-ocular distance) among the designs whose smoothed NME on the moving
+clips is at most the detector crops' NME on the same frames.
+
+    .venv/bin/python benchmarks/tracking/tune_smoothing.py models/300w/student_qat_int8.tflite \\
+        --root /work/shared/data/300w --prepared /work/runs/data/300w-128 --record /tmp/tracking/record.npz
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+FPS = 30.0
+
+
+# --- recording ------------------------------------------------------------------------------------------------------
+def record(model_path: Path, root: Path, prepared: Path, out: Path, limit: int | None = None) -> None:
+    """Per validation face: the moving clip's raw and (current) smoothed tracked points, landmark-box side, truth
+    and detector-crop NME per frame; the still clip's raw points, side and truth. NaN where the track lost the face."""
+    from edgekd.bench.config import BenchConfig
+    from edgekd.bench.latency import on_threads
+    from edgekd.bench.runner import _read_samples
+    from edgekd.bench.video import (CLIP, TRACKING, AnnotatedFace, detect_clip, render_clip, render_still,
+                                    track_clip)
+    from edgekd.core.crop import CropSpec
+    from edgekd.core.imageio import load_image
+    from edgekd.core.metrics import nme
+    from edgekd.runtime.blazeface import open_detector
+    from edgekd.runtime.model import LandmarkModel
+    from edgekd.runtime.predictor import Predictor
+    from edgekd.runtime.tracker import FaceTracker
+
+    cfg = BenchConfig(models=[str(model_path)], data=str(root), prepared=str(prepared), split="val", limit=limit,
+                      progress=False)
+    samples, _ = _read_samples(cfg)
+    frames = CLIP["frames"]
+    rec = {k: [] for k in ("raw", "smoothed", "side", "truth", "det_nme", "still_raw", "still_side", "still_truth")}
+    nan = np.full((cfg.scheme.num_points, 2), np.nan)
+
+    def points(faces, attr):
+        return np.stack([nan if f is None else np.asarray(getattr(f, attr), np.float64) for f in faces])
+
+    def sides(faces):
+        return np.array([np.nan if f is None else CropSpec.box_from_points(f.raw_points)[2] for f in faces])
+
+    t0 = time.time()
+    with LandmarkModel(model_path) as base, open_detector() as detector, on_threads(base, 1) as model:
+        predictor = Predictor(model, AnnotatedFace(detector))
+        for k, s in enumerate(samples):
+            image = load_image(s)
+            clip, truth = render_clip(image, s.points, frames)
+            tracked, _ = track_clip(FaceTracker(predictor, **TRACKING), clip, truth)
+            detected, _ = detect_clip(predictor, clip, truth)
+            rec["raw"].append(points(tracked, "raw_points"))
+            rec["smoothed"].append(points(tracked, "points"))
+            rec["side"].append(sides(tracked))
+            rec["truth"].append(np.stack(truth))
+            rec["det_nme"].append([nme(None if f is None else f.points, p, cfg.scheme)
+                                   for f, p in zip(detected, truth)])
+            still = render_still(image, frames, k)
+            tracked, _ = track_clip(FaceTracker(predictor, **TRACKING), still, [s.points] * frames)
+            rec["still_raw"].append(points(tracked, "raw_points"))
+            rec["still_side"].append(sides(tracked))
+            rec["still_truth"].append(np.asarray(s.points, np.float64))
+            if k % 20 == 0:
+                print(f"{k + 1}/{len(samples)} faces, {time.time() - t0:.0f} s", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, ids=np.array([s.id for s in samples]), nme_pair=np.array(cfg.scheme.nme_pair),
+             **{k: np.asarray(v, np.float64) for k, v in rec.items()})
+
+
+# --- the filters, offline: arrays of clips (C, F, N, 2), one filter per clip, frames 1 / FPS apart ------------------
+def _alpha(cutoff, dt: float = 1.0 / FPS):
+    return 1.0 / (1.0 + 1.0 / (2.0 * math.pi * cutoff) / dt)
+
+
+class OneEuro:
+    """tracker.OneEuroFilter over a batch of clips at once (values (C, D), size (C,)); min_cutoff inf: no smoothing."""
+
+    def __init__(self, min_cutoff: float, beta: float, d_cutoff: float):
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self.last = self.speed = None
+
+    def __call__(self, x: np.ndarray, size) -> np.ndarray:
+        if math.isinf(self.min_cutoff):
+            return x
+        if self.last is None:
+            self.last, self.speed = x.copy(), np.zeros_like(x)
+            return x
+        dt = 1.0 / FPS
+        a_d = _alpha(self.d_cutoff)
+        self.speed = a_d * (x - self.last) / dt + (1.0 - a_d) * self.speed
+        a = _alpha(self.min_cutoff + self.beta * np.abs(self.speed) / np.asarray(size)[:, None], dt)
+        self.last = a * x + (1.0 - a) * self.last
+        return self.last
+
+
+def one_euro(points: np.ndarray, sides: np.ndarray, min_cutoff, beta, d_cutoff) -> np.ndarray:
+    """The plain design: every coordinate through one One Euro filter, speeds per landmark-box side."""
+    c, f = points.shape[:2]
+    flt, out = OneEuro(min_cutoff, beta, d_cutoff), np.empty_like(points)
+    for k in range(f):
+        out[:, k] = flt(points[:, k].reshape(c, -1), sides[:, k]).reshape(points[:, k].shape)
+    return out
+
+
+def pose_shape(points: np.ndarray, sides: np.ndarray, pose: tuple, shape: tuple) -> np.ndarray:
+    """The decomposed design (tracker.PoseShapeFilter): each frame's points = centre + similarity (a, b) applied to
+    a shape in the face's own frame, fitted to the previous smoothed shape (on the first frame the shape is the
+    points less their centre over the box side, a = side, b = 0). The pose (cx, cy, a, b: pixels, speeds per box side)
+    and the shape (box sides) go through their own One Euro filters."""
+    c, f, n = points.shape[:3]
+    fp, fs, out = OneEuro(*pose), OneEuro(*shape), np.empty_like(points)
+    ref = None
+    for k in range(f):
+        p = points[:, k]
+        centre = p.mean(1)
+        q = p - centre[:, None]
+        if ref is None:
+            a, b = sides[:, k].copy(), np.zeros(c)
+            ref = q / a[:, None, None]
+        else:
+            norm = (ref ** 2).sum((1, 2))
+            a = (ref * q).sum((1, 2)) / norm
+            b = (ref[..., 0] * q[..., 1] - ref[..., 1] * q[..., 0]).sum(1) / norm
+        det = a ** 2 + b ** 2
+        # the shape: q through the inverse similarity [[a, b], [-b, a]] / (a^2 + b^2)
+        s = np.stack([a[:, None] * q[..., 0] + b[:, None] * q[..., 1],
+                      -b[:, None] * q[..., 0] + a[:, None] * q[..., 1]], -1) / det[:, None, None]
+        cx, cy, a, b = fp(np.stack([centre[:, 0], centre[:, 1], a, b], 1), sides[:, k]).T
+        ref = fs(s.reshape(c, -1), np.ones(c)).reshape(c, n, 2)
+        out[:, k] = np.stack([cx[:, None] + a[:, None] * ref[..., 0] - b[:, None] * ref[..., 1],
+                              cy[:, None] + b[:, None] * ref[..., 0] + a[:, None] * ref[..., 1]], -1)
+    return out
+
+
+# --- the search -----------------------------------------------------------------------------------------------------
+OLD = (0.5, 30.0, 2.0)  # the One Euro constants before this search (and the shape filter's, see below)
+PLAIN_GRID = {"min_cutoff": (0.25, 0.5, 1.0, 2.0, 4.0), "beta": (10.0, 30.0, 100.0, 300.0, 1000.0),
+              "d_cutoff": (1.0, 2.0, 4.0)}
+POSE_GRID = {"min_cutoff": (0.25, 0.5, 1.0, 2.0), "beta": (100.0, 200.0, 300.0, 500.0, 700.0, 1000.0, 2000.0, 3000.0),
+             "d_cutoff": (1.0, 2.0, 4.0)}
+
+
+def evaluate(rec) -> tuple[dict, callable]:
+    """The recorded clips' reference figures and a scorer: design -> (smoothed NME %, still jitter %), where NME is
+    the mean over the moving clips' frames where tracking and detector crops both found the face."""
+    a, b = rec["nme_pair"]
+    truth, still_truth = rec["truth"], rec["still_truth"]
+    iod = np.linalg.norm(truth[..., a, :] - truth[..., b, :], axis=-1)
+    still_iod = np.linalg.norm(still_truth[:, a] - still_truth[:, b], axis=-1)
+    both = np.isfinite(rec["det_nme"]) & np.isfinite(rec["raw"][..., 0, 0])
+
+    def nme(p):
+        return float(100 * (np.linalg.norm(p - truth, axis=-1).mean(-1) / iod)[both].mean())
+
+    def jitter(p):
+        step = np.linalg.norm(np.diff(p, axis=1), axis=-1).mean(-1) / still_iod[:, None]
+        return float(100 * np.nanmean(step))
+
+    def score(design):
+        return nme(design(rec["raw"], rec["side"])), jitter(design(rec["still_raw"], rec["still_side"]))
+
+    pairs = np.isfinite(np.diff(rec["still_raw"][..., 0, 0], axis=1))
+    ref = {"frames": int(both.sum()), "still_frame_pairs": int(pairs.sum()),
+           "detector_nme": float(100 * rec["det_nme"][both].mean()), "raw_nme": nme(rec["raw"]),
+           "raw_jitter": jitter(rec["still_raw"]), "recorded_smoothed_nme": nme(rec["smoothed"])}
+    return ref, score
+
+
+def search(rec) -> dict:
+    ref, score = evaluate(rec)
+    rows = []
+    for mc, beta, dc in itertools.product(*PLAIN_GRID.values()):
+        nme, jit = score(lambda p, s: one_euro(p, s, mc, beta, dc))
+        rows.append({"design": "one_euro", "constants": [mc, beta, dc], "nme": nme, "jitter": jit})
+    for mc, beta, dc in itertools.product(*POSE_GRID.values()):
+        nme, jit = score(lambda p, s: pose_shape(p, s, (mc, beta, dc), OLD))
+        rows.append({"design": "pose_shape", "pose": [mc, beta, dc], "shape": list(OLD), "nme": nme, "jitter": jit})
+    old = next(r for r in rows if r["design"] == "one_euro" and r["constants"] == list(OLD))
+    for r in rows:
+        r["lag"] = r["nme"] - ref["raw_nme"]
+    feasible = [r for r in rows if r["nme"] <= ref["detector_nme"]]
+    rule = "smoothed NME <= detector NME"
+    if not feasible:  # smoothing cannot undo the tracked crops' own error: at least smoothing must cost nothing
+        feasible, rule = [r for r in rows if r["nme"] <= ref["raw_nme"]], "smoothed NME <= raw tracked NME (fallback)"
+    chosen = min(feasible, key=lambda r: r["jitter"])
+    return {"reference": ref, "old": old, "rule": rule, "chosen": chosen, "feasible": len(feasible), "grid": rows}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", type=Path)
+    ap.add_argument("--root", type=Path, required=True, help="the 300-W dataset as downloaded (read only)")
+    ap.add_argument("--prepared", type=Path, required=True, help="the prepared folder whose val/faces.json to use")
+    ap.add_argument("--record", type=Path, default=Path("/tmp/tracking/record.npz"),
+                    help="the recording (made when missing; never commit it)")
+    ap.add_argument("--out", type=Path, default=HERE / "smoothing.json")
+    args = ap.parse_args(argv)
+    if not args.record.is_file():
+        record(args.model, args.root, args.prepared, args.record)
+    rec = dict(np.load(args.record))
+    result = search(rec)
+    result = {"model": str(args.model), "clips": f"{len(rec['ids'])} validation faces of {args.prepared}, "
+              "each as the bench's pan-and-zoom clip and as a still clip with camera noise",
+              "units": "NME: % of the inter-ocular distance, mean over moving-clip frames; jitter: mean "
+                       "frame-to-frame motion of the points on the still clips, % of the inter-ocular distance; "
+                       "lag: smoothed minus raw tracked NME; constants: [min_cutoff Hz, beta, d_cutoff Hz]",
+              **result}
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    ref, c, old = result["reference"], result["chosen"], result["old"]
+    print(f"detector {ref['detector_nme']:.3f} %, raw tracked {ref['raw_nme']:.3f} % (jitter "
+          f"{ref['raw_jitter']:.3f} %); old filter {old['nme']:.3f} % (jitter {old['jitter']:.3f} %); "
+          f"chosen by {result['rule']}: {c}")
+
+
+if __name__ == "__main__":
+    main()
