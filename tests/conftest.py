@@ -11,6 +11,21 @@ import edgekd  # noqa: F401  (sets TF_USE_LEGACY_KERAS before any test imports T
 
 REPO = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one test process per core (pytest-xdist): each TensorFlow op on one thread, so the processes
+    # do not fight over the cores (set before TensorFlow loads; the processes tests start inherit it)
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+
+# The files that take longest, started first: pytest-xdist hands out whole files (--dist loadfile) in collection
+# order, so a long file collected last would run alone at the end while the other cores idle
+LONGEST_FIRST = ("test_distributed.py", "test_train.py", "test_recipe.py", "test_export.py", "test_bad_input.py",
+                 "test_bench.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept
+
 
 def _data_root() -> Path:
     root = Path(os.environ.get("EDGEKD_DATA", REPO.parent / "shared" / "data"))

@@ -14,7 +14,7 @@ runs the detector on overlapping tiles, which finds all 16 (see ``open_detector`
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -60,21 +60,28 @@ class BlazeFace:
     """``detect(rgb_uint8) -> list[Detection]``, best score first, like FaceDetector; buffers are reused."""
 
     def __init__(self, detector: str = "short-range", min_score: float = 0.5, min_suppression: float = 0.3,
-                 num_threads: int = 1):
+                 num_threads: int = 1, path=None):
+        """``path``: another .tflite with ``detector``'s input size and anchors (a requantized copy, say) in place
+        of the spec's file; a model with int8 input and outputs is fed and read through its quantization."""
         if detector not in SPECS:
             raise ModelError(f"detector {detector!r}: expected one of {', '.join(SPECS)}")
-        self.spec = SPECS[detector]
+        self.spec = SPECS[detector] if path is None else replace(SPECS[detector], path=path)
         self.min_score, self.min_suppression = float(min_score), float(min_suppression)
         self.interp, label = make_interpreter(content=check_asset(self.spec.path), num_threads=num_threads)
         self._in = self.interp.get_input_details()[0]
         outs = sorted(self.interp.get_output_details(), key=lambda d: -int(d["shape"][-1]))
         self._boxes, self._scores = outs[0]["index"], outs[1]["index"]
+        self._dequant = [_dequantizer(d) for d in outs[:2]]
         self.anchors = self.spec.anchors()
         if int(outs[0]["shape"][1]) != len(self.anchors):
             raise ModelError(f"{self.spec.path}: {outs[0]['shape'][1]} boxes, expected {len(self.anchors)} anchors")
         s = self.spec.input_size
         self._u8 = np.empty((s, s, 3), np.uint8)
-        self._x = np.empty((1, s, s, 3), np.float32)
+        self._x = np.empty((1, s, s, 3), self._in["dtype"])
+        # an integer input: pixel -> quantized value through a 256-entry table, the float path's [-1, 1] value
+        # quantized as the model's own QUANTIZE would, without a float image in between
+        self._lut = None if self._x.dtype == np.float32 else _quantize(
+            np.arange(256, dtype=np.uint8) * np.float32(2.0 / 255.0) - np.float32(1.0), self._in)
         self.name = f"{self.spec.name} ({label})"
         self.last_ms = float("nan")
 
@@ -88,11 +95,16 @@ class BlazeFace:
         m = np.array([[k, 0.0, -k * left], [0.0, k, -k * top]])
         cv2.warpAffine(image, m, self._u8.shape[1::-1], dst=self._u8, flags=cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        np.multiply(self._u8, np.float32(2.0 / 255.0), out=self._x[0])
-        self._x -= 1.0
+        if self._lut is None:
+            np.multiply(self._u8, np.float32(2.0 / 255.0), out=self._x[0])
+            self._x -= 1.0
+        else:
+            np.take(self._lut, self._u8, out=self._x[0])
         self.interp.set_tensor(self._in["index"], self._x)
         self.interp.invoke()
-        found = self._decode(self.interp.get_tensor(self._boxes)[0], self.interp.get_tensor(self._scores)[0, :, 0])
+        boxes, scores = self._dequant
+        found = self._decode(boxes(self.interp.get_tensor(self._boxes)[0]),
+                             scores(self.interp.get_tensor(self._scores)[0, :, 0]))
         out = [Detection((left + b[0] * side, top + b[1] * side, (b[2] - b[0]) * side, (b[3] - b[1]) * side),
                          float(score), np.stack([left + kp[:, 0] * side, top + kp[:, 1] * side], 1).astype(np.float32))
                for b, score, kp in found]
@@ -123,6 +135,21 @@ class BlazeFace:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Float values -> the integer type of tensor ``detail`` through its (scale, zero point)."""
+    scale, zero = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(x / np.float32(scale)) + zero, info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantizer(detail: dict):
+    """The float values of output ``detail``: itself when float, (q - zero point) * scale when integer."""
+    if detail["dtype"] == np.float32:
+        return lambda q: q
+    scale, zero = np.float32(detail["quantization"][0]), np.float32(detail["quantization"][1])
+    return lambda q: (q.astype(np.float32) - zero) * scale
 
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray, threshold: float):
