@@ -151,7 +151,7 @@ def run(prepared_dir, run_dir, recipe: Recipe, resume: bool = False, progress: b
         started = (stage_dir / "last.h5").is_file() or (stage_dir / "config.json").is_file()
         summary = train(prepared_dir, run_dir, cfg, resume=resume and started, later_epochs=later, name=stage.name)
         if cluster is not None:  # the next stage starts from the files the chief has just finished writing
-            distributed.barrier(f"{stage.name}", stage_dir)
+            distributed.barrier(stage.name, stage_dir)
         results[stage.name] = {**summary, "stage_seconds": stage_seconds(stage_dir)}
         keras.backend.clear_session()  # free the finished stage's graphs before the next one
     if not chief:  # the chief records the run (summary.json)

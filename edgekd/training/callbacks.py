@@ -249,10 +249,9 @@ class WeightAverage(keras.callbacks.Callback):
 
 class ProgressReport(keras.callbacks.Callback):
     """The tqdm bar of an epoch's steps (on a terminal; a log file gets only the epoch lines, not a bar redrawn at
-    every step), and after the epoch end one console line: losses, validation NME, the best
-    so far, times and the ETA of the stage (and of the run: ``later_epochs``, the epochs of the stages a recipe runs
-    after this one, in this stage's epoch units). Custom: Keras's ProgbarLogger prints its own lines and no ETA
-    beyond the epoch."""
+    every step), and after the epoch end one console line: losses, validation NME, the best so far, times and the
+    ETA of the stage (and of the run: ``later_epochs``, the epochs of the stages a recipe runs after this one, in
+    this stage's epoch units). Custom: Keras's ProgbarLogger prints its own lines and no ETA beyond the epoch."""
 
     def __init__(self, name: str, monitor: str, log: EpochLog, later_epochs: float = 0.0):
         super().__init__()

@@ -38,16 +38,18 @@ FORMAT = "edgekd-teacher-targets-1"
 
 def teacher_outputs(model, data, split: str = "train", flip: bool = False, batch_size: int = 64) -> np.ndarray:
     """A network's predictions (M, N, 2) on a split's canonical crops, in box coordinates (``to_box``); with
-    ``flip``, averaged with its predictions on the mirrored crops (mirrored back and relabelled left/right)."""
+    ``flip``, flip-averaged by the Distiller's own function (``trainers.teach``), so a cached teacher and an online
+    one average the mirror the same way."""
+    import tensorflow as tf  # here: train.py imports this module without TensorFlow (`edgekd train --help`)
+
+    from edgekd.training.trainers import teach  # with TensorFlow, for the same reason
+
     images, _ = data.arrays(split)
-    x = images.astype(np.float32) / 255.0
-    size, n = data.input_size, data.num_points
-    pred = data.crop.denormalize(model.predict(x, batch_size=batch_size, verbose=0)).reshape(len(x), n, 2)
-    if flip:
-        mirrored = data.crop.denormalize(model.predict(np.ascontiguousarray(x[:, :, ::-1]), batch_size=batch_size,
-                                                       verbose=0)).reshape(len(x), n, 2)
-        pred = 0.5 * (pred + np.stack([data.scheme.flip(p, size) for p in mirrored]))
-    return to_box(data.crop.normalize(pred), size)
+    permutation = list(data.scheme.flip_permutation) if flip else None
+    out = [teach(model, tf.constant(images[i:i + batch_size], tf.float32) / 255.0, permutation).numpy()
+           for i in range(0, len(images), batch_size)]
+    pred = np.concatenate(out) if out else np.zeros((0, 2 * data.num_points), np.float32)
+    return to_box(pred.reshape(len(images), data.num_points, 2), data.input_size)
 
 
 def face_ids(data) -> list[str]:

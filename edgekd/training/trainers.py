@@ -67,7 +67,10 @@ class Ensemble(keras.Model):
 
 def teach(teacher, images, flip_permutation=None):
     """A frozen network's output, without gradient; with a flip permutation, averaged with its output on the
-    mirrored image (two passes: a teacher at its test-time flip average, which is better than one pass)."""
+    mirrored image (two passes: a teacher at its test-time flip average, which is better than one pass).
+
+    The one flip average of training: online teachers and cached ones (teacher_targets.teacher_outputs) both take
+    it; the runtime's Predictor averages the same way on image pixels, without TensorFlow."""
     out = teacher(images, training=False)
     if flip_permutation is not None:
         mirrored = teacher(tf.reverse(images, axis=[2]), training=False)
