@@ -21,7 +21,7 @@ from edgekd.core.schemes import get_scheme
 from edgekd.runtime.blazeface import open_detector
 from edgekd.runtime.model import LandmarkModel
 
-TTA = ("none", "flip")  # test-time augmentation: flip = flip averaging (Predictor(flip=True))
+TTA = ("none", "flip")  # test-time augmentation: flip averages each face with its mirror (Predictor(flip=True))
 MAX_REFINE = 3  # re-crops from the predicted points (Predictor(refine=N)); validation: 1 pass -0.07, 2 passes -0.12
 
 
