@@ -19,6 +19,7 @@ from edgekd.recipes import runner
 from edgekd.core.checkpoint import LAST, checkpoint_info, load_model
 from edgekd.cli.main import main
 from edgekd.core.errors import EdgekdError
+from edgekd.core.fileio import OUTPUT_MARKER
 
 STAGE_FILES = {"config.json", "model_info.json", "log.csv", "best.h5", "last.h5", "summary.json"}
 TINY_SETTINGS = {"batch_size": 8, "alpha": 0.35, "steps_per_epoch": 2, "bn_recalibration_samples": 8,
@@ -118,8 +119,16 @@ def test_mini_recipe_runs_every_stage_in_order_with_its_settings(mini_run, mini_
 
 def test_a_kill_in_the_middle_stage_resumes_to_the_same_weights(mini_run, mini_file, tiny_prepared, tmp_path,
                                                                 monkeypatch):
+    """The finished stages of another run with the same settings are skipped (here copied in: how a second seed of
+    the student shares one warm start and one pair of teachers); a kill after the Tolerant teacher's first epoch,
+    then --resume, ends with the uninterrupted run's weights."""
+    import shutil
+
     reference, _ = mini_run
     run = tmp_path / "run"
+    for stage in ("warmup", "tough"):
+        shutil.copytree(reference / stage, run / stage)
+    shutil.copy(reference / OUTPUT_MARKER, run / OUTPUT_MARKER)  # the folder is `edgekd train`'s
     loaded = recipes.load(mini_file, ["student.epochs=3"])
     original = train_module.save_checkpoint
 
@@ -129,9 +138,13 @@ def test_a_kill_in_the_middle_stage_resumes_to_the_same_weights(mini_run, mini_f
             raise KeyboardInterrupt  # as a kill after the tolerant stage's first epoch was saved
 
     monkeypatch.setattr(train_module, "save_checkpoint", killed)
+    first = []
     with pytest.raises(KeyboardInterrupt):
-        runner.run(tiny_prepared, run, loaded, progress=False, echo=lambda *_: None)
+        runner.run(tiny_prepared, run, loaded, progress=False, echo=first.append)
     monkeypatch.setattr(train_module, "save_checkpoint", original)
+    skipped = [f"warmup: already trained ({run / 'warmup' / 'summary.json'}), skipped",
+               f"tough: already trained ({run / 'tough' / 'summary.json'}), skipped"]
+    assert first[:2] == skipped
     assert not (run / "tolerant" / "summary.json").exists() and (run / "tolerant" / LAST).is_file()
     with pytest.raises(EdgekdError, match="pass --resume"):
         runner.run(tiny_prepared, run, loaded, progress=False, echo=lambda *_: None)
@@ -141,8 +154,7 @@ def test_a_kill_in_the_middle_stage_resumes_to_the_same_weights(mini_run, mini_f
         runner.run(tiny_prepared, run, recipes.load(mini_file, ["seed=1"]), progress=False)
     lines = []
     runner.run(tiny_prepared, run, loaded, resume=True, progress=False, echo=lines.append)
-    assert lines[:2] == [f"warmup: already trained ({run / 'warmup' / 'summary.json'}), skipped",
-                         f"tough: already trained ({run / 'tough' / 'summary.json'}), skipped"]
+    assert lines[:2] == skipped
     assert json.loads((run / "tolerant" / "config.json").read_text())["resumed_from_epoch"] == 1
     for stage in ("tolerant", "student"):
         for got, want in zip(_kernels(run / stage / "best.h5"), _kernels(reference / stage / "best.h5")):
@@ -181,9 +193,21 @@ def test_options_given_with_a_recipe_override_every_stage(tiny_prepared, mini_fi
     assert result.exit_code == 2 and "--init-from: a recipe's stages start from each other" in result.output
 
 
-def test_dry_run_projects_every_stage_from_real_steps(tiny_prepared, mini_file):
-    rows = runner.project(tiny_prepared, recipes.load(mini_file, ["student.epochs=3"]), timed_steps=1)
+def test_dry_run_projects_every_stage_from_real_steps(tiny_prepared, mini_file, monkeypatch):
+    """Each stage is timed on its own network (a teacher stage on the teacher's), and a network is timed once: here
+    the teachers have dropout, so the warm start and the student share one plain step, the two teachers another."""
+    import edgekd.training.projection as projection
+
+    loaded = recipes.load(mini_file, ["student.epochs=3", "dropout=0.1"])
+    built, build_stage = [], projection.build_stage
+    monkeypatch.setattr(projection, "build_stage", lambda cfg, *a: built.append(cfg.network()) or build_stage(cfg, *a))
+    rows = runner.project(tiny_prepared, loaded, timed_steps=1)
     assert [r["stage"] for r in rows] == ["warmup", "tough", "tolerant", "student", "export"]
+    student_net, teacher_net = (loaded.train_config(loaded.stage(s), ".").network() for s in ("warmup", "tough"))
+    assert teacher_net.dropout == 0.1 and student_net.dropout == 0.0
+    assert built == [student_net, teacher_net, student_net]  # the student's net again: its KD step with stand-ins
+    plain = [r["plain_seconds_per_step"] for r in rows[:4]]
+    assert plain[0] == plain[3] and plain[1] == plain[2]
     student = rows[3]
     assert student["steps"] == 3 * 2 and student["plain_seconds_per_step"] > 0
     assert student["projected_seconds"] == round(1.15 * student["seconds_per_step"] * 6)

@@ -10,57 +10,41 @@ path: fine-tuning, ``recipes/finetune.yaml``), or from scratch:
   student    the KD student: KD-Loss with the stages named ``tough`` and ``tolerant`` as its teachers
   export     the .tflite files of the stage it starts from (``modes``: float32 and/or qat, the int8 export)
 
-Keys are the fields of ``training.config.TrainConfig`` (training stages; ``kd`` holds ``losses.KDLossConfig``'s) and of
-``export.ExportConfig`` (export stages), spelled as there, so a recipe, a run's config.json and the Python API say
-the same thing in the same words. The shipped recipes live in ``edgekd/recipes/``; a user copies one to change it.
+Keys are the fields of ``training.config.TrainConfig`` (training stages; ``kd`` holds ``losses.KDLossConfig``'s)
+and of ``export.ExportConfig`` (export stages), spelled as there, so a recipe, a run's config.json and the Python API
+say the same thing in the same words (``recipes.schema`` lists them and checks each value's type). The shipped
+recipes live in ``edgekd/recipes/``; a user copies one to change it.
 
 Command-line overrides ``KEY=VALUE`` (every stage that has the key) or ``STAGE.KEY=VALUE`` (one stage; ``kd.main``
-and ``STAGE.kd.main`` for KD-Loss's constants, ``STAGE.from=PATH`` for where a stage starts) win over the file and are recorded in the run (``recipe.json``).
-``control=true`` turns the recipe into its plain control: the same stages and student steps without the teachers'
-terms (the teacher stages are left out, each KD student becomes a plain student named ``<name>-control``, and the
-stages downstream of it follow, renamed the same way), so one switch measures what the teachers add.
+and ``STAGE.kd.main`` for KD-Loss's constants, ``STAGE.from=PATH`` for where a stage starts) win over the file and
+are recorded in the run (``recipe.json``). ``control=true`` turns the recipe into its plain control: the same stages
+and student steps without the teachers' terms (the teacher stages are left out, each KD student becomes a plain
+student named ``<name>-control``, and the stages downstream of it follow, renamed the same way), so one switch
+measures what the teachers add.
 
-This module reads and checks a recipe (the Recipe and Stage model, ``load``, ``as_control``, ``stage_config``);
-``recipes.runner`` runs one (``run``, the export stage, the dry run), so reading a recipe does not import the trainer.
+This module reads a recipe (the Recipe and Stage model, ``load``, ``as_control``, ``stage_config``) and checks its
+stage graph; ``recipes.runner`` runs one (``run``, the export stage, the dry run), so reading a recipe does not
+import the trainer.
 """
 from __future__ import annotations
 
 import hashlib
 import re
-import typing
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
 
 from edgekd.core.checkpoint import BEST
-from edgekd.core.errors import EdgekdError, check_range
+from edgekd.core.errors import EdgekdError
 from edgekd.models.losses import KDLossConfig
+from edgekd.recipes.schema import (EXPORT_KEYS, KD_KEYS, KINDS, MODEL_SUFFIXES, STAGE_KEYS, TRAIN_KEYS, RecipeError,
+                                   UniqueKeyLoader, check_export_settings, check_keys, checked_settings, typed)
 from edgekd.training.config import TrainConfig
-from edgekd.training.qat import QAT_SCHEDULES, QAT_TARGETS
 
 RECIPES_DIR = Path(__file__).parent
 DEFAULT_RECIPE = "default"
 PACKAGE_PREFIX = "edgekd/recipes/"  # how a run records a shipped recipe's file
-TRAIN_KINDS = ("baseline", "tough", "tolerant", "student")
-KINDS = (*TRAIN_KINDS, "export")
-EXPORT_MODES = ("float32", "qat")
-STAGE_KEYS = ("kind", "from")
-MODEL_SUFFIXES = (".h5", ".keras", ".tflite")  # a ``from`` with one of these is a model file, not a stage
-# TrainConfig fields a recipe does not set: the runner fills them from the stage graph (stage, init_from,
-# teachers_dir), the file's name (recipe) or the command line (progress); cached teacher targets are a single-stage
-# tool (`edgekd data teach`), not part of a recipe
-TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig)
-                   if f.name not in ("stage", "recipe", "init_from", "teachers_dir", "teacher_targets", "progress"))
-EXPORT_KEYS = ("modes", "calibration_samples", "qat_epochs", "qat_steps_per_epoch", "qat_learning_rate",
-               "qat_schedule", "qat_target", "float_head", "tolerance", "allow_degradation", "seed")
-KD_KEYS = tuple(f.name for f in fields(KDLossConfig))
-
-
-class RecipeError(EdgekdError):
-    """A recipe file or override that cannot be run; the message names the file and key."""
-
-
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -136,21 +120,6 @@ def stage_config(name_or_file=DEFAULT_RECIPE, stage: str = "baseline", **given) 
     return TrainConfig(stage=stage, recipe=recipe.name, kd=KDLossConfig(**kd), **{**settings, **given})
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last one silently: a
-    second ``tough:`` block would replace the first)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
-                                                        key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
@@ -159,7 +128,7 @@ def load(name_or_file, overrides=(), control: bool = False) -> Recipe:
     path = recipe_path(name_or_file)
     raw_bytes = path.read_bytes()
     try:
-        raw = yaml.load(raw_bytes, Loader=_UniqueKeyLoader)  # noqa: S506  (a SafeLoader subclass)
+        raw = yaml.load(raw_bytes, Loader=UniqueKeyLoader)  # noqa: S506  (a SafeLoader subclass)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -167,13 +136,13 @@ def load(name_or_file, overrides=(), control: bool = False) -> Recipe:
     name = path.stem
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: expected a mapping with input_size, settings and stages")
-    _keys(path, "", raw, ("description", "input_size", "settings", "stages"), required=("input_size", "stages"))
-    input_size = _typed(path, "input_size", raw["input_size"], int)
+    check_keys(path, "", raw, ("description", "input_size", "settings", "stages"), required=("input_size", "stages"))
+    input_size = typed(path, "input_size", raw["input_size"], int)
     shared = raw.get("settings") or {}
     if not isinstance(shared, dict):
         raise RecipeError(f"{path}: settings: expected a mapping of training settings")
-    _keys(path, "settings.", shared, TRAIN_KEYS)
-    checked_shared = _checked_settings(path, Stage("settings", "baseline", None, dict(shared)), where="settings")
+    check_keys(path, "settings.", shared, TRAIN_KEYS)
+    checked_shared = checked_settings(path, "settings", "baseline", dict(shared))
     stages_raw = raw["stages"]
     if not isinstance(stages_raw, dict) or not stages_raw:
         raise RecipeError(f"{path}: stages: expected a mapping of stage names to their settings, in order")
@@ -193,12 +162,12 @@ def load(name_or_file, overrides=(), control: bool = False) -> Recipe:
         if kind not in KINDS:
             raise RecipeError(f"{path}: {where}.kind: {kind!r}; expected one of {', '.join(KINDS)}")
         allowed = (*STAGE_KEYS, *(EXPORT_KEYS if kind == "export" else TRAIN_KEYS))
-        _keys(path, where + ".", body, allowed)
+        check_keys(path, where + ".", body, allowed)
         own = {k: v for k, v in body.items() if k not in STAGE_KEYS}
         settings = own if kind == "export" else {**_merge_kd(shared, own)}
         stages.append(Stage(str(stage_name), kind, body.get("from"), settings))
     stages = _apply_overrides(path, stages, overrides)
-    stages = [Stage(s.name, s.kind, s.start, _checked_settings(path, s)) for s in stages]
+    stages = [replace(s, settings=checked_settings(path, f"stages.{s.name}", s.kind, s.settings)) for s in stages]
     recipe = Recipe(name, _source(path), hashlib.sha256(raw_bytes).hexdigest(), input_size,
                     str(raw.get("description") or "").strip(), tuple(stages), overrides, settings=checked_shared)
     _check_graph(path, recipe)
@@ -217,7 +186,7 @@ def _pop_control(path: Path, overrides) -> bool:
     for o in overrides:
         key, _, value = o.partition("=")
         if key.strip() == "control":
-            return bool(_typed(path, "control (override)", yaml.safe_load(value), bool))
+            return bool(typed(path, "control (override)", yaml.safe_load(value), bool))
     return False
 
 
@@ -227,81 +196,6 @@ def _merge_kd(shared: dict, own: dict) -> dict:
     if "kd" in shared or "kd" in own:
         merged["kd"] = {**(shared.get("kd") or {}), **(own.get("kd") or {})}
     return merged
-
-
-def _keys(path: Path, where: str, mapping: dict, allowed, required=()) -> None:
-    for key in mapping:
-        if key not in allowed:
-            raise RecipeError(f"{path}: {where}{key}: unknown key; expected one of {', '.join(allowed)}")
-    for key in required:
-        if key not in mapping:
-            raise RecipeError(f"{path}: {where}{key}: missing")
-
-
-def _typed(path: Path, where: str, value, kind):
-    """``value`` as ``kind`` (int, float, bool, str, list), or one line saying what was expected."""
-    if kind is float and isinstance(value, str):  # YAML 1.1 reads 5e-4 (no dot) as a string
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    ok = {int: isinstance(value, int) and not isinstance(value, bool),
-          float: isinstance(value, (int, float)) and not isinstance(value, bool),
-          bool: isinstance(value, bool), str: isinstance(value, str), list: isinstance(value, list)}[kind]
-    if not ok:
-        names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
-        raise RecipeError(f"{path}: {where}: expected {names[kind]}, got {value!r}")
-    return float(value) if kind is float else value
-
-
-_HINTS = {**typing.get_type_hints(TrainConfig), **{f"kd.{k}": v for k, v in typing.get_type_hints(KDLossConfig).items()}}
-_EXPORT_TYPES = {"modes": list, "calibration_samples": int, "qat_epochs": int, "qat_steps_per_epoch": int,
-                 "qat_learning_rate": float, "qat_schedule": str, "qat_target": str, "float_head": bool,
-                 "tolerance": float, "allow_degradation": bool, "seed": int}
-
-
-def _expected_type(key: str):
-    """(type, optional) of a training key from TrainConfig's annotations."""
-    hint = _HINTS[key]
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    base = next((a for a in args if a is not type(None)), hint) if args else hint
-    return base, optional
-
-
-def _checked_settings(path: Path, stage: Stage, where: str | None = None) -> dict:
-    where = where or f"stages.{stage.name}"
-    out = {}
-    for key, value in stage.settings.items():
-        if stage.kind == "export":
-            if key == "qat_steps_per_epoch" and value is None:
-                out[key] = value
-                continue
-            out[key] = _typed(path, f"{where}.{key}", value, _EXPORT_TYPES[key])
-            continue
-        if key == "kd":
-            if not isinstance(value, dict):
-                raise RecipeError(f"{path}: {where}.kd: expected a mapping of KD-Loss constants")
-            _keys(path, f"{where}.kd.", value, KD_KEYS)
-            out["kd"] = {k: _typed_field(path, f"{where}.kd.{k}", v, f"kd.{k}") for k, v in value.items()}
-            continue
-        out[key] = _typed_field(path, f"{where}.{key}", value, key)
-    if stage.kind == "export":
-        modes = out.get("modes", list(EXPORT_MODES))
-        bad = [m for m in modes if m not in EXPORT_MODES]
-        if not modes or bad:
-            raise RecipeError(f"{path}: {where}.modes: {modes!r}; expected a list of {', '.join(EXPORT_MODES)}")
-        out["modes"] = list(modes)
-    return out
-
-
-def _typed_field(path: Path, where: str, value, key: str):
-    base, optional = _expected_type(key)
-    if value is None and optional:
-        return None
-    if base in (int, float, bool, str):
-        return _typed(path, where, value, base)
-    return value  # list-valued fields are not set by recipes (TRAIN_KEYS leaves them out)
 
 
 def _apply_overrides(path: Path, stages: list[Stage], overrides) -> list[Stage]:
@@ -379,29 +273,12 @@ def _check_graph(path: Path, recipe: Recipe) -> None:
             raise RecipeError(f"{path}: {where}: the name is used twice")
         try:
             if stage.kind == "export":
-                _check_export_settings(stage.settings)
+                check_export_settings(stage.settings)
             else:
                 recipe.train_config(stage, ".").validate()
         except EdgekdError as e:
             raise RecipeError(f"{path}: {where}: {e}") from None
         seen[stage.name] = stage
-
-
-def _check_export_settings(settings: dict) -> None:
-    """An export stage's values, checked when the recipe is read, not after hours of training."""
-    for key, allowed in (("qat_schedule", QAT_SCHEDULES), ("qat_target", QAT_TARGETS)):
-        if key in settings and settings[key] not in allowed:
-            raise EdgekdError(f"{key} {settings[key]!r}: expected one of {', '.join(allowed)}")
-    for key, lo, integer in (("calibration_samples", 1, True), ("qat_epochs", 1, True), ("tolerance", 0, False),
-                             ("seed", 0, True)):
-        if key in settings:
-            check_range(key, settings[key], lo, integer=integer)
-    if settings.get("qat_steps_per_epoch") is not None:
-        check_range("qat_steps_per_epoch", settings["qat_steps_per_epoch"], 1, integer=True)
-    if "qat_learning_rate" in settings:
-        check_range("qat_learning_rate", settings["qat_learning_rate"], 0, lo_open=True)
-    if settings.get("float_head") and "qat" not in settings["modes"]:
-        raise EdgekdError("float_head: only with the qat mode")
 
 
 def as_control(recipe: Recipe) -> Recipe:

@@ -298,7 +298,7 @@ def project(prepared_dir, recipe: Recipe, timed_steps: int = 5) -> list[dict]:
     student priced with its teachers' forward passes; an export priced as its QAT epochs at the QAT step cost)."""
 
     data = _open_sized(prepared_dir, recipe)
-    rows, plain_step = [], {}
+    rows, plain_step, measured = [], {}, {}
     for stage in recipe.stages:
         if stage.kind == "export":
             source = recipe.stage(stage.start)
@@ -311,7 +311,7 @@ def project(prepared_dir, recipe: Recipe, timed_steps: int = 5) -> list[dict]:
                          "seconds_per_step": round(step, 3), "steps": steps, "projected_seconds": round(seconds)})
             continue
         cfg = recipe.train_config(stage, ".", progress=False)
-        row = dry_run(prepared_dir, replace(cfg, init_from=None), (cfg.stage,), timed_steps)[0]
+        row = dry_run(prepared_dir, replace(cfg, init_from=None), (cfg.stage,), timed_steps, measured)[0]
         plain_step[stage.name] = row["plain_seconds_per_step"]
         rows.append({**row, "stage": stage.name, "kind": stage.kind})
     return rows

@@ -83,25 +83,39 @@ def _stand_in_trainer(cfg: TrainConfig, data, net, steps: int):
     return make_trainer(cfg, data, net, {role: stand_in(role) for role in roles}, steps)[0]
 
 
-def dry_run(prepared_dir, cfg: TrainConfig, stages=("baseline",), timed_steps: int = 5) -> list[dict]:
+def dry_run(prepared_dir, cfg: TrainConfig, stages=("baseline",), timed_steps: int = 5,
+            measured: dict | None = None) -> list[dict]:
     """Projected time of each stage: a few real training steps of each stage's network on the prepared data (a KD
     stage with stand-in teachers as costly as its real ones), timed after warm-up, times its planned steps
-    (validation adds about 15 %). Writes nothing."""
+    (validation adds about 15 %). Writes nothing.
+
+    A plain step is timed once per network and input pipeline (``measured`` keeps them, and may be shared between
+    calls: a recipe's warm start, Tough and Tolerant teachers and its student's own step are often one network), so
+    stages that train the same network are projected from the same measurement."""
     import tf_keras as keras
 
     cfg.validate()  # before steps_per_epoch divides by --batch-size
     data = open_data(prepared_dir)
     steps = steps_per_epoch(cfg, data)
+    measured = {} if measured is None else measured
     rows = []
     for stage in stages:
         scfg = replace(cfg, stage=stage)
         scfg.validate()
-        plain_cfg = replace(scfg, stage="baseline", kd=replace(scfg.kd, teacher_blend=0.0))
-        net, trainer, _ = build_stage(plain_cfg, data, {}, steps)
-        plain = _time_steps(trainer, data, scfg, timed_steps)
-        step = plain
+        # a teacher stage times its own (teacher) network; a student or baseline its network without teachers
+        plain_cfg = replace(scfg, stage=stage if stage in ("tough", "tolerant") else "baseline",
+                            kd=replace(scfg.kd, teacher_blend=0.0))
+        key = (plain_cfg.network(), data.input_size, scfg.batch_size, scfg.augment, scfg.augment_preset,
+               scfg.strategy)
         runs_teachers = (stage == "student" and not scfg.teacher_targets) or scfg.blended_baseline
+        net = None
+        if key not in measured:
+            net, trainer, _ = build_stage(plain_cfg, data, {}, steps)
+            measured[key] = _time_steps(trainer, data, scfg, timed_steps)
+        plain = step = measured[key]
         if runs_teachers:  # timed with stand-ins: fresh networks of each teacher's architecture, as costly to run
+            if net is None:
+                net = build_stage(plain_cfg, data, {}, steps)[0]
             step = _time_steps(_stand_in_trainer(scfg, data, net, steps), data, scfg, timed_steps)
         rows.append({"stage": stage, "network": scfg.network().arch, "seconds_per_step": round(step, 3),
                      "plain_seconds_per_step": round(plain, 3),
