@@ -200,7 +200,8 @@ def test_dry_run_projects_every_stage_from_real_steps(tiny_prepared, mini_file, 
 
     loaded = recipes.load(mini_file, ["student.epochs=3", "dropout=0.1"])
     built, build_stage = [], projection.build_stage
-    monkeypatch.setattr(projection, "build_stage", lambda cfg, *a: built.append(cfg.network()) or build_stage(cfg, *a))
+    monkeypatch.setattr(projection, "build_stage",
+                        lambda cfg, *a: built.append(cfg.network()) or build_stage(cfg, *a))
     rows = runner.project(tiny_prepared, loaded, timed_steps=1)
     assert [r["stage"] for r in rows] == ["warmup", "tough", "tolerant", "student", "export"]
     student_net, teacher_net = (loaded.train_config(loaded.stage(s), ".").network() for s in ("warmup", "tough"))
