@@ -212,3 +212,19 @@ def test_quantization_table_ranks_int8_files_per_network(tmp_path, capsys):
     (tmp_path / "bad.card.json").write_text("{}")
     assert table.main([str(tmp_path / "bad.card.json")]) == 2
     assert "bad.card.json: not an edgekd model card" in capsys.readouterr().err
+
+
+def test_recipe_time_cuts_every_stage_and_times_a_second_qat_epoch():
+    """The timing run of a recipe: each training stage cut to the timed epochs (averaging over fewer of them), each
+    export with one QAT epoch and a twin with two (their difference is one QAT epoch); the recipe itself unchanged."""
+    from edgekd.recipes import recipe as recipes
+
+    timing = _load("recipe_time")
+    default = recipes.load("default")
+    cut = timing.timing_recipe(default, 3)
+    assert [s.name for s in cut.stages] == ["warmup", "tough", "tolerant", "student", "export", "export-qat2"]
+    assert all(s.settings["epochs"] == 3 for s in cut.stages if s.kind != "export")
+    assert cut.stage("student").settings["average_last"] == 2 and "average_last" not in cut.stage("tolerant").settings
+    assert cut.stage("export").settings["qat_epochs"] == 1 and cut.stage("export").settings["modes"] == ["float32", "qat"]
+    assert cut.stage("export-qat2").settings["qat_epochs"] == 2 and cut.stage("export-qat2").settings["modes"] == ["qat"]
+    assert cut.stage("export-qat2").start == "student" and default.stage("student").settings["epochs"] == 200

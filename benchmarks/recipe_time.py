@@ -1,0 +1,128 @@
+"""How long a recipe takes on this machine with the cores to itself, stage by stage, beside what `--dry-run` projects.
+
+    .venv/bin/python benchmarks/recipe_time.py PREPARED --recipe default --out benchmarks/recipe-time/default.json
+
+A whole run of the default recipe is about 5 hours: too long to hold a machine quiet for, and the real runs share
+their cores with other work. So each stage runs its first few epochs here (``--epochs``, into a scratch folder that is
+removed) and its time is projected from them: the first epoch (graph tracing included) plus the median of the others
+times the remaining epochs, plus what the stage costs besides its epochs (building, weight averaging, BatchNorm
+re-estimation: the stage's wall time minus its epochs'). An export stage runs once with one QAT epoch and once with
+two; their difference is one QAT epoch. Then `edgekd train --dry-run`'s projection of the same recipe, and the load
+average before and after, which says whether the machine was quiet.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edgekd.core.fileio import write_json  # noqa: E402
+from edgekd.core.timing import machine  # noqa: E402
+from edgekd.recipes import recipe as recipes  # noqa: E402
+from edgekd.recipes import runner  # noqa: E402
+
+
+def timing_recipe(recipe: recipes.Recipe, epochs: int) -> recipes.Recipe:
+    """The recipe with every training stage cut to ``epochs`` (weight averaging kept, over fewer epochs), each
+    export's QAT to one epoch, and a second export of each with two QAT epochs."""
+    stages = []
+    for s in recipe.stages:
+        if s.kind == "export":
+            one = {**s.settings, "qat_epochs": 1}
+            stages.append(replace(s, settings=one))
+            if "qat" in one["modes"]:
+                stages.append(recipes.Stage(f"{s.name}-qat2", "export", s.start,
+                                            {**one, "modes": ["qat"], "qat_epochs": 2}))
+            continue
+        settings = {**s.settings, "epochs": epochs}
+        if settings.get("average_last"):
+            settings["average_last"] = min(settings["average_last"], epochs - 1)
+        stages.append(replace(s, settings=settings))
+    return replace(recipe, stages=tuple(stages))
+
+
+def epoch_seconds(stage_dir: Path) -> list[float]:
+    with open(stage_dir / "log.csv", newline="") as f:
+        return [float(r["seconds"]) + float(r["eval_seconds"] or 0) for r in csv.DictReader(f)]
+
+
+def measure(prepared: Path, recipe: recipes.Recipe, epochs: int) -> dict:
+    scratch = Path(tempfile.mkdtemp(prefix="recipe-time-"))
+    run_dir = scratch / "run"
+    ends = {}
+    start = time.time()
+    try:
+        def echo(line: str) -> None:  # each stage's last line: when it ended
+            ends[line.split(":", 1)[0]] = time.time()
+
+        result = runner.run(prepared, run_dir, timing_recipe(recipe, epochs), progress=False, echo=echo)
+        stages, previous = {}, start
+        for s in recipe.stages:
+            if s.kind == "export":
+                first = result["stages"][s.name]
+                second = result["stages"].get(f"{s.name}-qat2")
+                row = {mode: r["seconds"] for mode, r in first.items() if isinstance(r, dict)}
+                if second:
+                    qat_epoch = second["qat"]["seconds"] - first["qat"]["seconds"]
+                    row["qat"] = round(first["qat"]["seconds"] + (s.settings.get("qat_epochs", 6) - 1) * qat_epoch, 1)
+                    row["qat_epoch_seconds"] = round(qat_epoch, 1)
+                stages[s.name] = {"kind": "export", **row,
+                                  "projected_seconds": round(sum(v for k, v in row.items() if k in s.settings["modes"]))}
+                previous = ends.get(f"{s.name}-qat2", ends.get(s.name, previous))
+                continue
+            per_epoch = epoch_seconds(run_dir / s.name)
+            wall = (run_dir / s.name / "summary.json").stat().st_mtime - previous
+            previous = (run_dir / s.name / "summary.json").stat().st_mtime
+            full = s.settings["epochs"]
+            typical = statistics.median(per_epoch[1:]) if len(per_epoch) > 1 else per_epoch[0]
+            besides = max(0.0, wall - sum(per_epoch))
+            stages[s.name] = {"kind": s.kind, "epochs": full, "timed_epochs": len(per_epoch),
+                              "first_epoch_seconds": round(per_epoch[0], 1), "epoch_seconds": round(typical, 1),
+                              "besides_epochs_seconds": round(besides, 1),
+                              "projected_seconds": round(per_epoch[0] + typical * (full - 1) + besides)}
+        return stages
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("prepared", type=Path)
+    parser.add_argument("--recipe", default="default")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs timed per training stage (at least 2)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    if args.epochs < 2:
+        sys.exit("error: --epochs: expected at least 2 (the first epoch traces the graph)")
+    if args.out.exists():
+        sys.exit(f"error: --out {args.out}: exists; choose a new file")
+    recipe = recipes.load(args.recipe)
+    load_before = os.getloadavg()
+    stages = measure(args.prepared, recipe, args.epochs)
+    dry = runner.project(args.prepared, recipe)
+    load_after = os.getloadavg()
+    measured = sum(s["projected_seconds"] for s in stages.values())
+    projected = sum(r["projected_seconds"] for r in dry)
+    write_json(args.out, {
+        "recipe": recipe.source, "recipe_sha256": recipe.sha256, "prepared": str(args.prepared),
+        "machine": machine(), "load_average_before": load_before, "load_average_after": load_after,
+        "timed_epochs_per_stage": args.epochs, "stages": stages,
+        "measured_total_seconds": measured, "measured_total_hours": round(measured / 3600, 2),
+        "dry_run": {r["stage"]: r for r in dry}, "dry_run_total_seconds": projected,
+        "dry_run_over_measured": round(projected / measured, 3)})
+    print(f"{args.out}: measured {measured / 3600:.2f} h, dry run {projected / 3600:.2f} h "
+          f"({projected / measured:.2f} x); load average {load_before[0]:.2f} -> {load_after[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
