@@ -21,6 +21,10 @@ def test_student_size_matches_the_method_table():
     assert info["outputs"] == 136
 
 
+def _drop_rates(model):
+    return [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+
+
 def test_teacher_is_flat_efficientnet_b3_scaling_unit_range_input_to_its_own():
     model = build_teacher(29, 64)
     assert _is_flat(model)
@@ -31,14 +35,13 @@ def test_teacher_is_flat_efficientnet_b3_scaling_unit_range_input_to_its_own():
     x = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)
     # the model takes [0, 1] pixels and its backbone sees [-1, 1] (models.MODELS), no hidden 1/255 rescaling
     np.testing.assert_allclose(stem_input(x).numpy(), 2 * x - 1, atol=1e-6)
+    # the paper's regularisation by default: stochastic depth ramped to 0.2 over the blocks (Keras), head dropout 0.5
+    rates = _drop_rates(model)
+    assert rates[-1] == 0.5 and max(rates[:-1]) == pytest.approx(0.2 * 25 / 26, rel=1e-3)
 
 
 def test_teacher_stochastic_depth_can_be_switched_off():
-    def drops(model):
-        return [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
-
-    assert max(drops(build_teacher(68, 64, dropout=0.0))) == pytest.approx(0.2 * 25 / 26, rel=1e-3)  # Keras ramp
-    assert drops(build_teacher(68, 64, dropout=0.0, stochastic_depth=0.0)) == []  # no head dropout either
+    assert _drop_rates(build_teacher(68, 64, dropout=0.0, stochastic_depth=0.0)) == []  # no head dropout either
 
 
 def test_student_is_flat_and_wrappable_by_qat():

@@ -4,7 +4,7 @@
 Each image is read once and detected once; every model then cuts its own crop from the shared detection, so
 models differ only in what they are. Latency is measured afterwards on real crops and images, with fresh
 interpreters per thread count; the end-to-end time is broken into the pipeline stages it was spent in, and every
-result names the CPU it was measured on (edgekd.core.timing.machine), because machines differ between sessions.
+result names the CPU it was measured on (edgekd.core.timing.machine), because machines differ.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Timing: the one timer, the statistics every latency number is reported with, and the machine it ran on.
 
 Times are wall-clock on a possibly shared machine; medians are robust to the odd slow call, p90 shows the spread.
-Development machines differ between sessions (an Intel Xeon once, an AMD EPYC with AVX-512 VNNI another time, with
+Machines differ (edgekd has been measured on an Intel Xeon and on an AMD EPYC with AVX-512 VNNI, with
 int8/float32 ratios of 0.61-0.75 and 0.47): every timing is written with ``machine()``, and only ratios measured in
 one run are comparable.
 """

@@ -1,7 +1,7 @@
 """A float32 edgekd ``.tflite`` back into a trainable Keras network: ``edgekd train --init-from model.tflite``.
 
-Why: the shipped models are .tflite files. Fine-tuning the shipped student on one's own faces (or continuing it in
-a session whose Keras checkpoints are gone) needs Keras weights, and a float32 export holds all of them, only with
+Why: the shipped models are .tflite files. Fine-tuning the shipped student on one's own faces (or continuing it on
+a machine where its Keras checkpoints are gone) needs Keras weights, and a float32 export holds all of them, only with
 every BatchNorm folded into the convolution before it (W' = W * g / s, b' = beta - mean * g / s).
 
 Folding loses the split between W and BatchNorm, and any split computes the same function in inference mode. The
