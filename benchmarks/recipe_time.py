@@ -7,7 +7,8 @@ their cores with other work. So each stage runs its first few epochs here (``--e
 removed) and its time is projected from them: the first epoch (graph tracing included) plus the median of the others
 times the remaining epochs, plus what the stage costs besides its epochs (building, weight averaging, BatchNorm
 re-estimation: the stage's wall time minus its epochs'). An export stage runs once with one QAT epoch and once with
-two; their difference is one QAT epoch. Then `edgekd train --dry-run`'s projection of the same recipe, and the load
+four; a third of their difference is one QAT epoch (conversion, calibration and validation vary by tens of seconds
+between exports: one epoch's difference drowned in it). Then `edgekd train --dry-run`'s projection of the same recipe, and the load
 average before and after, which says whether the machine was quiet.
 """
 from __future__ import annotations
@@ -31,18 +32,20 @@ from edgekd.core.timing import machine  # noqa: E402
 from edgekd.recipes import recipe as recipes  # noqa: E402
 from edgekd.recipes import runner  # noqa: E402
 
+QAT_TWIN_EPOCHS = 4  # the second export's QAT epochs
+
 
 def timing_recipe(recipe: recipes.Recipe, epochs: int) -> recipes.Recipe:
     """The recipe with every training stage cut to ``epochs`` (weight averaging kept, over fewer epochs), each
-    export's QAT to one epoch, and a second export of each with two QAT epochs."""
+    export's QAT to one epoch, and a second export of each with QAT_TWIN_EPOCHS QAT epochs."""
     stages = []
     for s in recipe.stages:
         if s.kind == "export":
             one = {**s.settings, "qat_epochs": 1}
             stages.append(replace(s, settings=one))
             if "qat" in one["modes"]:
-                stages.append(recipes.Stage(f"{s.name}-qat2", "export", s.start,
-                                            {**one, "modes": ["qat"], "qat_epochs": 2}))
+                stages.append(recipes.Stage(f"{s.name}-qat{QAT_TWIN_EPOCHS}", "export", s.start,
+                                            {**one, "modes": ["qat"], "qat_epochs": QAT_TWIN_EPOCHS}))
             continue
         settings = {**s.settings, "epochs": epochs}
         if settings.get("average_last"):
@@ -70,15 +73,15 @@ def measure(prepared: Path, recipe: recipes.Recipe, epochs: int) -> dict:
         for s in recipe.stages:
             if s.kind == "export":
                 first = result["stages"][s.name]
-                second = result["stages"].get(f"{s.name}-qat2")
+                second = result["stages"].get(f"{s.name}-qat{QAT_TWIN_EPOCHS}")
                 row = {mode: r["seconds"] for mode, r in first.items() if isinstance(r, dict)}
                 if second:
-                    qat_epoch = second["qat"]["seconds"] - first["qat"]["seconds"]
+                    qat_epoch = (second["qat"]["seconds"] - first["qat"]["seconds"]) / (QAT_TWIN_EPOCHS - 1)
                     row["qat"] = round(first["qat"]["seconds"] + (s.settings.get("qat_epochs", 6) - 1) * qat_epoch, 1)
                     row["qat_epoch_seconds"] = round(qat_epoch, 1)
                 stages[s.name] = {"kind": "export", **row,
                                   "projected_seconds": round(sum(v for k, v in row.items() if k in s.settings["modes"]))}
-                previous = ends.get(f"{s.name}-qat2", ends.get(s.name, previous))
+                previous = ends.get(f"{s.name}-qat{QAT_TWIN_EPOCHS}", ends.get(s.name, previous))
                 continue
             per_epoch = epoch_seconds(run_dir / s.name)
             wall = (run_dir / s.name / "summary.json").stat().st_mtime - previous

@@ -214,20 +214,22 @@ def test_quantization_table_ranks_int8_files_per_network(tmp_path, capsys):
     assert "bad.card.json: not an edgekd model card" in capsys.readouterr().err
 
 
-def test_recipe_time_cuts_every_stage_and_times_a_second_qat_epoch():
+def test_recipe_time_cuts_every_stage_and_times_more_qat_epochs():
     """The timing run of a recipe: each training stage cut to the timed epochs (averaging over fewer of them), each
-    export with one QAT epoch and a twin with two (their difference is one QAT epoch); the recipe itself unchanged."""
+    export with one QAT epoch and a twin with four (a third of their difference is one QAT epoch); the recipe
+    itself unchanged."""
     from edgekd.recipes import recipe as recipes
 
     timing = _load("recipe_time")
     default = recipes.load("default")
     cut = timing.timing_recipe(default, 3)
-    assert [s.name for s in cut.stages] == ["warmup", "tough", "tolerant", "student", "export", "export-qat2"]
+    assert [s.name for s in cut.stages] == ["warmup", "tough", "tolerant", "student", "export", "export-qat4"]
     assert all(s.settings["epochs"] == 3 for s in cut.stages if s.kind != "export")
     assert cut.stage("student").settings["average_last"] == 2 and "average_last" not in cut.stage("tolerant").settings
     assert cut.stage("export").settings["qat_epochs"] == 1 and cut.stage("export").settings["modes"] == ["float32", "qat"]
-    assert cut.stage("export-qat2").settings["qat_epochs"] == 2 and cut.stage("export-qat2").settings["modes"] == ["qat"]
-    assert cut.stage("export-qat2").start == "student" and default.stage("student").settings["epochs"] == 200
+    twin = cut.stage("export-qat4")
+    assert twin.settings["qat_epochs"] == 4 and twin.settings["modes"] == ["qat"] and twin.start == "student"
+    assert default.stage("student").settings["epochs"] == 200
 
 
 def _fake_run(folder, seed_nme, control_nme, sha="a" * 64):
