@@ -45,6 +45,8 @@ from edgekd.training.config import TrainConfig
 RECIPES_DIR = Path(__file__).parent
 DEFAULT_RECIPE = "default"
 PACKAGE_PREFIX = "edgekd/recipes/"  # how a run records a shipped recipe's file
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str

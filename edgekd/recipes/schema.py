@@ -1,8 +1,9 @@
 """What a recipe file may say: its kinds and keys, the type of each value, and the checks made when it is read.
 
 The keys are the fields of ``training.config.TrainConfig`` (training stages; ``kd`` holds ``losses.KDLossConfig``'s)
-and of ``export.ExportConfig`` (export stages); their types come from the dataclasses' annotations, so a new field is
-a recipe key with no change here. ``recipes.recipe`` reads a recipe with these.
+and of ``export.ExportConfig`` (export stages). The training keys and their types come from the dataclasses, so a
+new training setting is a recipe key with no change here; the export keys a recipe may set are listed below (an
+export stage sets fewer than the export command takes). ``recipes.recipe`` reads a recipe with these.
 """
 from __future__ import annotations
 
