@@ -15,7 +15,7 @@ MediaPipe 0.10.21 (the last wheel with `mp.solutions.face_mesh` and its models) 
    prints how far edgekd's points are from MediaPipe's (per point, % of the outer-eye-corner distance), and the
    validation residual of a map fitted on the training faces to MediaPipe's own points, for each network.
 
-Measured (session of issue 32, 1,675 faces): edgekd vs MediaPipe 0.58 % (attention) / 0.55 % (plain) median per
+Measured (1,675 faces): edgekd vs MediaPipe 0.58 % (attention) / 0.55 % (plain) median per
 point; map residual on the 168 validation faces from MediaPipe's own points 3.38 % (attention) against 3.76 %
 (plain), the ranking edgekd's pipeline gives too (3.36 against 3.74).
 """
