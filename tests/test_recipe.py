@@ -215,6 +215,16 @@ def test_dry_run_projects_every_stage_from_real_steps(tiny_prepared, mini_file, 
     assert rows[4]["steps"] == 0 and rows[4]["projected_seconds"] == round(runner.EXPORT_SECONDS)  # float32 only
 
 
+def test_dry_run_refuses_a_batch_that_cannot_fit_before_timing_it(tiny_prepared, mini_file, monkeypatch):
+    """As a run does before its first stage: the dry run names the batch and the estimate, and builds nothing."""
+    import edgekd.models.backbones as backbones
+
+    monkeypatch.setattr(backbones, "machine_memory", lambda: 1 << 20)  # a 1 MiB machine
+    monkeypatch.setattr(runner, "dry_run", lambda *a, **k: pytest.fail("timed a batch that cannot fit"))
+    with pytest.raises(EdgekdError, match=r"^--batch-size 8: a training batch of 64 px crops needs about"):
+        runner.project(tiny_prepared, recipes.load(mini_file))
+
+
 def test_shipped_recipes_load_and_project(tiny_prepared):
     assert {"default", "paper"} <= set(recipes.available())
     default = recipes.load("default")

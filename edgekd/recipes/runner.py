@@ -311,6 +311,8 @@ def project(prepared_dir, recipe: Recipe, timed_steps: int = 5) -> list[dict]:
                          "seconds_per_step": round(step, 3), "steps": steps, "projected_seconds": round(seconds)})
             continue
         cfg = recipe.train_config(stage, ".", progress=False)
+        # as `run` does before its first stage: a batch that cannot fit is refused, not timed into swap
+        check_batch_fits(cfg.network(), data.input_size, cfg.batch_size, data.manifest.counts["train"])
         row = dry_run(prepared_dir, replace(cfg, init_from=None), (cfg.stage,), timed_steps, measured)[0]
         plain_step[stage.name] = row["plain_seconds_per_step"]
         rows.append({**row, "stage": stage.name, "kind": stage.kind})
