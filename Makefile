@@ -17,7 +17,7 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 MODEL ?= models/300w/student_qat_int8.tflite
 

@@ -17,7 +17,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 # The files that take longest, started first: pytest-xdist hands out whole files (--dist loadfile) in collection
-# order, so a long file collected last would run alone at the end while the other cores idle
+# order when told to keep it (--no-loadscope-reorder, in the Makefile; by default it orders files by their number of
+# tests), so a long file collected last would run alone at the end while the other cores idle
 LONGEST_FIRST = ("test_distributed.py", "test_train.py", "test_recipe.py", "test_export.py", "test_bad_input.py",
                  "test_bench.py")
 
