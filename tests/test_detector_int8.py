@@ -41,16 +41,17 @@ def test_blazeface_on_another_file_finds_what_the_default_finds(tmp_path):
 def test_int8_input_table_is_the_float_input_quantized():
     """The 256-entry pixel table gives what quantizing the float path's [-1, 1] input would give, pixel by pixel,
     and the output dequantizer inverts (q - zero point) * scale; a float output passes through unchanged."""
-    from edgekd.runtime.blazeface import _dequantizer, _quantize
+    from edgekd.runtime.blazeface import input_table
+    from edgekd.runtime.model import dequantize_output
 
     detail = {"dtype": np.int8, "quantization": (0.007695671, 1)}  # the made int8 file's input parameters
     pixels = np.arange(256, dtype=np.uint8)
     x = pixels * np.float32(2.0 / 255.0) - np.float32(1.0)  # BlazeFace.detect's float input
-    table = _quantize(x, detail)
+    table = input_table(detail)
     assert table.dtype == np.int8 and (table[0], table[255]) == (-128, 127)  # [-1, 1] fills the int8 range
     expected = np.clip(np.round(x / np.float32(0.007695671)) + 1, -128, 127)
     np.testing.assert_array_equal(table.astype(np.int64), expected.astype(np.int64))
-    out = _dequantizer({"dtype": np.int8, "quantization": (0.5, -64)})
+    out = lambda q: dequantize_output(q, {"dtype": np.int8, "quantization": (0.5, -64)})
     np.testing.assert_allclose(out(np.array([-64, 0, 127], np.int8)), [0.0, 32.0, 95.5])
     same = np.array([1.5, -2.0], np.float32)
-    assert _dequantizer({"dtype": np.float32, "quantization": (0.0, 0)})(same) is same
+    assert dequantize_output(same, {"dtype": np.float32, "quantization": (0.0, 0)}) is same

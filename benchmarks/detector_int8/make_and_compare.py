@@ -30,8 +30,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -278,6 +276,7 @@ def timing(work: Path, candidate: Path, rounds: int) -> None:
     interleaved call by call in one process, one thread, on a few training images."""
     sys.path.insert(0, str(REPO))
     from edgekd.core.imageio import load_image
+    from edgekd.core.timing import cpu_name
     from edgekd.runtime.blazeface import BlazeFace
 
     dets = {"float": BlazeFace(), "int8": BlazeFace(path=candidate)}
@@ -309,16 +308,6 @@ def timing(work: Path, candidate: Path, rounds: int) -> None:
     out["ops"] = {"float": op_types(FLOAT), "int8": op_types(candidate)}
     (work / "time.json").write_text(json.dumps(out, indent=1))
     print(json.dumps({k: out[k] for k in ("median_over_images", "ratio_int8_over_float", "cpu")}, indent=1))
-
-
-def cpu_name() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def results(work: Path, candidate: Path) -> None:

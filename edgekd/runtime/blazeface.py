@@ -22,6 +22,7 @@ import numpy as np
 from edgekd.core.detector import ASSET, FULL_RANGE_ASSET, Detection, FaceDetector, check_asset
 from edgekd.core.errors import ModelError
 from edgekd.core.interpreter import make_interpreter
+from edgekd.runtime.model import dequantize_output, quantize_input
 
 RANGES = ("short-range", "full-range")
 BACKENDS = ("auto", "tasks", "litert")
@@ -70,8 +71,7 @@ class BlazeFace:
         self.interp, label = make_interpreter(content=check_asset(self.spec.path), num_threads=num_threads)
         self._in = self.interp.get_input_details()[0]
         outs = sorted(self.interp.get_output_details(), key=lambda d: -int(d["shape"][-1]))
-        self._boxes, self._scores = outs[0]["index"], outs[1]["index"]
-        self._dequant = [_dequantizer(d) for d in outs[:2]]
+        self._boxes, self._scores = outs[:2]
         self.anchors = self.spec.anchors()
         if int(outs[0]["shape"][1]) != len(self.anchors):
             raise ModelError(f"{self.spec.path}: {outs[0]['shape'][1]} boxes, expected {len(self.anchors)} anchors")
@@ -80,8 +80,7 @@ class BlazeFace:
         self._x = np.empty((1, s, s, 3), self._in["dtype"])
         # an integer input: pixel -> quantized value through a 256-entry table, the float path's [-1, 1] value
         # quantized as the model's own QUANTIZE would, without a float image in between
-        self._lut = None if self._x.dtype == np.float32 else _quantize(
-            np.arange(256, dtype=np.uint8) * np.float32(2.0 / 255.0) - np.float32(1.0), self._in)
+        self._lut = None if self._x.dtype == np.float32 else input_table(self._in)
         self.name = f"{self.spec.name} ({label})"
         self.last_ms = float("nan")
 
@@ -102,9 +101,8 @@ class BlazeFace:
             np.take(self._lut, self._u8, out=self._x[0])
         self.interp.set_tensor(self._in["index"], self._x)
         self.interp.invoke()
-        boxes, scores = self._dequant
-        found = self._decode(boxes(self.interp.get_tensor(self._boxes)[0]),
-                             scores(self.interp.get_tensor(self._scores)[0, :, 0]))
+        boxes, scores = (dequantize_output(self.interp.get_tensor(d["index"]), d) for d in (self._boxes, self._scores))
+        found = self._decode(boxes[0], scores[0, :, 0])
         out = [Detection((left + b[0] * side, top + b[1] * side, (b[2] - b[0]) * side, (b[3] - b[1]) * side),
                          float(score), np.stack([left + kp[:, 0] * side, top + kp[:, 1] * side], 1).astype(np.float32))
                for b, score, kp in found]
@@ -137,19 +135,10 @@ class BlazeFace:
         self.close()
 
 
-def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
-    """Float values -> the integer type of tensor ``detail`` through its (scale, zero point)."""
-    scale, zero = detail["quantization"]
-    info = np.iinfo(detail["dtype"])
-    return np.clip(np.round(x / np.float32(scale)) + zero, info.min, info.max).astype(detail["dtype"])
-
-
-def _dequantizer(detail: dict):
-    """The float values of output ``detail``: itself when float, (q - zero point) * scale when integer."""
-    if detail["dtype"] == np.float32:
-        return lambda q: q
-    scale, zero = np.float32(detail["quantization"][0]), np.float32(detail["quantization"][1])
-    return lambda q: (q.astype(np.float32) - zero) * scale
+def input_table(detail: dict) -> np.ndarray:
+    """The 256 values an integer input tensor ``detail`` takes for pixels 0-255: the float path's [-1, 1] value of
+    each pixel, quantized with the tensor's (scale, zero point)."""
+    return quantize_input(np.arange(256, dtype=np.uint8) * np.float32(2.0 / 255.0) - np.float32(1.0), detail)
 
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray, threshold: float):

@@ -312,9 +312,9 @@ def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
 
 
 def dequantize_output(y: np.ndarray, detail: dict) -> np.ndarray:
-    """A tensor's values -> float32 with its (scale, zero point); float tensors pass through."""
+    """A tensor's values -> float32 with its (scale, zero point); float32 tensors pass through (not copied)."""
     if np.issubdtype(y.dtype, np.floating):
-        return y.astype(np.float32)
+        return y.astype(np.float32, copy=False)
     scale, zero = detail["quantization"]
     return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
 
