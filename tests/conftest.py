@@ -20,7 +20,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # order when told to keep it (--no-loadscope-reorder, in the Makefile; by default it orders files by their number of
 # tests), so a long file collected last would run alone at the end while the other cores idle
 LONGEST_FIRST = ("test_distributed.py", "test_train.py", "test_recipe.py", "test_export.py", "test_bad_input.py",
-                 "test_bench.py")
+                 "test_init_from.py", "test_bench.py")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -66,3 +66,15 @@ def tiny_prepared(tmp_path_factory, tiny_300w_root) -> Path:
     prepare(PrepareConfig(dataset="300w", root=str(tiny_300w_root), input_size=64, val_fraction=0.1), out,
             progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def one_epoch_baseline(tiny_prepared, tmp_path_factory) -> Path:
+    """A finished one-epoch baseline run at input 64; tests copy it before they change or resume it."""
+    from edgekd.training.config import TrainConfig
+    from edgekd.training.train import train
+    from train_helpers import TINY
+
+    run = tmp_path_factory.mktemp("baseline")
+    train(tiny_prepared, run, TrainConfig(stage="baseline", **{**TINY, "epochs": 1}))
+    return run

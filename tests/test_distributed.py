@@ -2,7 +2,7 @@
 
 Processes, not the test's own: MultiWorkerMirroredStrategy must be made before TensorFlow runs anything, and two
 logical CPU devices (what ``mirrored`` spreads over here) before TensorFlow initialises its devices. The workers talk
-over free ports of 127.0.0.1. The runs are the tiny baseline of test_train.py (input 64, alpha 0.35, 2 epochs of 2
+over free ports of 127.0.0.1. The runs are the tiny baseline of train_helpers.TINY (input 64, alpha 0.35, 2 epochs of 2
 steps) with a global batch of 4: 2 samples per replica.
 """
 import json

@@ -12,7 +12,7 @@ function: with z = W' * x and (m, v) the per-channel mean and variance of z over
 
 is exactly z + b' with the moving statistics (m, v), and about z + b' with a batch's statistics, which are close to
 (m, v): inference mode starts exactly at the exported function, training mode near it (a split with gamma = 1,
-mean = 0 would start training from a different network: tests/test_train.py measures both). The statistics come
+mean = 0 would start training from a different network: tests/test_init_from.py measures both). The statistics come
 from one pass of the network with those (exact) moving statistics. The rebuilt network is checked against the
 .tflite on the same crops before it is used.
 
