@@ -20,6 +20,7 @@ from edgekd.training import teacher_targets
 from edgekd.training.config import TrainConfig
 from edgekd.training.train import train
 from edgekd.training.trainers import Distiller, unflip
+from train_helpers import small_net
 
 TINY = dict(batch_size=8, alpha=0.35, steps_per_epoch=2, bn_recalibration_samples=8, progress=False, epochs=1)
 
@@ -91,9 +92,9 @@ def test_guides_move_with_each_samples_augmentation(tiny_prepared, targets_file)
 
 def test_cached_outputs_give_the_distiller_the_same_step_as_online_teachers():
     rng = np.random.default_rng(0)
-    images = rng.random((4, 64, 64, 3), dtype=np.float32)
+    images = rng.random((4, 16, 16, 3), dtype=np.float32)
     hard = rng.uniform(-0.4, 0.4, (4, 8)).astype(np.float32)
-    tough, tolerant, student = (models.build_student(4, 64, 0.35) for _ in range(3))
+    tough, tolerant, student = (small_net() for _ in range(3))
     start = student.get_weights()
     kd = KDLossConfig(main="l1")
     results = []

@@ -24,7 +24,7 @@ from edgekd.training.callbacks import TrainingDiverged
 from edgekd.training.train import train
 from edgekd.models.losses import KDLossConfig
 
-from train_helpers import TINY
+from train_helpers import TINY, small_net
 STAGE_FILES = {"config.json", "model_info.json", "log.csv", "best.h5", "last.h5", "summary.json"}
 
 
@@ -36,11 +36,11 @@ def _rows(stage_dir):
 
 def test_distiller_updates_only_the_student():
     from edgekd.training.trainers import Distiller
-    student, tough, tolerant = (models.build_student(4, 64, 0.35) for _ in range(3))
+    student, tough, tolerant = (small_net() for _ in range(3))
     distiller = Distiller(student, tough, tolerant, KDLossConfig(), nme_pair=(0, 1))
     distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
     rng = np.random.default_rng(0)
-    images = rng.random((4, 64, 64, 3), dtype=np.float32)
+    images = rng.random((4, 16, 16, 3), dtype=np.float32)
     targets = {"hard": rng.uniform(-0.4, 0.4, (4, 8)).astype(np.float32)}
     targets["soft"] = targets["hard"]
     frozen = [w.numpy().copy() for w in tough.weights + tolerant.weights]  # BatchNorm moving stats included
@@ -85,13 +85,13 @@ def test_mimic_blend_and_flip_average_set_the_target():
 
     from edgekd.training.trainers import Mimic, teach, unflip
 
-    net, reference = models.build_student(4, 64, 0.35), models.build_student(4, 64, 0.35)
+    net, reference = small_net(), small_net()
     rng = np.random.default_rng(0)
-    images = rng.random((2, 64, 64, 3), dtype=np.float32)
+    images = rng.random((2, 16, 16, 3), dtype=np.float32)
     hard = rng.uniform(-0.3, 0.3, (2, 8)).astype(np.float32)
     perm = [1, 0, 3, 2]
     ref, mirrored = reference(images).numpy(), reference(images[:, :, ::-1]).numpy()
-    averaged = 0.5 * (ref + unflip(tf.constant(mirrored), perm, 64).numpy())
+    averaged = 0.5 * (ref + unflip(tf.constant(mirrored), perm, 16).numpy())
     np.testing.assert_allclose(teach(reference, images, perm).numpy(), averaged, atol=1e-6)
     assert not np.allclose(averaged, ref, atol=1e-4)  # the mirror pass changes the target
     pred = net(images).numpy()
@@ -112,7 +112,7 @@ def test_ensemble_averages_members_each_at_its_own_input_size():
 
     from edgekd.training.trainers import Ensemble, teach
 
-    small, large = models.build_student(4, 64, 0.35), models.build_student(4, 96, 0.35)
+    small, large = small_net(size=64), small_net(size=96)
     head = large.layers[-1]
     kernel, bias = head.get_weights()
     head.set_weights([np.zeros_like(kernel), np.full_like(bias, 0.1)])  # outputs 0.1 whatever the image
@@ -124,7 +124,7 @@ def test_ensemble_averages_members_each_at_its_own_input_size():
     pair = Ensemble([small, large], 64)
     np.testing.assert_allclose(pair(images).numpy(), 0.5 * (small(images).numpy() + moved), atol=1e-6)
     # with real weights: the member's own flip average on the batch enlarged to 96 px, moved to 64 px coordinates
-    other = models.build_student(4, 96, 0.35)
+    other = small_net(size=96)
     perm = [1, 0, 3, 2]
     own = teach(other, tf.image.resize(images, (96, 96)), perm).numpy()
     np.testing.assert_allclose(teach(Ensemble([other], 64), tf.constant(images), perm).numpy(),
@@ -136,7 +136,7 @@ def test_ensemble_averages_members_each_at_its_own_input_size():
     # KD-Loss's two teachers as ensembles: the Distiller's A and S are the ensembles' flip averages
     from edgekd.training.trainers import Distiller
 
-    distiller = Distiller(models.build_student(4, 64, 0.35), pair, Ensemble([other], 64), KDLossConfig(), (0, 1), perm)
+    distiller = Distiller(small_net(size=64), pair, Ensemble([other], 64), KDLossConfig(), (0, 1), perm)
     guidance = distiller.guidance(tf.constant(images), None)
     np.testing.assert_allclose(guidance["A"].numpy(), teach(pair, tf.constant(images), perm).numpy(), atol=1e-6)
     np.testing.assert_allclose(guidance["S"].numpy(), own + 0.5 / 96 - 0.5 / 64, atol=1e-5)
