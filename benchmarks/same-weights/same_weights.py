@@ -1,13 +1,13 @@
-"""Does today's `edgekd train` make the same model as the code that trained the shipped one, from the same recipe?
+"""Does today's `edgekd train` make the same model as an earlier commit's package, from the same recipe file?
 
     .venv/bin/python benchmarks/same-weights/same_weights.py PREPARED --commit cb1cc5b \\
         --out benchmarks/same-weights/results.json
 
 A run of `edgekd/recipes/default.yaml` takes about 5 hours on 2 cores; the recipe-made student was trained by the
 package as it was at ``--commit``, and the package was refactored while it trained (folders, settings declared
-once, `fit()` with callbacks). This runs a miniature of the same recipe file (every stage and setting kept, each training stage cut to
-a few epochs of 3 steps, QAT to one epoch) once with that commit's package (``git archive``) and once with the
-working tree's, side by side on one thread each, and compares every stage's checkpoints array by array and the
+once, `fit()` with callbacks). This runs a miniature of the same recipe file (every stage and setting kept, each
+training stage cut to a few epochs of 3 steps, QAT to one epoch) once with that commit's package (``git archive``)
+and once with the working tree's, side by side on one thread each, and compares every stage's checkpoints array by array and the
 exported files byte by byte. TensorFlow on the CPU is deterministic here for a fixed seed and thread count, so equal
 means the same training steps, not just similar scores.
 """
