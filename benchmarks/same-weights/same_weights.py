@@ -7,9 +7,9 @@ A run of `edgekd/recipes/default.yaml` takes about 5 hours on 2 cores; the recip
 package as it was at ``--commit``, and the package was refactored while it trained (folders, settings declared
 once, `fit()` with callbacks). This runs a miniature of the same recipe file (every stage and setting kept, each
 training stage cut to a few epochs of 3 steps, QAT to one epoch) once with that commit's package (``git archive``)
-and once with the working tree's, side by side on one thread each, and compares every stage's checkpoints array by array and the
-exported files byte by byte. TensorFlow on the CPU is deterministic here for a fixed seed and thread count, so equal
-means the same training steps, not just similar scores.
+and once with the working tree's, side by side on one thread each, and compares every stage's checkpoints array by
+array and the exported files byte by byte. TensorFlow on the CPU is deterministic here for a fixed seed and thread
+count, so equal means the same training steps, not just similar scores.
 """
 from __future__ import annotations
 
