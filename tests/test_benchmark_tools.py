@@ -1,4 +1,5 @@
-"""The tools behind benchmarks/README.md: the op profiler's cut models and the ablation table's bookkeeping."""
+"""The tools behind benchmarks/README.md: the op profiler's cut models, the ablation table's bookkeeping, the recipe
+timing, KD against plain over seeds and the same-weights check."""
 import importlib.util
 import json
 import shutil
@@ -12,7 +13,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    """benchmarks/NAME.py, or benchmarks/FOLDER/NAME.py given as "FOLDER/NAME"."""
+    spec = importlib.util.spec_from_file_location(Path(name).name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -261,3 +263,40 @@ def test_kd_vs_plain_compares_the_means_of_the_seeds(tmp_path):
     (tmp_path / "s0" / "summary-control.json").unlink()
     with pytest.raises(SystemExit, match=r"s0/summary-control\.json: not found"):
         tool.seed_row(tmp_path / "s0")
+
+
+def test_same_weights_cuts_the_recipe_and_finds_a_changed_array(tmp_path):
+    """same_weights.py: its miniature keeps every stage and setting of the recipe file and cuts only the epochs,
+    steps and QAT; two run folders compare equal, and one weight or one export byte changed is found."""
+    import h5py
+    import yaml
+
+    tool = _load("same-weights/same_weights")
+    recipe = (BENCHMARKS.parent / "edgekd" / "recipes" / "default.yaml").read_text()
+    full, mini = yaml.safe_load(recipe), yaml.safe_load(tool.miniature(recipe))
+    assert list(mini["stages"]) == list(full["stages"]) and mini["input_size"] == full["input_size"]
+    assert {k: v for k, v in mini["settings"].items() if k in full["settings"]} == full["settings"]
+    assert mini["settings"]["steps_per_epoch"] == 3 and mini["stages"]["student"]["epochs"] == 3
+    assert mini["stages"]["student"]["kd"] == full["stages"]["student"]["kd"]
+    assert (mini["stages"]["export"]["modes"], mini["stages"]["export"]["qat_epochs"]) == (["float32", "qat"], 1)
+
+    def run(root, kernel, model):
+        stage = root / "student"
+        stage.mkdir(parents=True)
+        (stage / "log.csv").write_text("epoch,val_nme\n1,5.0\n")
+        for ck in ("last.h5", "best.h5"):
+            with h5py.File(stage / ck, "w") as f:
+                f["model_weights/dense/kernel"] = kernel
+        (root / "export").mkdir()
+        (root / "export" / "student_float32.tflite").write_bytes(model)
+
+    kernel = np.arange(6, dtype=np.float32).reshape(2, 3)
+    run(tmp_path / "a", kernel, b"model")
+    run(tmp_path / "b", kernel, b"model")
+    run(tmp_path / "c", kernel + np.float32(1e-3) * (kernel == 5), b"modeL")
+    same = tool.compare(tmp_path / "a", tmp_path / "b")
+    assert same["stages"]["student"]["last.h5"]["max_abs_diff"] == 0 and same["exports"][
+        "student_float32.tflite"]["same_bytes"]
+    other = tool.compare(tmp_path / "a", tmp_path / "c")
+    assert other["stages"]["student"]["best.h5"]["max_abs_diff"] == pytest.approx(1e-3, rel=1e-3)
+    assert not other["exports"]["student_float32.tflite"]["same_bytes"]
