@@ -108,6 +108,20 @@ def _runs_rule(header: str, runs: dict, row: dict):
                                                  kd["test_nme"] / control["test_nme"]]}.get(header)
 
 
+def _timing_rule(header: str, timing: dict, row: dict):
+    """benchmarks/recipe_time.py's file: a row per stage (named by the first code span of its first cell), or
+    the whole recipe ("all")."""
+    name = row["stage"]
+    if name == "all":
+        return {"measured min": lambda: [timing["measured_total_seconds"] / 60],
+                "dry run min": lambda: [timing["dry_run_total_seconds"] / 60]}.get(header)
+    stage, dry = timing["stages"][name], timing["dry_run"][name]
+    return {"epochs": lambda: [stage["epochs"]],
+            "s per epoch": lambda: [stage.get("epoch_seconds", stage.get("qat_epoch_seconds"))],
+            "measured min": lambda: [stage["projected_seconds"] / 60],
+            "dry run min": lambda: [dry["projected_seconds"] / 60]}.get(header)
+
+
 LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")
 NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w])")
 
@@ -149,9 +163,11 @@ def _load(path: Path):
         return "bench", data
     if isinstance(data, dict) and "sha256" in data and "nme" in data:
         return "card", data
+    if isinstance(data, dict) and "measured_total_seconds" in data and "dry_run" in data:
+        return "timing", data
     if isinstance(data, list) and all(isinstance(r, dict) and "run" in r for r in data):
         return "runs", {r["run"]: r for r in data}
-    raise AssertionError(f"{path}: not a results.json, a model card or a table of runs")
+    raise AssertionError(f"{path}: not a results.json, a model card, a recipe timing or a table of runs")
 
 
 def mismatches(text: str, base: Path) -> list[str]:
@@ -204,6 +220,10 @@ def mismatches(text: str, base: Path) -> list[str]:
                 rule_of = lambda h: _bench_rule(h, entry, row)  # noqa: E731
             elif kind == "card":
                 rule_of = lambda h: _card_rule(h, data, row)  # noqa: E731
+            elif kind == "timing":
+                spans = re.findall(r"`([^`]*)`", cells[0])
+                row["stage"] = spans[0] if spans else label
+                rule_of = lambda h: _timing_rule(h, data, row)  # noqa: E731
             else:
                 if key not in ROWS:
                     problems.append(f"line {lineno}: which run of {src} is {label!r}? (ROWS in this test)")
@@ -245,6 +265,7 @@ def test_a_changed_figure_is_caught(tmp_path):
     problems = mismatches(changed, PAGE.parent)
     assert len(problems) == 1 and "page 3.982" in problems[0], problems
     assert mismatches(text.replace("0.892 / 0.894", "0.892 / 0.895", 1), PAGE.parent)  # a ratio too
+    assert mismatches(text.replace("| 148.7 |", "| 148.8 |", 1), PAGE.parent)  # a recipe stage's time too
 
 
 HAND_WRITTEN = [ROOT / "README.md", PAGE, ROOT / "models" / "README.md", ROOT / "CHANGELOG.md",
