@@ -109,13 +109,8 @@ def _runs_rule(header: str, runs: dict, row: dict):
 
 
 def _timing_rule(header: str, timing: dict, row: dict):
-    """benchmarks/recipe_time.py's file: a row per stage (named by the first code span of its first cell), or
-    the whole recipe ("all")."""
-    name = row["stage"]
-    if name == "all":
-        return {"measured min": lambda: [timing["measured_total_seconds"] / 60],
-                "dry run min": lambda: [timing["dry_run_total_seconds"] / 60]}.get(header)
-    stage, dry = timing["stages"][name], timing["dry_run"][name]
+    """benchmarks/recipe_time.py's file: a row per stage, named by the first code span of its first cell."""
+    stage, dry = timing["stages"][row["stage"]], timing["dry_run"][row["stage"]]
     return {"epochs": lambda: [stage["epochs"]],
             "s per epoch": lambda: [stage.get("epoch_seconds", stage.get("qat_epoch_seconds"))],
             "measured min": lambda: [stage["projected_seconds"] / 60],

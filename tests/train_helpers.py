@@ -7,7 +7,7 @@ TINY = dict(epochs=2, batch_size=8, alpha=0.35, steps_per_epoch=2, bn_recalibrat
 
 def small_net(points: int = 4, size: int = 16):
     """A convolution with BatchNorm and a landmark layer: what the trainers touch, for tests of the trainers
-    themselves (three MobileNetV2s took ~50 s of graph building on one core)."""
+    themselves (building and tracing MobileNetV2s there took tens of seconds on one core)."""
     x = keras.Input((size, size, 3))
     y = keras.layers.ReLU()(keras.layers.BatchNormalization()(keras.layers.Conv2D(8, 3, strides=2)(x)))
     return keras.Model(x, keras.layers.Dense(2 * points)(keras.layers.GlobalAveragePooling2D()(y)))
