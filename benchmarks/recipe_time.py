@@ -8,14 +8,13 @@ removed) and its time is projected from them: the first epoch (graph tracing inc
 times the remaining epochs, plus what the stage costs besides its epochs (building, weight averaging, BatchNorm
 re-estimation: the stage's wall time minus its epochs'). An export stage runs once with one QAT epoch and once with
 four; a third of their difference is one QAT epoch (conversion, calibration and validation vary by tens of seconds
-between exports: one epoch's difference drowned in it). Then `edgekd train --dry-run`'s projection of the same recipe, and the load
-average before and after, which says whether the machine was quiet.
+between exports: one epoch's difference drowned in it). Then `edgekd train --dry-run`'s projection of the same
+recipe, and the load average before and after, which says whether the machine was quiet.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import shutil
 import statistics
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgekd.core.fileio import write_json  # noqa: E402
 from edgekd.core.timing import machine  # noqa: E402
+from edgekd.export.config import ExportConfig  # noqa: E402
 from edgekd.recipes import recipe as recipes  # noqa: E402
 from edgekd.recipes import runner  # noqa: E402
 
@@ -77,10 +77,11 @@ def measure(prepared: Path, recipe: recipes.Recipe, epochs: int) -> dict:
                 row = {mode: r["seconds"] for mode, r in first.items() if isinstance(r, dict)}
                 if second:
                     qat_epoch = (second["qat"]["seconds"] - first["qat"]["seconds"]) / (QAT_TWIN_EPOCHS - 1)
-                    row["qat"] = round(first["qat"]["seconds"] + (s.settings.get("qat_epochs", 6) - 1) * qat_epoch, 1)
+                    qat_epochs = s.settings.get("qat_epochs", ExportConfig.qat_epochs)
+                    row["qat"] = round(first["qat"]["seconds"] + (qat_epochs - 1) * qat_epoch, 1)
                     row["qat_epoch_seconds"] = round(qat_epoch, 1)
-                stages[s.name] = {"kind": "export", **row,
-                                  "projected_seconds": round(sum(v for k, v in row.items() if k in s.settings["modes"]))}
+                projected = round(sum(v for k, v in row.items() if k in s.settings["modes"]))
+                stages[s.name] = {"kind": "export", **row, "projected_seconds": projected}
                 previous = ends.get(f"{s.name}-qat{QAT_TWIN_EPOCHS}", ends.get(s.name, previous))
                 continue
             per_epoch = epoch_seconds(run_dir / s.name)

@@ -112,6 +112,15 @@ def _open_sized(prepared_dir, recipe: Recipe):
     return data
 
 
+def _check_batches(recipe: Recipe, data, run_dir) -> None:
+    """Every training stage's batch is refused before the first stage starts (or is timed) when it cannot fit in
+    memory: what would otherwise fail a later stage after hours, or time steps that swap."""
+    for stage in recipe.stages:
+        if stage.kind != "export":
+            cfg = recipe.train_config(stage, run_dir)
+            check_batch_fits(cfg.network(), data.input_size, cfg.batch_size, data.manifest.counts["train"])
+
+
 def run(prepared_dir, run_dir, recipe: Recipe, resume: bool = False, progress: bool = True, echo=print) -> dict:
     """Every stage of ``recipe`` in order into ``<run_dir>/<stage>/``; a finished stage is skipped, an unfinished one
     continues from its last checkpoint (``resume``). Returns (and writes as ``summary.json``) each stage's result."""
@@ -124,10 +133,7 @@ def run(prepared_dir, run_dir, recipe: Recipe, resume: bool = False, progress: b
     if chief:  # the other workers of a multi-worker job write nothing into the run folder (distributed.py)
         check_output_dir(run_dir, "train", "--run-dir")
         check_run(run_dir, recipe, resume, data_sha256)
-    for stage in recipe.stages:  # what would refuse a later stage after hours, refused before the first starts
-        if stage.kind != "export":
-            cfg = recipe.train_config(stage, run_dir)
-            check_batch_fits(cfg.network(), data.input_size, cfg.batch_size, data.manifest.counts["train"])
+    _check_batches(recipe, data, run_dir)
     if chief:
         mark_output_dir(run_dir, "train")
         _record(run_dir, recipe, data_sha256)
@@ -298,6 +304,7 @@ def project(prepared_dir, recipe: Recipe, timed_steps: int = 5) -> list[dict]:
     student priced with its teachers' forward passes; an export priced as its QAT epochs at the QAT step cost)."""
 
     data = _open_sized(prepared_dir, recipe)
+    _check_batches(recipe, data, ".")  # as `run` does
     rows, plain_step, measured = [], {}, {}
     for stage in recipe.stages:
         if stage.kind == "export":
@@ -305,14 +312,12 @@ def project(prepared_dir, recipe: Recipe, timed_steps: int = 5) -> list[dict]:
             step = plain_step.get(source.name, math.nan) * QAT_STEP_COST
             cfg = recipe.train_config(source, ".")
             steps = (stage.settings.get("qat_steps_per_epoch") or steps_per_epoch(cfg, data)) * \
-                stage.settings.get("qat_epochs", 6) if "qat" in stage.settings["modes"] else 0
+                stage.settings.get("qat_epochs", ExportConfig.qat_epochs) if "qat" in stage.settings["modes"] else 0
             seconds = step * steps + EXPORT_SECONDS * len(stage.settings["modes"])
             rows.append({"stage": stage.name, "kind": "export", "network": cfg.network().arch,
                          "seconds_per_step": round(step, 3), "steps": steps, "projected_seconds": round(seconds)})
             continue
         cfg = recipe.train_config(stage, ".", progress=False)
-        # as `run` does before its first stage: a batch that cannot fit is refused, not timed into swap
-        check_batch_fits(cfg.network(), data.input_size, cfg.batch_size, data.manifest.counts["train"])
         row = dry_run(prepared_dir, replace(cfg, init_from=None), (cfg.stage,), timed_steps, measured)[0]
         plain_step[stage.name] = row["plain_seconds_per_step"]
         rows.append({**row, "stage": stage.name, "kind": stage.kind})
