@@ -19,7 +19,7 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
-MODEL ?= models/300w/student_qat_int8.tflite
+MODEL ?= models/300w/kd_student_int8.tflite
 
 # The shipped int8 model on a sample face (no dataset needed): landmarks drawn into a PNG, then its latency.
 demo: $(STAMP)

@@ -27,6 +27,11 @@ def _read(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def _seed(stage: Path) -> int:
+    """The seed a stage trained with, from the config.json every training stage writes."""
+    return _read(stage / "config.json")["train"]["seed"]
+
+
 def seed_row(run: Path) -> dict:
     """One run folder's KD student and control: validation NME of the selected checkpoints and of the int8 exports."""
     kd, plain = _read(run / "summary.json"), _read(run / "summary-control.json")
@@ -34,7 +39,10 @@ def seed_row(run: Path) -> dict:
     if len(students) != 1:
         sys.exit(f"error: {run}: expected one KD student with its control, found {students or 'none'}")
     name = students[0]
-    row = {"run": str(run), "student": name, "recipe_sha256": kd["recipe_sha256"],
+    seeds = {_seed(run / n) for n in (name, f"{name}-control")}
+    if len(seeds) != 1:
+        sys.exit(f"error: {run}: the KD student and its control were trained with different seeds {sorted(seeds)}")
+    row = {"run": run.name, "seed": seeds.pop(), "student": name, "recipe_sha256": kd["recipe_sha256"],
            "kd_val_nme": kd["stages"][name]["best_val_nme"],
            "plain_val_nme": plain["stages"][f"{name}-control"]["best_val_nme"]}
     for key, summary in (("kd_int8_val_nme", kd), ("plain_int8_val_nme", plain)):
@@ -46,6 +54,8 @@ def seed_row(run: Path) -> dict:
 def summarize(rows: list[dict]) -> dict:
     if len({r["recipe_sha256"] for r in rows}) != 1:
         sys.exit("error: the runs were trained with different recipe files; compare seeds of one recipe")
+    if len({r["seed"] for r in rows}) != len(rows):
+        sys.exit("error: two runs were trained with the same seed; give one run folder per seed")
     out = {"seeds": rows}
     for key in ("kd_val_nme", "plain_val_nme", "kd_int8_val_nme", "plain_int8_val_nme"):
         values = [r[key] for r in rows if r[key] is not None]

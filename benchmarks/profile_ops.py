@@ -8,8 +8,8 @@ the rounds interleaved over the cuts so that a change in machine load spreads ov
 the difference of the medians of consecutive cuts. Two models with the same ops (a float32 model and its int8 twin)
 are compared stretch by stretch, so the stretches where int8 gains little stand out.
 
-    .venv/bin/python benchmarks/profile_ops.py models/300w/student_float32.tflite \\
-        models/300w/student_qat_int8.tflite --threads 1 --rounds 15
+    .venv/bin/python benchmarks/profile_ops.py models/300w/kd_student_float32.tflite \\
+        models/300w/kd_student_int8.tflite --threads 1 --rounds 15
 
 Run it on a quiet machine: the CPU and the load average are printed first.
 """

@@ -15,7 +15,8 @@ DATA = Path(os.environ.get("EDGEKD_DATA", Path(__file__).resolve().parents[1].pa
 W300 = DATA / "300w"
 TINY_SIZE = 64
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED_INT8 = REPO / "models" / "300w" / "student_qat_int8.tflite"  # what `make demo` runs
+SHIPPED_INT8 = REPO / "models" / "300w" / "kd_student_int8.tflite"  # what `make demo` runs
+SHIPPED_FLOAT32 = REPO / "models" / "300w" / "kd_student_float32.tflite"  # the same network, every weight
 
 
 def tiny_metadata(scheme_name="300w", size=TINY_SIZE, quantization="float32") -> ModelMetadata:

@@ -234,8 +234,11 @@ def test_recipe_time_cuts_every_stage_and_times_more_qat_epochs():
     assert default.stage("student").settings["epochs"] == 200
 
 
-def _fake_run(folder, seed_nme, control_nme, sha="a" * 64):
+def _fake_run(folder, seed_nme, control_nme, sha="a" * 64, seed=0, control_seed=None):
     folder.mkdir(parents=True)
+    for stage, s in (("student", seed), ("student-control", seed if control_seed is None else control_seed)):
+        (folder / stage).mkdir()
+        (folder / stage / "config.json").write_text(json.dumps({"train": {"seed": s}}))
     export = lambda nme: {"float32": {"val_nme": nme - 0.01}, "qat": {"val_nme": nme + 0.02}, "stage_seconds": 9.0}
     (folder / "summary.json").write_text(json.dumps({"recipe_sha256": sha, "stages": {
         "warmup": {"best_val_nme": 8.0}, "tough": {"best_val_nme": 4.1}, "student": {"best_val_nme": seed_nme},
@@ -250,16 +253,21 @@ def test_kd_vs_plain_compares_the_means_of_the_seeds(tmp_path):
     """Each run folder's KD student beside its control (the stage with a `-control` twin, not the warm start both
     share), float and int8; the recipe is judged by the ratio of the means over the seeds."""
     tool = _load("kd_vs_plain")
-    rows = [tool.seed_row(_fake_run(tmp_path / "s0", 4.4, 4.8)), tool.seed_row(_fake_run(tmp_path / "s1", 4.6, 4.6))]
-    assert [(r["student"], r["kd_val_nme"], r["plain_val_nme"]) for r in rows] == [("student", 4.4, 4.8),
-                                                                                   ("student", 4.6, 4.6)]
+    rows = [tool.seed_row(_fake_run(tmp_path / "s0", 4.4, 4.8)),
+            tool.seed_row(_fake_run(tmp_path / "s1", 4.6, 4.6, seed=1))]
+    assert [(r["run"], r["seed"], r["student"], r["kd_val_nme"], r["plain_val_nme"]) for r in rows] == [
+        ("s0", 0, "student", 4.4, 4.8), ("s1", 1, "student", 4.6, 4.6)]
     assert rows[0]["kd_int8_val_nme"] == pytest.approx(4.42) and rows[0]["plain_int8_val_nme"] == pytest.approx(4.82)
     out = tool.summarize(rows)
     assert (out["kd_mean"], out["plain_mean"], out["kd_spread"], out["plain_spread"]) == (4.5, 4.7, 0.2, 0.2)
     assert out["ratio"] == pytest.approx(4.5 / 4.7, abs=1e-4) and out["ratio_int8"] == pytest.approx(4.52 / 4.72,
                                                                                                        abs=1e-4)
     with pytest.raises(SystemExit, match="different recipe files"):
-        tool.summarize([*rows, tool.seed_row(_fake_run(tmp_path / "s2", 4.5, 4.7, sha="b" * 64))])
+        tool.summarize([*rows, tool.seed_row(_fake_run(tmp_path / "s2", 4.5, 4.7, sha="b" * 64, seed=2))])
+    with pytest.raises(SystemExit, match="same seed"):
+        tool.summarize([*rows, tool.seed_row(_fake_run(tmp_path / "s3", 4.5, 4.7, seed=1))])
+    with pytest.raises(SystemExit, match=r"s4: the KD student and its control were trained with different seeds"):
+        tool.seed_row(_fake_run(tmp_path / "s4", 4.5, 4.7, seed=0, control_seed=1))
     (tmp_path / "s0" / "summary-control.json").unlink()
     with pytest.raises(SystemExit, match=r"s0/summary-control\.json: not found"):
         tool.seed_row(tmp_path / "s0")

@@ -1,15 +1,13 @@
 """The card's delegate line is measured, not assumed: a graph with an op XNNPACK lacks (CUMSUM) is reported as not
-fully delegated, the shipped files as fully delegated; the GPU line is what LiteRT's analyzer says."""
+fully delegated, the shipped files as fully delegated; the GPU line is what LiteRT's analyzer says. The shipped int8
+file is full-integer, as int8-only NPUs and the NNAPI/EdgeTPU delegates need."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from edgekd.export.quantize import delegate_support
-
-REPO = Path(__file__).resolve().parents[1]
+from edgekd.export.quantize import delegate_support, inspect_ops
+from runtime_helpers import SHIPPED_FLOAT32, SHIPPED_INT8
 
 
 def _tflite(fn) -> bytes:
@@ -29,6 +27,16 @@ def test_delegate_support_tells_a_partial_graph_from_a_whole_one():
 
 
 def test_the_shipped_files_run_whole_on_xnnpack_and_the_gpu_delegate():
-    for name in ("student_qat_int8.tflite", "student_float32.tflite"):
-        support = delegate_support((REPO / "models" / "300w" / name).read_bytes())
-        assert support["xnnpack"]["every_op"] and support["gpu"]["analyzer_compatible"], (name, support)
+    for path in (SHIPPED_INT8, SHIPPED_FLOAT32):
+        support = delegate_support(path.read_bytes())
+        assert support["xnnpack"]["every_op"] and support["gpu"]["analyzer_compatible"], (path.name, support)
+
+
+def test_the_shipped_int8_file_is_full_integer():
+    """Read from the file's own tensors, not its card: every compute op takes and gives int8 (the landmark layer
+    included); only the input QUANTIZE / output DEQUANTIZE convert."""
+    ops = inspect_ops(SHIPPED_INT8.read_bytes())
+    assert ops["all_integer"] and ops["float_ops"] == [], ops["float_ops"]
+    fc = next(o for o in ops["ops"] if o["op"] == "FULLY_CONNECTED")
+    assert fc["input_types"][:2] == ["int8", "int8"] and fc["output_types"] == ["int8"]
+    assert not inspect_ops(SHIPPED_FLOAT32.read_bytes())["all_integer"]  # the check can fail

@@ -17,6 +17,7 @@ from edgekd.core.schemes import SCHEMES, get_scheme
 from edgekd.data.described import load_description, read_described
 from edgekd.data.pipeline import PreparedData
 from edgekd.data.readers import DATASETS, read_dataset
+from runtime_helpers import SHIPPED_FLOAT32
 
 # 5 points from the 68: the two eye centres, the nose tip, the two mouth corners (as a face aligner uses them)
 FIVE = [list(range(36, 42)), list(range(42, 48)), [30], [48], [54]]
@@ -244,7 +245,6 @@ def test_a_pts_folder_works_too(faces, tmp_path):
         read_described(load_description(root / "dataset.yaml"), "test")
 
 
-SHIPPED_FLOAT32 = Path(__file__).resolve().parents[1] / "models" / "300w" / "student_float32.tflite"
 SUBSET = [36, 45, 30, 48, 54]  # outer eye corners, nose tip, mouth corners: five of the 68 points
 
 

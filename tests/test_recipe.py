@@ -268,7 +268,7 @@ def test_a_stage_starts_from_a_model_file_to_fine_tune(mini_run, tiny_prepared, 
     scratch = recipes.load(path, ["ft.from="])
     assert scratch.train_config(scratch.stage("ft"), "r").init_from is None
     finetune = recipes.load("finetune")  # the shipped recipe starts from the shipped student
-    assert finetune.train_config(finetune.stage("student"), "r").init_from == "models/300w/student_float32.tflite"
+    assert finetune.train_config(finetune.stage("student"), "r").init_from == "models/300w/kd_student_float32.tflite"
     assert recipes.as_control(recipes.load("default")).stage("warmup").start is None
 
 
@@ -289,7 +289,7 @@ def test_a_stage_starts_from_a_model_file_to_fine_tune(mini_run, tiny_prepared, 
     (lambda r: r["stages"].update({"seed": {"kind": "baseline"}}), r"stages\.seed: a stage name"),
     (lambda r: r["stages"]["warmup"].update({"from": "none/start.h5"}), r"stages\.warmup\.from: none/start\.h5: no "
                                                                         r"such model file"),
-    (lambda r: r["stages"]["export"].update({"from": "models/300w/student_float32.tflite"}),
+    (lambda r: r["stages"]["export"].update({"from": "models/300w/kd_student_float32.tflite"}),
      r"stages\.export\.from: an export stage exports a training stage"),
 ])
 def test_bad_recipe_files_get_one_line_naming_file_and_key(tmp_path, edit, message):

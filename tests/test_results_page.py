@@ -27,16 +27,10 @@ ROWS = {
     ("recipe-choice/kd-variants.json", "KD-Loss, L1 main term toward ½ truth + ½ teacher"): {"run": "kd-l1-b05/student"},
     ("recipe-choice/kd-variants.json", "KD-Loss, L1 main term toward the teacher (default)"):
         {"run": "kd-l1-b10/student"},
-    ("peers-300w/results.json", "**edgekd 0.12.0 int8** `student_qat_int8.tflite`"): {"model": "student_qat_int8.tflite"},
-    ("peers-300w/results.json", "MediaPipe Face Mesh (468 points, mapped to 68)"): {"model": "MediaPipe Face Mesh"},
-    ("peers-300w/results.json", "dlib 68-point (HOG detector + shape predictor)"): {"model": "dlib 68-pt"},
-    ("300w-128-fastcpu/v0.12.0/shipped/results.json", "previous release (0.11.0), int8"):
-        {"model": "v0.11.0_shipped_qat_int8.tflite"},
-    ("300w-128-fastcpu/v0.12.0/shipped/results.json", "dlib 68-point (HOG detector + shape predictor)"):
-        {"model": "dlib 68-pt"},
-    ("300w-128-fastcpu/v0.12.0/shipped/results.json", "MobileNetV2, plain"):
-        {"model": "student_qat_int8.tflite", "protocol": "gt"},
-    ("300w-128-fastcpu/kd-early-110.json", "MobileNetV2 + KD-Loss"): {"run": "kd-l1-main-110/student"},
+    ("kd-vs-plain/results.json", "MediaPipe Face Mesh (468 points, mapped to 68)"): {"model": "MediaPipe Face Mesh"},
+    ("kd-vs-plain/results.json", "dlib 68-point (HOG detector + shape predictor)"): {"model": "dlib 68-pt"},
+    ("kd-vs-plain/results.json", "MobileNetV2, plain"): {"model": "plain_student_int8.tflite", "protocol": "gt"},
+    ("kd-vs-plain/results.json", "MobileNetV2 + KD-Loss"): {"model": "kd_student_int8.tflite", "protocol": "gt"},
     ("300w-128-fastcpu/kd-early-110.json", "L1 main term"):
         {"kd": "kd-l1-main-110/student", "control": "plain-110/baseline"},
     ("300w-128-fastcpu/v0.6.0/kd-cached-110.json", "L1 main term, teachers cached"):
@@ -117,6 +111,23 @@ def _timing_rule(header: str, timing: dict, row: dict):
             "dry run min": lambda: [dry["projected_seconds"] / 60]}.get(header)
 
 
+def _seeds_rule(header: str, seeds: dict, row: dict):
+    """benchmarks/kd_vs_plain.py's file: a row per seed ("seed N"), then the means with their spread in brackets."""
+    if row["label"].startswith("mean"):
+        m = seeds
+        return {"kd student val %": lambda: [m["kd_mean"], m["kd_spread"]],
+                "plain control val %": lambda: [m["plain_mean"], m["plain_spread"]],
+                "kd ÷ plain": lambda: [m["ratio"]],
+                "kd int8 val %": lambda: [m["kd_int8_mean"], m["kd_int8_spread"]],
+                "plain int8 val %": lambda: [m["plain_int8_mean"], m["plain_int8_spread"]],
+                "int8 kd ÷ plain": lambda: [m["ratio_int8"]]}.get(header)
+    r = next(s for s in seeds["seeds"] if row["label"] == f"seed {s['seed']}")
+    return {"kd student val %": lambda: [r["kd_val_nme"]], "plain control val %": lambda: [r["plain_val_nme"]],
+            "kd ÷ plain": lambda: [r["kd_val_nme"] / r["plain_val_nme"]],
+            "kd int8 val %": lambda: [r["kd_int8_val_nme"]], "plain int8 val %": lambda: [r["plain_int8_val_nme"]],
+            "int8 kd ÷ plain": lambda: [r["kd_int8_val_nme"] / r["plain_int8_val_nme"]]}.get(header)
+
+
 LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")
 NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w])")
 
@@ -160,9 +171,12 @@ def _load(path: Path):
         return "card", data
     if isinstance(data, dict) and "measured_total_seconds" in data and "dry_run" in data:
         return "timing", data
+    if isinstance(data, dict) and "seeds" in data and "ratio" in data:
+        return "seeds", data
     if isinstance(data, list) and all(isinstance(r, dict) and "run" in r for r in data):
         return "runs", {r["run"]: r for r in data}
-    raise AssertionError(f"{path}: not a results.json, a model card, a recipe timing or a table of runs")
+    raise AssertionError(f"{path}: not a results.json, a model card, a recipe timing, a seeds comparison or a table "
+                         "of runs")
 
 
 def mismatches(text: str, base: Path) -> list[str]:
@@ -219,6 +233,9 @@ def mismatches(text: str, base: Path) -> list[str]:
                 spans = re.findall(r"`([^`]*)`", cells[0])
                 row["stage"] = spans[0] if spans else label
                 rule_of = lambda h: _timing_rule(h, data, row)  # noqa: E731
+            elif kind == "seeds":
+                row["label"] = label
+                rule_of = lambda h: _seeds_rule(h, data, row)  # noqa: E731
             else:
                 if key not in ROWS:
                     problems.append(f"line {lineno}: which run of {src} is {label!r}? (ROWS in this test)")
@@ -253,14 +270,21 @@ def test_every_table_figure_matches_the_file_it_links():
 
 def test_a_changed_figure_is_caught(tmp_path):
     """The check can fail: the page with one figure changed (the shipped int8 file's NME from gt crops, in the
-    scores table) is reported, on that line."""
+    scores table) is reported, on that line; so are a changed ratio, stage time and seed figure."""
     text = PAGE.read_text()
-    line = next(ln for ln in text.splitlines() if ln.startswith("|  | gt | 3.41 | **3.992** |"))
-    changed = text.replace(line, line.replace("3.992", "3.982"), 1)
-    problems = mismatches(changed, PAGE.parent)
-    assert len(problems) == 1 and "page 3.982" in problems[0], problems
+    lines = text.splitlines()
+    shipped = next(i for i, ln in enumerate(lines) if ln.startswith("| **shipped: KD student, int8**"))
+    line = lines[shipped + 1]
+    assert line.startswith("|  | gt |")
+    nme = _cells(line)[3].strip("*")
+    wrong = f"{float(nme) + 0.01:.3f}"
+    problems = mismatches(text.replace(line, line.replace(nme, wrong, 1), 1), PAGE.parent)
+    assert len(problems) == 1 and f"page {wrong}" in problems[0], problems
     assert mismatches(text.replace("0.892 / 0.894", "0.892 / 0.895", 1), PAGE.parent)  # a ratio too
     assert mismatches(text.replace("| 148.7 |", "| 148.8 |", 1), PAGE.parent)  # a recipe stage's time too
+    seed0 = next(ln for ln in lines if ln.startswith("| seed 0 |"))
+    kd = _cells(seed0)[1]
+    assert mismatches(text.replace(seed0, seed0.replace(kd, f"{float(kd) + 0.001:.3f}", 1), 1), PAGE.parent)
 
 
 HAND_WRITTEN = [ROOT / "README.md", PAGE, ROOT / "models" / "README.md", ROOT / "CHANGELOG.md",

@@ -9,6 +9,7 @@ import pytest
 
 from edgekd.runtime import FaceDetector, LandmarkModel, Predictor
 from edgekd.runtime.predictor import sample_face
+from runtime_helpers import SHIPPED_FLOAT32
 
 SHIPPED = sorted((Path(__file__).resolve().parents[1] / "models").rglob("*.tflite"))
 
@@ -51,7 +52,7 @@ def test_shipped_model_runs_on_a_sample_face(path, astronaut_faces):
 
 
 def test_shipped_float32_rebuilds_into_a_trainable_network():
-    """What `edgekd train --init-from models/300w/student_float32.tflite` starts from: the shipped file rebuilds into
+    """What `edgekd train --init-from models/300w/kd_student_float32.tflite` starts from: the shipped file rebuilds into
     the student network (MobileNetV2 of the width its card records, GAP head unless the file has the spatial one,
     the metadata's input size), matching the file's outputs; BatchNorm statistics come from any crops here
     (inference mode does not depend on them)."""
@@ -59,7 +60,7 @@ def test_shipped_float32_rebuilds_into_a_trainable_network():
     from edgekd.core.metadata import read
     from edgekd.models.backbones import NetworkConfig, build_network
 
-    path = Path(__file__).resolve().parents[1] / "models" / "300w" / "student_float32.tflite"
+    path = SHIPPED_FLOAT32
     if not path.is_file():
         pytest.skip("no float32 model shipped")
     alpha = json.loads(path.with_name(path.stem + ".card.json").read_text())["checkpoint_info"]["alpha"]

@@ -11,7 +11,7 @@ motion of the shown points, % of the inter-ocular distance) among the designs wh
 clips is at most the detector crops' NME on the same frames; where no design reaches that (300-W's validation
 clips: the tracked crops themselves score above the detector's), at most the raw tracked points' NME.
 
-    .venv/bin/python benchmarks/tracking/tune_smoothing.py models/300w/student_qat_int8.tflite \\
+    .venv/bin/python benchmarks/tracking/tune_smoothing.py models/300w/kd_student_int8.tflite \\
         --root /work/shared/data/300w --prepared /work/runs/data/300w-128 --record /tmp/tracking/record.npz
 """
 from __future__ import annotations

@@ -29,7 +29,7 @@ from edgekd.core.fileio import check_output_dir, check_outside_inputs, next_run_
               help="Phone: TFLite's benchmark_model binary, for model-only latency on the device.")
 def bench(models, root, out_dir, name, exist_ok, serial, adb_path, apk, benchmark_binary, **_settings):
     """Accuracy and latency of .tflite models / Keras checkpoints, e.g.
-    `edgekd bench models/300w/student_qat_int8.tflite --root path/to/300w --crop both --compare dlib`.
+    `edgekd bench models/300w/kd_student_int8.tflite --root path/to/300w --crop both --compare dlib`.
 
     Each run writes into a new folder runs/bench/exp, exp2, ... unless --out-dir or --exist-ok says otherwise."""
     phone = {k: v for k, v in (("serial", serial), ("adb", adb_path), ("apk", apk),

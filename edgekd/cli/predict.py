@@ -57,7 +57,7 @@ def predict(model, source, out, name, exist_ok, pts, detector, detector_backend,
             smooth, max_faces, max_frames, threads, tta, refine, show):
     """Landmarks of every face in SOURCE: an image, several images, a folder, a quoted glob pattern
     ('photos/*.jpg'), a video file or a camera index (0, 1, ...), e.g.
-    `edgekd predict models/300w/student_qat_int8.tflite group.jpg --pts faces.json`.
+    `edgekd predict models/300w/kd_student_int8.tflite group.jpg --pts faces.json`.
 
     Still images: detector -> crop from the model's metadata -> model -> image points, for every face. Several
     images: one picture each in the run folder, and faces.json and faces.csv with every face; unreadable files are

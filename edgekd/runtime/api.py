@@ -1,7 +1,7 @@
 """``Landmarker``: the Python face of `edgekd predict`, with its verbs and option names, as Ultralytics
 (``YOLO("m.pt").predict(src)``) and MediaPipe Tasks users expect one.
 
-    lm = edgekd.Landmarker("models/300w/student_qat_int8.tflite")
+    lm = edgekd.Landmarker("models/300w/kd_student_int8.tflite")
     for result in lm.predict("photos/"):          # an image, an array, a list, a folder or "photos/*.jpg"
         print(result.source, [face.score for face in result.faces])
     for result in lm.track("clip.mp4"):           # video frames (a file, a camera index, or any arrays)

@@ -132,7 +132,7 @@ class RunParams:
     init_from: str | None = setting(
         None, "Start from this checkpoint's weights (same network; any input size, for fine-tuning at another "
               "resolution) instead of random ones; a float32 .tflite export works too (e.g. "
-              "models/300w/student_float32.tflite, to fine-tune the shipped student).", path="file")
+              "models/300w/kd_student_float32.tflite, to fine-tune the shipped student).", path="file")
     progress: bool = setting(True, "Progress bars (the command line's -q turns them off).")
 
 
