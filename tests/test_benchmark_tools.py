@@ -308,3 +308,27 @@ def test_same_weights_cuts_the_recipe_and_finds_a_changed_array(tmp_path):
     other = tool.compare(tmp_path / "a", tmp_path / "c")
     assert other["stages"]["student"]["best.h5"]["max_abs_diff"] == pytest.approx(1e-3, rel=1e-3)
     assert not other["exports"]["student_float32.tflite"]["same_bytes"]
+
+
+def test_paper_steps_reads_a_stage_folder_and_finds_where_it_left_the_mean_shape(tmp_path, tiny_prepared):
+    paper = _load("paper_steps")
+    stage = tmp_path / "tough"
+    stage.mkdir()
+    train = {"teacher_arch": "efficientnet-b3", "stage": "tough", "recipe": "paper", "batch_size": 8, "loss": "l2",
+             "schedule": "inverse-time", "head_init": "mean-shape", "epochs": 150, "steps_per_epoch": None}
+    (stage / "config.json").write_text(json.dumps({"train": train, "data": {"input_size": 64,
+                                                                            "counts": {"train": 36}}}))
+    rows = [(1, 30.0, 19.0, 900.0), (2, 25.0, 17.5, 36.0), (3, 20.0, 15.9, 45.0)]  # an epoch beside other work: slow
+    (stage / "log.csv").write_text("epoch,loss,nme,val_nme,val_nme_soft,lr,seconds,eval_seconds,best\n" + "".join(
+        f"{e},0.01,{t},{v},0,0.001,{s},5.0,1\n" for e, t, v, s in rows))
+    plateau = paper.mean_shape_nme(tiny_prepared)
+    assert 5 < plateau < 60  # the mean shape is far from every face, but not absurdly so
+    config, read = paper.read_stage(stage)
+    result = paper.summarize(config, read, 18.0, margin=10.0)
+    assert result["steps_per_epoch"] == 5 and result["steps_run"] == 15  # ceil(36 / 8)
+    assert result["left_mean_shape_at_epoch"] == 3 and result["left_mean_shape_at_step"] == 15  # 15.9 < 16.2
+    assert result["seconds_per_step_median"] == pytest.approx(45.0 / 5)
+    assert paper.summarize(config, read[:2], 18.0, margin=10.0)["left_mean_shape_at_epoch"] is None
+    (stage / "log.csv").write_text("epoch,loss,nme,val_nme,val_nme_soft,lr,seconds,eval_seconds,best\n")
+    with pytest.raises(SystemExit, match="no finished epoch yet"):
+        paper.read_stage(stage)

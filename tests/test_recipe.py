@@ -272,6 +272,17 @@ def test_a_stage_starts_from_a_model_file_to_fine_tune(mini_run, tiny_prepared, 
     assert recipes.as_control(recipes.load("default")).stage("warmup").start is None
 
 
+def test_the_control_of_a_student_refined_from_its_tough_teacher_keeps_that_start(tmp_path):
+    body = json.loads(json.dumps(MINI))
+    body["stages"]["student"]["from"] = "tough"
+    control = recipes.as_control(recipes.load(_write(tmp_path / "refine.yaml", body)))
+    assert [(s.name, s.kind, s.start) for s in control.stages] == [
+        ("warmup", "baseline", None), ("tough", "tough", "warmup"), ("student-control", "baseline", "tough"),
+        ("export-control", "export", "student-control")]
+    default = recipes.as_control(recipes.load(_write(tmp_path / "mini.yaml", MINI)))
+    assert [s.name for s in default.stages] == ["warmup", "student-control", "export-control"]
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda r: r["stages"].update(distil={"kind": "distill"}), r"stages\.distil\.kind: 'distill'; expected one of"),
     (lambda r: r["stages"]["tough"].update(lr=1e-3), r"stages\.tough\.lr: unknown key; expected one of"),

@@ -27,6 +27,10 @@ ROWS = {
     ("recipe-choice/kd-variants.json", "KD-Loss, L1 main term toward ½ truth + ½ teacher"): {"run": "kd-l1-b05/student"},
     ("recipe-choice/kd-variants.json", "KD-Loss, L1 main term toward the teacher (default)"):
         {"run": "kd-l1-b10/student"},
+    ("recipe-choice/refine.json", "KD student taught by itself and its Tolerant twin, light augmentation"):
+        {"run": "kd-light/student"},
+    ("recipe-choice/refine.json", "plain L1, light augmentation (its control)"): {"run": "plain-light/baseline"},
+    ("recipe-choice/refine.json", "KD student, tight augmentation"): {"run": "kd-tight/student"},
     ("kd-vs-plain/results.json", "MediaPipe Face Mesh (468 points, mapped to 68)"): {"model": "MediaPipe Face Mesh"},
     ("kd-vs-plain/results.json", "dlib 68-point (HOG detector + shape predictor)"): {"model": "dlib 68-pt"},
     ("kd-vs-plain/results.json", "MobileNetV2, plain"): {"model": "plain_student_int8.tflite", "protocol": "gt"},

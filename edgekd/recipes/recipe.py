@@ -18,9 +18,9 @@ recipes live in ``edgekd/recipes/``; a user copies one to change it.
 Command-line overrides ``KEY=VALUE`` (every stage that has the key) or ``STAGE.KEY=VALUE`` (one stage; ``kd.main``
 and ``STAGE.kd.main`` for KD-Loss's constants, ``STAGE.from=PATH`` for where a stage starts) win over the file and
 are recorded in the run (``recipe.json``). ``control=true`` turns the recipe into its plain control: the same stages
-and student steps without the teachers' terms (the teacher stages are left out, each KD student becomes a plain
-student named ``<name>-control``, and the stages downstream of it follow, renamed the same way), so one switch
-measures what the teachers add.
+and student steps without the teachers' terms (the teacher stages are left out but for one a student starts from,
+each KD student becomes a plain student named ``<name>-control``, and the stages downstream of it follow, renamed
+the same way), so one switch measures what the teachers add.
 
 This module reads a recipe (the Recipe and Stage model, ``load``, ``as_control``, ``stage_config``) and checks its
 stage graph; ``recipes.runner`` runs one (``run``, the export stage, the dry run), so reading a recipe does not
@@ -285,11 +285,14 @@ def _check_graph(path: Path, recipe: Recipe) -> None:
 
 def as_control(recipe: Recipe) -> Recipe:
     """The recipe's plain control: teacher stages out; each KD student trained plain with the same start, steps and
-    settings (its main loss, no teacher terms), and the stages that follow from it renamed ``<name>-control``."""
+    settings (its main loss, no teacher terms), and the stages that follow from it renamed ``<name>-control``. A
+    teacher stage that a student starts from stays (a student refined from its own Tough teacher): the control
+    starts where the KD student does, and shares that stage as it is."""
+    starts = {s.start for s in recipe.stages if s.kind not in ("tough", "tolerant")}
     renamed: dict[str, str] = {}
     stages = []
     for stage in recipe.stages:
-        if stage.kind in ("tough", "tolerant"):
+        if stage.kind in ("tough", "tolerant") and stage.name not in starts:
             continue
         start = renamed.get(stage.start, stage.start)
         if stage.kind == "student":
