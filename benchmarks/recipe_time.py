@@ -1,9 +1,15 @@
 """How long a recipe takes on this machine with the cores to itself, stage by stage, beside what `--dry-run` projects.
 
-    .venv/bin/python benchmarks/recipe_time.py PREPARED --recipe default --out benchmarks/recipe-time/default.json
+    .venv/bin/python benchmarks/recipe_time.py PREPARED --run RUN --out benchmarks/recipe-time/default.json
+    .venv/bin/python benchmarks/recipe_time.py PREPARED --recipe default --out OUT.json
 
-A whole run of the default recipe is about 5 hours: too long to hold a machine quiet for, and the real runs share
-their cores with other work. So each stage runs its first few epochs here (``--epochs``, into a scratch folder that is
+With ``--run``: a finished run's own stage times (the run folder of `edgekd train`; the recipe loaded with the
+overrides the run recorded, refused when its file has changed since), each training stage's epochs (training and
+validation seconds from its log.csv, resumed parts included) and its wall time (from one stage's end to the next's,
+so building, weight averaging and BatchNorm re-estimation count too), each export's wall time. What the machine did
+beside the run is not known here: time a run with the cores to itself.
+
+Without ``--run``: where a whole run cannot hold the machine quiet, each stage runs its first few epochs here (``--epochs``, into a scratch folder that is
 removed) and its time is projected from them: the first epoch (graph tracing included) plus the median of the others
 times the remaining epochs, plus what the stage costs besides its epochs (building, weight averaging, BatchNorm
 re-estimation: the stage's wall time minus its epochs'). An export stage runs once with one QAT epoch and once with
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import shutil
 import statistics
@@ -99,10 +106,46 @@ def measure(prepared: Path, recipe: recipes.Recipe, epochs: int) -> dict:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def from_run(run: Path) -> tuple[recipes.Recipe, dict]:
+    """The recipe a finished run trained (with its recorded overrides) and each of its stages' own times."""
+    summary_path = run / "summary.json"
+    if not summary_path.is_file():
+        sys.exit(f"error: --run {run}: no summary.json; expected a run folder whose `edgekd train` has finished")
+    summary = json.loads(summary_path.read_text())
+    try:
+        recipe = recipes.load(summary["recipe_file"], summary.get("overrides", ()))
+    except (recipes.RecipeError, KeyError) as e:
+        sys.exit(f"error: --run {run}: cannot load the recipe it recorded: {e}")
+    if recipe.sha256 != summary["recipe_sha256"]:
+        sys.exit(f"error: --run {run}: trained with {summary['recipe_file']} of sha256 {summary['recipe_sha256'][:12]}, "
+                 f"which has changed since (now {recipe.sha256[:12]}); time a run of the file as it is")
+    stages, previous = {}, None
+    for s in recipe.stages:
+        done = summary["stages"].get(s.name)
+        if done is None:
+            sys.exit(f"error: --run {run}: stage {s.name} is not in its summary.json; expected a finished run")
+        stage_dir = run / s.name
+        if s.kind == "export":
+            end = max(p.stat().st_mtime for p in stage_dir.iterdir())
+            row = {mode: r["seconds"] for mode, r in done.items() if isinstance(r, dict)}
+            stages[s.name] = {"kind": "export", **row, "seconds": round(done["stage_seconds"], 1),
+                              "wall_seconds": round(end - previous) if previous else None}
+        else:
+            per_epoch = epoch_seconds(stage_dir)
+            end = (stage_dir / "summary.json").stat().st_mtime
+            start = previous or (stage_dir / "config.json").stat().st_mtime
+            stages[s.name] = {"kind": s.kind, "epochs": len(per_epoch), "first_epoch_seconds": round(per_epoch[0], 1),
+                              "epoch_seconds": round(statistics.median(per_epoch[1:] or per_epoch), 1),
+                              "seconds": round(sum(per_epoch), 1), "wall_seconds": round(end - start)}
+        previous = end
+    return recipe, stages
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("prepared", type=Path)
-    parser.add_argument("--recipe", default="default")
+    parser.add_argument("--run", type=Path, help="a finished run folder of the recipe: its own stage times")
+    parser.add_argument("--recipe", default="default", help="without --run: the recipe to time a few epochs of")
     parser.add_argument("--epochs", type=int, default=3, help="epochs timed per training stage (at least 2)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -110,18 +153,24 @@ def main() -> None:
         sys.exit("error: --epochs: expected at least 2 (the first epoch traces the graph)")
     if args.out.exists():
         sys.exit(f"error: --out {args.out}: exists; choose a new file")
-    recipe = recipes.load(args.recipe)
     load_before = os.getloadavg()
-    stages = measure(args.prepared, recipe, args.epochs)
+    if args.run is not None:
+        recipe, stages = from_run(args.run)
+        key = "wall_seconds"
+    else:
+        recipe = recipes.load(args.recipe)
+        stages = measure(args.prepared, recipe, args.epochs)
+        key = "projected_seconds"
     dry = runner.project(args.prepared, recipe)
     load_after = os.getloadavg()
-    measured = sum(s["projected_seconds"] for s in stages.values())
+    measured = sum(s[key] or s.get("seconds", 0) for s in stages.values())
     projected = sum(r["projected_seconds"] for r in dry)
     write_json(args.out, {
         "recipe": recipe.source, "recipe_sha256": recipe.sha256, "prepared": str(args.prepared),
+        "run": str(args.run) if args.run else None, "overrides": list(recipe.overrides),
         "machine": machine(), "load_average_before": load_before, "load_average_after": load_after,
-        "timed_epochs_per_stage": args.epochs, "stages": stages,
-        "measured_total_seconds": measured, "measured_total_hours": round(measured / 3600, 2),
+        "timed_epochs_per_stage": None if args.run else args.epochs, "stages": stages,
+        "measured_total_seconds": round(measured), "measured_total_hours": round(measured / 3600, 2),
         "dry_run": {r["stage"]: r for r in dry}, "dry_run_total_seconds": projected,
         "dry_run_over_measured": round(projected / measured, 3)})
     print(f"{args.out}: measured {measured / 3600:.2f} h, dry run {projected / 3600:.2f} h "

@@ -234,6 +234,57 @@ def test_recipe_time_cuts_every_stage_and_times_more_qat_epochs():
     assert default.stage("student").settings["epochs"] == 200
 
 
+def test_recipe_time_reads_a_finished_runs_own_stage_times(tmp_path, monkeypatch):
+    """--run: each stage's epochs and wall time from the run folder itself, the recipe loaded with the run's recorded
+    overrides and priced by the dry run beside it; a changed recipe file or an unfinished run is refused."""
+    import os
+
+    import yaml
+    from edgekd.recipes import runner
+
+    timing = _load("recipe_time")
+    recipe_file = tmp_path / "two.yaml"
+    recipe_file.write_text(yaml.safe_dump({"input_size": 64, "settings": {"batch_size": 8}, "stages": {
+        "warmup": {"kind": "baseline", "epochs": 2},
+        "export": {"kind": "export", "from": "warmup", "modes": ["float32"]}}}, sort_keys=False))
+    from edgekd.recipes import recipe as recipes
+
+    recipe = recipes.load(str(recipe_file), ["warmup.epochs=3"])
+    run = tmp_path / "run"
+    (run / "warmup").mkdir(parents=True)
+    (run / "export").mkdir()
+    (run / "warmup" / "log.csv").write_text("epoch,seconds,eval_seconds\n1,30.0,2.0\n2,20.0,1.0\n3,22.0,1.0\n")
+    for name, when in (("warmup/config.json", 1000), ("warmup/summary.json", 1090), ("export/warmup_float32.tflite",
+                                                                                        1130)):
+        (run / name).write_text("{}")
+        os.utime(run / name, (when, when))
+    summary = {"recipe_file": str(recipe_file), "recipe_sha256": recipe.sha256, "overrides": ["warmup.epochs=3"],
+               "stages": {"warmup": {"best_val_nme": 9.0}, "export": {"float32": {"seconds": 35.0},
+                                                                      "stage_seconds": 35.0}}}
+    (run / "summary.json").write_text(json.dumps(summary))
+    loaded, stages = timing.from_run(run)
+    assert loaded.stage("warmup").settings["epochs"] == 3 and loaded.overrides == ("warmup.epochs=3",)
+    assert stages["warmup"] == {"kind": "baseline", "epochs": 3, "first_epoch_seconds": 32.0, "epoch_seconds": 22.0,
+                                "seconds": 76.0, "wall_seconds": 90}
+    assert stages["export"] == {"kind": "export", "float32": 35.0, "seconds": 35.0, "wall_seconds": 40}
+
+    dry = [{"stage": "warmup", "projected_seconds": 100}, {"stage": "export", "projected_seconds": 30}]
+    monkeypatch.setattr(runner, "project", lambda prepared, r: dry if r.sha256 == recipe.sha256 else [])
+    monkeypatch.setattr("sys.argv", ["recipe_time.py", str(tmp_path), "--run", str(run), "--out",
+                                     str(tmp_path / "t.json")])
+    timing.main()
+    out = json.loads((tmp_path / "t.json").read_text())
+    assert (out["measured_total_seconds"], out["dry_run_total_seconds"]) == (130, 130)
+    assert out["dry_run_over_measured"] == 1.0 and out["overrides"] == ["warmup.epochs=3"]
+
+    recipe_file.write_text(recipe_file.read_text() + "# changed\n")
+    with pytest.raises(SystemExit, match=r"run: trained with .*two\.yaml of sha256 .* which has changed since"):
+        timing.from_run(run)
+    (run / "summary.json").unlink()
+    with pytest.raises(SystemExit, match=r"--run .*run: no summary\.json"):
+        timing.from_run(run)
+
+
 def _fake_run(folder, seed_nme, control_nme, sha="a" * 64, seed=0, control_seed=None):
     folder.mkdir(parents=True)
     for stage, s in (("student", seed), ("student-control", seed if control_seed is None else control_seed)):
