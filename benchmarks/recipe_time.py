@@ -9,13 +9,15 @@ validation seconds from its log.csv, resumed parts included) and its wall time (
 so building, weight averaging and BatchNorm re-estimation count too), each export's wall time. What the machine did
 beside the run is not known here: time a run with the cores to itself.
 
-Without ``--run``: where a whole run cannot hold the machine quiet, each stage runs its first few epochs here (``--epochs``, into a scratch folder that is
-removed) and its time is projected from them: the first epoch (graph tracing included) plus the median of the others
-times the remaining epochs, plus what the stage costs besides its epochs (building, weight averaging, BatchNorm
-re-estimation: the stage's wall time minus its epochs'). An export stage runs once with one QAT epoch and once with
-four; a third of their difference is one QAT epoch (conversion, calibration and validation vary by tens of seconds
-between exports: one epoch's difference drowned in it). Then `edgekd train --dry-run`'s projection of the same
-recipe, and the load average before and after, which says whether the machine was quiet.
+Without ``--run``: where a whole run cannot hold the machine quiet, each stage runs its first few epochs here
+(``--epochs``, into a scratch folder that is removed) and its time is projected from them: the first epoch (graph
+tracing included) plus the median of the others times the remaining epochs, plus what the stage costs besides its
+epochs (building, weight averaging, BatchNorm re-estimation: the stage's wall time minus its epochs'). An export
+stage runs once with one QAT epoch and once with four; a third of their difference is one QAT epoch (conversion,
+calibration and validation vary by tens of seconds between exports: one epoch's difference drowned in it).
+
+Either way, then `edgekd train --dry-run`'s projection of the same recipe, and the load average before and after,
+which says whether the machine was quiet.
 """
 from __future__ import annotations
 
@@ -126,7 +128,7 @@ def from_run(run: Path) -> tuple[recipes.Recipe, dict]:
             sys.exit(f"error: --run {run}: stage {s.name} is not in its summary.json; expected a finished run")
         stage_dir = run / s.name
         if s.kind == "export":
-            end = max(p.stat().st_mtime for p in stage_dir.iterdir())
+            end = (stage_dir / runner.DONE).stat().st_mtime  # written once; the control rewrites the cards later
             row = {mode: r["seconds"] for mode, r in done.items() if isinstance(r, dict)}
             stages[s.name] = {"kind": "export", **row, "seconds": round(done["stage_seconds"], 1),
                               "wall_seconds": round(end - previous) if previous else None}

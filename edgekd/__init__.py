@@ -11,7 +11,7 @@ The Python API has the CLI's verbs and names, and is loaded on first use (PEP 56
     lm = edgekd.Landmarker("models/300w/kd_student_int8.tflite")   # edgekd predict
     lm.predict("photos/"), lm.track("clip.mp4")
     edgekd.prepare_data(edgekd.PrepareConfig(...), out)              # edgekd data prepare
-    edgekd.train_recipe(prepared, run_dir, edgekd.load_recipe("default", ["student.epochs=300"]))  # edgekd train
+    edgekd.train_recipe(prepared, run_dir, edgekd.load_recipe("default", ["student.epochs=60"]))  # edgekd train
     edgekd.export_model(edgekd.ExportConfig(checkpoint, out, "qat"))  # edgekd export
     edgekd.benchmark(edgekd.BenchConfig(...))                         # edgekd bench
 
@@ -25,7 +25,7 @@ from edgekd.core.logs import native_env_defaults  # noqa: E402  (after the line 
 
 native_env_defaults()
 
-__version__ = "0.13.1"
+__version__ = "0.14.0"
 
 
 # The imports below are lazy by design (PEP 562, see above): each loader imports one part of the API on first use, so

@@ -31,6 +31,12 @@ ROWS = {
         {"run": "kd-light/student"},
     ("recipe-choice/refine.json", "plain L1, light augmentation (its control)"): {"run": "plain-light/baseline"},
     ("recipe-choice/refine.json", "KD student, tight augmentation"): {"run": "kd-tight/student"},
+    ("recipe-choice/blend.json", "KD-Loss, L1 main term toward the teacher (the recipe's)"):
+        {"run": "kd-blend1.0/student"},
+    ("recipe-choice/blend.json", "KD-Loss, L1 main term toward ½ truth + ½ teacher"): {"run": "kd-blend0.5/student"},
+    ("recipe-choice/blend.json", "KD-Loss, L1 main term toward the truth (the assistive terms alone)"):
+        {"run": "kd-blend0.0/student"},
+    ("recipe-choice/blend.json", "plain L1 (the recipe's control)"): {"run": "plain/student"},
     ("kd-vs-plain/results.json", "MediaPipe Face Mesh (468 points, mapped to 68)"): {"model": "MediaPipe Face Mesh"},
     ("kd-vs-plain/results.json", "dlib 68-point (HOG detector + shape predictor)"): {"model": "dlib 68-pt"},
     ("kd-vs-plain/results.json", "MobileNetV2, plain"): {"model": "plain_student_int8.tflite", "protocol": "gt"},
