@@ -223,21 +223,60 @@ def test_video_errors_are_one_line(tmp_path):
 
 
 def test_motion_prediction_moves_the_crop_with_the_face():
-    """A face drifting 2 px a frame: the crop carried ahead by the averaged motion sits closer to where the face is
-    than the last landmark box does; with prediction off the crop is exactly the last landmark box."""
+    """A face drifting 2 px a frame, crops from the landmark box (anchor off): the crop carried ahead by the
+    averaged motion sits closer to where the face is than the last landmark box does; with prediction off the crop
+    is exactly the last landmark box."""
     from tracking_world import script
 
     from edgekd.core.crop import CropSpec
 
     faces = [f[0] for _, f, _ in script(33)]
-    ahead, _ = run_python({"redetect_every": 10, "max_faces": 1}, frames=33)
-    plain, _ = run_python({"redetect_every": 10, "max_faces": 1, "predict_motion": False, "smoothing": False},
-                          frames=33)
+    ahead, _ = run_python({"redetect_every": 10, "max_faces": 1, "anchor": False}, frames=33)
+    plain, _ = run_python({"redetect_every": 10, "max_faces": 1, "predict_motion": False, "smoothing": False,
+                           "anchor": False}, frames=33)
     off = lambda run, k: abs(run[k][0][2][0] - faces[k][0])  # noqa: E731  crop centre vs the face's, x
     frames = [k for k in range(3, 33) if k % 10]  # the crop came from a tracked frame, not from a detection
     assert np.mean([off(ahead, k) for k in frames]) < 0.5 * np.mean([off(plain, k) for k in frames])
     for k in frames:
         np.testing.assert_allclose(plain[k][0][2], CropSpec.box_from_points(plain[k - 1][0][3]), rtol=0, atol=1e-9)
+
+
+def test_anchored_crops_keep_the_detections_place_on_the_face():
+    """The scripted detector puts its square 3 px right of and 2 px above the face, and the stub model draws the
+    face pulled towards its crop's centre (a crop-dependent bias, as a real model has). Anchored (the default), the
+    tracked crops stay where the detector would put them on the drifting face: the starting square moved with the
+    points, its side kept; from the landmark box, the crop loses the detector's place and follows the model's pull."""
+    from tracking_world import script
+
+    faces = [f[0] for _, f, _ in script(33)]
+    anchored, _ = run_python({"redetect_every": 10, "max_faces": 1, "smoothing": False}, frames=33)
+    landmark, _ = run_python({"redetect_every": 10, "max_faces": 1, "smoothing": False, "anchor": False},
+                             frames=33)
+    square = anchored[0][0][2]  # frame 0: the detection's crop square, where the track starts
+    assert square[0] - faces[0][0] == pytest.approx(3.0) and square[1] - faces[0][1] == pytest.approx(-2.0)
+    frames = [k for k in range(3, 33) if k % 10]  # the crop came from a tracked frame, not from a detection
+    for run, expected in ((anchored, (3.0, -2.0)), (landmark, (0.3, -0.2))):
+        offsets = np.array([np.subtract(run[k][0][2][:2], faces[k][:2]) for k in frames])
+        np.testing.assert_allclose(offsets.mean(0), expected, atol=0.5)
+    np.testing.assert_allclose([anchored[k][0][2][2] for k in frames], square[2], rtol=1e-6)
+
+
+def test_move_square_follows_a_similarity_of_the_points():
+    """move_square turns, scales and shifts the square with the points: under a similarity (zoom 1.5, roll 30
+    degrees, shift) the square's centre lands where that similarity takes it, its side times 1.5."""
+    from tracking_world import SHAPE
+
+    from edgekd.runtime.tracker import move_square
+
+    ref = SHAPE * 80 + [200.0, 150.0]
+    angle, zoom, shift = np.deg2rad(30), 1.5, np.array([40.0, -25.0])
+    rot = zoom * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = ref @ rot.T + shift
+    square = (210.0, 140.0, 90.0)
+    cx, cy, side = move_square(square, ref, moved)
+    np.testing.assert_allclose((cx, cy), rot @ np.array(square[:2]) + shift, atol=1e-9)
+    assert side == pytest.approx(1.5 * 90.0)
+    assert move_square(square, ref, ref) == pytest.approx(square)
 
 
 class _SlidingModel:
@@ -277,7 +316,8 @@ def test_a_sliding_track_is_put_back_on_the_detection_that_confirms_it():
     image = np.zeros((480, 640, 3), np.uint8)
     runs = {}
     for reanchor in (0.5, 0.0):
-        tracker = FaceTracker(_SlidingModel(), redetect_every=5, smoothing=False, reanchor_iou=reanchor)
+        tracker = FaceTracker(_SlidingModel(), redetect_every=5, smoothing=False, reanchor_iou=reanchor,
+                              anchor=False)  # crops from the landmark box: the track slides with the model's error
         runs[reanchor] = [tracker.update(image, k / 30.0)[0] for k in range(11)]
     put_back, drifting = runs[0.5], runs[0.0]
     assert [f.track_id for f in put_back] == [0] * 11 == [f.track_id for f in drifting]  # the same track
@@ -287,3 +327,7 @@ def test_a_sliding_track_is_put_back_on_the_detection_that_confirms_it():
     assert put_back[5].box == pytest.approx(face) and put_back[10].box == pytest.approx(face)  # restarted there
     assert put_back[5].detection is not None and drifting[5].detection is not None
     assert np.mean([square_iou(f.box, face) for f in put_back[5:]]) > np.mean(overlap[5:]) + 0.1
+    # anchored crops (the default) do not slide: the model's error is the same in every crop, so the points move
+    # only with the face, and the crop stays on the detector's square
+    tracker = FaceTracker(_SlidingModel(), redetect_every=5, smoothing=False)
+    assert min(square_iou(tracker.update(image, k / 30.0)[0].box, face) for k in range(11)) == pytest.approx(1.0)

@@ -50,7 +50,8 @@ def record(model_path: Path, root: Path, prepared: Path, out: Path, limit: int |
                       progress=False)
     samples, _ = _read_samples(cfg)
     frames = CLIP["frames"]
-    rec = {k: [] for k in ("raw", "smoothed", "side", "truth", "det_nme", "still_raw", "still_side", "still_truth")}
+    rec = {k: [] for k in ("raw", "smoothed", "side", "truth", "det_nme", "still_raw", "still_side", "still_truth",
+                           "raw_landmark_box")}
     nan = np.full((cfg.scheme.num_points, 2), np.nan)
 
     def points(faces, attr):
@@ -67,6 +68,8 @@ def record(model_path: Path, root: Path, prepared: Path, out: Path, limit: int |
             clip, truth = render_clip(image, s.points, frames)
             tracked, _ = track_clip(FaceTracker(predictor, **TRACKING), clip, truth)
             detected, _ = detect_clip(predictor, clip, truth)
+            before, _ = track_clip(FaceTracker(predictor, **TRACKING, anchor=False), clip, truth)  # 0.14.0's crops
+            rec["raw_landmark_box"].append(points(before, "raw_points"))
             rec["raw"].append(points(tracked, "raw_points"))
             rec["smoothed"].append(points(tracked, "points"))
             rec["side"].append(sides(tracked))
@@ -181,6 +184,11 @@ def evaluate(rec) -> tuple[dict, callable]:
     ref = {"frames": int(both.sum()), "still_frame_pairs": int(pairs.sum()),
            "detector_nme": float(100 * rec["det_nme"][both].mean()), "raw_nme": nme(rec["raw"]),
            "raw_jitter": jitter(rec["still_raw"]), "recorded_smoothed_nme": nme(rec["smoothed"])}
+    if "raw_landmark_box" in rec:  # the crops cut from the last landmark box (anchor off), on the same frames
+        lb = np.isfinite(rec["raw_landmark_box"][..., 0, 0])
+        ref["landmark_box_frames_lost"] = int((both & ~lb).sum())
+        ref["landmark_box_raw_nme"] = float(100 * (np.linalg.norm(rec["raw_landmark_box"] - truth, axis=-1).mean(-1)
+                                                   / iod)[both & lb].mean())
     return ref, score
 
 

@@ -244,8 +244,9 @@ def _jitter_text(row) -> str:
             f"{_fmt(jitter['smoothed'], 3)} % smoothed")
 
 
-VIDEO_NOTE = ("Tracking: FaceTracker as `edgekd predict` runs it on video (crop from the previous frame's landmarks "
-              "carried one frame ahead by their motion, the detector every {redetect_every} frames or when the "
+VIDEO_NOTE = ("Tracking: FaceTracker as `edgekd predict` runs it on video (each crop the detector's square that "
+              "started the track, moved with the previous frame's landmarks and carried one frame ahead by their "
+              "motion, the detector every {redetect_every} frames or when the "
               "track fails its plausibility test, smoothing: {smoothing}; one face); its NME is of the smoothed "
               "points a user sees, raw is before smoothing. Lag: smoothed minus raw tracking NME on the same frames. "
               "Jitter: each face also held still for a clip with Gaussian camera noise (sigma {still_noise} grey "

@@ -1,10 +1,10 @@
-"""Tracking faces through video: crop from the previous frame's landmarks, re-detect every N frames or when a
-track is lost, smooth the shown points (pose and shape apart, One Euro filters). android_demo/.../FaceTracker.kt
-is the same logic in Kotlin.
+"""Tracking faces through video: crop where the previous frame's landmarks put the face, re-detect every N frames
+or when a track is lost, smooth the shown points (pose and shape apart, One Euro filters).
+android_demo/.../FaceTracker.kt is the same logic in Kotlin.
 
-A video frame rarely needs the face detector: the previous frame's landmarks give the box the next crop is cut
-from (``CropSpec.box_from_points``, the box the model was trained on, as MediaPipe's face landmarker does), so a
-tracked face costs a crop and one model call. The detector runs
+A video frame rarely needs the face detector: the previous frame's landmarks say where the face went and the next
+crop follows it (as MediaPipe's face landmarker does; how, below), so a tracked face costs a crop and one model
+call. The detector runs
 
 - every ``redetect_every`` frames, to find new faces and to confirm the tracked ones: a track that no detection
   overlaps (IoU of the crop squares below ``min_iou``) is dropped. This is the test that catches a face that left
@@ -18,13 +18,18 @@ tracked face costs a crop and one model call. The detector runs
   sides, and keep its centre inside the image. On real faces cropped with 5 % / 7 % jitter the model's box stays
   within 0.91-1.13 of the crop (5-95 %) and 0.12 sides; the limits 1.3 and 0.3 leave that margin to motion.
 
-The next crop is not the last landmark box itself but where that box is heading: the box's motion between the
-last two frames (centre in box sides, scale as a log ratio), averaged over frames (``MOTION_EMA``), carried one
-frame ahead, as a camera drifting or zooming moves the face a little every frame. Measured on the 168 validation
-faces rendered as the bench's pan-and-zoom clips (3,360 frames, shipped int8 model): tracked NME 5.21 % with the
-crop at the last landmark box, 4.95 % with the motion carried ahead, against 4.99 % for detector crops on the same
-frames. On still clips with camera noise (Gaussian, sigma 4 grey levels) the model's points move 1.51 % of the
-inter-ocular distance from frame to frame with the plain crop and 1.80 % with the carried one: the smoothing's job.
+The next crop is the detector's square that started the track, moved with the face (``anchor``): the similarity
+(shift, zoom, roll) that takes the points drawn in that square to this frame's points carries the square along.
+A model's error on a face is much the same in every crop of it, so the points' motion is the face's, and the crop
+stays where the detector would cut it; a crop cut from the model's own landmark box instead keeps whatever the
+model got wrong and loses the detector's place on the face. Measured on the 168 validation faces rendered as the
+bench's pan-and-zoom clips (3,360 frames, the 0.14.0 int8 model, raw points, benchmarks/tracking/smoothing.json):
+4.233 % NME anchored, 4.298 % from the landmark box, against 4.233 % for detector crops on the same frames.
+
+The crop is also carried one frame ahead: the box's motion between the last two frames (centre in box sides, scale
+as a log ratio), averaged over frames (``MOTION_EMA``), as a camera drifting or zooming moves the face a little
+every frame. Measured with crops from the landmark box (an earlier model): 5.21 % with the crop at the last
+landmark box, 4.95 % with the motion carried ahead, against 4.99 % for detector crops on the same frames.
 
 Two guards came from the test clips where tracking failed (read after the choices above; validation clips have
 no such failure and score the same with or without them): a model shown part of a face draws it smaller, and
@@ -42,15 +47,12 @@ A camera or head moving carries the whole face, which the pose follows almost un
 frame-to-frame noise is in the shape, which does not move with the face.
 
 Measured on the 168 validation faces (benchmarks/tracking: the bench's pan-and-zoom clips, 3,360 frames, and still
-clips of the same faces with camera noise, Gaussian sigma 4 grey levels, 3,192 frame pairs; shipped int8 model of
-2026-12-05; the figures above are an earlier model's): detector crops 4.19 % NME, tracked raw 4.26 %; the earlier
-One Euro filter over all points (min cutoff 0.5 Hz, beta 30 per face size per second, derivative cutoff 2 Hz)
-showed 4.55 %, 0.29 % of lag, for a still-clip jitter (frame-to-frame motion of the shown points) of 0.19 % of the
-inter-ocular distance against 0.74 % raw; this filter shows 4.25 % (0.004 % under raw: no lag) with 0.38 % jitter.
-No smoothing of these points reaches the detector crops' 4.19 %: the tracked crops' error is the model's own on
-them (even the truth's pose plus each clip's mean pose error, with each clip's mean shape, scores 4.205 %), so the
-smoothing chosen is the lowest jitter that costs no accuracy. No One Euro filter over all points (75 settings
-searched) costs none: the closest (beta 1000) shows 4.26 % with 0.63 % jitter.
+clips of the same faces with camera noise, Gaussian sigma 4 grey levels, 3,192 frame pairs; the 0.14.0 int8 model,
+anchored crops): detector crops 4.233 % NME, tracked raw 4.233 %, shown 4.225 % (0.008 under raw: no lag);
+still-clip jitter (frame-to-frame motion of the points) 0.263 % of the inter-ocular distance against 0.726 % raw.
+The pose filter is the lowest jitter among the 96 settings searched whose shown NME is at most the detector
+crops'. The earlier One Euro filter over all points (min cutoff 0.5 Hz, beta 30 per face size per second,
+derivative cutoff 2 Hz) shows 4.502 % (0.27 % of lag) with 0.147 % jitter.
 """
 from __future__ import annotations
 
@@ -67,7 +69,7 @@ from edgekd.core.detector import iou
 ONE_EURO = {"min_cutoff": 0.5, "beta": 30.0, "d_cutoff": 2.0, "max_gap": 0.5}
 # The pose's filter (OneEuroFilter.kt PoseShapeFilter.POSE_*): chosen on validation clips (benchmarks/tracking), the
 # lowest still-clip jitter whose smoothed NME on moving clips is no worse than the raw points'
-POSE_EURO = {"min_cutoff": 0.25, "beta": 700.0, "d_cutoff": 1.0, "max_gap": 0.5}
+POSE_EURO = {"min_cutoff": 0.25, "beta": 500.0, "d_cutoff": 1.0, "max_gap": 0.5}
 # Weight of the newest frame's box motion in the running average that moves the next crop (FaceTracker.kt MOTION_EMA)
 MOTION_EMA = 0.5
 # The most the crop is carried ahead per frame: 0.1 box sides of shift, a factor e^0.1 of scale (a hand-held camera
@@ -159,11 +161,21 @@ class Track:
     id: int
     box: tuple[float, float, float]  # (cx, cy, side): where the next frame's crop is cut
     filter: PoseShapeFilter
-    landmark_box: tuple[float, float, float] | None = None  # the last frame's landmark box
+    landmark_box: tuple[float, float, float] | None = None  # the last frame's box for the next crop
     motion: tuple[float, float, float] | None = None  # averaged box motion per frame: (dx, dy) in sides, log scale
+    anchor: tuple | None = None  # (the detector's crop square that (re)started the track, the points drawn in it)
+
+    def anchored(self, points) -> tuple[float, float, float]:
+        """The anchor's square moved with the face: by the similarity (shift, zoom, roll) that takes the anchor's
+        points to ``points``. On the track's first frame (no anchor yet) the anchor is set: this frame's crop,
+        a detector's square, and ``points``."""
+        if self.anchor is None:
+            self.anchor = (self.box, np.asarray(points, np.float64))
+        square, ref = self.anchor
+        return move_square(square, ref, points)
 
     def follow(self, box, predict: bool) -> None:
-        """Move the next crop to this frame's landmark ``box``, carried one frame ahead by the averaged motion."""
+        """Move the next crop to ``box``, carried one frame ahead by the averaged motion."""
         if predict and self.landmark_box is not None:
             (px, py, ps), (cx, cy, s) = self.landmark_box, box
             new = ((cx - px) / s, (cy - py) / s, math.log(s / ps))
@@ -177,8 +189,21 @@ class Track:
         self.landmark_box = box
 
     def restart(self, square) -> None:
-        """A detection (re)starts the track: the next crop comes from its landmarks, with no motion known."""
-        self.box, self.landmark_box, self.motion = square, None, None
+        """A detection (re)starts the track: the next crop comes from its square, with no motion known."""
+        self.box, self.landmark_box, self.motion, self.anchor = square, None, None, None
+
+
+def move_square(square, ref, points) -> tuple[float, float, float]:
+    """``square`` (cx, cy, side) moved by the least-squares similarity from the points ``ref`` to ``points``: its
+    centre keeps its place relative to the points (turned and scaled with them), its side scales with them."""
+    p0, p1 = np.asarray(ref, np.float64).reshape(-1, 2), np.asarray(points, np.float64).reshape(-1, 2)
+    c0, c1 = p0.mean(0), p1.mean(0)
+    q0, q1 = p0 - c0, p1 - c1
+    norm = float((q0 * q0).sum())
+    a = float((q0 * q1).sum()) / norm
+    b = float((q0[:, 0] * q1[:, 1] - q0[:, 1] * q1[:, 0]).sum()) / norm
+    dx, dy = square[0] - c0[0], square[1] - c0[1]
+    return (float(c1[0] + a * dx - b * dy), float(c1[1] + b * dx + a * dy), float(square[2] * math.hypot(a, b)))
 
 
 @dataclass
@@ -196,19 +221,22 @@ class FaceTracker:
     ``raw_points`` as the model gave them, ``detection`` on frames where a detection confirmed or started it).
 
     ``predictor`` is a Predictor with a detector; ``max_faces`` caps the tracks (the Android demo tracks 1);
-    ``predict_motion`` moves each crop by the face's recent motion (off: the crop is the last landmark box);
+    ``anchor`` cuts each crop from the detector's square that started the track, moved with the points (off: from
+    the landmark box of the last points); ``predict_motion`` carries the crop one frame ahead by the face's recent
+    motion;
     a detection that confirms a track with a crop-square IoU below ``reanchor_iou`` restarts it from the detection's
     crop (one more model run), so a track that slid towards the face's edge or a neighbour is put back."""
 
     def __init__(self, predictor, redetect_every: int = 10, max_faces: int | None = None, smoothing: bool = True,
                  min_iou: float = 0.3, max_scale_change: float = 1.3, max_shift: float = 0.3,
-                 predict_motion: bool = True, reanchor_iou: float = 0.5):
+                 predict_motion: bool = True, reanchor_iou: float = 0.5, anchor: bool = True):
         if predictor.detector is None:
             raise ValueError("FaceTracker needs a Predictor with a face detector")
         self.predictor = predictor
         self.redetect_every = max(1, int(redetect_every))
         self.max_faces = max_faces
         self.smoothing, self.predict_motion, self.reanchor_iou = smoothing, predict_motion, reanchor_iou
+        self.anchor = anchor
         self.min_iou, self.max_scale_change, self.max_shift = min_iou, max_scale_change, max_shift
         self.tracks: list[Track] = []
         self.stats = TrackerStats()
@@ -243,7 +271,7 @@ class FaceTracker:
         self.tracks = [track for track, _, _ in kept]
         faces = []
         for track, face, box in kept:
-            track.follow(box, self.predict_motion)
+            track.follow(track.anchored(face.points) if self.anchor else box, self.predict_motion)
             face.track_id = track.id
             face.raw_points = face.points
             if self.smoothing:

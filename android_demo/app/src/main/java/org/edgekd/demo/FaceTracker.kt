@@ -5,10 +5,11 @@ import kotlin.math.hypot
 import kotlin.math.ln
 
 /**
- * Tracks faces through camera frames: each crop comes from the previous frame's landmarks, the face detector runs
+ * Tracks faces through camera frames: each crop follows the previous frame's landmarks, the face detector runs
  * every [redetectEvery] frames (to find faces and to confirm the tracked ones) and at once when a track fails the
- * plausibility test, and the points a user sees are smoothed with the [PoseShapeFilter]. With [predictMotion] each
- * crop is the last landmark box carried one frame ahead by the face's averaged motion. The same logic, decision for
+ * plausibility test, and the points a user sees are smoothed with the [PoseShapeFilter]. With [anchor] each crop is
+ * the detector's square that started the track moved with the landmarks (else the last landmark box); with
+ * [predictMotion] it is carried one frame ahead by the face's averaged motion. The same logic, decision for
  * decision, as the desktop's `edgekd/runtime/tracker.py` (see its docstring for why these tests and limits); the
  * repository's tests drive both with one scripted sequence and compare every frame.
  *
@@ -24,7 +25,9 @@ class FaceTracker(
     val maxShift: Double = 0.3,
     val predictMotion: Boolean = true,
     /** A detection confirming a track with a crop-square IoU below this restarts it from the detection's crop. */
-    val reanchorIou: Double = 0.5
+    val reanchorIou: Double = 0.5,
+    /** Cut each crop from the track's starting detector square moved with the points (tracker.py's anchor). */
+    val anchor: Boolean = true
 ) {
     /** One camera frame: its size, the detector (crop squares from its boxes, best score first) and the model. */
     interface Frame {
@@ -50,6 +53,19 @@ class FaceTracker(
         var landmarkBox: DoubleArray? = null
         var motion: DoubleArray? = null
 
+        /** The detector's square that (re)started the track and the points drawn in it. */
+        var anchorBox: DoubleArray? = null
+        var anchorPoints: FloatArray? = null
+
+        /** The anchor's square moved with the face to [points]; on the first frame the anchor is set (this crop). */
+        fun anchored(points: FloatArray): DoubleArray {
+            if (anchorBox == null) {
+                anchorBox = box
+                anchorPoints = points
+            }
+            return moveSquare(anchorBox!!, anchorPoints!!, points)
+        }
+
         /** The next crop: this frame's landmark [next] carried one frame ahead by the averaged motion. */
         fun follow(next: DoubleArray, predict: Boolean) {
             val last = landmarkBox
@@ -73,6 +89,8 @@ class FaceTracker(
             box = square
             landmarkBox = null
             motion = null
+            anchorBox = null
+            anchorPoints = null
         }
     }
 
@@ -118,7 +136,7 @@ class FaceTracker(
         }
         tracks = kept.map { it.track }.toMutableList()
         return kept.map { c ->
-            c.track.follow(c.box, predictMotion)
+            c.track.follow(if (anchor) c.track.anchored(c.points) else c.box, predictMotion)
             val shown = if (smoothing) c.track.filter.filter(c.points, timeSeconds, c.box[2]) else c.points
             Tracked(c.track.id, shown, c.points, c.cropBox, c.detected)
         }
@@ -184,6 +202,32 @@ class FaceTracker(
 
         /** The most the crop is carried ahead per frame, in box sides and log scale (tracker.py MAX_MOTION). */
         const val MAX_MOTION = 0.1
+
+        /**
+         * [square] moved by the least-squares similarity from the points [ref] to [points] (tracker.py move_square):
+         * its centre keeps its place relative to the points, turned and scaled with them; its side scales with them.
+         */
+        fun moveSquare(square: DoubleArray, ref: FloatArray, points: FloatArray): DoubleArray {
+            val n = ref.size / 2
+            var c0x = 0.0; var c0y = 0.0; var c1x = 0.0; var c1y = 0.0
+            for (i in 0 until n) {
+                c0x += ref[2 * i]; c0y += ref[2 * i + 1]; c1x += points[2 * i]; c1y += points[2 * i + 1]
+            }
+            c0x /= n; c0y /= n; c1x /= n; c1y /= n
+            var norm = 0.0; var dot = 0.0; var cross = 0.0
+            for (i in 0 until n) {
+                val x0 = ref[2 * i] - c0x; val y0 = ref[2 * i + 1] - c0y
+                val x1 = points[2 * i] - c1x; val y1 = points[2 * i + 1] - c1y
+                norm += x0 * x0 + y0 * y0
+                dot += x0 * x1 + y0 * y1
+                cross += x0 * y1 - y0 * x1
+            }
+            val a = dot / norm
+            val b = cross / norm
+            val dx = square[0] - c0x
+            val dy = square[1] - c0y
+            return doubleArrayOf(c1x + a * dx - b * dy, c1y + b * dx + a * dy, square[2] * hypot(a, b))
+        }
 
         /** IoU of two {cx, cy, side} squares. */
         fun squareIou(a: DoubleArray, b: DoubleArray): Double = CropSpec.iou(

@@ -37,9 +37,9 @@ import java.util.concurrent.Executors
 /**
  * Live demo: front camera, MediaPipe face detector, the edgekd landmark model from the assets (chosen in the
  * spinner; its metadata gives the crop and scheme), landmarks drawn over the preview, per-stage times, GPU delegate
- * and thread count switches. The face is tracked ([FaceTracker]: crops from the previous frame's landmarks, the
- * detector every 10th frame or when the track is lost) and smoothed with the One Euro filter (on by default, switch
- * "Smooth"). All model work runs on one analysis thread.
+ * and thread count switches. The face is tracked ([FaceTracker]: the detector's square moved with the previous
+ * frame's landmarks, the detector every 10th frame or when the track is lost) and smoothed with the One Euro
+ * filter (on by default, switch "Smooth"). All model work runs on one analysis thread.
  */
 class MainActivity : AppCompatActivity() {
     private lateinit var previewView: PreviewView
