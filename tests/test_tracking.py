@@ -279,6 +279,32 @@ def test_move_square_follows_a_similarity_of_the_points():
     assert move_square(square, ref, ref) == pytest.approx(square)
 
 
+def test_a_restart_anchors_the_track_to_the_new_square():
+    """A detection that restarts a track (restart) drops the old anchor: the next crop is the new square itself, and
+    later crops move that square, not the old one, with the points."""
+    from tracking_world import SHAPE
+
+    from edgekd.runtime.tracker import PoseShapeFilter, Track
+
+    track = Track(0, (100.0, 100.0, 50.0), PoseShapeFilter())
+    first = SHAPE * 40 + [100.0, 100.0]
+    assert track.anchored(first) == pytest.approx((100.0, 100.0, 50.0))
+    assert track.anchored(first + [10.0, 0.0]) == pytest.approx((110.0, 100.0, 50.0))
+    track.restart((300.0, 200.0, 80.0))
+    assert track.anchor is None and track.box == (300.0, 200.0, 80.0)
+    later = SHAPE * 60 + [305.0, 195.0]
+    assert track.anchored(later) == pytest.approx((300.0, 200.0, 80.0))
+    assert track.anchored(later + [0.0, 12.0]) == pytest.approx((300.0, 212.0, 80.0))
+
+
+def test_move_square_keeps_the_square_when_the_reference_points_coincide():
+    """A degenerate prediction (every point at one place) gives no motion to read: the square stays, no error."""
+    from edgekd.runtime.tracker import move_square
+
+    ref = np.full((5, 2), 7.0)
+    assert move_square((10.0, 20.0, 30.0), ref, ref + 3.0) == (10.0, 20.0, 30.0)
+
+
 class _SlidingModel:
     """A still face at (300, 240), side 100, and a model that draws it 0.15 crop sides to the right of where the
     crop's own centre pulls it: a track built on its points slides right a little every frame."""

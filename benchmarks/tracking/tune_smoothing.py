@@ -8,8 +8,8 @@ Clips: the validation faces of a prepared folder (never the test split), each as
 (edgekd.bench.video.render_clip) and as its still clip with camera noise (render_still), tracked as the bench
 tracks them (edgekd.bench.video.TRACKING, one thread). Criterion: the lowest still-clip jitter (mean frame-to-frame
 motion of the shown points, % of the inter-ocular distance) among the designs whose smoothed NME on the moving
-clips is at most the detector crops' NME on the same frames; where no design reaches that (300-W's validation
-clips: the tracked crops themselves score above the detector's), at most the raw tracked points' NME.
+clips is at most the detector crops' NME on the same frames; where no design reaches that (crops from the landmark
+box, before 0.14.1, scored above the detector's by themselves), at most the raw tracked points' NME.
 
     .venv/bin/python benchmarks/tracking/tune_smoothing.py models/300w/kd_student_int8.tflite \\
         --root /work/shared/data/300w --prepared /work/runs/data/300w-128 --record /tmp/tracking/record.npz

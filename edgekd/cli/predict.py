@@ -61,8 +61,9 @@ def predict(model, source, out, name, exist_ok, pts, detector, detector_backend,
 
     Still images: detector -> crop from the model's metadata -> model -> image points, for every face. Several
     images: one picture each in the run folder, and faces.json and faces.csv with every face; unreadable files are
-    named and skipped, and the exit status is then 1. Video: faces are tracked (each crop from the previous frame's
-    landmarks, the detector every --redetect-every frames or when a track is lost) and smoothed. Without SOURCE,
+    named and skipped, and the exit status is then 1. Video: faces are tracked (each crop the detector's square moved
+    with the previous frame's landmarks, the detector every --redetect-every frames or when a track is lost) and
+    smoothed. Without SOURCE,
     scikit-image's astronaut photo (public domain) is used."""
     if show:  # before any work: no model loaded, no folder made, when no window can open
         check_display()

@@ -22,7 +22,10 @@ The next crop is the detector's square that started the track, moved with the fa
 (shift, zoom, roll) that takes the points drawn in that square to this frame's points carries the square along.
 A model's error on a face is much the same in every crop of it, so the points' motion is the face's, and the crop
 stays where the detector would cut it; a crop cut from the model's own landmark box instead keeps whatever the
-model got wrong and loses the detector's place on the face. Measured on the 168 validation faces rendered as the
+model got wrong and loses the detector's place on the face. The anchor is renewed when a detection restarts the
+track (a new track, a lost one found again, or a confirming detection overlapping less than ``reanchor_iou``), not
+at every confirming detection: the bench's clips move a rigid picture, so how an anchor held through a head turn or
+a changing expression fares on real video is not measured here. Measured on the 168 validation faces rendered as the
 bench's pan-and-zoom clips (3,360 frames, the 0.14.0 int8 model, raw points, benchmarks/tracking/smoothing.json):
 4.233 % NME anchored, 4.298 % from the landmark box, against 4.233 % for detector crops on the same frames.
 
@@ -68,7 +71,7 @@ from edgekd.core.detector import iou
 # OneEuroFilter.kt's defaults, the shape's filter in PoseShapeFilter on both platforms
 ONE_EURO = {"min_cutoff": 0.5, "beta": 30.0, "d_cutoff": 2.0, "max_gap": 0.5}
 # The pose's filter (OneEuroFilter.kt PoseShapeFilter.POSE_*): chosen on validation clips (benchmarks/tracking), the
-# lowest still-clip jitter whose smoothed NME on moving clips is no worse than the raw points'
+# lowest still-clip jitter whose smoothed NME on moving clips is at most the detector crops' on the same frames
 POSE_EURO = {"min_cutoff": 0.25, "beta": 500.0, "d_cutoff": 1.0, "max_gap": 0.5}
 # Weight of the newest frame's box motion in the running average that moves the next crop (FaceTracker.kt MOTION_EMA)
 MOTION_EMA = 0.5
@@ -200,6 +203,8 @@ def move_square(square, ref, points) -> tuple[float, float, float]:
     c0, c1 = p0.mean(0), p1.mean(0)
     q0, q1 = p0 - c0, p1 - c1
     norm = float((q0 * q0).sum())
+    if not norm > 0.0:  # reference points all at one place (a degenerate prediction): no motion to read from them
+        return tuple(float(v) for v in square)
     a = float((q0 * q1).sum()) / norm
     b = float((q0[:, 0] * q1[:, 1] - q0[:, 1] * q1[:, 0]).sum()) / norm
     dx, dy = square[0] - c0[0], square[1] - c0[1]

@@ -27,7 +27,7 @@ fun main(args: Array<String>) {
     val lines = generateSequence(::readLine).toList()
     val config = lines[0].trim().split(" ")
     val tracker = FaceTracker(redetectEvery = config[0].toInt(), maxFaces = config[1].toInt(),
-        smoothing = config[2] == "1")
+        smoothing = config[2] == "1", anchor = config.size <= 6 || config[6] == "1")
     val spec = CropSpec(128, 0.15, 0.0, 0.0, 1.0)
     val width = config[3].toInt()
     val height = config[4].toInt()

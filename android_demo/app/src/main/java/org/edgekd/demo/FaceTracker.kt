@@ -222,6 +222,7 @@ class FaceTracker(
                 dot += x0 * x1 + y0 * y1
                 cross += x0 * y1 - y0 * x1
             }
+            if (!(norm > 0.0)) return square.copyOf() // reference points all at one place: no motion to read
             val a = dot / norm
             val b = cross / norm
             val dx = square[0] - c0x
