@@ -323,3 +323,23 @@ def test_predict_on_the_shipped_model_prints_no_native_log_lines(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stderr.strip() == "", r.stderr
     assert r.stdout.strip().endswith(str(tmp_path / "p.png"))
+
+
+@pytest.mark.parametrize("load, busy", [(0.1, False), (2.0, True)])
+def test_dry_run_names_the_cpu_and_a_busy_machine(tiny_prepared, tmp_path, monkeypatch, load, busy):
+    """`train --dry-run` ends with the total and the CPU it was timed on; when the load average before timing was
+    at least half the cores, a note says the projection is high (other work shared the cores); nothing is trained."""
+    import os
+
+    from edgekd.core.timing import cpu_name
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (load * (os.cpu_count() or 1), 0.0, 0.0))
+    r = CliRunner().invoke(main, ["train", str(tiny_prepared), "--run-dir", str(tmp_path / "r"), "--stage",
+                                  "baseline", "--dry-run", "--epochs", "1", "--batch-size", "8", "--alpha", "0.35"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.strip().splitlines()
+    total = next(i for i, line in enumerate(lines) if line.startswith("projected total: "))
+    assert lines[total].endswith(f"on this machine ({cpu_name()}, {os.cpu_count()} cores)")
+    notes = lines[total + 1:]
+    assert bool(notes) == busy and all("busy" in n and "projection is high" in n for n in notes)
+    assert not (tmp_path / "r").exists()

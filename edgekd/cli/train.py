@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -20,6 +21,8 @@ VARIANT_CONSTANTS = ("c", "tough_pos", "tough_neg", "tol_pos", "tol_neg", "ramp"
                      "w_tol")
 # TrainConfig fields a recipe's stages set themselves from the stage graph (and the command from -q or its own options)
 NOT_FOR_A_RECIPE = ("stage", "recipe", "progress", "init_from", "teachers_dir", "teacher_targets")
+# A dry run on a machine whose load average is at least this share of its cores says its projection is high
+BUSY_LOAD = 0.5
 
 
 @main.command("train", short_help="Prepared folder -> a recipe's stages: teachers, KD student, int8 export.")
@@ -68,7 +71,8 @@ def train(prepared, overrides, run_dir, stage, recipe, loss_variant, resume, dry
     if dry_run:
         from edgekd.training.projection import dry_run as project  # lazy: training code, kept out of edgekd --help
 
-        _print_projection(project(prepared, cfg, (stage,)))
+        load = machine_load()
+        _print_projection(project(prepared, cfg, (stage,)), load)
         return
     result = {stage: train_stage(prepared, run_dir, cfg, resume=resume, explicit=explicit)}
     click.echo(json.dumps(result, indent=1))
@@ -86,7 +90,8 @@ def _train_recipe(prepared, run_dir, recipe_name, overrides, explicit, given, re
     options += [f"{name}={json.dumps(value)}" for name, value in sorted(given.items())]
     loaded = recipes.load(recipe_name, (*options, *overrides))
     if dry_run:
-        _print_projection(runner.project(prepared, loaded))
+        load = machine_load()
+        _print_projection(runner.project(prepared, loaded), load)
         return
     result = runner.run(prepared, run_dir, loaded, resume=resume, progress=logs.show_progress(),
                         echo=click.echo if logs.show_progress() else (lambda *_: None))
@@ -103,10 +108,26 @@ def _train_recipe(prepared, run_dir, recipe_name, overrides, explicit, given, re
                f"stages; {Path(run_dir) / ('summary-control.json' if loaded.control else 'summary.json')}")
 
 
-def _print_projection(rows) -> None:
+def machine_load() -> float | None:
+    """The 1-minute load average before the dry run times anything (its own steps would raise it)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return None
+
+
+def _print_projection(rows, load: float | None = None) -> None:
+    """Each stage's projected time, the total and the CPU it was timed on; a busy machine is named, because its
+    step times (and so the projection) come out high: other work shares the cores."""
+    from edgekd.core.timing import cpu_name
     from edgekd.training.projection import format_duration  # lazy: training code, kept out of edgekd --help
 
     for r in rows:
         click.echo(f"{r['stage']:>16} {r['network']:<16} {r['seconds_per_step']:.2f} s/step x {r['steps']} steps"
                    f" = {format_duration(r['projected_seconds'])}")
-    click.echo(f"projected total: {format_duration(sum(r['projected_seconds'] for r in rows))} on this machine")
+    cores = os.cpu_count() or 1
+    click.echo(f"projected total: {format_duration(sum(r['projected_seconds'] for r in rows))} on this machine "
+               f"({cpu_name()}, {cores} cores)")
+    if load is not None and load >= BUSY_LOAD * cores:
+        click.echo(f"note: the machine was busy when the steps were timed (load average {load:.1f} on {cores} "
+                   f"cores): the projection is high; time it again with the cores to itself")
