@@ -283,6 +283,37 @@ def test_the_control_of_a_student_refined_from_its_tough_teacher_keeps_that_star
     assert [s.name for s in default.stages] == ["warmup", "student-control", "export-control"]
 
 
+def test_a_student_learns_from_an_ensemble_of_the_stages_its_teachers_name(tiny_prepared, tmp_path):
+    """``teachers: {tough: [tough, peer]}``: the student's Tough teacher is the ensemble of both stages (the Tolerant
+    one stays the stage named tolerant); its config records each role's checkpoints; the dry run prices three
+    teacher networks; the plain control leaves the peer out with the other teachers."""
+    body = json.loads(json.dumps(MINI))
+    stages = body["stages"]
+    body["stages"] = {"warmup": stages["warmup"], "tough": stages["tough"],
+                      "peer": {"kind": "tough", "from": "warmup", "epochs": 1, "seed": 1},
+                      "tolerant": stages["tolerant"],
+                      "student": {**stages["student"], "epochs": 1, "teachers": {"tough": ["tough", "peer"]}},
+                      "export": stages["export"]}
+    path = _write(tmp_path / "ensemble.yaml", body)
+    loaded = recipes.load(path)
+    assert loaded.stage("student").teacher_stages() == {"tough": ["tough", "peer"], "tolerant": ["tolerant"]}
+    assert [s.name for s in recipes.as_control(loaded).stages] == ["warmup", "student-control", "export-control"]
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["-q", "train", str(tiny_prepared), "--run-dir", str(run), "--recipe", path])
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "student" / "config.json").read_text())
+    expected = {"tough": [str((run / n / "best.h5").resolve()) for n in ("tough", "peer")],
+                "tolerant": [str((run / "tolerant" / "best.h5").resolve())]}
+    assert config["train"]["teacher_checkpoints"] == expected
+    assert {role: sorted(paths) for role, paths in config["teachers"].items()} == \
+        {role: sorted(paths) for role, paths in expected.items()}
+    from edgekd.training.projection import stage_cost, teacher_members
+
+    cfg = loaded.train_config(loaded.stage("student"), run)
+    assert teacher_members(cfg) == 1.5 and stage_cost(cfg, "student") > stage_cost(
+        loaded.train_config(recipes.load(_write(tmp_path / "mini.yaml", MINI)).stage("student"), run), "student")
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda r: r["stages"].update(distil={"kind": "distill"}), r"stages\.distil\.kind: 'distill'; expected one of"),
     (lambda r: r["stages"]["tough"].update(lr=1e-3), r"stages\.tough\.lr: unknown key; expected one of"),
@@ -302,6 +333,16 @@ def test_the_control_of_a_student_refined_from_its_tough_teacher_keeps_that_star
                                                                         r"such model file"),
     (lambda r: r["stages"]["export"].update({"from": "models/300w/kd_student_float32.tflite"}),
      r"stages\.export\.from: an export stage exports a training stage"),
+    (lambda r: r["stages"]["tough"].update(teachers={"tough": ["warmup"]}),
+     r"stages\.tough\.teachers: only a KD student"),
+    (lambda r: r["stages"]["student"].update(teachers={"teacher": ["tough"]}),
+     r"stages\.student\.teachers\.teacher: unknown role; expected one of tough, tolerant"),
+    (lambda r: r["stages"]["student"].update(teachers={"tough": ["tough", "tough"]}),
+     r"stages\.student\.teachers\.tough: expected a stage name or a list of different stage names"),
+    (lambda r: r["stages"]["student"].update(teachers={"tough": ["export"]}),
+     r"stages\.student\.teachers\.tough: 'export' is not a training stage before it"),
+    (lambda r: r["stages"]["student"].update(teachers=["tough"]),
+     r"stages\.student\.teachers: expected a mapping of tough and/or tolerant to stage names"),
 ])
 def test_bad_recipe_files_get_one_line_naming_file_and_key(tmp_path, edit, message):
     body = json.loads(json.dumps(MINI))

@@ -37,7 +37,7 @@ BUSY_LOAD = 0.5
               help=f"A recipe name (edgekd/recipes/: {', '.join(recipes.available())}) or your own .yaml recipe "
                    f"file. Options given explicitly and KEY=VALUE / STAGE.KEY=VALUE overrides win over it; "
                    f"control=true trains its plain control instead.")
-@config_options(TrainConfig, exclude=("stage", "recipe", "progress"))
+@config_options(TrainConfig, exclude=("stage", "recipe", "progress", "teacher_checkpoints"))
 @click.option("--loss-variant", type=click.Choice(list(LOSS_VARIANTS)), default=None,
               help="KD-Loss constants: the authors' code (the --kd-* defaults) or the paper's figures; --kd-* options "
                    "given beside it win.")

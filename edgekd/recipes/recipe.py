@@ -7,7 +7,9 @@ path: fine-tuning, ``recipes/finetune.yaml``), or from scratch:
   baseline   a plain student on the ground-truth landmarks (a warm start, or a plain control)
   tough      the Tough teacher, on the ground-truth landmarks
   tolerant   the Tolerant teacher, on the ASM soft landmarks
-  student    the KD student: KD-Loss with the stages named ``tough`` and ``tolerant`` as its teachers
+  student    the KD student: KD-Loss with the stages named ``tough`` and ``tolerant`` as its teachers, or those its
+             ``teachers`` names by role (``teachers: {tough: [tough, refine], tolerant: [tolerant]}``: a role with
+             several stages is their ensemble, the mean of their outputs)
   export     the .tflite files of the stage it starts from (``modes``: float32 and/or qat, the int8 export)
 
 Keys are the fields of ``training.config.TrainConfig`` (training stages; ``kd`` holds ``losses.KDLossConfig``'s)
@@ -18,9 +20,10 @@ recipes live in ``edgekd/recipes/``; a user copies one to change it.
 Command-line overrides ``KEY=VALUE`` (every stage that has the key) or ``STAGE.KEY=VALUE`` (one stage; ``kd.main``
 and ``STAGE.kd.main`` for KD-Loss's constants, ``STAGE.from=PATH`` for where a stage starts) win over the file and
 are recorded in the run (``recipe.json``). ``control=true`` turns the recipe into its plain control: the same stages
-and student steps without the teachers' terms (the teacher stages are left out but for one a student starts from,
-each KD student becomes a plain student named ``<name>-control``, and the stages downstream of it follow, renamed
-the same way), so one switch measures what the teachers add.
+and student steps without the teachers' terms (the teacher stages, of kind tough or tolerant or named in a
+student's ``teachers``, are left out but for one a student starts from, each KD student becomes a plain student
+named ``<name>-control``, and the stages downstream of it follow, renamed the same way), so one switch measures what
+the teachers add.
 
 This module reads a recipe (the Recipe and Stage model, ``load``, ``as_control``, ``stage_config``) and checks its
 stage graph; ``recipes.runner`` runs one (``run``, the export stage, the dry run), so reading a recipe does not
@@ -40,7 +43,7 @@ from edgekd.core.errors import EdgekdError
 from edgekd.models.losses import KDLossConfig
 from edgekd.recipes.schema import (EXPORT_KEYS, KD_KEYS, KINDS, MODEL_SUFFIXES, STAGE_KEYS, TRAIN_KEYS, RecipeError,
                                    UniqueKeyLoader, check_export_settings, check_keys, checked_settings, typed)
-from edgekd.training.config import TrainConfig
+from edgekd.training.config import TEACHER_ROLES, TrainConfig
 
 RECIPES_DIR = Path(__file__).parent
 DEFAULT_RECIPE = "default"
@@ -53,9 +56,15 @@ class Stage:
     kind: str
     start: str | None  # the file's ``from``: the stage whose best checkpoint this one starts from, or a model file
     settings: dict  # the stage's own keys merged over the recipe's shared ``settings``
+    teachers: dict | None = None  # a KD student's ``teachers``: role -> the stages whose outputs teach it
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "from": self.start, **self.settings}
+        return {"kind": self.kind, "from": self.start, **({"teachers": self.teachers} if self.teachers else {}),
+                **self.settings}
+
+    def teacher_stages(self) -> dict[str, list[str]]:
+        """A KD student's teachers by role: its ``teachers``, or the stages named ``tough`` and ``tolerant``."""
+        return {role: list((self.teachers or {}).get(role) or [role]) for role in TEACHER_ROLES}
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,11 @@ class Recipe:
         kd = KDLossConfig(**settings.pop("kd", {}))
         init = None if not stage.start else stage.start if is_model_file(stage.start) else \
             str(Path(run_dir) / stage.start / BEST)
-        return TrainConfig(stage=stage.kind, recipe=self.name, init_from=init, kd=kd, progress=progress, **settings)
+        checkpoints = None if not stage.teachers else {
+            role: [str(Path(run_dir) / name / BEST) for name in names]
+            for role, names in stage.teacher_stages().items()}
+        return TrainConfig(stage=stage.kind, recipe=self.name, init_from=init, kd=kd, progress=progress,
+                           teacher_checkpoints=checkpoints, **settings)
 
 
 # --- reading ----------------------------------------------------------------------------------------------------
@@ -167,7 +180,8 @@ def load(name_or_file, overrides=(), control: bool = False) -> Recipe:
         check_keys(path, where + ".", body, allowed)
         own = {k: v for k, v in body.items() if k not in STAGE_KEYS}
         settings = own if kind == "export" else {**_merge_kd(shared, own)}
-        stages.append(Stage(str(stage_name), kind, body.get("from"), settings))
+        teachers = _checked_teachers(path, where, kind, body["teachers"]) if "teachers" in body else None
+        stages.append(Stage(str(stage_name), kind, body.get("from"), settings, teachers))
     stages = _apply_overrides(path, stages, overrides)
     stages = [replace(s, settings=checked_settings(path, f"stages.{s.name}", s.kind, s.settings)) for s in stages]
     recipe = Recipe(name, _source(path), hashlib.sha256(raw_bytes).hexdigest(), input_size,
@@ -182,6 +196,27 @@ def _source(path: Path) -> str:
     if path.resolve().parent == RECIPES_DIR.resolve():
         return PACKAGE_PREFIX + path.name
     return str(path.resolve())
+
+
+def _checked_teachers(path: Path, where: str, kind: str, value) -> dict:
+    """A KD student's ``teachers``: a mapping of tough and/or tolerant to one stage name or a list of them."""
+    if kind != "student":
+        raise RecipeError(f"{path}: {where}.teachers: only a KD student (kind student) learns from teachers")
+    if not isinstance(value, dict) or not value:
+        raise RecipeError(f"{path}: {where}.teachers: expected a mapping of {' and/or '.join(TEACHER_ROLES)} to stage "
+                          f"names")
+    out = {}
+    for role, names in value.items():
+        if role not in TEACHER_ROLES:
+            raise RecipeError(f"{path}: {where}.teachers.{role}: unknown role; expected one of "
+                              f"{', '.join(TEACHER_ROLES)}")
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names) \
+                or len(set(names)) < len(names):
+            raise RecipeError(f"{path}: {where}.teachers.{role}: expected a stage name or a list of different stage "
+                              f"names, got {value[role]!r}")
+        out[role] = list(names)
+    return out
 
 
 def _pop_control(path: Path, overrides) -> bool:
@@ -266,11 +301,17 @@ def _check_graph(path: Path, recipe: Recipe) -> None:
             raise RecipeError(f"{path}: {where}.from: {stage.start!r} is an export stage; start from a training stage")
         if stage.kind == "export" and stage.start is None:
             raise RecipeError(f"{path}: {where}.from: an export stage needs the training stage it exports")
-        if stage.kind == "student":
-            for role in ("tough", "tolerant"):
+        if stage.kind == "student" and not stage.teachers:
+            for role in TEACHER_ROLES:
                 if seen.get(role) is None or seen[role].kind != role:
                     raise RecipeError(f"{path}: {where}: a KD student needs a stage named {role!r} of kind {role} "
                                       f"before it")
+        elif stage.kind == "student":
+            for role, names in stage.teacher_stages().items():
+                for name in names:
+                    if name not in seen or seen[name].kind == "export":
+                        raise RecipeError(f"{path}: {where}.teachers.{role}: {name!r} is not a training stage before "
+                                          f"it (before it: {', '.join(seen) or 'none'})")
         if stage.name in seen:
             raise RecipeError(f"{path}: {where}: the name is used twice")
         try:
@@ -288,11 +329,14 @@ def as_control(recipe: Recipe) -> Recipe:
     settings (its main loss, no teacher terms), and the stages that follow from it renamed ``<name>-control``. A
     teacher stage that a student starts from stays (a student refined from its own Tough teacher): the control
     starts where the KD student does, and shares that stage as it is."""
-    starts = {s.start for s in recipe.stages if s.kind not in ("tough", "tolerant")}
+    teachers = {name for s in recipe.stages if s.kind == "student" for names in s.teacher_stages().values()
+                for name in names}
+    teachers |= {s.name for s in recipe.stages if s.kind in TEACHER_ROLES}
+    starts = {s.start for s in recipe.stages if s.name not in teachers}
     renamed: dict[str, str] = {}
     stages = []
     for stage in recipe.stages:
-        if stage.kind in ("tough", "tolerant") and stage.name not in starts:
+        if stage.name in teachers and stage.name not in starts:
             continue
         start = renamed.get(stage.start, stage.start)
         if stage.kind == "student":
@@ -302,7 +346,7 @@ def as_control(recipe: Recipe) -> Recipe:
             settings["loss"] = main if main != "paper" else "l2"  # Loss_Main as published is L2-like around G
             settings["teacher_flip"] = False
             renamed[stage.name] = f"{stage.name}-control"
-            stages.append(Stage(renamed[stage.name], "baseline", start, settings))
+            stages.append(Stage(renamed[stage.name], "baseline", start, settings))  # no teachers
         elif stage.start in renamed or stage.start != start:
             renamed[stage.name] = f"{stage.name}-control"
             stages.append(Stage(renamed[stage.name], stage.kind, start, stage.settings))

@@ -21,13 +21,14 @@ from edgekd.training.qat import QAT_SCHEDULES, QAT_TARGETS
 TRAIN_KINDS = ("baseline", "tough", "tolerant", "student")
 KINDS = (*TRAIN_KINDS, "export")
 EXPORT_MODES = ("float32", "qat")
-STAGE_KEYS = ("kind", "from")
+STAGE_KEYS = ("kind", "from", "teachers")  # what a stage is, where it starts, whom a KD student learns from
 MODEL_SUFFIXES = (".h5", ".keras", ".tflite")  # a ``from`` with one of these is a model file, not a stage
-# TrainConfig fields a recipe does not set: the runner fills them from the stage graph (stage, init_from,
-# teachers_dir), the file's name (recipe) or the command line (progress); cached teacher targets are a single-stage
-# tool (`edgekd data teach`), not part of a recipe
+# TrainConfig fields a recipe does not set: the runner fills them from the stage graph (stage, init_from from
+# ``from``, teacher_checkpoints from ``teachers``), the file's name (recipe) or the command line (progress); teacher
+# folders and cached teacher targets are single-stage tools (`edgekd train --stage`, `edgekd data teach`)
 TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig)
-                   if f.name not in ("stage", "recipe", "init_from", "teachers_dir", "teacher_targets", "progress"))
+                   if f.name not in ("stage", "recipe", "init_from", "teachers_dir", "teacher_checkpoints",
+                                     "teacher_targets", "progress"))
 EXPORT_KEYS = ("modes", "calibration_samples", "qat_epochs", "qat_steps_per_epoch", "qat_learning_rate",
                "qat_schedule", "qat_target", "float_head", "tolerance", "allow_degradation", "seed")
 KD_KEYS = tuple(f.name for f in fields(KDLossConfig))

@@ -22,6 +22,7 @@ from edgekd.models.backbones import HEADS, MODELS, NetworkConfig
 from edgekd.models.losses import LOSSES, KDLossConfig
 
 STAGES = ("tough", "tolerant", "student", "baseline")  # what a stage trains (a recipe names its stages: recipes/recipe.py)
+TEACHER_ROLES = ("tough", "tolerant")  # KD-Loss's two teachers (losses.kd_loss: A and S)
 TARGET = {"tough": "hard", "tolerant": "soft", "student": "hard", "baseline": "hard"}
 SCHEDULES = ("cosine", "inverse-time")
 MAX_EPOCHS, MAX_BATCH = 100_000, 65_536  # TrainConfig.validate's upper bounds
@@ -111,6 +112,10 @@ class DistillParams:
         None, "Folder with tough/ and tolerant/ teacher runs (default: --run-dir); a baseline with --kd-teacher-blend "
               "reads tough/ alone. Repeat it for ensembles: each teacher is then the mean of its role's networks in "
               "every folder, each fed the batch resized to its own input size.", path="dir")
+    teacher_checkpoints: dict[str, list[str]] | None = setting(
+        None, "Each teacher role's checkpoints ({'tough': [...], 'tolerant': [...]}), instead of --teachers-dir's "
+              "folders: a role with several is the ensemble of them. A recipe's student stage sets it from its "
+              "`teachers:` (stage names).")
     teacher_targets: str | None = setting(
         None, "KD student: the teachers' outputs computed once by `edgekd data teach` instead of --teachers-dir (a KD "
               "step then costs a plain one; the teachers saw canonical crops, not augmented ones, which made KD-Loss "
@@ -146,6 +151,8 @@ class TrainConfig(RunParams, DistillParams, AugmentParams, NetworkParams, Optimi
             self.teachers_dir = [str(self.teachers_dir)]
         elif self.teachers_dir is not None:
             self.teachers_dir = [str(d) for d in self.teachers_dir] or None
+        if self.teacher_checkpoints is not None:
+            self.teacher_checkpoints = {str(k): [str(p) for p in v] for k, v in dict(self.teacher_checkpoints).items()}
 
     def network(self, stage: str | None = None):
         """The NetworkConfig this stage trains."""
@@ -188,6 +195,12 @@ class TrainConfig(RunParams, DistillParams, AugmentParams, NetworkParams, Optimi
                 if getattr(self, name):
                     raise EdgekdError(f"--teacher-targets and {option(name)}: choose one (the flip averaging "
                                       f"of cached targets is chosen by `edgekd data teach --teacher-flip`)")
+        if self.teacher_checkpoints is not None:
+            if self.teachers_dir or self.teacher_targets:
+                raise EdgekdError("teacher_checkpoints and --teachers-dir / --teacher-targets: choose one")
+            if set(self.teacher_checkpoints) - set(TEACHER_ROLES) or not all(self.teacher_checkpoints.values()):
+                raise EdgekdError(f"teacher_checkpoints {self.teacher_checkpoints}: expected one or more checkpoints "
+                                  f"for each of {', '.join(TEACHER_ROLES)}")
         if self.teachers_dir and len({str(Path(d).resolve()) for d in self.teachers_dir}) < len(self.teachers_dir):
             raise EdgekdError(f"--teachers-dir: a folder is given twice ({', '.join(self.teachers_dir)}); an "
                               f"ensemble needs different networks")
@@ -219,7 +232,7 @@ class TrainConfig(RunParams, DistillParams, AugmentParams, NetworkParams, Optimi
 
 
 # settings that may differ between the first run of a stage and its --resume without changing what it trains
-RESUMABLE_CHANGES = ("progress", "strategy", "teachers_dir", "init_from")
+RESUMABLE_CHANGES = ("progress", "strategy", "teachers_dir", "teacher_checkpoints", "init_from")
 
 
 def resumed_config(stage_dir: Path, cfg: TrainConfig, explicit=None) -> TrainConfig:
@@ -244,6 +257,8 @@ def resumed_config(stage_dir: Path, cfg: TrainConfig, explicit=None) -> TrainCon
         mine, theirs = getattr(cfg, name), getattr(recorded, name)
         if name == "teachers_dir":
             _check_same_teacher_count(stage_dir, mine, theirs)
+        if name == "teacher_checkpoints":
+            _check_same_members(stage_dir, mine, theirs)
         if name in RESUMABLE_CHANGES or mine == theirs:
             continue
         if name == "epochs" and recorded.schedule == "inverse-time":
@@ -260,6 +275,8 @@ def resumed_config(stage_dir: Path, cfg: TrainConfig, explicit=None) -> TrainCon
     keep = {k: getattr(cfg, k) for k in RESUMABLE_CHANGES}
     if "teachers_dir" not in explicit:  # the folders the run started with, not the run folder's own teachers
         keep["teachers_dir"] = recorded.teachers_dir
+    if "teacher_checkpoints" not in explicit:
+        keep["teacher_checkpoints"] = recorded.teacher_checkpoints
     if "epochs" in explicit:
         keep["epochs"] = cfg.epochs
     return replace(recorded, stage=cfg.stage, **keep)
@@ -275,6 +292,15 @@ def _check_same_teacher_count(stage_dir: Path, mine, theirs) -> None:
                           f"or use another --run-dir")
 
 
+def _check_same_members(stage_dir: Path, mine, theirs) -> None:
+    """Teacher checkpoints may move with their run folder, but each role's number of networks makes its teacher."""
+    count = {role: len(paths) for role, paths in (mine or {}).items()}
+    recorded = {role: len(paths) for role, paths in (theirs or {}).items()}
+    if count != recorded:
+        raise EdgekdError(f"{stage_dir}: teachers of {count or 'the run folder'} networks per role, but the run was "
+                          f"started with {recorded or 'the run folder'}; use another --run-dir")
+
+
 def check_finished_matches(stage_dir: Path, cfg: TrainConfig) -> None:
     """A finished stage is only skipped by a recipe run when it was trained with these settings."""
     path = stage_dir / "config.json"
@@ -282,6 +308,7 @@ def check_finished_matches(stage_dir: Path, cfg: TrainConfig) -> None:
         return
     recorded = TrainConfig.from_dict(json.loads(path.read_text())["train"])
     _check_same_teacher_count(stage_dir, cfg.teachers_dir, recorded.teachers_dir)
+    _check_same_members(stage_dir, cfg.teacher_checkpoints, recorded.teacher_checkpoints)
     differ = [k for k in cfg.__dataclass_fields__ if k not in (*RESUMABLE_CHANGES, "stage")
               and getattr(recorded, k) != getattr(cfg, k)]
     if differ:

@@ -45,12 +45,19 @@ def stage_cost(cfg: TrainConfig, stage: str, input_size: int = COST_SIZE) -> flo
         return teacher
     # every member of an ensemble runs, each priced as a network at the student's input size (a 160 px member
     # costs about 1.6 x that: the ETA of the running stage, measured, is the one to trust)
-    passes = (2 if cfg.teacher_flip else 1) * len(cfg.teachers_dir or [None])
+    passes = (2 if cfg.teacher_flip else 1) * teacher_members(cfg)
     if stage == "student" and not cfg.teacher_targets:
         return 1.0 + 2 * FORWARD_SHARE * teacher * passes
     if stage == "baseline" and cfg.kd.teacher_blend:
         return 1.0 + FORWARD_SHARE * teacher * passes
     return 1.0
+
+
+def teacher_members(cfg: TrainConfig) -> float:
+    """Networks per teacher role (the mean over the roles): folders of --teachers-dir, or a recipe's checkpoints."""
+    if cfg.teacher_checkpoints:
+        return sum(len(v) for v in cfg.teacher_checkpoints.values()) / len(cfg.teacher_checkpoints)
+    return len(cfg.teachers_dir or [None])
 
 
 def _time_steps(trainer, data, cfg: TrainConfig, timed_steps: int) -> float:
@@ -78,10 +85,10 @@ def _stand_in_trainer(cfg: TrainConfig, data, net, steps: int):
     from edgekd.training.trainers import Ensemble  # loads TensorFlow
 
     teacher_cfg = cfg.network("tough")
-    members = len(cfg.teachers_dir or [None])
     shape = mean_shape(data) if teacher_cfg.head_init == "mean-shape" else None
 
     def stand_in(name):
+        members = len(cfg.teacher_checkpoints[name]) if cfg.teacher_checkpoints else len(cfg.teachers_dir or [None])
         nets = [build_network(data.num_points, data.input_size, teacher_cfg, shape) for _ in range(members)]
         return nets[0] if members == 1 else Ensemble(nets, data.input_size, name=f"{name}_ensemble")
 

@@ -16,9 +16,11 @@ from edgekd.training.config import TrainConfig
 
 def teacher_paths(run_dir, cfg: TrainConfig | None = None) -> dict[str, list[Path]]:
     """``<each teachers_dir, or run_dir>/{tough,tolerant}/best.h5`` (the Tough ones alone for a blended baseline):
-    each role's networks, one per folder (several make an ensemble)."""
-    roots = [Path(d) for d in cfg.teachers_dir] if cfg and cfg.teachers_dir else [Path(run_dir)]
+    each role's networks, one per folder (several make an ensemble); or the ``teacher_checkpoints`` given."""
     names = ("tough",) if cfg is not None and cfg.blended_baseline else ("tough", "tolerant")
+    if cfg is not None and cfg.teacher_checkpoints:  # a recipe's student: each role's stages, named in the recipe
+        return {name: [Path(p) for p in cfg.teacher_checkpoints[name]] for name in names}
+    roots = [Path(d) for d in cfg.teachers_dir] if cfg and cfg.teachers_dir else [Path(run_dir)]
     return {name: [root / name / BEST for root in roots] for name in names}
 
 

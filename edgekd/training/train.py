@@ -254,6 +254,9 @@ def train(prepared_dir, run_dir, cfg: TrainConfig, resume: bool = False, explici
         cfg = replace(cfg, teacher_targets=str(Path(cfg.teacher_targets).resolve()))
     if cfg.teachers_dir:  # the same for the teachers (and for the export of the run's QAT, which reads them)
         cfg = replace(cfg, teachers_dir=[str(Path(d).resolve()) for d in cfg.teachers_dir])
+    if cfg.teacher_checkpoints:
+        cfg = replace(cfg, teacher_checkpoints={role: [str(Path(p).resolve()) for p in paths]
+                                                for role, paths in cfg.teacher_checkpoints.items()})
     if resume:
         cfg = resumed_config(stage_dir, cfg, explicit)
         _check_same_targets(stage_dir, cfg)
