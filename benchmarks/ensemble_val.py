@@ -29,6 +29,7 @@ def main(argv=None) -> None:
     ap.add_argument("--prepared", type=Path, action="append", required=True,
                     help="prepared folder of one input size (repeat for each size the checkpoints take)")
     ap.add_argument("--max", type=int, default=3, help="largest ensemble scored")
+    ap.add_argument("--out", type=Path, help="also write every figure to this JSON file")
     args = ap.parse_args(argv)
     logs.setup()
 
@@ -49,7 +50,7 @@ def main(argv=None) -> None:
     def nme(pred) -> float:
         return float(100 * batch_nme(pred, truth, base.scheme.nme_pair).mean())
 
-    flipped = {}
+    flipped, networks = {}, []
     for path in args.checkpoints:
         model = load_model(path)
         size = model.input_shape[1]
@@ -58,12 +59,21 @@ def main(argv=None) -> None:
         single = teacher_outputs(model, folders[size], "val", flip=False)
         flipped[path] = teacher_outputs(model, folders[size], "val", flip=True)
         print(f"{path}: {nme(single):.3f} single, {nme(flipped[path]):.3f} flip-averaged")
+        networks.append({"checkpoint": str(path), "input_size": size, "val_nme": nme(single),
+                         "val_nme_flip": nme(flipped[path])})
     rows = []
     for k in range(2, min(args.max, len(args.checkpoints)) + 1):
         for combo in itertools.combinations(args.checkpoints, k):
             rows.append((nme(np.mean([flipped[p] for p in combo], axis=0)), combo))
     for value, combo in sorted(rows, key=lambda r: r[0]):
         print(f"{value:.3f}  " + " + ".join(str(p) for p in combo))
+    if args.out:
+        from edgekd.core.fileio import write_json
+
+        write_json(args.out, {"split": "val", "faces": len(ids), "units": "NME % of the inter-ocular distance; "
+                              "ensembles: the mean of the networks' flip-averaged outputs", "networks": networks,
+                              "ensembles": [{"checkpoints": [str(p) for p in combo], "val_nme_flip": value}
+                                            for value, combo in sorted(rows, key=lambda r: r[0])]})
 
 
 if __name__ == "__main__":

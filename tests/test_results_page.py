@@ -37,6 +37,8 @@ ROWS = {
     ("recipe-choice/blend.json", "KD-Loss, L1 main term toward the truth (the assistive terms alone)"):
         {"run": "kd-blend0.0/student"},
     ("recipe-choice/blend.json", "plain L1 (the recipe's control)"): {"run": "plain/student"},
+    ("recipe-choice/teachers.json", "KD-Loss, L1 main term toward the mean of two plain refines"):
+        {"run": "kd-seed0/student"},
     ("kd-vs-plain/results.json", "MediaPipe Face Mesh (468 points, mapped to 68)"): {"model": "MediaPipe Face Mesh"},
     ("kd-vs-plain/results.json", "dlib 68-point (HOG detector + shape predictor)"): {"model": "dlib 68-pt"},
     ("kd-vs-plain/results.json", "MobileNetV2, plain"): {"model": "plain_student_int8.tflite", "protocol": "gt"},
