@@ -51,7 +51,9 @@ def kd_name(train: dict) -> str:
         return train["loss"]
     kd = train.get("kd") or {}
     constants = "paper-figure" if kd.get("ramp") else "code"
-    blend = f", target blended {kd['teacher_blend']:g} with the Tough teacher" if kd.get("teacher_blend") else ""
+    members = len((train.get("teacher_checkpoints") or {}).get("tough") or train.get("teachers_dir") or [None])
+    tough = "the Tough teacher" if members == 1 else f"the Tough teacher (an ensemble of {members})"
+    blend = f", target blended {kd['teacher_blend']:g} with {tough}" if kd.get("teacher_blend") else ""
     cached = ", cached teachers" if train.get("teacher_targets") else ""
     return f"KD-Loss ({constants} constants, main {kd.get('main', 'paper')}{blend}{cached})"
 

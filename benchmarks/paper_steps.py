@@ -85,7 +85,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_xlabel(f"step (batch {result['batch_size']})")
     ax.set_ylabel("NME %")
     ax.set_ylim(0, max(35.0, result["mean_shape_val_nme"] * 1.2))
-    ax.set_title(f"--recipe paper: {result['network']} Tough teacher at {result['input_size']} px")
+    ax.set_title(f"{result['recipe']}: {result['network']} Tough teacher at {result['input_size']} px")
     ax.grid(alpha=0.3)
     ax.legend()
     buf = io.BytesIO()

@@ -234,6 +234,14 @@ def test_shipped_recipes_load_and_project(tiny_prepared):
         ["float32", "qat"] and not default.stage("export").settings.get("float_head")
     paper = recipes.load("paper")
     assert paper.input_size == 224 and paper.train_config(paper.stage("tough"), "r").network().arch == "efficientnet-b3"
+    ensemble = recipes.load("ensemble")  # the default's stages, two refines of the Tough teacher teaching together
+    assert [s.name for s in ensemble.stages][:3] == [s.name for s in default.stages][:3]
+    assert ensemble.stage("tough").settings == default.stage("tough").settings
+    cfg = ensemble.train_config(ensemble.stage("student"), "run")
+    assert cfg.teacher_checkpoints == {"tough": [str(Path("run/refine0/best.h5")), str(Path("run/refine1/best.h5"))],
+                                       "tolerant": [str(Path("run/tolerant/best.h5"))]}
+    assert [s.name for s in recipes.as_control(ensemble).stages] == ["warmup", "tough", "student-control",
+                                                                      "export-control"]
     with pytest.raises(EdgekdError, match=r"prepared at 64 px, but recipe default trains at 128 px; .*--input-size 128"):
         runner.project(tiny_prepared, default)
 
@@ -281,6 +289,29 @@ def test_the_control_of_a_student_refined_from_its_tough_teacher_keeps_that_star
         ("export-control", "export", "student-control")]
     default = recipes.as_control(recipes.load(_write(tmp_path / "mini.yaml", MINI)))
     assert [s.name for s in default.stages] == ["warmup", "student-control", "export-control"]
+
+
+def test_the_control_keeps_every_stage_its_student_starts_from_through_a_teacher(tmp_path):
+    """A student refined from a stage that also teaches it (a plain refine of the Tough teacher): the control keeps
+    that stage and the stages it starts from, and leaves out the teachers nothing starts from."""
+    body = json.loads(json.dumps(MINI))
+    stages = body["stages"]
+    body["stages"] = {"warmup": stages["warmup"], "tough": stages["tough"], "tolerant": stages["tolerant"],
+                      "refine": {"kind": "baseline", "from": "tough", "epochs": 1},
+                      "student": {**stages["student"], "from": "refine", "teachers": {"tough": ["refine", "tough"]}},
+                      "export": stages["export"]}
+    control = recipes.as_control(recipes.load(_write(tmp_path / "refined.yaml", body)))
+    assert [(s.name, s.kind, s.start) for s in control.stages] == [
+        ("warmup", "baseline", None), ("tough", "tough", "warmup"), ("refine", "baseline", "tough"),
+        ("student-control", "baseline", "refine"), ("export-control", "export", "student-control")]
+
+
+def test_teacher_checkpoints_name_every_role_the_stage_runs():
+    from edgekd.training.config import TrainConfig
+
+    with pytest.raises(EdgekdError, match="expected one or more checkpoints for each of tough, tolerant"):
+        TrainConfig(stage="student", teacher_checkpoints={"tough": ["a.h5"]}).validate()
+    TrainConfig(stage="student", teacher_checkpoints={"tough": ["a.h5", "b.h5"], "tolerant": ["c.h5"]}).validate()
 
 
 def test_a_student_learns_from_an_ensemble_of_the_stages_its_teachers_name(tiny_prepared, tmp_path):
@@ -335,6 +366,11 @@ def test_a_student_learns_from_an_ensemble_of_the_stages_its_teachers_name(tiny_
      r"stages\.export\.from: an export stage exports a training stage"),
     (lambda r: r["stages"]["tough"].update(teachers={"tough": ["warmup"]}),
      r"stages\.tough\.teachers: only a KD student"),
+    (lambda r: r["stages"]["student"].update(teachers={"tough": ["tolerant"]}),
+     r"stages\.student\.teachers\.tough: 'tolerant' is of kind tolerant; expected a stage trained on the ground"),
+    (lambda r: (r["stages"]["student"].update(teachers={"tough": ["tough"]}), r["stages"].pop("tolerant")),
+     r"stages\.student\.teachers\.tolerant: 'tolerant' is not a training stage before it \(not given: the stage "
+     r"named 'tolerant'\)"),
     (lambda r: r["stages"]["student"].update(teachers={"teacher": ["tough"]}),
      r"stages\.student\.teachers\.teacher: unknown role; expected one of tough, tolerant"),
     (lambda r: r["stages"]["student"].update(teachers={"tough": ["tough", "tough"]}),
@@ -394,7 +430,7 @@ def test_a_run_folder_is_bound_to_its_data_and_its_recipe(mini_run, mini_file, t
 def test_bad_recipe_names_and_overrides_in_the_cli(tiny_prepared, mini_file, tmp_path):
     (tmp_path / "broken.yaml").write_text("stages: [unclosed\n")
     for args, message in [
-        (["--recipe", "nonesuch"], "--recipe nonesuch: expected a recipe name (default, finetune, paper"),
+        (["--recipe", "nonesuch"], f"--recipe nonesuch: expected a recipe name ({', '.join(recipes.available())}"),
         (["--recipe", str(tmp_path / "broken.yaml")], "broken.yaml: not valid YAML (line 2)"),
         (["--recipe", mini_file, "epochs"], "override 'epochs': expected KEY=VALUE or STAGE.KEY=VALUE"),
         (["--recipe", mini_file, "export.epochs=3"], "override 'export.epochs=3': epochs is not a setting of stage "

@@ -201,7 +201,7 @@ def _source(path: Path) -> str:
 def _checked_teachers(path: Path, where: str, kind: str, value) -> dict:
     """A KD student's ``teachers``: a mapping of tough and/or tolerant to one stage name or a list of them."""
     if kind != "student":
-        raise RecipeError(f"{path}: {where}.teachers: only a KD student (kind student) learns from teachers")
+        raise RecipeError(f"{path}: {where}.teachers: only a KD student (kind student) names its teachers")
     if not isinstance(value, dict) or not value:
         raise RecipeError(f"{path}: {where}.teachers: expected a mapping of {' and/or '.join(TEACHER_ROLES)} to stage "
                           f"names")
@@ -308,10 +308,18 @@ def _check_graph(path: Path, recipe: Recipe) -> None:
                                       f"before it")
         elif stage.kind == "student":
             for role, names in stage.teacher_stages().items():
+                given = role in stage.teachers
+                default = "" if given else f" (not given: the stage named {role!r})"
                 for name in names:
                     if name not in seen or seen[name].kind == "export":
                         raise RecipeError(f"{path}: {where}.teachers.{role}: {name!r} is not a training stage before "
-                                          f"it (before it: {', '.join(seen) or 'none'})")
+                                          f"it{default} (before it: {', '.join(seen) or 'none'})")
+                    # the Tolerant teacher learned the soft landmarks, the Tough one the ground truth
+                    if (role == "tolerant") != (seen[name].kind == "tolerant"):
+                        expected = "a stage of kind tolerant" if role == "tolerant" else "a stage trained on the " \
+                                   "ground truth (not kind tolerant)"
+                        raise RecipeError(f"{path}: {where}.teachers.{role}: {name!r} is of kind {seen[name].kind}"
+                                          f"{default}; expected {expected}")
         if stage.name in seen:
             raise RecipeError(f"{path}: {where}: the name is used twice")
         try:
@@ -332,7 +340,13 @@ def as_control(recipe: Recipe) -> Recipe:
     teachers = {name for s in recipe.stages if s.kind == "student" for names in s.teacher_stages().values()
                 for name in names}
     teachers |= {s.name for s in recipe.stages if s.kind in TEACHER_ROLES}
-    starts = {s.start for s in recipe.stages if s.name not in teachers}
+    by_name = {s.name: s for s in recipe.stages}
+    starts = set()  # every stage a kept stage starts from, directly or through other stages
+    for s in recipe.stages:
+        start = s.start if s.name not in teachers else None
+        while start in by_name and start not in starts:
+            starts.add(start)
+            start = by_name[start].start
     renamed: dict[str, str] = {}
     stages = []
     for stage in recipe.stages:

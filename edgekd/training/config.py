@@ -198,9 +198,11 @@ class TrainConfig(RunParams, DistillParams, AugmentParams, NetworkParams, Optimi
         if self.teacher_checkpoints is not None:
             if self.teachers_dir or self.teacher_targets:
                 raise EdgekdError("teacher_checkpoints and --teachers-dir / --teacher-targets: choose one")
-            if set(self.teacher_checkpoints) - set(TEACHER_ROLES) or not all(self.teacher_checkpoints.values()):
+            roles = ("tough",) if self.blended_baseline else TEACHER_ROLES
+            if set(self.teacher_checkpoints) - set(TEACHER_ROLES) or \
+                    not all(self.teacher_checkpoints.get(role) for role in roles):
                 raise EdgekdError(f"teacher_checkpoints {self.teacher_checkpoints}: expected one or more checkpoints "
-                                  f"for each of {', '.join(TEACHER_ROLES)}")
+                                  f"for each of {', '.join(roles)}")
         if self.teachers_dir and len({str(Path(d).resolve()) for d in self.teachers_dir}) < len(self.teachers_dir):
             raise EdgekdError(f"--teachers-dir: a folder is given twice ({', '.join(self.teachers_dir)}); an "
                               f"ensemble needs different networks")

@@ -56,7 +56,8 @@ def stage_cost(cfg: TrainConfig, stage: str, input_size: int = COST_SIZE) -> flo
 def teacher_members(cfg: TrainConfig) -> float:
     """Networks per teacher role (the mean over the roles): folders of --teachers-dir, or a recipe's checkpoints."""
     if cfg.teacher_checkpoints:
-        return sum(len(v) for v in cfg.teacher_checkpoints.values()) / len(cfg.teacher_checkpoints)
+        roles = ("tough",) if cfg.blended_baseline else tuple(cfg.teacher_checkpoints)
+        return sum(len(cfg.teacher_checkpoints[r]) for r in roles) / len(roles)
     return len(cfg.teachers_dir or [None])
 
 
