@@ -11,6 +11,7 @@ from edgekd.cli.app import config_options, given_settings, main
 from edgekd.core import logs
 from edgekd.core.errors import OptionError
 from edgekd.core.settings import option
+from edgekd.core.timing import machine
 from edgekd.models.losses import KDLossConfig
 from edgekd.recipes import recipe as recipes
 from edgekd.training.config import STAGES, TrainConfig
@@ -71,7 +72,7 @@ def train(prepared, overrides, run_dir, stage, recipe, loss_variant, resume, dry
     if dry_run:
         from edgekd.training.projection import dry_run as project  # lazy: training code, kept out of edgekd --help
 
-        load = machine_load()
+        load = machine()["load_average_1m"]  # before the dry run's own steps raise it
         _print_projection(project(prepared, cfg, (stage,)), load)
         return
     result = {stage: train_stage(prepared, run_dir, cfg, resume=resume, explicit=explicit)}
@@ -90,7 +91,7 @@ def _train_recipe(prepared, run_dir, recipe_name, overrides, explicit, given, re
     options += [f"{name}={json.dumps(value)}" for name, value in sorted(given.items())]
     loaded = recipes.load(recipe_name, (*options, *overrides))
     if dry_run:
-        load = machine_load()
+        load = machine()["load_average_1m"]  # before the dry run's own steps raise it
         _print_projection(runner.project(prepared, loaded), load)
         return
     result = runner.run(prepared, run_dir, loaded, resume=resume, progress=logs.show_progress(),
@@ -106,14 +107,6 @@ def _train_recipe(prepared, run_dir, recipe_name, overrides, explicit, given, re
         click.echo(f"{name:>16}: {shown} ({minutes:.1f} min)")
     click.echo(f"recipe {loaded.name} (sha256 {loaded.sha256[:12]}): {result['total_seconds'] / 3600:.2f} h of "
                f"stages; {Path(run_dir) / ('summary-control.json' if loaded.control else 'summary.json')}")
-
-
-def machine_load() -> float | None:
-    """The 1-minute load average before the dry run times anything (its own steps would raise it)."""
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on every platform
-        return None
 
 
 def _print_projection(rows, load: float | None = None) -> None:
