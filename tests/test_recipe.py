@@ -228,20 +228,18 @@ def test_dry_run_refuses_a_batch_that_cannot_fit_before_timing_it(tiny_prepared,
 def test_shipped_recipes_load_and_project(tiny_prepared):
     assert {"default", "paper"} <= set(recipes.available())
     default = recipes.load("default")
-    assert [s.kind for s in default.stages] == ["baseline", "tough", "tolerant", "student", "export"]
+    assert [s.kind for s in default.stages] == ["baseline", "tough", "tolerant", "tough", "tough", "student", "export"]
     student = default.train_config(default.stage("student"), "run")
     assert student.kd.main != "paper" and student.teacher_flip and default.stage("export").settings["modes"] == \
         ["float32", "qat"] and not default.stage("export").settings.get("float_head")
+    # its Tough teacher: the ensemble of two plain refines of the Tough stage, with other seeds
+    assert student.teacher_checkpoints == {"tough": [str(Path("run/refine0/best.h5")), str(Path("run/refine1/best.h5"))],
+                                           "tolerant": [str(Path("run/tolerant/best.h5"))]}
+    assert {default.train_config(default.stage(r), "run").seed for r in ("refine0", "refine1")} == {0, 1}
+    assert [s.name for s in recipes.as_control(default).stages] == ["warmup", "tough", "student-control",
+                                                                    "export-control"]
     paper = recipes.load("paper")
     assert paper.input_size == 224 and paper.train_config(paper.stage("tough"), "r").network().arch == "efficientnet-b3"
-    ensemble = recipes.load("ensemble")  # the default's stages, two refines of the Tough teacher teaching together
-    assert [s.name for s in ensemble.stages][:3] == [s.name for s in default.stages][:3]
-    assert ensemble.stage("tough").settings == default.stage("tough").settings
-    cfg = ensemble.train_config(ensemble.stage("student"), "run")
-    assert cfg.teacher_checkpoints == {"tough": [str(Path("run/refine0/best.h5")), str(Path("run/refine1/best.h5"))],
-                                       "tolerant": [str(Path("run/tolerant/best.h5"))]}
-    assert [s.name for s in recipes.as_control(ensemble).stages] == ["warmup", "tough", "student-control",
-                                                                      "export-control"]
     with pytest.raises(EdgekdError, match=r"prepared at 64 px, but recipe default trains at 128 px; .*--input-size 128"):
         runner.project(tiny_prepared, default)
 
