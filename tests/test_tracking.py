@@ -277,6 +277,12 @@ def test_move_square_follows_a_similarity_of_the_points():
     np.testing.assert_allclose((cx, cy), rot @ np.array(square[:2]) + shift, atol=1e-9)
     assert side == pytest.approx(1.5 * 90.0)
     assert move_square(square, ref, ref) == pytest.approx(square)
+    # points all at one place (a degenerate prediction) carry no motion: the square stays, and the fit says so
+    assert move_square(square, np.zeros_like(ref), moved) == square
+    from edgekd.runtime.tracker import similarity
+    assert similarity(np.zeros_like(ref), moved - moved.mean(0)) is None
+    a, b = similarity(ref - ref.mean(0), moved - moved.mean(0))
+    assert (a, b) == pytest.approx((zoom * np.cos(angle), zoom * np.sin(angle)))
 
 
 def test_a_restart_anchors_the_track_to_the_new_square():

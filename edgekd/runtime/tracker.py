@@ -136,14 +136,14 @@ class PoseShapeFilter:
         centre = p.mean(0)
         q = p - centre
         ref, dt = self._shape, t - self._time
-        if ref is None or ref.shape != q.shape or dt <= 0.0 or dt > self.max_gap:
+        fit = None
+        if ref is not None and ref.shape == q.shape and 0.0 < dt <= self.max_gap:
+            fit = similarity(ref, q)
+        if fit is None:
             self.pose.reset()
             self.shape.reset()
-            ref, a, b = q / size, size, 0.0
-        else:
-            norm = float((ref * ref).sum())
-            a = float((ref * q).sum()) / norm
-            b = float((ref[:, 0] * q[:, 1] - ref[:, 1] * q[:, 0]).sum()) / norm
+            fit = size, 0.0
+        a, b = fit
         det = a * a + b * b
         shape = np.stack([a * q[:, 0] + b * q[:, 1], a * q[:, 1] - b * q[:, 0]], 1) / det  # q through the inverse
         cx, cy, a, b = self.pose.filter(np.array([centre[0], centre[1], a, b]), t, size).astype(np.float64)
@@ -152,6 +152,16 @@ class PoseShapeFilter:
         s = self._shape
         out = np.stack([cx + a * s[:, 0] - b * s[:, 1], cy + b * s[:, 0] + a * s[:, 1]], 1)
         return out.astype(np.float32).reshape(np.shape(values))
+
+
+def similarity(ref: np.ndarray, q: np.ndarray) -> tuple[float, float] | None:
+    """The least-squares similarity (a, b: q ~ [[a, -b], [b, a]] @ ref) between two centred (N, 2) point sets: the
+    zoom and roll from one to the other, the one fit behind both the pose filter and the anchored crop. None when
+    ``ref``'s points all lie at one place, where no motion can be read."""
+    norm = float((ref * ref).sum())
+    if not norm > 0.0:
+        return None
+    return (float((ref * q).sum()) / norm, float((ref[:, 0] * q[:, 1] - ref[:, 1] * q[:, 0]).sum()) / norm)
 
 
 def _alpha(cutoff, dt: float):
@@ -201,12 +211,10 @@ def move_square(square, ref, points) -> tuple[float, float, float]:
     centre keeps its place relative to the points (turned and scaled with them), its side scales with them."""
     p0, p1 = np.asarray(ref, np.float64).reshape(-1, 2), np.asarray(points, np.float64).reshape(-1, 2)
     c0, c1 = p0.mean(0), p1.mean(0)
-    q0, q1 = p0 - c0, p1 - c1
-    norm = float((q0 * q0).sum())
-    if not norm > 0.0:  # reference points all at one place (a degenerate prediction): no motion to read from them
+    fit = similarity(p0 - c0, p1 - c1)
+    if fit is None:  # reference points all at one place (a degenerate prediction): no motion to read from them
         return tuple(float(v) for v in square)
-    a = float((q0 * q1).sum()) / norm
-    b = float((q0[:, 0] * q1[:, 1] - q0[:, 1] * q1[:, 0]).sum()) / norm
+    a, b = fit
     dx, dy = square[0] - c0[0], square[1] - c0[1]
     return (float(c1[0] + a * dx - b * dy), float(c1[1] + b * dx + a * dy), float(square[2] * math.hypot(a, b)))
 

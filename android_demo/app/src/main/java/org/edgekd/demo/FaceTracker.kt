@@ -214,17 +214,11 @@ class FaceTracker(
                 c0x += ref[2 * i]; c0y += ref[2 * i + 1]; c1x += points[2 * i]; c1y += points[2 * i + 1]
             }
             c0x /= n; c0y /= n; c1x /= n; c1y /= n
-            var norm = 0.0; var dot = 0.0; var cross = 0.0
-            for (i in 0 until n) {
-                val x0 = ref[2 * i] - c0x; val y0 = ref[2 * i + 1] - c0y
-                val x1 = points[2 * i] - c1x; val y1 = points[2 * i + 1] - c1y
-                norm += x0 * x0 + y0 * y0
-                dot += x0 * x1 + y0 * y1
-                cross += x0 * y1 - y0 * x1
-            }
-            if (!(norm > 0.0)) return square.copyOf() // reference points all at one place: no motion to read
-            val a = dot / norm
-            val b = cross / norm
+            val q0 = DoubleArray(2 * n) { ref[it] - if (it % 2 == 0) c0x else c0y }
+            val q1 = DoubleArray(2 * n) { points[it] - if (it % 2 == 0) c1x else c1y }
+            val fit = similarity(q0, q1) ?: return square.copyOf() // reference points all at one place: no motion
+            val a = fit[0]
+            val b = fit[1]
             val dx = square[0] - c0x
             val dy = square[1] - c0y
             return doubleArrayOf(c1x + a * dx - b * dy, c1y + b * dx + a * dy, square[2] * hypot(a, b))

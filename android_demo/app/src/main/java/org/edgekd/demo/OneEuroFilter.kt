@@ -96,30 +96,17 @@ class PoseShapeFilter(
         cx /= n
         cy /= n
         val q = DoubleArray(2 * n) { values[it].toDouble() - if (it % 2 == 0) cx else cy }
-        var ref = shape
+        val ref = shape
         val dt = timeSeconds - lastTime
-        var a: Double
-        var b: Double
-        if (ref == null || ref.size != q.size || dt <= 0.0 || dt > shapeFilter.maxGap) {
+        var fit: DoubleArray? = null
+        if (ref != null && ref.size == q.size && dt > 0.0 && dt <= shapeFilter.maxGap) fit = similarity(ref, q)
+        if (fit == null) {
             pose.reset()
             shapeFilter.reset()
-            ref = DoubleArray(q.size) { q[it] / size }
-            a = size
-            b = 0.0
-        } else {
-            var norm = 0.0
-            var dot = 0.0
-            var cross = 0.0
-            for (i in 0 until n) {
-                val rx = ref[2 * i]
-                val ry = ref[2 * i + 1]
-                norm += rx * rx + ry * ry
-                dot += rx * q[2 * i] + ry * q[2 * i + 1]
-                cross += rx * q[2 * i + 1] - ry * q[2 * i]
-            }
-            a = dot / norm
-            b = cross / norm
+            fit = doubleArrayOf(size, 0.0)
         }
+        var a = fit[0]
+        var b = fit[1]
         val det = a * a + b * b
         val local = FloatArray(q.size) { // q through the inverse similarity
             val x = q[it - it % 2]
@@ -145,4 +132,24 @@ class PoseShapeFilter(
         const val POSE_BETA = 500.0
         const val POSE_D_CUTOFF = 1.0
     }
+}
+
+/**
+ * The least-squares similarity {a, b} (q ~ [[a, -b], [b, a]] ref) between two centred point sets (x0, y0, x1, ...):
+ * the zoom and roll from one to the other, the one fit behind both [PoseShapeFilter] and FaceTracker.moveSquare
+ * (tracker.py similarity). Null when [ref]'s points all lie at one place, where no motion can be read.
+ */
+fun similarity(ref: DoubleArray, q: DoubleArray): DoubleArray? {
+    var norm = 0.0
+    var dot = 0.0
+    var cross = 0.0
+    for (i in 0 until ref.size / 2) {
+        val rx = ref[2 * i]
+        val ry = ref[2 * i + 1]
+        norm += rx * rx + ry * ry
+        dot += rx * q[2 * i] + ry * q[2 * i + 1]
+        cross += rx * q[2 * i + 1] - ry * q[2 * i]
+    }
+    if (!(norm > 0.0)) return null
+    return doubleArrayOf(dot / norm, cross / norm)
 }
