@@ -33,21 +33,21 @@ sys.path.insert(0, str(REPO))
 from edgekd.core.fileio import write_json  # noqa: E402
 from edgekd.core.timing import machine  # noqa: E402
 
-CUT = {"warmup": 2, "tough": 3, "tolerant": 2, "student": 3}  # epochs per stage in the miniature
+CUT = {"baseline": 2, "tough": 3, "tolerant": 2, "student": 3}  # epochs per stage kind in the miniature
 
 
 def miniature(recipe_text: str) -> str:
-    """The default recipe with each training stage cut to CUT's epochs of 3 steps (weight averaging over the last 2)
+    """The default recipe with each training stage cut to its kind's CUT epochs of 3 steps (weight averaging over the last 2)
     and its export's QAT to one epoch of 3 steps; every other setting as in the file."""
     import yaml
 
     body = yaml.safe_load(recipe_text)
     body["settings"].update(steps_per_epoch=3, bn_recalibration_samples=16)
-    for name, stage in body["stages"].items():
+    for stage in body["stages"].values():
         if stage["kind"] == "export":
             stage.update(qat_epochs=1, qat_steps_per_epoch=3, calibration_samples=16)
         else:
-            stage["epochs"] = CUT[name]
+            stage["epochs"] = CUT[stage["kind"]]
             if "average_last" in stage:
                 stage["average_last"] = 2
     return yaml.safe_dump(body, sort_keys=False)
