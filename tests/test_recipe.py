@@ -304,6 +304,17 @@ def test_the_control_keeps_every_stage_its_student_starts_from_through_a_teacher
         ("student-control", "baseline", "refine"), ("export-control", "export", "student-control")]
 
 
+def test_an_ensemble_of_stages_that_train_the_same_network_is_refused():
+    """Training is deterministic: two teacher stages with the same start and settings are one network twice. A
+    recipe-wide ``seed=1`` makes the default recipe's two refines so, and is refused with the override to use."""
+    with pytest.raises(EdgekdError, match=r"default.yaml: stages.student.teachers.tough: 'refine0' and 'refine1' "
+                                          r"train the same network .*`refine1.seed=N`, not `seed=N`"):
+        recipes.load("default", ["seed=1"])
+    another = recipes.load("default", ["student.seed=1"])  # another seed of the student: its teachers unchanged
+    assert another.train_config(another.stage("student"), "r").seed == 1
+    assert recipes.load("default", ["seed=1", "refine1.seed=2"]).stage("refine1").settings["seed"] == 2
+
+
 def test_teacher_checkpoints_name_every_role_the_stage_runs():
     from edgekd.training.config import TrainConfig
 

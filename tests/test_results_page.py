@@ -31,13 +31,13 @@ ROWS = {
         {"run": "kd-light/student"},
     ("recipe-choice/refine.json", "plain L1, light augmentation (its control)"): {"run": "plain-light/baseline"},
     ("recipe-choice/refine.json", "KD student, tight augmentation"): {"run": "kd-tight/student"},
-    ("recipe-choice/blend.json", "KD-Loss, L1 main term toward the teacher (the recipe's)"):
+    ("recipe-choice/blend.json", "KD-Loss, L1 main term toward the teacher (0.14.0's recipe)"):
         {"run": "kd-blend1.0/student"},
     ("recipe-choice/blend.json", "KD-Loss, L1 main term toward ½ truth + ½ teacher"): {"run": "kd-blend0.5/student"},
     ("recipe-choice/blend.json", "KD-Loss, L1 main term toward the truth (the assistive terms alone)"):
         {"run": "kd-blend0.0/student"},
-    ("recipe-choice/blend.json", "plain L1 (the recipe's control)"): {"run": "plain/student"},
-    ("recipe-choice/teachers.json", "KD-Loss, L1 main term toward the mean of two plain refines"):
+    ("recipe-choice/blend.json", "plain L1 (the recipe's control, both recipes)"): {"run": "plain/student"},
+    ("recipe-choice/teachers.json", "KD-Loss, L1 main term toward the mean of two plain refines (the recipe's)"):
         {"run": "kd-seed0/student"},
     ("kd-vs-plain/results.json", "MediaPipe Face Mesh (468 points, mapped to 68)"): {"model": "MediaPipe Face Mesh"},
     ("kd-vs-plain/results.json", "dlib 68-point (HOG detector + shape predictor)"): {"model": "dlib 68-pt"},

@@ -117,6 +117,11 @@ def test_pose_shape_smoothing_steadies_a_still_face():
     f = PoseShapeFilter()  # a gap restarts it: the points as given
     _smooth(f, t, noisy, sides)
     np.testing.assert_allclose(f.filter(noisy[0] + 40.0, 10.0, sides[0]), noisy[0] + 40.0, rtol=0, atol=1e-4)
+    # a frame with every point at one place (a degenerate prediction) leaves no shape to fit the next frame to:
+    # the filter restarts there, so the next frame's points come out as given, finite
+    f = PoseShapeFilter()
+    f.filter(np.full_like(noisy[0], 50.0), 0.0, sides[0])
+    np.testing.assert_allclose(f.filter(noisy[1], 1 / 30, sides[1]), noisy[1], rtol=0, atol=1e-4)
 
 
 def test_pose_shape_smoothing_takes_flat_point_lists():

@@ -9,7 +9,9 @@ once, `fit()` with callbacks). This runs a miniature of the same recipe file (ev
 training stage cut to a few epochs of 3 steps, QAT to one epoch) once with that commit's package (``git archive``)
 and once with the working tree's, side by side on one thread each, and compares every stage's checkpoints array by
 array and the exported files byte by byte. TensorFlow on the CPU is deterministic here for a fixed seed and thread
-count, so equal means the same training steps, not just similar scores.
+count, so equal means the same training steps, not just similar scores. A package older than the recipe file's
+keys (a student's ``teachers`` came in 0.14.1) refuses it: pass ``--recipe`` the file of that release
+(`git show 4534750:edgekd/recipes/default.yaml > F` for 0.14.0's).
 """
 from __future__ import annotations
 
@@ -37,8 +39,8 @@ CUT = {"baseline": 2, "tough": 3, "tolerant": 2, "student": 3}  # epochs per sta
 
 
 def miniature(recipe_text: str) -> str:
-    """The default recipe with each training stage cut to its kind's CUT epochs of 3 steps (weight averaging over the last 2)
-    and its export's QAT to one epoch of 3 steps; every other setting as in the file."""
+    """The default recipe with each training stage cut to its kind's CUT epochs of 3 steps (weight averaging over
+    the last 2) and its export's QAT to one epoch of 3 steps; every other setting as in the file."""
     import yaml
 
     body = yaml.safe_load(recipe_text)

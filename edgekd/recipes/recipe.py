@@ -281,6 +281,10 @@ def is_model_file(start: str) -> bool:
     return Path(start).suffix.lower() in MODEL_SUFFIXES or "/" in start
 
 
+def _same_training(a: Stage, b: Stage) -> bool:
+    return (a.kind, a.start, a.settings) == (b.kind, b.start, b.settings)
+
+
 def _check_graph(path: Path, recipe: Recipe) -> None:
     """Stages start from earlier stages (a training stage also from a model file); a KD student finds its two
     teachers before it; sizes agree."""
@@ -320,6 +324,12 @@ def _check_graph(path: Path, recipe: Recipe) -> None:
                                    "ground truth (not kind tolerant)"
                         raise RecipeError(f"{path}: {where}.teachers.{role}: {name!r} is of kind {seen[name].kind}"
                                           f"{default}; expected {expected}")
+                for i, a in enumerate(names):  # training is deterministic: the same start and settings, the same net
+                    twin = next((b for b in names[i + 1:] if b != a and _same_training(seen[a], seen[b])), None)
+                    if twin is not None:
+                        raise RecipeError(f"{path}: {where}.teachers.{role}: {a!r} and {twin!r} train the same network "
+                                          f"(same start and settings), so their ensemble is one teacher twice; give "
+                                          f"them different seeds (override one stage, `{twin}.seed=N`, not `seed=N`)")
         if stage.name in seen:
             raise RecipeError(f"{path}: {where}: the name is used twice")
         try:

@@ -116,7 +116,8 @@ class PoseShapeFilter:
     the previous smoothed shape (least squares over a similarity), so a face's translation, zoom and roll go to the
     pose, whose filter follows them closely, and what is left is the shape's noise and expression. Shape units are
     face sizes (on a restart the shape is the points less their centre over ``scale``, a = scale, b = 0), so both
-    filters' beta is per face size per second. A line-by-line port of OneEuroFilter.kt's PoseShapeFilter."""
+    filters' beta is per face size per second. A gap, or a previous shape with every point at one place (no
+    similarity to fit), restarts both filters. A line-by-line port of OneEuroFilter.kt's PoseShapeFilter."""
 
     def __init__(self, pose: dict | None = None, shape: dict | None = None):
         pose, shape = pose or POSE_EURO, shape or ONE_EURO

@@ -70,7 +70,8 @@ class OneEuroFilter(
  * A camera or head moving carries the whole face, which the pose filter follows almost unfiltered (a high beta
  * opens it as soon as the face moves); most of a model's frame-to-frame noise is in the shape, which does not move
  * with the face and is smoothed with the [OneEuroFilter] defaults. The shape is fitted to the previous smoothed shape
- * (least squares over a similarity); on a restart it is the points less their centre over the face size.
+ * (least squares over a similarity); on a restart (a gap, or a previous shape with every point at one place) it is
+ * the points less their centre over the face size.
  */
 class PoseShapeFilter(
     private val pose: OneEuroFilter = OneEuroFilter(POSE_MIN_CUTOFF, POSE_BETA, POSE_D_CUTOFF),
