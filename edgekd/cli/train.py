@@ -50,7 +50,8 @@ def train(prepared, overrides, run_dir, stage, recipe, loss_variant, resume, dry
     """Train a recipe from scratch, e.g. `edgekd train runs/data/300w-128 --run-dir runs/train/300w`.
 
     The default recipe (edgekd/recipes/default.yaml): a warm start, the Tough and Tolerant teachers, two plain
-    refines of the Tough teacher, the KD student they teach, its float32 and int8 exports. `control=true` trains its plain control; `--stage X` trains one stage alone.
+    refines of the Tough teacher, the KD student they teach, its float32 and int8 exports. `control=true` trains
+    its plain control; `--stage X` trains one stage alone.
     """
     from edgekd.training.train import train as train_stage  # lazy: training code, kept out of edgekd --help
 
