@@ -233,8 +233,8 @@ def test_shipped_recipes_load_and_project(tiny_prepared):
     assert student.kd.main != "paper" and student.teacher_flip and default.stage("export").settings["modes"] == \
         ["float32", "qat"] and not default.stage("export").settings.get("float_head")
     # its Tough teacher: the ensemble of two plain refines of the Tough stage, with other seeds
-    assert student.teacher_checkpoints == {"tough": [str(Path("run/refine0/best.h5")), str(Path("run/refine1/best.h5"))],
-                                           "tolerant": [str(Path("run/tolerant/best.h5"))]}
+    best = lambda name: str(Path("run", name, "best.h5"))  # noqa: E731
+    assert student.teacher_checkpoints == {"tough": [best("refine0"), best("refine1")], "tolerant": [best("tolerant")]}
     assert {default.train_config(default.stage(r), "run").seed for r in ("refine0", "refine1")} == {0, 1}
     assert [s.name for s in recipes.as_control(default).stages] == ["warmup", "tough", "student-control",
                                                                     "export-control"]
