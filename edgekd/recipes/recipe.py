@@ -325,7 +325,7 @@ def _check_graph(path: Path, recipe: Recipe) -> None:
                         raise RecipeError(f"{path}: {where}.teachers.{role}: {name!r} is of kind {seen[name].kind}"
                                           f"{default}; expected {expected}")
                 for i, a in enumerate(names):  # training is deterministic: the same start and settings, the same net
-                    twin = next((b for b in names[i + 1:] if b != a and _same_training(seen[a], seen[b])), None)
+                    twin = next((b for b in names[i + 1:] if _same_training(seen[a], seen[b])), None)
                     if twin is not None:
                         raise RecipeError(f"{path}: {where}.teachers.{role}: {a!r} and {twin!r} train the same network "
                                           f"(same start and settings), so their ensemble is one teacher twice; give "
