@@ -6,7 +6,8 @@
 With ``--run``: a finished run's own stage times (the run folder of `edgekd train`; the recipe loaded with the
 overrides the run recorded, refused when its file has changed since), each training stage's epochs (training and
 validation seconds from its log.csv, resumed parts included) and its wall time (from one stage's end to the next's,
-so building, weight averaging and BatchNorm re-estimation count too), each export's wall time. What the machine did
+so building, weight averaging and BatchNorm re-estimation count too; a stage stopped and resumed later counts its
+epochs' seconds instead, as its wall time holds the pause), each export's wall time. What the machine did
 beside the run is not known here: time a run with the cores to itself.
 
 Without ``--run``: where a whole run cannot hold the machine quiet, each stage runs its first few epochs here
@@ -42,6 +43,10 @@ from edgekd.recipes import recipe as recipes  # noqa: E402
 from edgekd.recipes import runner  # noqa: E402
 
 QAT_TWIN_EPOCHS = 4  # the second export's QAT epochs
+# A training stage's wall time beyond its epochs' own seconds (building, weight averaging, BatchNorm re-estimation)
+# takes a minute or two; more than this means the run was stopped in that stage and resumed later, and the wall
+# time counts the pause: its epochs' seconds stand for the stage instead.
+STOPPED_GAP_SECONDS = 600
 
 
 def timing_recipe(recipe: recipes.Recipe, epochs: int) -> recipes.Recipe:
@@ -136,9 +141,13 @@ def from_run(run: Path) -> tuple[recipes.Recipe, dict]:
             per_epoch = epoch_seconds(stage_dir)
             end = (stage_dir / "summary.json").stat().st_mtime
             start = previous or (stage_dir / "config.json").stat().st_mtime
+            wall = round(end - start)
+            stopped = wall - sum(per_epoch) > STOPPED_GAP_SECONDS
             stages[s.name] = {"kind": s.kind, "epochs": len(per_epoch), "first_epoch_seconds": round(per_epoch[0], 1),
                               "epoch_seconds": round(statistics.median(per_epoch[1:] or per_epoch), 1),
-                              "seconds": round(sum(per_epoch), 1), "wall_seconds": round(end - start)}
+                              "seconds": round(sum(per_epoch), 1), "wall_seconds": None if stopped else wall}
+            if stopped:
+                stages[s.name]["stopped_and_resumed"] = f"wall {wall} s, {wall - sum(per_epoch):.0f} s beside its epochs"
         previous = end
     return recipe, stages
 

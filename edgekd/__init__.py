@@ -25,7 +25,7 @@ from edgekd.core.logs import native_env_defaults  # noqa: E402  (after the line 
 
 native_env_defaults()
 
-__version__ = "0.14.1"
+__version__ = "0.15.0"
 
 
 # The imports below are lazy by design (PEP 562, see above): each loader imports one part of the API on first use, so

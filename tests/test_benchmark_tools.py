@@ -277,6 +277,11 @@ def test_recipe_time_reads_a_finished_runs_own_stage_times(tmp_path, monkeypatch
     assert (out["measured_total_seconds"], out["dry_run_total_seconds"]) == (130, 130)
     assert out["dry_run_over_measured"] == 1.0 and out["overrides"] == ["warmup.epochs=3"]
 
+    os.utime(run / "warmup" / "summary.json", (1000 + 76 + 700, 1000 + 76 + 700))  # stopped 11 min, then resumed
+    _, stages = timing.from_run(run)
+    assert stages["warmup"]["wall_seconds"] is None and stages["warmup"]["seconds"] == 76.0
+    assert stages["warmup"]["stopped_and_resumed"] == "wall 776 s, 700 s beside its epochs"
+
     recipe_file.write_text(recipe_file.read_text() + "# changed\n")
     with pytest.raises(SystemExit, match=r"run: trained with .*two\.yaml of sha256 .* which has changed since"):
         timing.from_run(run)

@@ -37,7 +37,8 @@ ROWS = {
     ("recipe-choice/blend.json", "KD-Loss, L1 main term toward the truth (the assistive terms alone)"):
         {"run": "kd-blend0.0/student"},
     ("recipe-choice/blend.json", "plain L1 (the recipe's control, both recipes)"): {"run": "plain/student"},
-    ("recipe-choice/teachers.json", "KD-Loss, L1 main term toward the mean of two plain refines (the recipe's)"):
+    ("recipe-choice/teachers.json",
+     "KD-Loss, L1 main term toward the mean of two plain refines (0.15.0's recipe, a command-line run)"):
         {"run": "kd-seed0/student"},
     ("kd-vs-plain/results.json", "MediaPipe Face Mesh (468 points, mapped to 68)"): {"model": "MediaPipe Face Mesh"},
     ("kd-vs-plain/results.json", "dlib 68-point (HOG detector + shape predictor)"): {"model": "dlib 68-pt"},
@@ -116,11 +117,13 @@ def _runs_rule(header: str, runs: dict, row: dict):
 
 def _timing_rule(header: str, timing: dict, row: dict):
     """benchmarks/recipe_time.py's file: a row per stage, named by the first code span of its first cell; its
-    minutes are a run's own wall time (``--run``) or projected from a few epochs."""
+    minutes are a run's own wall time (``--run``; its epochs' seconds for a stage stopped and resumed) or projected
+    from a few epochs."""
     stage, dry = timing["stages"][row["stage"]], timing["dry_run"][row["stage"]]
     return {"epochs": lambda: [stage["epochs"]],
             "s per epoch": lambda: [stage.get("epoch_seconds", stage.get("qat_epoch_seconds"))],
-            "measured min": lambda: [stage.get("wall_seconds", stage.get("projected_seconds")) / 60],
+            "measured min": lambda: [(stage.get("wall_seconds") or stage.get("seconds")
+                                      or stage["projected_seconds"]) / 60],
             "dry run min": lambda: [dry["projected_seconds"] / 60]}.get(header)
 
 
@@ -293,14 +296,15 @@ def test_a_changed_figure_is_caught(tmp_path):
     wrong = f"{float(nme) + 0.01:.3f}"
     problems = mismatches(text.replace(line, line.replace(nme, wrong, 1), 1), PAGE.parent)
     assert len(problems) == 1 and f"page {wrong}" in problems[0], problems
-    assert mismatches(text.replace("0.892 / 0.894", "0.892 / 0.895", 1), PAGE.parent)  # a ratio too
     tough = next(ln for ln in lines if ln.startswith("| `tough`"))
     minutes = _cells(tough)[3]
     changed = tough.replace(f"| {minutes} |", f"| {float(minutes) + 0.1:.1f} |", 1)
     assert mismatches(text.replace(tough, changed, 1), PAGE.parent)  # a recipe stage's time too
     seed0 = next(ln for ln in lines if ln.startswith("| seed 0 |"))
-    kd = _cells(seed0)[1]
+    kd, ratio = _cells(seed0)[1], _cells(seed0)[3]
     assert mismatches(text.replace(seed0, seed0.replace(kd, f"{float(kd) + 0.001:.3f}", 1), 1), PAGE.parent)
+    wrong_ratio = seed0.replace(f"| {ratio} |", f"| {float(ratio) + 0.001:.3f} |", 1)
+    assert wrong_ratio != seed0 and mismatches(text.replace(seed0, wrong_ratio, 1), PAGE.parent)  # a ratio too
 
 
 HAND_WRITTEN = [ROOT / "README.md", PAGE, ROOT / "models" / "README.md", ROOT / "CHANGELOG.md",

@@ -71,3 +71,18 @@ def test_shipped_float32_rebuilds_into_a_trainable_network():
     images = np.random.default_rng(0).random((8, size, size, 3), np.float32)
     done = tflite_weights.load_into(net, path, images, batch=8)
     assert done["batchnorms"] > 50 and done["max_output_diff"] < 1e-4
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_model_is_what_the_default_recipe_makes(path):
+    """Provenance: each shipped file's card names the package's default recipe file as it is now (its sha256), with
+    no override, and the plain control's validation NME; so `edgekd train PREPARED --run-dir R` is the command
+    that made it."""
+    from edgekd.recipes import recipe as recipes
+
+    training = json.loads(path.with_name(path.stem + ".card.json").read_text())["training"]
+    default = recipes.load("default")
+    assert training["recipe_file"] == "edgekd/recipes/default.yaml" and training["overrides"] == []
+    assert training["recipe_sha256"] == default.sha256 and not training["control"]
+    assert set(training["stages"]) == {s.name for s in default.stages if s.kind != "export"}
+    assert training["plain_control_val_nme"]["student-control"] > 0
