@@ -142,12 +142,13 @@ def from_run(run: Path) -> tuple[recipes.Recipe, dict]:
             end = (stage_dir / "summary.json").stat().st_mtime
             start = previous or (stage_dir / "config.json").stat().st_mtime
             wall = round(end - start)
-            stopped = wall - sum(per_epoch) > STOPPED_GAP_SECONDS
+            beside = wall - sum(per_epoch)  # building, averaging, re-estimation; or a pause when stopped and resumed
+            stopped = beside > STOPPED_GAP_SECONDS
             stages[s.name] = {"kind": s.kind, "epochs": len(per_epoch), "first_epoch_seconds": round(per_epoch[0], 1),
                               "epoch_seconds": round(statistics.median(per_epoch[1:] or per_epoch), 1),
                               "seconds": round(sum(per_epoch), 1), "wall_seconds": None if stopped else wall}
             if stopped:
-                stages[s.name]["stopped_and_resumed"] = f"wall {wall} s, {wall - sum(per_epoch):.0f} s beside its epochs"
+                stages[s.name]["stopped_and_resumed"] = f"wall {wall} s, {beside:.0f} s beside its epochs"
         previous = end
     return recipe, stages
 
