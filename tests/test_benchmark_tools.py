@@ -388,3 +388,29 @@ def test_paper_steps_reads_a_stage_folder_and_finds_where_it_left_the_mean_shape
     (stage / "log.csv").write_text("epoch,loss,nme,val_nme,val_nme_soft,lr,seconds,eval_seconds,best\n")
     with pytest.raises(SystemExit, match="no finished epoch yet"):
         paper.read_stage(stage)
+
+
+def test_facemesh_teacher_file_puts_face_mesh_points_where_face_mesh_put_them(tiny_prepared, one_epoch_baseline,
+                                                                              tmp_path):
+    """facemesh_teacher.py writes a teacher-targets file whose Tough role, read back as `train --teacher-targets`
+    reads it, is Face Mesh's mapped points on each stored training crop, and whose Tolerant role is the network's."""
+    from edgekd.bench.facemesh import FaceMeshModel
+    from edgekd.bench.meshmap import MeshMap
+    from edgekd.core.checkpoint import load_model
+    from edgekd.data.pipeline import PreparedData
+    from edgekd.training import teacher_targets
+
+    tool = _load("recipe-choice/facemesh_teacher")
+    checkpoint = one_epoch_baseline / "baseline" / "best.h5"
+    out, figures = tmp_path / "fm.npz", tmp_path / "fm.json"
+    args = [str(tiny_prepared), "--tolerant", str(checkpoint), "--out", str(out), "--json", str(figures)]
+    assert tool.main(args) == 0
+    data = PreparedData(tiny_prepared)
+    read = teacher_targets.load(out, data)
+    train = data.split("train")
+    first = tool.mesh_points(FaceMeshModel(), MeshMap.load(), np.ascontiguousarray(train.images[0]), train.hard[0])
+    np.testing.assert_allclose(read["tough"][0], first, atol=1e-3)
+    tolerant = teacher_targets.teacher_outputs(load_model(checkpoint), data, "train")
+    np.testing.assert_allclose(np.load(out)["tolerant"], tolerant, atol=1e-6)
+    f = json.loads(figures.read_text())
+    assert 0 < f["val_nme_facemesh"] < 10 and 0 < f["train_nme_tough"] < f["train_nme_tolerant"]
