@@ -392,7 +392,6 @@ def test_stage_breakdown_accounts_for_the_rest():
         "detector"] is None
 
 
-@needs_data
 def _spy_model_latency(monkeypatch) -> list:
     """The variants (flip, refine) each model-only latency of the bench is measured with, in call order."""
     from edgekd.bench import latency

@@ -46,8 +46,8 @@ def mesh_points(fm: FaceMeshModel, mesh_map: MeshMap, image: np.ndarray, hard: n
     return roi.to_image(mesh_map.apply(mesh[:, :2]))
 
 
-def split_points(data: PreparedData, split: str, fm, mesh_map) -> tuple[np.ndarray, np.ndarray]:
-    """(single, mirror-averaged) (M, 68, 2) stored-image pixels of a split's faces."""
+def split_points(data: PreparedData, split: str, fm, mesh_map, mirror: bool = True):
+    """(single, mirror-averaged or None without ``mirror``) (M, 68, 2) stored-image pixels of a split's faces."""
     s = data.split(split)
     perm = np.asarray(data.scheme.flip_permutation)
     size = s.images.shape[2]
@@ -55,12 +55,14 @@ def split_points(data: PreparedData, split: str, fm, mesh_map) -> tuple[np.ndarr
     for image, hard in zip(s.images, s.hard):
         p = mesh_points(fm, mesh_map, np.ascontiguousarray(image), hard)
         one.append(p)
+        if not mirror:
+            continue
         mirrored_hard = hard[perm].copy()
         mirrored_hard[:, 0] = size - 1 - mirrored_hard[:, 0]
         q = mesh_points(fm, mesh_map, np.ascontiguousarray(image[:, ::-1]), mirrored_hard)[perm]
         q[:, 0] = size - 1 - q[:, 0]
         avg.append(0.5 * (p + q))
-    return np.array(one), np.array(avg)
+    return np.array(one), (np.array(avg) if mirror else None)
 
 
 def main(argv=None) -> int:
@@ -90,7 +92,7 @@ def main(argv=None) -> int:
     val_hard = data.split("val").hard
     figures["val_nme_facemesh"] = float(100 * batch_nme(val_one, val_hard, pair).mean())
     figures["val_nme_facemesh_flip"] = float(100 * batch_nme(val_avg, val_hard, pair).mean())
-    train_one, train_avg = split_points(data, "train", fm, mesh_map)
+    train_one, train_avg = split_points(data, "train", fm, mesh_map, mirror=args.mesh_flip)
     tough = box(train_avg if args.mesh_flip else train_one)
     figures["facemesh_seconds"] = round(time.time() - t0, 1)
 
