@@ -97,9 +97,10 @@ def test_nme(checkpoint: Path, data: str, limit: int | None = None) -> float:
     return entry["nme"]
 
 
-def curves_plot(rows: list[dict], path: Path) -> None:
+def curves_plot(rows: list[dict], path: Path, title: str = "Validation NME per epoch, same steps for every run",
+                last_epoch: int | None = None) -> None:
     """Validation NME per epoch of every run, one line each: where a schedule stalls or a loss leaves its plateau
-    shows at a glance."""
+    shows at a glance. ``last_epoch``: draw only the epochs up to it."""
     import io
 
     import matplotlib
@@ -110,13 +111,13 @@ def curves_plot(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for r in rows:
         with open(Path(r["stage_dir"]) / "log.csv", newline="") as f:
-            log = list(csv.DictReader(f))
+            log = [e for e in csv.DictReader(f) if last_epoch is None or int(e["epoch"]) <= last_epoch]
         ax.plot([int(e["epoch"]) for e in log], [float(e["val_nme"]) for e in log],
                 lw=2.2 if r["run"] in ("paper", "fast-cpu") else 1.2, label=f"{r['run']} ({r['val_nme']:.2f} %)")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation NME % (log scale)")
-    ax.set_title("Validation NME per epoch, same steps for every run", fontsize=9)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -315,9 +315,15 @@ def test_kd_vs_plain_compares_the_means_of_the_seeds(tmp_path):
         ("s0", 0, "student", 4.4, 4.8), ("s1", 1, "student", 4.6, 4.6)]
     assert rows[0]["kd_int8_val_nme"] == pytest.approx(4.42) and rows[0]["plain_int8_val_nme"] == pytest.approx(4.82)
     out = tool.summarize(rows)
-    assert (out["kd_mean"], out["plain_mean"], out["kd_spread"], out["plain_spread"]) == (4.5, 4.7, 0.2, 0.2)
+    assert (out["kd_mean"], out["plain_mean"], out["kd_spread"], out["plain_spread"]) == pytest.approx(
+        (4.5, 4.7, 0.2, 0.2), abs=1e-12)
     assert out["ratio"] == pytest.approx(4.5 / 4.7, abs=1e-4) and out["ratio_int8"] == pytest.approx(4.52 / 4.72,
                                                                                                        abs=1e-4)
+    # stored unrounded, so a page rounds once: 4.0734761 and 4.0854560 have the mean 4.07947, shown 4.079 (a mean
+    # stored at 4 digits, 4.0795, would show 4.080)
+    close = tool.summarize([tool.seed_row(_fake_run(tmp_path / "c0", 4.0734761, 4.06)),
+                            tool.seed_row(_fake_run(tmp_path / "c1", 4.0854560, 4.06, seed=1))])
+    assert f"{close['kd_mean']:.3f}" == "4.079"
     with pytest.raises(SystemExit, match="different recipe files"):
         tool.summarize([*rows, tool.seed_row(_fake_run(tmp_path / "s2", 4.5, 4.7, sha="b" * 64, seed=2))])
     with pytest.raises(SystemExit, match="same seed"):
@@ -414,3 +420,33 @@ def test_facemesh_teacher_file_puts_face_mesh_points_where_face_mesh_put_them(ti
     np.testing.assert_allclose(np.load(out)["tolerant"], tolerant, atol=1e-6)
     f = json.loads(figures.read_text())
     assert 0 < f["val_nme_facemesh"] < 10 and 0 < f["train_nme_tough"] < f["train_nme_tolerant"]
+
+
+def test_epoch_means_compare_blocks_every_run_has_finished(tmp_path):
+    """Blocks of epochs both runs logged (a block with an epoch missing is left out; a resumed epoch logged twice
+    counts once, its last line), each run's mean and its ratio to the first run's; the best of each run over the
+    epochs both logged; the JSON and the plot are written, and a folder without log.csv is refused."""
+    tool = _load("recipe-choice/epoch_means")
+
+    def stage(name, values):
+        folder = tmp_path / name / "student"
+        folder.mkdir(parents=True)
+        lines = ["epoch,val_nme"] + [f"{e},{v}" for e, v in values]
+        (folder / "log.csv").write_text("\n".join(lines) + "\n")
+        return folder
+
+    plain = stage("plain", [(e, 6.0) for e in range(1, 31)] + [(31, 1.0)])  # its best comes after the common epochs
+    kd = stage("kd", [(e, 5.0 if e <= 10 else 6.6) for e in range(1, 31) if e != 25] + [(21, 9.9), (21, 6.6)])
+    assert tool.val_nme(kd)[21] == 6.6
+    assert tool.block_means({"plain": tool.val_nme(plain), "kd": tool.val_nme(kd)}) == [
+        {"epochs": [1, 10], "mean_val_nme": {"plain": 6.0, "kd": 5.0}, "ratio_to_first": {"kd": 5.0 / 6.0}},
+        {"epochs": [11, 20], "mean_val_nme": {"plain": 6.0, "kd": pytest.approx(6.6)},
+         "ratio_to_first": {"kd": pytest.approx(1.1)}}]  # 21-30 misses epoch 25 in kd
+    out = tmp_path / "cmp.json"
+    tool.main([str(plain), str(kd), "--names", "plain", "kd", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["common_epochs"] == 30 and saved["runs"]["plain"]["best_val_nme"] == 1.0
+    assert saved["runs"]["plain"]["best_val_nme_common"] == 6.0 and saved["runs"]["kd"]["best_val_nme_common"] == 5.0
+    assert len(saved["blocks"]) == 2 and out.with_suffix(".png").stat().st_size > 1000
+    with pytest.raises(SystemExit, match=r"nothing/log\.csv: not found"):
+        tool.main([str(plain), str(tmp_path / "nothing"), "--out", str(tmp_path / "x.json")])

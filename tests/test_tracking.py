@@ -368,3 +368,43 @@ def test_a_sliding_track_is_put_back_on_the_detection_that_confirms_it():
     # only with the face, and the crop stays on the detector's square
     tracker = FaceTracker(_SlidingModel(), redetect_every=5, smoothing=False)
     assert min(square_iou(tracker.update(image, k / 30.0)[0].box, face) for k in range(11)) == pytest.approx(1.0)
+
+
+class _DriftingModel(_SlidingModel):
+    """The detector sees a still face; the model draws it 2 px further right on every call, as a model's small
+    crop-to-crop differences add up: anchored crops follow that drift until a detection renews the anchor."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def predict_box(self, image, box):
+        from edgekd.runtime.predictor import Face
+        from tracking_world import SHAPE
+
+        self.calls += 1
+        cx, cy, side = self.FACE
+        return Face((SHAPE * side + np.array([cx + 2.0 * self.calls, cy])).astype(np.float32), tuple(box))
+
+
+def test_reanchor_iou_one_renews_the_anchor_at_every_confirming_detection():
+    """``reanchor_iou=1.0`` restarts the track from the detection's crop at every confirming detection, so its drift
+    never outlasts ``redetect_every`` frames; the default (0.5) keeps the anchor through a detection that still
+    overlaps the track, and the drift goes on."""
+    from edgekd.runtime.tracker import FaceTracker, square_iou
+
+    image = np.zeros((480, 640, 3), np.uint8)
+    model = _DriftingModel()
+    detection = model.detect(image)[0]
+    square = model.crop.box_from_detector(detection.box, detection.keypoints)
+    renewed = FaceTracker(model, redetect_every=5, smoothing=False, reanchor_iou=1.0)
+    renewed_faces = [renewed.update(image, k / 30.0)[0] for k in range(11)]
+    held = FaceTracker(_DriftingModel(), redetect_every=5, smoothing=False)
+    held_faces = [held.update(image, k / 30.0)[0] for k in range(11)]
+    assert [f.track_id for f in renewed_faces] == [0] * 11 == [f.track_id for f in held_faces]
+    for k in (5, 10):  # the confirming frames: renewed, the points come from the detection's own crop
+        assert renewed_faces[k].box == pytest.approx(square) and renewed_faces[k].detection is not None
+        assert held_faces[k].detection is not None and 0.5 <= square_iou(held_faces[k].box, square) < 0.99
+    assert held_faces[10].box[0] > held_faces[5].box[0] > square[0]  # held: still sliding right after frame 5
+    assert min(square_iou(f.box, square) for f in renewed_faces[5:]) > min(square_iou(f.box, square)
+                                                                          for f in held_faces[5:])

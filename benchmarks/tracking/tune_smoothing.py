@@ -13,6 +13,10 @@ box, before 0.14.1, scored above the detector's by themselves), at most the raw 
 
     .venv/bin/python benchmarks/tracking/tune_smoothing.py models/300w/kd_student_int8.tflite \\
         --root /work/shared/data/300w --prepared /work/runs/data/300w-128 --record /tmp/tracking/record.npz
+
+`--reanchor-iou 1.0` records the tracker with its anchor renewed at every confirming detection (another crop
+design; give it its own --record and --out). The reference figures include raw tracked minus detector-crop NME per
+clip with its standard error: what the clips can resolve.
 """
 from __future__ import annotations
 
@@ -30,9 +34,11 @@ FPS = 30.0
 
 
 # --- recording ------------------------------------------------------------------------------------------------------
-def record(model_path: Path, root: Path, prepared: Path, out: Path, limit: int | None = None) -> None:
+def record(model_path: Path, root: Path, prepared: Path, out: Path, limit: int | None = None,
+           reanchor_iou: float | None = None) -> None:
     """Per validation face: the moving clip's raw and (current) smoothed tracked points, landmark-box side, truth
-    and detector-crop NME per frame; the still clip's raw points, side and truth. NaN where the track lost the face."""
+    and detector-crop NME per frame; the still clip's raw points, side and truth. NaN where the track lost the face.
+    ``reanchor_iou``: the tracker's (None: FaceTracker's default), to record another crop design."""
     from edgekd.bench.config import BenchConfig
     from edgekd.bench.latency import on_threads
     from edgekd.bench.runner import _read_samples
@@ -44,7 +50,7 @@ def record(model_path: Path, root: Path, prepared: Path, out: Path, limit: int |
     from edgekd.runtime.blazeface import open_detector
     from edgekd.runtime.model import LandmarkModel
     from edgekd.runtime.predictor import Predictor
-    from edgekd.runtime.tracker import FaceTracker
+    from edgekd.runtime.tracker import POSE_EURO, FaceTracker
 
     cfg = BenchConfig(models=[str(model_path)], data=str(root), prepared=str(prepared), split="val", limit=limit,
                       progress=False)
@@ -53,6 +59,7 @@ def record(model_path: Path, root: Path, prepared: Path, out: Path, limit: int |
     rec = {k: [] for k in ("raw", "smoothed", "side", "truth", "det_nme", "still_raw", "still_side", "still_truth",
                            "raw_landmark_box")}
     nan = np.full((cfg.scheme.num_points, 2), np.nan)
+    tracking = {**TRACKING, "reanchor_iou": tracker_reanchor_iou(reanchor_iou)}
 
     def points(faces, attr):
         return np.stack([nan if f is None else np.asarray(getattr(f, attr), np.float64) for f in faces])
@@ -66,7 +73,7 @@ def record(model_path: Path, root: Path, prepared: Path, out: Path, limit: int |
         for k, s in enumerate(samples):
             image = load_image(s)
             clip, truth = render_clip(image, s.points, frames)
-            tracked, _ = track_clip(FaceTracker(predictor, **TRACKING), clip, truth)
+            tracked, _ = track_clip(FaceTracker(predictor, **tracking), clip, truth)
             detected, _ = detect_clip(predictor, clip, truth)
             before, _ = track_clip(FaceTracker(predictor, **TRACKING, anchor=False), clip, truth)  # 0.14.0's crops
             rec["raw_landmark_box"].append(points(before, "raw_points"))
@@ -77,7 +84,7 @@ def record(model_path: Path, root: Path, prepared: Path, out: Path, limit: int |
             rec["det_nme"].append([nme(None if f is None else f.points, p, cfg.scheme)
                                    for f, p in zip(detected, truth)])
             still = render_still(image, frames, k)
-            tracked, _ = track_clip(FaceTracker(predictor, **TRACKING), still, [s.points] * frames)
+            tracked, _ = track_clip(FaceTracker(predictor, **tracking), still, [s.points] * frames)
             rec["still_raw"].append(points(tracked, "raw_points"))
             rec["still_side"].append(sides(tracked))
             rec["still_truth"].append(np.asarray(s.points, np.float64))
@@ -85,7 +92,34 @@ def record(model_path: Path, root: Path, prepared: Path, out: Path, limit: int |
                 print(f"{k + 1}/{len(samples)} faces, {time.time() - t0:.0f} s", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, ids=np.array([s.id for s in samples]), nme_pair=np.array(cfg.scheme.nme_pair),
+             reanchor_iou=tracking["reanchor_iou"], pose_euro=np.array(list(POSE_EURO.values()), np.float64),
              **{k: np.asarray(v, np.float64) for k, v in rec.items()})
+
+
+def tracker_reanchor_iou(value: float | None) -> float:
+    """``value``, or FaceTracker's own default when None: what a recording was made with."""
+    import inspect
+
+    from edgekd.runtime.tracker import FaceTracker
+
+    return float(inspect.signature(FaceTracker).parameters["reanchor_iou"].default if value is None else value)
+
+
+def raw_nme_per_clip(rec) -> np.ndarray:
+    """Raw tracked NME per clip (%), over the frames where tracking and detector crops both found the face."""
+    a, b = rec["nme_pair"]
+    truth = rec["truth"]
+    iod = np.linalg.norm(truth[..., a, :] - truth[..., b, :], axis=-1)
+    both = np.isfinite(rec["det_nme"]) & np.isfinite(rec["raw"][..., 0, 0])
+    per_frame = 100 * np.linalg.norm(rec["raw"] - truth, axis=-1).mean(-1) / iod
+    return np.nanmean(np.where(both, per_frame, np.nan), axis=1)
+
+
+def paired(diff: np.ndarray) -> dict:
+    """Mean and standard error of per-clip differences (a clip's 20 frames are one face: clips are the samples)."""
+    diff = diff[np.isfinite(diff)]
+    return {"mean": float(diff.mean()), "standard_error": float(diff.std(ddof=1) / math.sqrt(len(diff))),
+            "clips": int(len(diff))}
 
 
 # --- the filters, offline: arrays of clips (C, F, N, 2), one filter per clip, frames 1 / FPS apart ------------------
@@ -170,8 +204,11 @@ def evaluate(rec) -> tuple[dict, callable]:
     still_iod = np.linalg.norm(still_truth[:, a] - still_truth[:, b], axis=-1)
     both = np.isfinite(rec["det_nme"]) & np.isfinite(rec["raw"][..., 0, 0])
 
+    def per_frame(p):
+        return 100 * np.linalg.norm(p - truth, axis=-1).mean(-1) / iod
+
     def nme(p):
-        return float(100 * (np.linalg.norm(p - truth, axis=-1).mean(-1) / iod)[both].mean())
+        return float(per_frame(p)[both].mean())
 
     def jitter(p):
         step = np.linalg.norm(np.diff(p, axis=1), axis=-1).mean(-1) / still_iod[:, None]
@@ -184,6 +221,9 @@ def evaluate(rec) -> tuple[dict, callable]:
     ref = {"frames": int(both.sum()), "still_frame_pairs": int(pairs.sum()),
            "detector_nme": float(100 * rec["det_nme"][both].mean()), "raw_nme": nme(rec["raw"]),
            "raw_jitter": jitter(rec["still_raw"]), "recorded_smoothed_nme": nme(rec["smoothed"])}
+    # raw tracked minus detector crops per clip, with its standard error: what the clips can resolve
+    detector = np.nanmean(np.where(both, 100 * rec["det_nme"], np.nan), axis=1)
+    ref["raw_minus_detector_per_clip"] = paired(raw_nme_per_clip(rec) - detector)
     if "raw_landmark_box" in rec:  # the crops cut from the last landmark box (anchor off), on the same frames
         lb = np.isfinite(rec["raw_landmark_box"][..., 0, 0])
         ref["landmark_box_frames_lost"] = int((both & ~lb).sum())
@@ -220,12 +260,31 @@ def main(argv=None) -> None:
     ap.add_argument("--record", type=Path, default=Path("/tmp/tracking/record.npz"),
                     help="the recording (made when missing; never commit it)")
     ap.add_argument("--out", type=Path, default=HERE / "smoothing.json")
+    ap.add_argument("--reanchor-iou", type=float, help="record the tracker with this reanchor_iou (default: "
+                    "FaceTracker's); needs its own --out")
+    ap.add_argument("--versus", type=Path, help="another recording of the same clips: the raw NME per clip of this "
+                    "one minus that one's, with its standard error (two crop designs compared clip by clip)")
     args = ap.parse_args(argv)
+    if args.reanchor_iou is not None and args.out == HERE / "smoothing.json":
+        raise SystemExit("error: --reanchor-iou: give --out too (smoothing.json is the tracker's own search)")
+    reanchor = tracker_reanchor_iou(args.reanchor_iou)
     if not args.record.is_file():
-        record(args.model, args.root, args.prepared, args.record)
+        record(args.model, args.root, args.prepared, args.record, reanchor_iou=reanchor)
     rec = dict(np.load(args.record))
+    recorded = float(rec.pop("reanchor_iou"))
+    pose = rec.pop("pose_euro").tolist()
+    if recorded != reanchor:
+        raise SystemExit(f"error: {args.record}: recorded with reanchor_iou {recorded:g}, not {reanchor:g}; give "
+                         "another --record")
     result = search(rec)
-    result = {"model": str(args.model), "clips": f"{len(rec['ids'])} validation faces of {args.prepared}, "
+    if args.versus is not None:
+        other = dict(np.load(args.versus))
+        if not np.array_equal(other["ids"], rec["ids"]):
+            raise SystemExit(f"error: --versus {args.versus}: recorded on other clips")
+        result["versus"] = {"record": str(args.versus), "reanchor_iou": float(other["reanchor_iou"]),
+                            "raw_minus_versus_per_clip": paired(raw_nme_per_clip(rec) - raw_nme_per_clip(other))}
+    result = {"model": str(args.model), "reanchor_iou": reanchor, "recorded_pose_filter": pose,
+              "clips": f"{len(rec['ids'])} validation faces of {args.prepared}, "
               "each as the bench's pan-and-zoom clip and as a still clip with camera noise",
               "units": "NME: % of the inter-ocular distance, mean over moving-clip frames; jitter: mean "
                        "frame-to-frame motion of the points on the still clips, % of the inter-ocular distance; "
