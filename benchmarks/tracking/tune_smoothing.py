@@ -16,7 +16,8 @@ box, before 0.14.1, scored above the detector's by themselves), at most the raw 
 
 `--reanchor-iou 1.0` records the tracker with its anchor renewed at every confirming detection (another crop
 design; give it its own --record and --out). The reference figures include raw tracked minus detector-crop NME per
-clip with its standard error: what the clips can resolve.
+clip with its standard error: what the clips can resolve; `--versus OTHER_RECORD` adds this recording's raw NME
+minus another's, clip by clip (two crop designs on the same clips).
 """
 from __future__ import annotations
 
@@ -271,6 +272,9 @@ def main(argv=None) -> None:
     if not args.record.is_file():
         record(args.model, args.root, args.prepared, args.record, reanchor_iou=reanchor)
     rec = dict(np.load(args.record))
+    if "reanchor_iou" not in rec:
+        raise SystemExit(f"error: {args.record}: made by an older tune_smoothing.py (no reanchor_iou); delete it to "
+                         "record again")
     recorded = float(rec.pop("reanchor_iou"))
     pose = rec.pop("pose_euro").tolist()
     if recorded != reanchor:
