@@ -106,14 +106,22 @@ def tracker_reanchor_iou(value: float | None) -> float:
     return float(inspect.signature(FaceTracker).parameters["reanchor_iou"].default if value is None else value)
 
 
-def raw_nme_per_clip(rec) -> np.ndarray:
-    """Raw tracked NME per clip (%), over the frames where tracking and detector crops both found the face."""
+def frame_nme(rec, points: np.ndarray) -> np.ndarray:
+    """NME (%) of each moving-clip frame's ``points`` (C, F, N, 2) against the recorded truth; NaN where lost."""
     a, b = rec["nme_pair"]
     truth = rec["truth"]
     iod = np.linalg.norm(truth[..., a, :] - truth[..., b, :], axis=-1)
-    both = np.isfinite(rec["det_nme"]) & np.isfinite(rec["raw"][..., 0, 0])
-    per_frame = 100 * np.linalg.norm(rec["raw"] - truth, axis=-1).mean(-1) / iod
-    return np.nanmean(np.where(both, per_frame, np.nan), axis=1)
+    return 100 * np.linalg.norm(points - truth, axis=-1).mean(-1) / iod
+
+
+def found_both(rec) -> np.ndarray:
+    """The moving-clip frames where tracking and detector crops both found the face: every NME is taken over them."""
+    return np.isfinite(rec["det_nme"]) & np.isfinite(rec["raw"][..., 0, 0])
+
+
+def raw_nme_per_clip(rec) -> np.ndarray:
+    """Raw tracked NME per clip (%), over the frames where tracking and detector crops both found the face."""
+    return np.nanmean(np.where(found_both(rec), frame_nme(rec, rec["raw"]), np.nan), axis=1)
 
 
 def paired(diff: np.ndarray) -> dict:
@@ -200,16 +208,12 @@ def evaluate(rec) -> tuple[dict, callable]:
     """The recorded clips' reference figures and a scorer: design -> (smoothed NME %, still jitter %), where NME is
     the mean over the moving clips' frames where tracking and detector crops both found the face."""
     a, b = rec["nme_pair"]
-    truth, still_truth = rec["truth"], rec["still_truth"]
-    iod = np.linalg.norm(truth[..., a, :] - truth[..., b, :], axis=-1)
+    still_truth = rec["still_truth"]
     still_iod = np.linalg.norm(still_truth[:, a] - still_truth[:, b], axis=-1)
-    both = np.isfinite(rec["det_nme"]) & np.isfinite(rec["raw"][..., 0, 0])
-
-    def per_frame(p):
-        return 100 * np.linalg.norm(p - truth, axis=-1).mean(-1) / iod
+    both = found_both(rec)
 
     def nme(p):
-        return float(per_frame(p)[both].mean())
+        return float(frame_nme(rec, p)[both].mean())
 
     def jitter(p):
         step = np.linalg.norm(np.diff(p, axis=1), axis=-1).mean(-1) / still_iod[:, None]
@@ -228,8 +232,7 @@ def evaluate(rec) -> tuple[dict, callable]:
     if "raw_landmark_box" in rec:  # the crops cut from the last landmark box (anchor off), on the same frames
         lb = np.isfinite(rec["raw_landmark_box"][..., 0, 0])
         ref["landmark_box_frames_lost"] = int((both & ~lb).sum())
-        ref["landmark_box_raw_nme"] = float(100 * (np.linalg.norm(rec["raw_landmark_box"] - truth, axis=-1).mean(-1)
-                                                   / iod)[both & lb].mean())
+        ref["landmark_box_raw_nme"] = float(frame_nme(rec, rec["raw_landmark_box"])[both & lb].mean())
     return ref, score
 
 
