@@ -384,9 +384,12 @@ def test_face_tracker_kotlin_makes_the_desktop_decisions(tmp_path):
                            str(DRIVER.parent / "FaceTrackerMain.kt"), "-cp", str(classes), "-include-runtime",
                            "-d", str(jar)], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr
-    for redetect, max_faces, smooth, slide, anchor in ((10, 2, True, 0.0, True), (4, 1, False, 0.0, True),
-                                                       (5, 1, False, 0.4, True), (10, 2, True, 0.0, False)):
-        lines = [f"{redetect} {max_faces} {int(smooth)} {WIDTH} {HEIGHT} {slide} {int(anchor)}"]
+    cases = ((10, 2, True, 0.0, True, 0.0, True), (4, 1, False, 0.0, True, 0.0, True),
+             (5, 1, False, 0.4, True, 0.0, True), (10, 2, True, 0.0, False, 0.0, True),
+             (10, 1, True, 0.0, True, 0.3, True), (10, 1, True, 0.0, True, 0.3, False))  # mouth: the drift check
+    for redetect, max_faces, smooth, slide, anchor, mouth, drift in cases:
+        lines = [f"{redetect} {max_faces} {int(smooth)} {WIDTH} {HEIGHT} {slide} {int(anchor)} {mouth} "
+                 f"{'on' if drift else 'off'}"]
         for t, faces, boxes in script():
             values = [t, len(faces), *[v for f in faces for v in f], len(boxes), *[v for b in boxes for v in b]]
             lines.append(" ".join(repr(float(v)) for v in values))
@@ -394,8 +397,9 @@ def test_face_tracker_kotlin_makes_the_desktop_decisions(tmp_path):
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 0, run.stderr
         kotlin = run.stdout.splitlines()
+        checks = {} if drift else {"max_drift": None}
         python, _ = run_python({"redetect_every": redetect, "max_faces": max_faces, "smoothing": smooth,
-                                "anchor": anchor}, slide=slide)
+                                "anchor": anchor, **checks}, slide=slide, mouth=mouth)
         assert len(kotlin) == len(python) == 100
         for k, (line, faces) in enumerate(zip(kotlin, python)):
             got = [part.split() for part in line.split(" | ")] if line.strip() else []

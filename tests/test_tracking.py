@@ -408,3 +408,41 @@ def test_reanchor_iou_one_renews_the_anchor_at_every_confirming_detection():
     assert held_faces[10].box[0] > held_faces[5].box[0] > square[0]  # held: still sliding right after frame 5
     assert min(square_iou(f.box, square) for f in renewed_faces[5:]) > min(square_iou(f.box, square)
                                                                           for f in held_faces[5:])
+
+
+def test_a_shape_drift_calls_the_detector_and_restarts_the_track():
+    """A mouth opening as the face moves (tests/tracking_world.py ``mouth``) takes the points away from the anchor's
+    shape: past ``max_drift`` the detector runs on that frame, between the scheduled ones, and the track restarts
+    from its detection (the new anchor holds the new shape, so the next scheduled detection comes 10 frames later).
+    With ``max_drift=None`` only the schedule calls the detector; a rigid motion never counts as drift."""
+    from tracking_world import run_python
+
+    from edgekd.runtime.tracker import MAX_DRIFT
+
+    settings = {"redetect_every": 10, "max_faces": 1, "smoothing": False}
+    checked, tracker = run_python(settings, frames=33, mouth=0.3)
+    unchecked, plain = run_python({**settings, "max_drift": None}, frames=33, mouth=0.3)
+    rigid, still = run_python(settings, frames=33)
+    assert [k for k, faces in enumerate(checked) if faces[0][1]] == [0, 10, 18, 28]
+    assert [k for k, faces in enumerate(unchecked) if faces[0][1]] == [0, 10, 20, 30]
+    assert (tracker.stats.drifted, plain.stats.drifted, still.stats.drifted) == (1, 0, 0)
+    assert [k for k, faces in enumerate(rigid) if faces[0][1]] == [0, 10, 20, 30]
+    track = tracker.tracks[0]
+    assert 0.0 <= track.drift(checked[-1][0][3]) <= MAX_DRIFT  # the anchor renewed at frame 18 holds the new shape
+
+
+def test_drift_is_zero_for_a_moved_copy_of_the_anchor_shape():
+    """``Track.drift`` reads shape only: a zoomed, rolled and shifted copy of the anchor's points scores 0, and
+    moving one point of five by a tenth of the face's size scores about the residual's share of that move."""
+    from edgekd.runtime.tracker import PoseShapeFilter, Track
+
+    shape = np.array([[-0.5, -0.5], [0.5, -0.5], [0.0, 0.0], [-0.3, 0.5], [0.3, 0.5]]) * 100.0 + 200.0
+    track = Track(0, (200.0, 200.0, 120.0), PoseShapeFilter())
+    assert track.drift(shape) == 0.0  # no anchor yet
+    track.anchored(shape)
+    turn = np.array([[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]]) * 1.4
+    # (0 to 1e-8: the residual is the spread less the fitted copy's, a difference of near-equal sums)
+    assert track.drift((shape - 200.0) @ turn.T + [40.0, -15.0]) == pytest.approx(0.0, abs=1e-6)
+    moved = shape.copy()
+    moved[3, 1] += 10.0
+    assert 0.05 < track.drift(moved) < 0.2

@@ -19,17 +19,20 @@ SHAPE = np.array([[-0.5, -0.5], [0.5, -0.5], [0.0, 0.0], [-0.3, 0.5], [0.3, 0.5]
 WIDTH, HEIGHT, FPS = 640, 480, 30.0
 
 
-def stub_landmarks(box, face, slide: float = 0.0) -> np.ndarray:
+def stub_landmarks(box, face, slide: float = 0.0, mouth: float = 0.0) -> np.ndarray:
     """``slide``: the model also draws the face this many crop sides to the right (an error a track can follow
-    off the face, which a confirming detection must correct)."""
+    off the face, which a confirming detection must correct). ``mouth``: the mouth (the last two points) opens by
+    this many face sides per 100 px the face has moved right of x = 200 (an expression: the shape changes)."""
     box = np.asarray(box, np.float64)
+    shape = SHAPE.copy()
     if face is not None and square_iou(tuple(box), tuple(face)) > 0.2:
         face = np.asarray(face, np.float64)
         centre, side = face[:2] + 0.1 * (box[:2] - face[:2]), face[2]
         centre[0] += slide * box[2]
+        shape[3:, 1] += mouth * (face[0] - 200.0) / 100.0
     else:
         centre, side = box[:2], 0.94 * box[2]
-    return (SHAPE * side + centre).astype(np.float32)
+    return (shape * side + centre).astype(np.float32)
 
 
 def script(frames: int = 100):
@@ -60,16 +63,16 @@ class StubPredictor:
 
     crop = CropSpec()
 
-    def __init__(self, slide: float = 0.0):
+    def __init__(self, slide: float = 0.0, mouth: float = 0.0):
         self.detector = self
-        self.faces, self.detections, self.slide = [], [], slide
+        self.faces, self.detections, self.slide, self.mouth = [], [], slide, mouth
 
     def detect(self, image):
         return [Detection(box, 0.9, np.zeros((6, 2), np.float32)) for box in self.detections]
 
     def predict_box(self, image, box):
         face = max(self.faces, key=lambda f: square_iou(tuple(box), f), default=None)
-        return Face(stub_landmarks(box, face, self.slide), tuple(box))
+        return Face(stub_landmarks(box, face, self.slide, self.mouth), tuple(box))
 
     def predict_detection(self, image, detection):
         face = self.predict_box(image, self.crop.box_from_detector(detection.box, detection.keypoints))
@@ -77,11 +80,11 @@ class StubPredictor:
         return face
 
 
-def run_python(tracker_kwargs: dict, frames: int = 100, slide: float = 0.0):
+def run_python(tracker_kwargs: dict, frames: int = 100, slide: float = 0.0, mouth: float = 0.0):
     """Per frame: [(track id, detected, crop box, points)] from edgekd.runtime.tracker on the script."""
     from edgekd.runtime.tracker import FaceTracker
 
-    stub = StubPredictor(slide)
+    stub = StubPredictor(slide, mouth)
     tracker = FaceTracker(stub, **tracker_kwargs)
     image = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
     out = []

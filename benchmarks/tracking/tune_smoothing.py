@@ -14,10 +14,11 @@ box, before 0.14.1, scored above the detector's by themselves), at most the raw 
     .venv/bin/python benchmarks/tracking/tune_smoothing.py models/300w/kd_student_int8.tflite \\
         --root /work/shared/data/300w --prepared /work/runs/data/300w-128 --record /tmp/tracking/record.npz
 
-`--reanchor-iou 1.0` records the tracker with its anchor renewed at every confirming detection (another crop
-design; give it its own --record and --out). The reference figures include raw tracked minus detector-crop NME per
-clip with its standard error: what the clips can resolve; `--versus OTHER_RECORD` adds this recording's raw NME
-minus another's, clip by clip (two crop designs on the same clips).
+`--reanchor-iou 1.0` records the tracker with its anchor renewed at every confirming detection, `--max-drift X` or
+`--no-drift-check` with another shape-drift check (other crop designs; give each its own --record and --out). The
+reference figures include raw tracked minus detector-crop NME per clip with its standard error: what the clips can
+resolve; `--versus OTHER_RECORD` adds this recording's raw NME minus another's, clip by clip (two crop designs on
+the same clips).
 """
 from __future__ import annotations
 
@@ -36,10 +37,11 @@ FPS = 30.0
 
 # --- recording ------------------------------------------------------------------------------------------------------
 def record(model_path: Path, root: Path, prepared: Path, out: Path, limit: int | None = None,
-           reanchor_iou: float | None = None) -> None:
+           settings: dict | None = None) -> None:
     """Per validation face: the moving clip's raw and (current) smoothed tracked points, landmark-box side, truth
     and detector-crop NME per frame; the still clip's raw points, side and truth. NaN where the track lost the face.
-    ``reanchor_iou``: the tracker's (None: FaceTracker's default), to record another crop design."""
+    ``settings``: FaceTracker's reanchor_iou and max_drift (tracker_settings: its defaults), to record another crop
+    design."""
     from edgekd.bench.config import BenchConfig
     from edgekd.bench.latency import on_threads
     from edgekd.bench.runner import _read_samples
@@ -60,7 +62,7 @@ def record(model_path: Path, root: Path, prepared: Path, out: Path, limit: int |
     rec = {k: [] for k in ("raw", "smoothed", "side", "truth", "det_nme", "still_raw", "still_side", "still_truth",
                            "raw_landmark_box")}
     nan = np.full((cfg.scheme.num_points, 2), np.nan)
-    tracking = {**TRACKING, "reanchor_iou": tracker_reanchor_iou(reanchor_iou)}
+    tracking = {**TRACKING, **(settings or tracker_settings())}
 
     def points(faces, attr):
         return np.stack([nan if f is None else np.asarray(getattr(f, attr), np.float64) for f in faces])
@@ -93,17 +95,27 @@ def record(model_path: Path, root: Path, prepared: Path, out: Path, limit: int |
                 print(f"{k + 1}/{len(samples)} faces, {time.time() - t0:.0f} s", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, ids=np.array([s.id for s in samples]), nme_pair=np.array(cfg.scheme.nme_pair),
-             reanchor_iou=tracking["reanchor_iou"], pose_euro=np.array(list(POSE_EURO.values()), np.float64),
+             reanchor_iou=tracking["reanchor_iou"], max_drift=np.nan if tracking["max_drift"] is None
+             else tracking["max_drift"], pose_euro=np.array(list(POSE_EURO.values()), np.float64),
              **{k: np.asarray(v, np.float64) for k, v in rec.items()})
 
 
-def tracker_reanchor_iou(value: float | None) -> float:
-    """``value``, or FaceTracker's own default when None: what a recording was made with."""
+def tracker_settings(reanchor_iou: float | None = None, max_drift: float | None | str = "default") -> dict:
+    """The crop design a recording is made with: FaceTracker's reanchor_iou and max_drift (None: no drift check),
+    its own defaults where not given."""
     import inspect
 
     from edgekd.runtime.tracker import FaceTracker
 
-    return float(inspect.signature(FaceTracker).parameters["reanchor_iou"].default if value is None else value)
+    defaults = inspect.signature(FaceTracker).parameters
+    return {"reanchor_iou": float(defaults["reanchor_iou"].default if reanchor_iou is None else reanchor_iou),
+            "max_drift": defaults["max_drift"].default if max_drift == "default" else max_drift}
+
+
+def recorded_settings(rec: dict) -> dict:
+    """What a recording was made with (a recording from before the drift check has none: max_drift None)."""
+    drift = float(rec.get("max_drift", np.nan))
+    return {"reanchor_iou": float(rec["reanchor_iou"]), "max_drift": None if math.isnan(drift) else drift}
 
 
 def frame_nme(rec, points: np.ndarray) -> np.ndarray:
@@ -266,31 +278,39 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=HERE / "smoothing.json")
     ap.add_argument("--reanchor-iou", type=float, help="record the tracker with this reanchor_iou (default: "
                     "FaceTracker's); needs its own --out")
+    drift = ap.add_mutually_exclusive_group()
+    drift.add_argument("--max-drift", type=float, help="record the tracker with this max_drift (default: "
+                       "FaceTracker's); needs its own --out")
+    drift.add_argument("--no-drift-check", action="store_true", help="record the tracker without its shape-drift "
+                       "check (max_drift None); needs its own --out")
     ap.add_argument("--versus", type=Path, help="another recording of the same clips: the raw NME per clip of this "
                     "one minus that one's, with its standard error (two crop designs compared clip by clip)")
     args = ap.parse_args(argv)
-    if args.reanchor_iou is not None and args.out == HERE / "smoothing.json":
-        raise SystemExit("error: --reanchor-iou: give --out too (smoothing.json is the tracker's own search)")
-    reanchor = tracker_reanchor_iou(args.reanchor_iou)
+    other_design = args.reanchor_iou is not None or args.max_drift is not None or args.no_drift_check
+    if other_design and args.out == HERE / "smoothing.json":
+        raise SystemExit("error: --reanchor-iou/--max-drift/--no-drift-check: give --out too (smoothing.json is the "
+                         "tracker's own search)")
+    settings = tracker_settings(args.reanchor_iou, None if args.no_drift_check else
+                                "default" if args.max_drift is None else args.max_drift)
     if not args.record.is_file():
-        record(args.model, args.root, args.prepared, args.record, reanchor_iou=reanchor)
+        record(args.model, args.root, args.prepared, args.record, settings=settings)
     rec = dict(np.load(args.record))
     if "reanchor_iou" not in rec:
         raise SystemExit(f"error: {args.record}: made by an older tune_smoothing.py (no reanchor_iou); delete it to "
                          "record again")
-    recorded = float(rec.pop("reanchor_iou"))
+    recorded = recorded_settings(rec)
+    rec.pop("reanchor_iou"), rec.pop("max_drift", None)
     pose = rec.pop("pose_euro").tolist()
-    if recorded != reanchor:
-        raise SystemExit(f"error: {args.record}: recorded with reanchor_iou {recorded:g}, not {reanchor:g}; give "
-                         "another --record")
+    if recorded != settings:
+        raise SystemExit(f"error: {args.record}: recorded with {recorded}, not {settings}; give another --record")
     result = search(rec)
     if args.versus is not None:
         other = dict(np.load(args.versus))
         if not np.array_equal(other["ids"], rec["ids"]):
             raise SystemExit(f"error: --versus {args.versus}: recorded on other clips")
-        result["versus"] = {"record": str(args.versus), "reanchor_iou": float(other["reanchor_iou"]),
+        result["versus"] = {"record": str(args.versus), **recorded_settings(other),
                             "raw_minus_versus_per_clip": paired(raw_nme_per_clip(rec) - raw_nme_per_clip(other))}
-    result = {"model": str(args.model), "reanchor_iou": reanchor, "recorded_pose_filter": pose,
+    result = {"model": str(args.model), **settings, "recorded_pose_filter": pose,
               "clips": f"{len(rec['ids'])} validation faces of {args.prepared}, "
               "each as the bench's pan-and-zoom clip and as a still clip with camera noise",
               "units": "NME: % of the inter-ocular distance, mean over moving-clip frames; jitter: mean "

@@ -6,32 +6,36 @@ import org.edgekd.demo.FaceTracker
 // tracking_world.stub_landmarks, operation for operation.
 val SHAPE = doubleArrayOf(-0.5, -0.5, 0.5, -0.5, 0.0, 0.0, -0.3, 0.5, 0.3, 0.5)
 
-fun stubLandmarks(box: DoubleArray, face: DoubleArray?, slide: Double): FloatArray {
+fun stubLandmarks(box: DoubleArray, face: DoubleArray?, slide: Double, mouth: Double): FloatArray {
     var cx: Double
     val cy: Double
     val side: Double
+    val shape = SHAPE.copyOf()
     if (face != null && FaceTracker.squareIou(box, face) > 0.2) {
         cx = face[0] + 0.1 * (box[0] - face[0])
         cy = face[1] + 0.1 * (box[1] - face[1])
         side = face[2]
         cx += slide * box[2]
+        for (i in 3 until 5) shape[2 * i + 1] += mouth * (face[0] - 200.0) / 100.0
     } else {
         cx = box[0]
         cy = box[1]
         side = 0.94 * box[2]
     }
-    return FloatArray(SHAPE.size) { i -> (SHAPE[i] * side + (if (i % 2 == 0) cx else cy)).toFloat() }
+    return FloatArray(shape.size) { i -> (shape[i] * side + (if (i % 2 == 0) cx else cy)).toFloat() }
 }
 
 fun main(args: Array<String>) {
     val lines = generateSequence(::readLine).toList()
     val config = lines[0].trim().split(" ")
     val tracker = FaceTracker(redetectEvery = config[0].toInt(), maxFaces = config[1].toInt(),
-        smoothing = config[2] == "1", anchor = config.size <= 6 || config[6] == "1")
+        smoothing = config[2] == "1", anchor = config.size <= 6 || config[6] == "1",
+        maxDrift = if (config.size > 8 && config[8] == "off") null else FaceTracker.MAX_DRIFT)
     val spec = CropSpec(128, 0.15, 0.0, 0.0, 1.0)
     val width = config[3].toInt()
     val height = config[4].toInt()
     val slide = if (config.size > 5) config[5].toDouble() else 0.0
+    val mouth = if (config.size > 7) config[7].toDouble() else 0.0
     for (line in lines.drop(1)) {
         val v = line.trim().split(" ").map { it.toDouble() }
         val t = v[0]
@@ -48,7 +52,7 @@ fun main(args: Array<String>) {
                 for (f in faces) {
                     if (best == null || FaceTracker.squareIou(box, f) > FaceTracker.squareIou(box, best)) best = f
                 }
-                return stubLandmarks(box, best, slide)
+                return stubLandmarks(box, best, slide, mouth)
             }
         }
         println(tracker.update(frame, t).joinToString(" | ") { r ->

@@ -3,6 +3,7 @@ package org.edgekd.demo
 import kotlin.math.exp
 import kotlin.math.hypot
 import kotlin.math.ln
+import kotlin.math.sqrt
 
 /**
  * Tracks faces through camera frames: each crop follows the previous frame's landmarks, the face detector runs
@@ -27,7 +28,9 @@ class FaceTracker(
     /** A detection confirming a track with a crop-square IoU below this restarts it from the detection's crop. */
     val reanchorIou: Double = 0.5,
     /** Cut each crop from the track's starting detector square moved with the points (tracker.py's anchor). */
-    val anchor: Boolean = true
+    val anchor: Boolean = true,
+    /** A track whose points leave the anchor's shape by more than this calls the detector and restarts (null: off). */
+    val maxDrift: Double? = MAX_DRIFT
 ) {
     /** One camera frame: its size, the detector (crop squares from its boxes, best score first) and the model. */
     interface Frame {
@@ -57,6 +60,9 @@ class FaceTracker(
         var anchorBox: DoubleArray? = null
         var anchorPoints: FloatArray? = null
 
+        /** This frame's points left the anchor's shape: the next detection restarts the track. */
+        var drifted = false
+
         /** The anchor's square moved with the face to [points]; on the first frame the anchor is set (this crop). */
         fun anchored(points: FloatArray): DoubleArray {
             if (anchorBox == null) {
@@ -64,6 +70,25 @@ class FaceTracker(
                 anchorPoints = points
             }
             return moveSquare(anchorBox!!, anchorPoints!!, points)
+        }
+
+        /**
+         * How far [points] left the anchor's shape (tracker.py Track.drift): the RMS residual of the least-squares
+         * similarity from the anchor's points to them, over their RMS distance from their centre; 0 with no anchor.
+         */
+        fun drift(points: FloatArray): Double {
+            val q0 = Centred(anchorPoints ?: return 0.0).q
+            val q1 = Centred(points).q
+            var size = 0.0
+            var norm = 0.0
+            for (i in q1.indices) {
+                size += q1[i] * q1[i]
+                norm += q0[i] * q0[i]
+            }
+            val fit = similarity(q0, q1) ?: return 0.0
+            if (!(size > 0.0)) return 0.0
+            // a least-squares fit: what it leaves is the points' spread less the fitted copy's
+            return sqrt(maxOf(0.0, size - (fit[0] * fit[0] + fit[1] * fit[1]) * norm) / size)
         }
 
         /** The next crop: this frame's landmark [next] carried one frame ahead by the averaged motion. */
@@ -91,6 +116,27 @@ class FaceTracker(
             motion = null
             anchorBox = null
             anchorPoints = null
+            drifted = false
+        }
+    }
+
+    /** Points x0, y0, x1, ... as their centre ([x], [y]) and their offsets from it ([q]). */
+    private class Centred(points: FloatArray) {
+        val x: Double
+        val y: Double
+        val q: DoubleArray
+
+        init {
+            val n = points.size / 2
+            var cx = 0.0
+            var cy = 0.0
+            for (i in 0 until n) {
+                cx += points[2 * i]
+                cy += points[2 * i + 1]
+            }
+            x = cx / n
+            y = cy / n
+            q = DoubleArray(2 * n) { points[it] - if (it % 2 == 0) x else y }
         }
     }
 
@@ -105,6 +151,10 @@ class FaceTracker(
     var lostImplausible = 0
         private set
     var lostUnconfirmed = 0
+        private set
+
+    /** Frames where a track's shape drift called the detector. */
+    var drifted = 0
         private set
 
     fun reset() {
@@ -122,6 +172,12 @@ class FaceTracker(
             val box = CropSpec.boxFromPoints(points)
             if (plausible(track.box, box, frame.width, frame.height)) {
                 kept.add(Candidate(track, points, track.box, box, false))
+                val limit = maxDrift
+                if (anchor && limit != null && track.drift(points) > limit) {
+                    track.drifted = true
+                    detect = true
+                    drifted += 1
+                }
             } else {
                 lost.add(track)
                 lostImplausible += 1
@@ -156,7 +212,7 @@ class FaceTracker(
             if (overlap >= minIou && i !in usedTracks && j !in usedDetections) {
                 usedTracks.add(i)
                 usedDetections.add(j)
-                if (overlap < reanchorIou) {
+                if (overlap < reanchorIou || kept[i].track.drifted) {
                     val track = kept[i].track
                     val points = frame.landmarks(detections[j])
                     track.restart(detections[j])
@@ -203,25 +259,22 @@ class FaceTracker(
         /** The most the crop is carried ahead per frame, in box sides and log scale (tracker.py MAX_MOTION). */
         const val MAX_MOTION = 0.1
 
+        /** The most a track's points may leave the anchor's shape before the detector runs (tracker.py MAX_DRIFT). */
+        const val MAX_DRIFT = 0.06
+
         /**
          * [square] moved by the least-squares similarity from the points [ref] to [points] (tracker.py move_square):
          * its centre keeps its place relative to the points, turned and scaled with them; its side scales with them.
          */
         fun moveSquare(square: DoubleArray, ref: FloatArray, points: FloatArray): DoubleArray {
-            val n = ref.size / 2
-            var c0x = 0.0; var c0y = 0.0; var c1x = 0.0; var c1y = 0.0
-            for (i in 0 until n) {
-                c0x += ref[2 * i]; c0y += ref[2 * i + 1]; c1x += points[2 * i]; c1y += points[2 * i + 1]
-            }
-            c0x /= n; c0y /= n; c1x /= n; c1y /= n
-            val q0 = DoubleArray(2 * n) { ref[it] - if (it % 2 == 0) c0x else c0y }
-            val q1 = DoubleArray(2 * n) { points[it] - if (it % 2 == 0) c1x else c1y }
-            val fit = similarity(q0, q1) ?: return square.copyOf() // reference points all at one place: no motion
+            val p0 = Centred(ref)
+            val p1 = Centred(points)
+            val fit = similarity(p0.q, p1.q) ?: return square.copyOf() // reference points all at one place: no motion
             val a = fit[0]
             val b = fit[1]
-            val dx = square[0] - c0x
-            val dy = square[1] - c0y
-            return doubleArrayOf(c1x + a * dx - b * dy, c1y + b * dx + a * dy, square[2] * hypot(a, b))
+            val dx = square[0] - p0.x
+            val dy = square[1] - p0.y
+            return doubleArrayOf(p1.x + a * dx - b * dy, p1.y + b * dx + a * dy, square[2] * hypot(a, b))
         }
 
         /** IoU of two {cx, cy, side} squares. */

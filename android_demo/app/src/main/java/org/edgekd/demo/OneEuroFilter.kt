@@ -130,7 +130,7 @@ class PoseShapeFilter(
     companion object {
         /** The pose filter's constants (tracker.py POSE_EURO), chosen on validation clips (benchmarks/tracking). */
         const val POSE_MIN_CUTOFF = 0.25
-        const val POSE_BETA = 500.0
+        const val POSE_BETA = 700.0
         const val POSE_D_CUTOFF = 1.0
     }
 }
