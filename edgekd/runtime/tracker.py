@@ -56,7 +56,7 @@ the check (0.06: the other moving clips stay below 0.057 in every frame; that tr
 frame 13, as it began to slide) the detector ran once more in the 3,360 frames, that clip's track stayed at
 8.2-10.7 %, and raw points score 4.177 %, shown 4.170 %. An expression also changes the shape; there the check costs a
 detector and a model run and renews the anchor with the new shape. Reading the crop's motion from the eyes and nose
-only also kept that track on the face, with a third more jitter on still clips; not kept.
+only also kept that track on the face, with 37 % more jitter on still clips; not kept.
 
 Smoothing (``PoseShapeFilter``) is applied to the points a user sees; the next crop comes from the unsmoothed
 points, so smoothing never makes the crop lag. It splits each frame's points into the face's pose (centre, scale and
