@@ -386,7 +386,8 @@ def test_face_tracker_kotlin_makes_the_desktop_decisions(tmp_path):
     assert proc.returncode == 0, proc.stderr
     cases = ((10, 2, True, 0.0, True, 0.0, True), (4, 1, False, 0.0, True, 0.0, True),
              (5, 1, False, 0.4, True, 0.0, True), (10, 2, True, 0.0, False, 0.0, True),
-             (10, 1, True, 0.0, True, 0.3, True), (10, 1, True, 0.0, True, 0.3, False))  # mouth: the drift check
+             (10, 1, True, 0.0, True, 0.3, True), (10, 1, True, 0.0, True, 0.3, False),
+             (10, 2, True, 0.0, True, 0.3, True))  # mouth: the drift check, with one track and with two
     for redetect, max_faces, smooth, slide, anchor, mouth, drift in cases:
         lines = [f"{redetect} {max_faces} {int(smooth)} {WIDTH} {HEIGHT} {slide} {int(anchor)} {mouth} "
                  f"{'on' if drift else 'off'}"]

@@ -12,6 +12,7 @@ from test_bench import _mini_300w
 from edgekd.bench.video import CLIP, pan_zoom, render_clip
 from edgekd.core.crop import CropSpec, transform_points
 from edgekd.core.timing import cpu_name
+from edgekd.runtime.tracker import MAX_DRIFT
 
 MODEL = SHIPPED_INT8
 needs_data = pytest.mark.skipif(not W300.is_dir(), reason="300-W data not available")
@@ -85,6 +86,10 @@ def test_bench_video_tracks_real_faces_close_to_detector_crops(tmp_path):
     assert abs(acc["detector"]["nme"] - still["nme"]) < 2.0  # the clips' detector crops: like the stills'
     assert row["same_frames"]["frames"] == 60
     assert row["tracker"]["detector_runs"] == 6  # frames 0 and 10 of each clip: no track was lost
+    # the still clips count apart: at least the scheduled runs (frames 0 and 10), more where the drift check fired
+    still_counts = row["still_tracker"]
+    assert still_counts["frames"] == 60 and still_counts["detector_runs"] >= 6 and "drifted" in still_counts
+    assert video["clip"]["max_drift"] == MAX_DRIFT
     for t in ("1", "2"):
         ms = row["frame_ms"][t]
         assert ms["tracking"]["n"] == ms["detector"]["n"] == 60

@@ -415,8 +415,9 @@ def test_a_shape_drift_calls_the_detector_and_restarts_the_track():
     shape: past ``max_drift`` the detector runs on that frame, between the scheduled ones, and the track restarts
     from its detection (the new anchor holds the new shape, so the next scheduled detection comes 10 frames later).
     With ``max_drift=None`` only the schedule calls the detector; a rigid motion never counts as drift."""
-    from tracking_world import run_python
+    from tracking_world import run_python, script
 
+    from edgekd.core.crop import CropSpec
     from edgekd.runtime.tracker import MAX_DRIFT
 
     settings = {"redetect_every": 10, "max_faces": 1, "smoothing": False}
@@ -429,6 +430,11 @@ def test_a_shape_drift_calls_the_detector_and_restarts_the_track():
     assert [k for k, faces in enumerate(rigid) if faces[0][1]] == [0, 10, 20, 30]
     track = tracker.tracks[0]
     assert 0.0 <= track.drift(checked[-1][0][3]) <= MAX_DRIFT  # the anchor renewed at frame 18 holds the new shape
+    # the restart clears the flag: frame 28's detection confirms the track (IoU >= reanchor_iou) without a restart,
+    # so its points come from the tracked crop, not from the detection's square as at frame 18
+    squares = [CropSpec().box_from_detector(np.asarray(boxes[0]), np.zeros((6, 2))) for _, _, boxes in script(33)]
+    assert checked[18][0][2] == pytest.approx(squares[18])
+    assert checked[28][0][2] != pytest.approx(squares[28], abs=0.5) and not track.drifted
 
 
 def test_drift_is_zero_for_a_moved_copy_of_the_anchor_shape():

@@ -302,7 +302,12 @@ def main(argv=None) -> None:
     rec.pop("reanchor_iou"), rec.pop("max_drift", None)
     pose = rec.pop("pose_euro").tolist()
     if recorded != settings:
-        raise SystemExit(f"error: {args.record}: recorded with {recorded}, not {settings}; give another --record")
+        def said(d):
+            return f"reanchor_iou {d['reanchor_iou']:g}, " + ("no drift check" if d["max_drift"] is None
+                                                            else f"max_drift {d['max_drift']:g}")
+        raise SystemExit(f"error: {args.record}: recorded with {said(recorded)}, not {said(settings)}; give another "
+                         "--record, or the options it was recorded with (--reanchor-iou, --max-drift, "
+                         "--no-drift-check)")
     result = search(rec)
     if args.versus is not None:
         other = dict(np.load(args.versus))

@@ -246,8 +246,9 @@ def _jitter_text(row) -> str:
 
 VIDEO_NOTE = ("Tracking: FaceTracker as `edgekd predict` runs it on video (each crop the detector's square that "
               "started the track, moved with the previous frame's landmarks and carried one frame ahead by their "
-              "motion, the detector every {redetect_every} frames or when the "
-              "track fails its plausibility test, smoothing: {smoothing}; one face); its NME is of the smoothed "
+              "motion, the detector every {redetect_every} frames, when the track fails its plausibility test "
+              "or when its points leave the shape they had at the track's start (the drift check), smoothing: "
+              "{smoothing}; one face); its NME is of the smoothed "
               "points a user sees, raw is before smoothing. Lag: smoothed minus raw tracking NME on the same frames. "
               "Jitter: each face also held still for a clip with Gaussian camera noise (sigma {still_noise} grey "
               "levels, new every frame), tracked the same way; the mean frame-to-frame motion of the points, in % "
@@ -274,7 +275,8 @@ def _video_section(results) -> list[str]:
              "the same transform.")
     cols = ["Model", "Frames", "Tracking NME %", "Tracking raw NME %", "Detector crops NME %", "GT crops NME %",
             "Same frames: tracking / detector", "Lag (smoothed − raw NME)", "Jitter raw / smoothed %",
-            "Tracking FR %", "Detector FR %", "Lost frames", "Detector misses", "Detector runs (tracking)"]
+            "Tracking FR %", "Detector FR %", "Lost frames", "Detector misses", "Detector runs (tracking)",
+            "Detector runs (still clips)"]
     rows = []
     for r in video["models"]:
         a, same, jitter = r["accuracy"], r["same_frames"], r.get("jitter") or {}
@@ -284,7 +286,8 @@ def _video_section(results) -> list[str]:
                        "–" if same.get("lag_nme") is None else f"{same['lag_nme']:+.3f}",
                        f"{_fmt(jitter.get('raw'), 3)} / {_fmt(jitter.get('smoothed'), 3)}",
                        _fmt(a["tracking"]["fr"]), _fmt(a["detector"]["fr"]), str(r["lost_frames"]),
-                       str(r["detector_misses"]), str(r["tracker"].get("detector_runs", "–"))])
+                       str(r["detector_misses"]), str(r["tracker"].get("detector_runs", "–")),
+                       str((r.get("still_tracker") or {}).get("detector_runs", "–"))])
     times = [[r["model"], str(t)] + [_fmt(_video_ms(r, t, p, k), 3) for p in ("tracking", "detector")
                                      for k in ("median", "p90")]
              + [_fmt(_ratio(_video_ms(r, t, "tracking"), _video_ms(r, t, "detector"))), video["cpu"]]

@@ -33,7 +33,7 @@ from edgekd.core.imageio import load_image
 from edgekd.core.metrics import nme, summarize
 from edgekd.core.timing import machine, stats, time_calls
 from edgekd.runtime.predictor import Predictor
-from edgekd.runtime.tracker import FaceTracker
+from edgekd.runtime.tracker import MAX_DRIFT, FaceTracker
 
 # The camera: frames per clip (2/3 s at 30 fps), zoom per frame (geometric), pan per frame in face sides; faces
 # larger than LARGE_FACE of the image's shorter side are zoomed out of, the others into.
@@ -121,16 +121,19 @@ class AnnotatedFace:
 class VideoTally:
     """One model's clips: per-frame errors by pipeline (fractions; inf where the face was lost or missed), the
     still clips' frame-to-frame motion of the smoothed and raw points (fractions of the inter-ocular distance),
-    per-frame ms by thread count and pipeline, and what the tracker did on the moving clips (summed over them)."""
+    per-frame ms by thread count and pipeline, and what the tracker did on the moving and on the still clips (summed
+    over each: on a still face every detector run the tracker adds is a cost, as its drift check can add)."""
 
     errors: dict = field(default_factory=lambda: {p: [] for p in PIPELINES})
     jitter: dict = field(default_factory=lambda: {"tracking": [], "tracking_raw": []})
     ms: dict = field(default_factory=dict)
     tracker: dict = field(default_factory=dict)
+    still_tracker: dict = field(default_factory=dict)
 
-    def add_stats(self, tracker_stats) -> None:
+    def add_stats(self, tracker_stats, still: bool = False) -> None:
+        counts = self.still_tracker if still else self.tracker
         for f in fields(tracker_stats):
-            self.tracker[f.name] = self.tracker.get(f.name, 0) + getattr(tracker_stats, f.name)
+            counts[f.name] = counts.get(f.name, 0) + getattr(tracker_stats, f.name)
 
 
 def track_clip(tracker, frames, truth) -> tuple[list, list[float]]:
@@ -189,7 +192,9 @@ def run_clip(predictor, frames, truth, tally: VideoTally, threads: str, scheme, 
 def still_clip(predictor, image, points, tally: VideoTally, scheme, frames: int, seed: int) -> None:
     """One still clip (``render_still``) through a fresh tracker, untimed: the points' frame-to-frame motion."""
     clip, truth = render_still(image, frames, seed), [points] * frames
-    tracked, _ = track_clip(FaceTracker(predictor, **TRACKING), clip, truth)
+    tracker = FaceTracker(predictor, **TRACKING)
+    tracked, _ = track_clip(tracker, clip, truth)
+    tally.add_stats(tracker.stats, still=True)
     for pipeline, attr in (("tracking", "points"), ("tracking_raw", "raw_points")):
         tally.jitter[pipeline] += frame_motion([None if f is None else getattr(f, attr) for f in tracked], truth,
                                                scheme)
@@ -233,6 +238,7 @@ def summarize_row(name: str, runtime: str, tally: VideoTally) -> dict:
     return {"model": name, "runtime": runtime, "frames": int(track.size), "accuracy": accuracy,
             "same_frames": same, "jitter": jitter, "lost_frames": accuracy["tracking"]["detector_failures"],
             "detector_misses": accuracy["detector"]["detector_failures"], "tracker": dict(tally.tracker),
+            "still_tracker": dict(tally.still_tracker),
             "frame_ms": {t: {p: stats(v) for p, v in ms.items()} for t, ms in tally.ms.items()}}
 
 
@@ -241,7 +247,8 @@ def video_bench(models, detector, samples, threads, scheme, frames: int = CLIP["
     ``models``: (name, LandmarkModel-like) pairs."""
     clip = {"sequences": len(samples), "frames_per_sequence": frames, "frames": len(samples) * frames,
             "fps": CLIP["fps"], "zoom_per_frame": CLIP["zoom"], "pan_per_frame_face_sides": CLIP["pan"],
-            "zoom_out_above_face_fraction": CLIP["large_face"], **TRACKING, "still_noise": STILL["noise"],
+            "zoom_out_above_face_fraction": CLIP["large_face"], "max_drift": MAX_DRIFT, **TRACKING,
+            "still_noise": STILL["noise"],
             "smoothing": ("pose and shape apart (tracker.PoseShapeFilter), the Android demo's constants"
                           if TRACKING["smoothing"] else "off")}
     rows = [video_row(m, name, detector, samples, threads, scheme, frames, progress) for name, m in models]

@@ -1,5 +1,5 @@
-"""Tracking faces through video: crop where the previous frame's landmarks put the face, re-detect every N frames
-or when a track is lost, smooth the shown points (pose and shape apart, One Euro filters).
+"""Tracking faces through video: crop where the previous frame's landmarks put the face, re-detect every N frames,
+when a track is lost or when its shape drifts, smooth the shown points (pose and shape apart, One Euro filters).
 android_demo/.../FaceTracker.kt is the same logic in Kotlin.
 
 A video frame rarely needs the face detector: the previous frame's landmarks say where the face went and the next
@@ -16,7 +16,9 @@ call. The detector runs
   motion, blur, a face half out of the crop): between frames a face moves and scales little, so the new landmark
   box must keep its side within ``max_scale_change`` of the crop box's and its centre within ``max_shift`` crop
   sides, and keep its centre inside the image. On real faces cropped with 5 % / 7 % jitter the model's box stays
-  within 0.91-1.13 of the crop (5-95 %) and 0.12 sides; the limits 1.3 and 0.3 leave that margin to motion.
+  within 0.91-1.13 of the crop (5-95 %) and 0.12 sides; the limits 1.3 and 0.3 leave that margin to motion;
+- at once when a track's points leave the shape they had at the track's start (``max_drift``, below), which
+  catches a crop sliding along a face the model reads poorly; the detection then restarts the track.
 
 The next crop is the detector's square that started the track, moved with the face (``anchor``): the similarity
 (shift, zoom, roll) that takes the points drawn in that square to this frame's points carries the square along. A
@@ -45,18 +47,18 @@ carried ahead that shrink collapsed one crop to 2 px in nine frames, so the moti
 overlapping its own face's detection, so a confirming detection whose crop overlaps the track's by less than
 ``reanchor_iou`` restarts the track from the detection's crop.
 
-A third test calls the detector between its scheduled runs: when a track's points leave the anchor's shape by more
-than ``max_drift`` (``Track.drift``: what the least-squares similarity from the anchor's points leaves, over the
-points' spread), and the detection restarts the track. On a face the model reads poorly its points change with the
-crop, so the similarity moves the next crop by the model's error as well as by the face, and a crop can slide along
-the face frame after frame with every box test passed: on the 168 validation clips (0.15.0's int8 model) one track
-did, to 25 % NME while detector crops stayed at 8.6-12.8 %, and that clip made half the tracker's gap to detector
-crops (4.203 % raw against 4.171 %: 0.017 of 0.032 per clip; the other 167 clips +0.016, standard error 0.018). With
-the check (0.06: the other moving clips stay below 0.057 in every frame; that track reached 0.067 at its clip's
-frame 13, as it began to slide) the detector ran once more in the 3,360 frames, that clip's track stayed at
-8.2-10.7 %, and raw points score 4.177 %, shown 4.170 %. An expression also changes the shape; there the check costs a
-detector and a model run and renews the anchor with the new shape. Reading the crop's motion from the eyes and nose
-only also kept that track on the face, with 37 % more jitter on still clips; not kept.
+The drift check calls the detector between its scheduled runs: when a track's points leave the anchor's shape by
+more than ``max_drift`` (``Track.drift``: what the least-squares similarity from the anchor's points leaves, over
+the points' spread), and the detection restarts the track. On a face the model reads poorly its points change with
+the crop, so the similarity moves the next crop by the model's error as well as by the face, and a crop can slide
+along the face frame after frame with every box test passed: on the 168 validation clips (0.15.0's int8 model) one
+track did, to 25 % NME while detector crops stayed at 8.6-12.8 %, and that clip made half the tracker's gap to
+detector crops (4.203 % raw against 4.171 %: 0.017 of 0.032 per clip; the other 167 clips +0.016, standard error
+0.018). With the check (0.06: the other moving clips stay below 0.057 in every frame; that track reached 0.067 at
+its clip's frame 13, as it began to slide) the detector ran once more in the 3,360 frames, that clip's track stayed
+at 8.2-10.7 %, and raw points score 4.177 %, shown 4.170 %. An expression also changes the shape; there the check
+costs a detector and a model run and renews the anchor with the new shape. Reading the crop's motion from the eyes
+and nose only also kept that track on the face, with 37 % more smoothed jitter on still clips; not kept.
 
 Smoothing (``PoseShapeFilter``) is applied to the points a user sees; the next crop comes from the unsmoothed
 points, so smoothing never makes the crop lag. It splits each frame's points into the face's pose (centre, scale and
@@ -279,8 +281,8 @@ class FaceTracker:
     motion;
     a detection that confirms a track with a crop-square IoU below ``reanchor_iou`` restarts it from the detection's
     crop (one more model run), so a track that slid towards the face's edge or a neighbour is put back; a track
-    whose points leave the anchor's shape by more than ``max_drift`` (None: never) calls the detector on that frame
-    and restarts from its detection."""
+    whose points leave the anchor's shape by more than ``max_drift`` (None, or ``anchor`` off: never) calls the
+    detector on that frame and restarts from its detection."""
 
     def __init__(self, predictor, redetect_every: int = 10, max_faces: int | None = None, smoothing: bool = True,
                  min_iou: float = 0.3, max_scale_change: float = 1.3, max_shift: float = 0.3,

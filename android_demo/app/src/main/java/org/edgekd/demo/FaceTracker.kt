@@ -8,7 +8,8 @@ import kotlin.math.sqrt
 /**
  * Tracks faces through camera frames: each crop follows the previous frame's landmarks, the face detector runs
  * every [redetectEvery] frames (to find faces and to confirm the tracked ones) and at once when a track fails the
- * plausibility test, and the points a user sees are smoothed with the [PoseShapeFilter]. With [anchor] each crop is
+ * plausibility test or its points leave the shape they had at its start ([maxDrift]: the detection restarts it),
+ * and the points a user sees are smoothed with the [PoseShapeFilter]. With [anchor] each crop is
  * the detector's square that started the track moved with the landmarks (else the last landmark box); with
  * [predictMotion] it is carried one frame ahead by the face's averaged motion. The same logic, decision for
  * decision, as the desktop's `edgekd/runtime/tracker.py` (see its docstring for why these tests and limits); the
