@@ -450,3 +450,30 @@ def test_epoch_means_compare_blocks_every_run_has_finished(tmp_path):
     assert len(saved["blocks"]) == 2 and out.with_suffix(".png").stat().st_size > 1000
     with pytest.raises(SystemExit, match=r"nothing/log\.csv: not found"):
         tool.main([str(plain), str(tmp_path / "nothing"), "--out", str(tmp_path / "x.json")])
+
+
+def test_function_matching_step_adds_the_mixed_batch_term_and_leaves_the_teachers_alone():
+    """function_matching.train_step: the labelled batch's KD-Loss parts as the Distiller reports them, plus L1 to the
+    Tough teacher on the batch mixed with itself, so the step's loss is KD-Loss + that term (> 0 here); the frozen
+    teachers do not move, and importing the script does not patch edgekd's Distiller."""
+    import tf_keras as keras
+    from train_helpers import small_net
+
+    from edgekd.models.losses import KDLossConfig
+    from edgekd.training.trainers import Distiller, LandmarkTrainer
+
+    tool = _load("recipe-choice/function_matching")
+    assert Distiller.train_step is LandmarkTrainer.train_step  # only its __main__ patches
+    student, tough, tolerant = (small_net() for _ in range(3))
+    distiller = Distiller(student, tough, tolerant, KDLossConfig(), nme_pair=(0, 1))
+    distiller.compile(optimizer=keras.optimizers.SGD(0.0))  # rate 0: the step's loss, nothing learned
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 16, 16, 3), dtype=np.float32)
+    targets = {"hard": rng.uniform(-0.4, 0.4, (4, 8)).astype(np.float32)}
+    frozen = [w.numpy().copy() for w in tough.weights + tolerant.weights]
+    logs = {k: float(v) for k, v in tool.train_step(distiller, (images, targets)).items()}
+    cfg = KDLossConfig()
+    kd = cfg.w_main * logs["main"] + cfg.w_tough * logs["aloss_tough"] + cfg.w_tol * logs["aloss_tol"]
+    assert logs["loss"] > kd + 1e-4
+    for before, w in zip(frozen, tough.weights + tolerant.weights):
+        np.testing.assert_array_equal(before, w.numpy())
