@@ -118,6 +118,13 @@ def recorded_settings(rec: dict) -> dict:
     return {"reanchor_iou": float(rec["reanchor_iou"]), "max_drift": None if math.isnan(drift) else drift}
 
 
+def described(settings: dict) -> str:
+    """A crop design's settings in words, for error lines."""
+    drift = settings["max_drift"]
+    return f"reanchor_iou {settings['reanchor_iou']:g}, " + ("no drift check" if drift is None
+                                                            else f"max_drift {drift:g}")
+
+
 def frame_nme(rec, points: np.ndarray) -> np.ndarray:
     """NME (%) of each moving-clip frame's ``points`` (C, F, N, 2) against the recorded truth; NaN where lost."""
     a, b = rec["nme_pair"]
@@ -299,14 +306,12 @@ def main(argv=None) -> None:
         raise SystemExit(f"error: {args.record}: made by an older tune_smoothing.py (no reanchor_iou); delete it to "
                          "record again")
     recorded = recorded_settings(rec)
-    rec.pop("reanchor_iou"), rec.pop("max_drift", None)
+    for key in ("reanchor_iou", "max_drift"):
+        rec.pop(key, None)
     pose = rec.pop("pose_euro").tolist()
     if recorded != settings:
-        def said(d):
-            return f"reanchor_iou {d['reanchor_iou']:g}, " + ("no drift check" if d["max_drift"] is None
-                                                            else f"max_drift {d['max_drift']:g}")
-        raise SystemExit(f"error: {args.record}: recorded with {said(recorded)}, not {said(settings)}; give another "
-                         "--record, or the options it was recorded with (--reanchor-iou, --max-drift, "
+        raise SystemExit(f"error: {args.record}: recorded with {described(recorded)}, not {described(settings)}; give "
+                         "another --record, or the options it was recorded with (--reanchor-iou, --max-drift, "
                          "--no-drift-check)")
     result = search(rec)
     if args.versus is not None:
