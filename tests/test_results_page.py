@@ -44,7 +44,7 @@ ROWS = {
      "KD-Loss, L1 main term toward MediaPipe Face Mesh (3.315 %), cached on the training faces"):
         {"run": "seed0-facemesh/student"},
     ("recipe-choice/function-matching.json",
-     "The same as 0.15.0's recipe, plus L1 to the teacher on the batch mixed with itself (one seed)"):
+     "The same as 0.15.0's recipe, plus L1 to the teacher on the batch mixed with itself (seed 0)"):
         {"run": "kd-mixup/student"},
     ("kd-vs-plain/results.json", "MediaPipe Face Mesh (468 points, mapped to 68)"): {"model": "MediaPipe Face Mesh"},
     ("kd-vs-plain/results.json", "dlib 68-point (HOG detector + shape predictor)"): {"model": "dlib 68-pt"},
