@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from runtime_helpers import SHIPPED_INT8, W300
 from test_bench import _mini_300w
 
-from edgekd.bench.video import CLIP, pan_zoom, render_clip
+from edgekd.bench.video import CLIP, TALK, pan_zoom, render_clip, render_talking_clip, talking_levels, talking_offsets
 from edgekd.core.crop import CropSpec, transform_points
 from edgekd.core.timing import cpu_name
 from edgekd.runtime.tracker import MAX_DRIFT
@@ -50,6 +50,59 @@ def test_rendered_frames_carry_their_ground_truth():
     for frame, pts in zip(frames, truth):
         y, x = np.unravel_index(np.argmax(frame[:, :, 0]), frame.shape[:2])
         assert np.hypot(x - pts[4, 0], y - pts[4, 1]) <= 1.0, ((x, y), pts[4])
+
+
+def _real_face(side: float = 120.0, centre=(160.0, 130.0)) -> np.ndarray:
+    """A real 300-W training face's 68 annotated points, moved to a landmark box of ``side`` around ``centre``."""
+    from edgekd.data.readers import read_300w
+
+    shape = np.asarray(read_300w(W300, "train")[0].points, np.float64)
+    shape = (shape - shape.mean(0)) / np.ptp(shape, axis=0).max()
+    return shape * side + centre
+
+
+@needs_data
+def test_talking_offsets_move_the_mouth_chin_and_brows_not_the_eyes_or_nose():
+    """An open mouth drops the lower lip (by TALK's peak, in inter-ocular distances) and the chin, a smile moves
+    the mouth corners outwards, raised brows go up; the eyes and the nose never move."""
+    face = _real_face()
+    iod = np.linalg.norm(face[36] - face[45])
+    still = talking_offsets(face, 0.0, 0.0, 0.0)
+    assert not still.any()
+    open_ = talking_offsets(face, 1.0, 0.0, 0.0)
+    np.testing.assert_allclose(open_[57, 1], TALK["open"] * iod, rtol=1e-2)  # image y grows down the face
+    assert open_[8, 1] > 0.5 * open_[57, 1] and open_[17:27].sum() == 0
+    smile = talking_offsets(face, 0.0, 1.0, 0.0)
+    assert smile[48, 0] < 0 < smile[54, 0] and smile[48, 1] < 0  # wider and higher
+    brows = talking_offsets(face, 0.0, 0.0, 1.0)
+    assert (brows[17:27, 1] < 0).all()
+    for off in (open_, smile, brows):
+        assert not off[27:48].any()  # the nose and the eyes
+    levels = talking_levels(60, seed=3)
+    assert levels.shape == (60, 3) and 0 <= levels.min() and levels.max() <= 1
+    talk = levels[:, 0]
+    assert ((talk[1:-1] > talk[:-2]) & (talk[1:-1] > talk[2:])).sum() >= 6  # about 4 openings a second, 2 s
+
+
+@needs_data
+def test_talking_frames_carry_their_ground_truth():
+    """Bright dots drawn at the lower lip and a brow land where each frame's moved ground truth says, through the
+    morph and the camera's pan and zoom."""
+    image = np.zeros((260, 320, 3), np.uint8)
+    face = _real_face()
+    for channel, i in ((0, 57), (1, 19)):
+        x, y = np.round(face[i]).astype(int)
+        image[y - 1:y + 2, x - 1:x + 2, channel] = 255
+    frames, truth = render_talking_clip(image, face, frames=12, seed=0)
+    assert len(frames) == len(truth) == 12 and frames[0].shape == image.shape
+    moved = [np.linalg.norm(t[57] - truth[0][57]) for t in truth]
+    assert max(moved) > 5.0  # the mouth does open
+    for frame, pts in zip(frames, truth):
+        for channel, i in ((0, 57), (1, 19)):
+            weights = frame[:, :, channel].astype(np.float64)
+            ys, xs = np.indices(weights.shape)
+            centre = np.array([(xs * weights).sum(), (ys * weights).sum()]) / weights.sum()
+            assert np.linalg.norm(centre - pts[i]) <= 1.0, (i, centre, pts[i])
 
 
 def test_video_option_is_in_bench_help():
@@ -94,7 +147,16 @@ def test_bench_video_tracks_real_faces_close_to_detector_crops(tmp_path):
         ms = row["frame_ms"][t]
         assert ms["tracking"]["n"] == ms["detector"]["n"] == 60
         assert ms["tracking"]["median"] > 0 and ms["detector"]["median"] > 0, ms  # (which is faster: benchmarks)
+    # the talking clips: every face again with its expression changing, tracked (timed) and cut from detector crops
+    talk = row["talking"]
+    assert talk["frames"] == 60 and video["clip"]["talking"] == TALK
+    for pipeline in ("tracking", "tracking_raw", "detector"):
+        assert talk["accuracy"][pipeline]["count"] == 60 and 1.0 < talk["accuracy"][pipeline]["nme"] < 12.0
+    assert talk["same_frames"]["frames"] == 60 and talk["tracker"]["detector_runs"] >= 6
+    assert talk["tracking_ms"]["n"] == 60 and talk["tracking_ms"]["median"] > 0
     report = (out / "report.md").read_text()
     assert "## Video: tracking vs detector crops on the same frames" in report
     assert f"### Time per frame (ms) on {cpu_name()}" in report
+    assert "### Talking clips: the same clips with a face that changes shape" in report
     assert f"video, {MODEL.name}: 60 frames" in res.output
+    assert f"video, {MODEL.name}, talking clips:" in res.output

@@ -477,3 +477,50 @@ def test_function_matching_step_adds_the_mixed_batch_term_and_leaves_the_teacher
     assert logs["loss"] > kd + 1e-4
     for before, w in zip(frozen, tough.weights + tolerant.weights):
         np.testing.assert_array_equal(before, w.numpy())
+
+
+def _talking_record(seed: int = 0, clips: int = 6, frames: int = 20):
+    """A tune_smoothing recording of made-up clips: 68 points moving (pan and zoom), talking (the last 20 points
+    dropping and coming back 4 times a second on a still face) and still, each with Gaussian noise on the points;
+    detector crops score a little above the raw points."""
+    rng = np.random.default_rng(seed)
+    shape = np.stack([np.cos(np.linspace(0, 6, 68)), np.sin(np.linspace(0, 6, 68))], 1) * 50.0
+    t = np.arange(frames) / 30.0
+    moving = np.stack([[(1.02 ** k) * shape + [200.0 + 3.0 * k, 150.0] for k in range(frames)]] * clips)
+    talk = np.stack([[shape + [200.0, 150.0]] * frames] * clips)
+    talk[:, :, 48:, 1] += 8.0 * (0.5 - 0.5 * np.cos(2 * np.pi * 4.0 * t))[None, :, None]
+    still = np.stack([[shape + [200.0, 150.0]] * frames] * clips)
+    noisy = {k: v + rng.normal(0.0, 0.4, v.shape) for k, v in (("moving", moving), ("talk", talk), ("still", still))}
+    sides = np.full((clips, frames), 100.0)
+    iod = np.linalg.norm(shape[0] - shape[34])
+
+    def nme(points, truth):
+        return np.linalg.norm(points - truth, axis=-1).mean(-1) / iod
+
+    return {"nme_pair": np.array([0, 34]), "truth": moving, "raw": noisy["moving"], "smoothed": noisy["moving"],
+            "side": sides, "det_nme": nme(noisy["moving"], moving) * 1.01, "still_raw": noisy["still"],
+            "still_side": sides, "still_truth": still[:, 0], "talk_raw": noisy["talk"],
+            "talk_smoothed": noisy["talk"], "talk_side": sides, "talk_truth": talk,
+            "talk_det_nme": nme(noisy["talk"], talk)}
+
+
+def test_smoothing_search_keeps_designs_that_do_not_lag_a_talking_face(monkeypatch):
+    """tune_smoothing's rule on made-up clips: the chosen design is the lowest still-clip jitter among those at most
+    the detector crops' NME on the moving clips and at most the raw points' on the talking ones; a slow shape filter
+    that meets the first but lags the mouth is left out, and the file keeps the chosen design and the frontier."""
+    tune = _load("tracking/tune_smoothing")
+    monkeypatch.setattr(tune, "PLAIN_GRID", {"min_cutoff": (0.5,), "beta": (30.0,), "d_cutoff": (2.0,)})
+    monkeypatch.setattr(tune, "POSE_GRID", {"min_cutoff": (0.25,), "beta": (700.0, 2000.0), "d_cutoff": (1.0,)})
+    monkeypatch.setattr(tune, "SHAPE_GRID", {"min_cutoff": (0.25, 0.5), "beta": (30.0, 100.0), "d_cutoff": (2.0, 8.0)})
+    result = tune.search(_talking_record())
+    rows = [r for r in result["grid"] if r["design"] == "pose_shape"]
+    assert result["searched"] == 1 + 2 * 8 and "talking" in result["reference"]
+    talking_raw, detector = result["reference"]["talking"]["raw_nme"], result["reference"]["detector_nme"]
+    chosen = result["chosen"]
+    assert chosen["nme"] <= detector and chosen["talking_nme"] <= talking_raw
+    laggy = [r for r in rows if r["shape"] == [0.5, 30.0, 2.0]]  # 0.11.0's shape filter: steadier, but it lags
+    assert laggy and all(r["talking_lag"] > 0 for r in laggy)
+    assert all(r["jitter"] < chosen["jitter"] for r in laggy if r["nme"] <= detector)
+    assert chosen in result["grid"] and chosen["shape"] != [0.5, 30.0, 2.0]
+    frontier = tune.kept_rows(rows, result["reference"])
+    assert chosen in frontier and all(r["shape"] == [0.5, 30.0, 2.0] or r["nme"] <= detector for r in frontier)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from runtime_helpers import SHIPPED_INT8
 from tracking_world import run_python
 
-from edgekd.runtime.tracker import ONE_EURO, POSE_EURO, OneEuroFilter, PoseShapeFilter
+from edgekd.runtime.tracker import ONE_EURO, POSE_EURO, SHAPE_EURO, OneEuroFilter, PoseShapeFilter
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = SHIPPED_INT8
@@ -48,11 +48,11 @@ def test_smoothing_uses_the_android_constants_and_filters_jitter():
     kotlin = {k: float(v) for k, v in re.findall(r"var (\w+): Double = ([\d.]+)", text)}
     assert kotlin == {"minCutoff": ONE_EURO["min_cutoff"], "beta": ONE_EURO["beta"], "dCutoff": ONE_EURO["d_cutoff"],
                       "maxGap": ONE_EURO["max_gap"]}
-    pose = {k: float(v) for k, v in re.findall(r"const val POSE_(\w+) = ([\d.]+)", text)}
-    assert pose == {"MIN_CUTOFF": POSE_EURO["min_cutoff"], "BETA": POSE_EURO["beta"], "D_CUTOFF": POSE_EURO["d_cutoff"]}
-    assert re.search(r"OneEuroFilter\(POSE_MIN_CUTOFF, POSE_BETA, POSE_D_CUTOFF\)", text)  # the pose's filter
-    assert re.search(r"shapeFilter: OneEuroFilter = OneEuroFilter\(\)", text)  # the shape's: the defaults above
-    assert POSE_EURO["max_gap"] == ONE_EURO["max_gap"]  # PoseShapeFilter.kt restarts both on the shape's max gap
+    for name, python in (("POSE", POSE_EURO), ("SHAPE", SHAPE_EURO)):
+        constants = {k: float(v) for k, v in re.findall(rf"const val {name}_(\w+) = ([\d.]+)", text)}
+        assert constants == {"MIN_CUTOFF": python["min_cutoff"], "BETA": python["beta"], "D_CUTOFF": python["d_cutoff"]}
+        assert re.search(rf"OneEuroFilter\({name}_MIN_CUTOFF, {name}_BETA, {name}_D_CUTOFF\)", text)  # its filter
+        assert python["max_gap"] == ONE_EURO["max_gap"]  # PoseShapeFilter.kt restarts both on the default max gap
     assert re.search(r"\bPoseShapeFilter\(\)", _kotlin_code(KOTLIN / "FaceTracker.kt"))  # the app's tracker: these
     from test_android_app import _one_euro_reference
 
@@ -106,13 +106,14 @@ def test_pose_shape_smoothing_follows_a_moving_face_without_lag(roll):
 
 
 def test_pose_shape_smoothing_steadies_a_still_face():
-    """A still face with 1 px of noise per point: the frame-to-frame motion shown drops under 0.4 of the raw (0.35
-    when written), and the mean error does not grow."""
-    t, truth, noisy, sides = _face_clip(frames=60, zoom=0.0, pan=0.0, noise=1.0)
+    """A still face with 0.25 px of noise per point (a 100 px face: about the shipped model's jitter on the bench's
+    still clips): the frame-to-frame motion shown drops under 0.55 of the raw (0.46 when written), and the mean error
+    does not grow."""
+    t, truth, noisy, sides = _face_clip(frames=60, zoom=0.0, pan=0.0, noise=0.25)
     new = _smooth(PoseShapeFilter(), t, noisy, sides)
     step = lambda v: np.linalg.norm(np.diff(v[10:], axis=0), axis=-1).mean()  # noqa: E731
     error = lambda v: np.linalg.norm(v[10:] - truth[10:], axis=-1).mean()  # noqa: E731
-    assert step(new) < 0.4 * step(noisy), (step(new), step(noisy))
+    assert step(new) < 0.55 * step(noisy), (step(new), step(noisy))
     assert error(new) < error(noisy)
     f = PoseShapeFilter()  # a gap restarts it: the points as given
     _smooth(f, t, noisy, sides)
@@ -122,6 +123,18 @@ def test_pose_shape_smoothing_steadies_a_still_face():
     f = PoseShapeFilter()
     f.filter(np.full_like(noisy[0], 50.0), 0.0, sides[0])
     np.testing.assert_allclose(f.filter(noisy[1], 1 / 30, sides[1]), noisy[1], rtol=0, atol=1e-4)
+
+
+def test_pose_shape_smoothing_follows_a_talking_mouth():
+    """A still face whose 20 last points (a mouth) drop 10 px and come back 4 times a second: the shape filter opens
+    with the shape's motion, so the points shown stay within 0.3 px of it on average (0.24 when written), under 0.4
+    of the error with 0.15.0's shape constants (0.5 Hz / 30 / 2 Hz: 0.75 px)."""
+    t, truth, _, sides = _face_clip(frames=60, zoom=0.0, pan=0.0)
+    truth[:, 48:, 1] += 10.0 * (0.5 - 0.5 * np.cos(2 * np.pi * 4.0 * t))[:, None]
+    error = lambda v: np.linalg.norm(v[10:] - truth[10:], axis=-1).mean()  # noqa: E731
+    new = error(_smooth(PoseShapeFilter(), t, truth, sides))
+    before = error(_smooth(PoseShapeFilter(POSE_EURO, ONE_EURO), t, truth, sides))
+    assert new < 0.3 and new < 0.4 * before, (new, before)
 
 
 def test_pose_shape_smoothing_takes_flat_point_lists():

@@ -5,11 +5,15 @@ every clip frame are recorded once, with the ground truth and the detector-crop 
 smoothing design is then scored offline in numpy on exactly what the tracker would have shown.
 
 Clips: the validation faces of a prepared folder (never the test split), each as the bench's pan-and-zoom clip
-(edgekd.bench.video.render_clip) and as its still clip with camera noise (render_still), tracked as the bench
-tracks them (edgekd.bench.video.TRACKING, one thread). Criterion: the lowest still-clip jitter (mean frame-to-frame
-motion of the shown points, % of the inter-ocular distance) among the designs whose smoothed NME on the moving
-clips is at most the detector crops' NME on the same frames; where no design reaches that (crops from the landmark
-box, before 0.14.1, scored above the detector's by themselves), at most the raw tracked points' NME.
+(edgekd.bench.video.render_clip), as its talking clip (render_talking_clip: the same motion, the face's expression
+changing every frame) and as its still clip with camera noise (render_still), tracked as the bench tracks them
+(edgekd.bench.video.TRACKING, one thread). Designs: One Euro over all points, and the pose and the shape apart
+(tracker.PoseShapeFilter) over a grid of both filters' constants. Criterion: the lowest still-clip jitter (mean
+frame-to-frame motion of the shown points, % of the inter-ocular distance) among the designs whose smoothed NME on
+the pan-and-zoom clips is at most the detector crops' NME on the same frames (where no design reaches that, at most
+the raw tracked points' NME) and, on the talking clips, at most the raw tracked points' NME: the points shown never
+lag an expression. (Recordings made before the talking clips have none; their search keeps the shape filter at
+0.11.0's constants and drops the talking condition.)
 
     .venv/bin/python benchmarks/tracking/tune_smoothing.py models/300w/kd_student_int8.tflite \\
         --root /work/shared/data/300w --prepared /work/runs/data/300w-128 --record /tmp/tracking/record.npz
@@ -46,21 +50,22 @@ def record(model_path: Path, root: Path, prepared: Path, out: Path, limit: int |
     from edgekd.bench.latency import on_threads
     from edgekd.bench.runner import _read_samples
     from edgekd.bench.video import (CLIP, TRACKING, AnnotatedFace, detect_clip, render_clip, render_still,
-                                    track_clip)
+                                    render_talking_clip, track_clip)
     from edgekd.core.crop import CropSpec
     from edgekd.core.imageio import load_image
     from edgekd.core.metrics import nme
     from edgekd.runtime.blazeface import open_detector
     from edgekd.runtime.model import LandmarkModel
     from edgekd.runtime.predictor import Predictor
-    from edgekd.runtime.tracker import POSE_EURO, FaceTracker
+    from edgekd.runtime.tracker import POSE_EURO, SHAPE_EURO, FaceTracker
 
     cfg = BenchConfig(models=[str(model_path)], data=str(root), prepared=str(prepared), split="val", limit=limit,
                       progress=False)
     samples, _ = _read_samples(cfg)
     frames = CLIP["frames"]
     rec = {k: [] for k in ("raw", "smoothed", "side", "truth", "det_nme", "still_raw", "still_side", "still_truth",
-                           "raw_landmark_box")}
+                           "raw_landmark_box", "talk_raw", "talk_smoothed", "talk_side", "talk_truth",
+                           "talk_det_nme")}
     nan = np.full((cfg.scheme.num_points, 2), np.nan)
     tracking = {**TRACKING, **(settings or tracker_settings())}
 
@@ -70,22 +75,27 @@ def record(model_path: Path, root: Path, prepared: Path, out: Path, limit: int |
     def sides(faces):
         return np.array([np.nan if f is None else CropSpec.box_from_points(f.raw_points)[2] for f in faces])
 
+    def moving(clips, frames_, truth):
+        """One moving clip tracked and cut from detector crops, recorded under the keys ``clips`` + name."""
+        tracked, _ = track_clip(FaceTracker(predictor, **tracking), frames_, truth)
+        detected, _ = detect_clip(predictor, frames_, truth)
+        rec[clips + "raw"].append(points(tracked, "raw_points"))
+        rec[clips + "smoothed"].append(points(tracked, "points"))
+        rec[clips + "side"].append(sides(tracked))
+        rec[clips + "truth"].append(np.stack(truth))
+        rec[clips + "det_nme"].append([nme(None if f is None else f.points, p, cfg.scheme)
+                                       for f, p in zip(detected, truth)])
+
     t0 = time.time()
     with LandmarkModel(model_path) as base, open_detector() as detector, on_threads(base, 1) as model:
         predictor = Predictor(model, AnnotatedFace(detector))
         for k, s in enumerate(samples):
             image = load_image(s)
             clip, truth = render_clip(image, s.points, frames)
-            tracked, _ = track_clip(FaceTracker(predictor, **tracking), clip, truth)
-            detected, _ = detect_clip(predictor, clip, truth)
+            moving("", clip, truth)
             before, _ = track_clip(FaceTracker(predictor, **TRACKING, anchor=False), clip, truth)  # 0.14.0's crops
             rec["raw_landmark_box"].append(points(before, "raw_points"))
-            rec["raw"].append(points(tracked, "raw_points"))
-            rec["smoothed"].append(points(tracked, "points"))
-            rec["side"].append(sides(tracked))
-            rec["truth"].append(np.stack(truth))
-            rec["det_nme"].append([nme(None if f is None else f.points, p, cfg.scheme)
-                                   for f, p in zip(detected, truth)])
+            moving("talk_", *render_talking_clip(image, s.points, frames, k))
             still = render_still(image, frames, k)
             tracked, _ = track_clip(FaceTracker(predictor, **tracking), still, [s.points] * frames)
             rec["still_raw"].append(points(tracked, "raw_points"))
@@ -97,6 +107,7 @@ def record(model_path: Path, root: Path, prepared: Path, out: Path, limit: int |
     np.savez(out, ids=np.array([s.id for s in samples]), nme_pair=np.array(cfg.scheme.nme_pair),
              reanchor_iou=tracking["reanchor_iou"], max_drift=np.nan if tracking["max_drift"] is None
              else tracking["max_drift"], pose_euro=np.array(list(POSE_EURO.values()), np.float64),
+             shape_euro=np.array(list(SHAPE_EURO.values()), np.float64),
              **{k: np.asarray(v, np.float64) for k, v in rec.items()})
 
 
@@ -125,22 +136,23 @@ def described(settings: dict) -> str:
                                                             else f"max_drift {drift:g}")
 
 
-def frame_nme(rec, points: np.ndarray) -> np.ndarray:
-    """NME (%) of each moving-clip frame's ``points`` (C, F, N, 2) against the recorded truth; NaN where lost."""
+def frame_nme(rec, points: np.ndarray, clips: str = "") -> np.ndarray:
+    """NME (%) of each moving-clip frame's ``points`` (C, F, N, 2) against the recorded truth; NaN where lost.
+    ``clips``: "" the pan-and-zoom clips, "talk_" the talking ones."""
     a, b = rec["nme_pair"]
-    truth = rec["truth"]
+    truth = rec[clips + "truth"]
     iod = np.linalg.norm(truth[..., a, :] - truth[..., b, :], axis=-1)
     return 100 * np.linalg.norm(points - truth, axis=-1).mean(-1) / iod
 
 
-def found_both(rec) -> np.ndarray:
+def found_both(rec, clips: str = "") -> np.ndarray:
     """The moving-clip frames where tracking and detector crops both found the face: every NME is taken over them."""
-    return np.isfinite(rec["det_nme"]) & np.isfinite(rec["raw"][..., 0, 0])
+    return np.isfinite(rec[clips + "det_nme"]) & np.isfinite(rec[clips + "raw"][..., 0, 0])
 
 
-def raw_nme_per_clip(rec) -> np.ndarray:
+def raw_nme_per_clip(rec, clips: str = "") -> np.ndarray:
     """Raw tracked NME per clip (%), over the frames where tracking and detector crops both found the face."""
-    return np.nanmean(np.where(found_both(rec), frame_nme(rec, rec["raw"]), np.nan), axis=1)
+    return np.nanmean(np.where(found_both(rec, clips), frame_nme(rec, rec[clips + "raw"], clips), np.nan), axis=1)
 
 
 def paired(diff: np.ndarray) -> dict:
@@ -221,26 +233,32 @@ PLAIN_GRID = {"min_cutoff": (0.25, 0.5, 1.0, 2.0, 4.0), "beta": (10.0, 30.0, 100
               "d_cutoff": (1.0, 2.0, 4.0)}
 POSE_GRID = {"min_cutoff": (0.25, 0.5, 1.0, 2.0), "beta": (100.0, 200.0, 300.0, 500.0, 700.0, 1000.0, 2000.0, 3000.0),
              "d_cutoff": (1.0, 2.0, 4.0)}
+# the shape filter's constants, searched with every pose filter where talking clips were recorded
+SHAPE_GRID = {"min_cutoff": (0.25, 0.5, 1.0, 2.0), "beta": (30.0, 100.0, 300.0, 1000.0),
+              "d_cutoff": (2.0, 4.0, 8.0, 16.0)}
 
 
 def evaluate(rec) -> tuple[dict, callable]:
-    """The recorded clips' reference figures and a scorer: design -> (smoothed NME %, still jitter %), where NME is
-    the mean over the moving clips' frames where tracking and detector crops both found the face."""
+    """The recorded clips' reference figures and a scorer: design -> (smoothed NME %, still jitter %, smoothed NME %
+    on the talking clips or None), where NME is the mean over the moving clips' frames where tracking and detector
+    crops both found the face."""
     a, b = rec["nme_pair"]
     still_truth = rec["still_truth"]
     still_iod = np.linalg.norm(still_truth[:, a] - still_truth[:, b], axis=-1)
-    both = found_both(rec)
+    talking = "talk_raw" in rec
 
-    def nme(p):
-        return float(frame_nme(rec, p)[both].mean())
+    def nme(p, clips=""):
+        return float(frame_nme(rec, p, clips)[found_both(rec, clips)].mean())
 
     def jitter(p):
         step = np.linalg.norm(np.diff(p, axis=1), axis=-1).mean(-1) / still_iod[:, None]
         return float(100 * np.nanmean(step))
 
     def score(design):
-        return nme(design(rec["raw"], rec["side"])), jitter(design(rec["still_raw"], rec["still_side"]))
+        talk = nme(design(rec["talk_raw"], rec["talk_side"]), "talk_") if talking else None
+        return nme(design(rec["raw"], rec["side"])), jitter(design(rec["still_raw"], rec["still_side"])), talk
 
+    both = found_both(rec)
     pairs = np.isfinite(np.diff(rec["still_raw"][..., 0, 0], axis=1))
     ref = {"frames": int(both.sum()), "still_frame_pairs": int(pairs.sum()),
            "detector_nme": float(100 * rec["det_nme"][both].mean()), "raw_nme": nme(rec["raw"]),
@@ -248,6 +266,14 @@ def evaluate(rec) -> tuple[dict, callable]:
     # raw tracked minus detector crops per clip, with its standard error: what the clips can resolve
     detector = np.nanmean(np.where(both, 100 * rec["det_nme"], np.nan), axis=1)
     ref["raw_minus_detector_per_clip"] = paired(raw_nme_per_clip(rec) - detector)
+    if talking:
+        talk_both = found_both(rec, "talk_")
+        talk_detector = np.nanmean(np.where(talk_both, 100 * rec["talk_det_nme"], np.nan), axis=1)
+        ref["talking"] = {"frames": int(talk_both.sum()),
+                          "detector_nme": float(100 * rec["talk_det_nme"][talk_both].mean()),
+                          "raw_nme": nme(rec["talk_raw"], "talk_"),
+                          "recorded_smoothed_nme": nme(rec["talk_smoothed"], "talk_"),
+                          "raw_minus_detector_per_clip": paired(raw_nme_per_clip(rec, "talk_") - talk_detector)}
     if "raw_landmark_box" in rec:  # the crops cut from the last landmark box (anchor off), on the same frames
         lb = np.isfinite(rec["raw_landmark_box"][..., 0, 0])
         ref["landmark_box_frames_lost"] = int((both & ~lb).sum())
@@ -256,23 +282,53 @@ def evaluate(rec) -> tuple[dict, callable]:
 
 
 def search(rec) -> dict:
+    """Every design of the grids scored; the rule picks the lowest still-clip jitter among the designs whose smoothed
+    NME is at most the detector crops' on the pan-and-zoom clips (fallback: at most the raw points') and, where talking
+    clips were recorded, at most the raw points' there (smoothing must not lag an expression)."""
     ref, score = evaluate(rec)
     rows = []
+
+    def add(row, design):
+        row["nme"], row["jitter"], talk = score(design)
+        if talk is not None:
+            row["talking_nme"] = talk
+        rows.append(row)
+
     for mc, beta, dc in itertools.product(*PLAIN_GRID.values()):
-        nme, jit = score(lambda p, s: one_euro(p, s, mc, beta, dc))
-        rows.append({"design": "one_euro", "constants": [mc, beta, dc], "nme": nme, "jitter": jit})
-    for mc, beta, dc in itertools.product(*POSE_GRID.values()):
-        nme, jit = score(lambda p, s: pose_shape(p, s, (mc, beta, dc), OLD))
-        rows.append({"design": "pose_shape", "pose": [mc, beta, dc], "shape": list(OLD), "nme": nme, "jitter": jit})
+        add({"design": "one_euro", "constants": [mc, beta, dc]}, lambda p, s: one_euro(p, s, mc, beta, dc))
+    shapes = [OLD] + [c for c in itertools.product(*SHAPE_GRID.values()) if c != OLD] if "talk_raw" in rec else [OLD]
+    for shape in shapes:
+        for mc, beta, dc in itertools.product(*POSE_GRID.values()):
+            add({"design": "pose_shape", "pose": [mc, beta, dc], "shape": list(shape)},
+                lambda p, s: pose_shape(p, s, (mc, beta, dc), shape))
     old = next(r for r in rows if r["design"] == "one_euro" and r["constants"] == list(OLD))
     for r in rows:
         r["lag"] = r["nme"] - ref["raw_nme"]
-    feasible = [r for r in rows if r["nme"] <= ref["detector_nme"]]
+        if "talking_nme" in r:
+            r["talking_lag"] = r["talking_nme"] - ref["talking"]["raw_nme"]
+    no_talking_lag = [r for r in rows if r.get("talking_lag", 0.0) <= 0.0]
+    feasible = [r for r in no_talking_lag if r["nme"] <= ref["detector_nme"]]
     rule = "smoothed NME <= detector NME"
     if not feasible:  # smoothing cannot undo the tracked crops' own error: at least smoothing must cost nothing
-        feasible, rule = [r for r in rows if r["nme"] <= ref["raw_nme"]], "smoothed NME <= raw tracked NME (fallback)"
+        feasible, rule = ([r for r in no_talking_lag if r["nme"] <= ref["raw_nme"]],
+                          "smoothed NME <= raw tracked NME (fallback)")
+    if "talking" in ref:
+        rule += "; on the talking clips smoothed NME <= raw tracked NME"
     chosen = min(feasible, key=lambda r: r["jitter"])
-    return {"reference": ref, "old": old, "rule": rule, "chosen": chosen, "feasible": len(feasible), "grid": rows}
+    return {"reference": ref, "old": old, "rule": rule, "chosen": chosen, "feasible": len(feasible),
+            "searched": len(rows), "grid": kept_rows(rows, ref)}
+
+
+def kept_rows(rows: list, ref: dict) -> list:
+    """The rows smoothing.json keeps of a search (thousands once the shape filter is searched too): every design over
+    all points, every pose filter with 0.11.0's shape filter, and the frontier of the rest, the designs at most the
+    detector crops' NME on the pan-and-zoom clips that no other such design beats on both jitter and talking lag."""
+    plain = [r for r in rows if r["design"] == "one_euro" or r.get("shape") == list(OLD)]
+    level = [r for r in rows if r not in plain and r["nme"] <= ref["detector_nme"] and "talking_lag" in r]
+    frontier = [r for r in level if not any(o["jitter"] <= r["jitter"] and o["talking_lag"] <= r["talking_lag"]
+                                            and (o["jitter"], o["talking_lag"]) != (r["jitter"], r["talking_lag"])
+                                            for o in level)]
+    return plain + sorted(frontier, key=lambda r: r["jitter"])
 
 
 def main(argv=None) -> None:
@@ -309,6 +365,7 @@ def main(argv=None) -> None:
     for key in ("reanchor_iou", "max_drift"):
         rec.pop(key, None)
     pose = rec.pop("pose_euro").tolist()
+    shape = rec.pop("shape_euro").tolist() if "shape_euro" in rec else None
     if recorded != settings:
         raise SystemExit(f"error: {args.record}: recorded with {described(recorded)}, not {described(settings)}; give "
                          "another --record, or the options it was recorded with (--reanchor-iou, --max-drift, "
@@ -320,9 +377,10 @@ def main(argv=None) -> None:
             raise SystemExit(f"error: --versus {args.versus}: recorded on other clips")
         result["versus"] = {"record": str(args.versus), **recorded_settings(other),
                             "raw_minus_versus_per_clip": paired(raw_nme_per_clip(rec) - raw_nme_per_clip(other))}
-    result = {"model": str(args.model), **settings, "recorded_pose_filter": pose,
+    result = {"model": str(args.model), **settings, "recorded_pose_filter": pose, "recorded_shape_filter": shape,
               "clips": f"{len(rec['ids'])} validation faces of {args.prepared}, "
-              "each as the bench's pan-and-zoom clip and as a still clip with camera noise",
+              "each as the bench's pan-and-zoom clip, as its talking clip (the face's expression changing every "
+              "frame) and as a still clip with camera noise",
               "units": "NME: % of the inter-ocular distance, mean over moving-clip frames; jitter: mean "
                        "frame-to-frame motion of the points on the still clips, % of the inter-ocular distance; "
                        "lag: smoothed minus raw tracked NME; constants: [min_cutoff Hz, beta, d_cutoff Hz]",

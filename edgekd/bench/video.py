@@ -13,10 +13,15 @@ follow the same face, and the tracker keeps one face, as the Android demo does. 
 lost the face included (they cost a detector run): per-frame time is what a video app pays per frame.
 
 Smoothing trades lag for steadiness, so the row reports both: lag as the tracked NME of the smoothed points minus
-that of the raw ones on the pan-and-zoom clips, and jitter on still clips (the face held still, Gaussian camera
-noise of ``STILL["noise"]`` grey levels drawn anew every frame): the mean frame-to-frame motion of the points, raw
-and smoothed, in % of the inter-ocular distance. On a still face every motion of the points is noise, which a user
-sees as shimmering landmarks.
+that of the raw ones on the moving clips, and jitter on still clips (the face held still, Gaussian camera noise of
+``STILL["noise"]`` grey levels drawn anew every frame): the mean frame-to-frame motion of the points, raw and
+smoothed, in % of the inter-ocular distance. On a still face every motion of the points is noise, which a user sees
+as shimmering landmarks.
+
+A rigid picture never changes shape, and a real face does (it talks, smiles, raises its brows), which is what the
+tracker's drift check and its shape smoothing meet on video. For 68-point faces each clip is therefore run a second
+time as a talking clip (``render_talking_clip``): the same pan and zoom with the landmarks moved by a changing
+expression and the picture morphed to follow them, scored and timed like the pan-and-zoom clip.
 """
 from __future__ import annotations
 
@@ -42,10 +47,20 @@ CLIP = {"frames": 20, "fps": 30.0, "zoom": 0.02, "pan": 0.03, "large_face": 0.4}
 # one face (the Android demo's setting), smoothing on (the points a user sees).
 TRACKING = {"redetect_every": 10, "max_faces": 1, "smoothing": True}
 PIPELINES = ("tracking", "tracking_raw", "detector", "gt")
+TALKING_PIPELINES = ("tracking", "tracking_raw", "detector")
 WARMUP_FRAMES = 3
 # Still clips for jitter: the test image itself every frame, plus Gaussian noise of this sigma (grey levels), a
 # seed per face (its index) so that every bench draws the same noise
 STILL = {"noise": 4.0}
+# Talking clips (68-point schemes): the pan-and-zoom clip of a face whose expression changes every frame, as a
+# face's does on real video, which the rigid clips never show the tracker. Peak offsets in inter-ocular distances,
+# along the face's own axes: the lower lip's drop with the mouth open (the chin follows), the mouth corners'
+# widening and rise in a smile, the brows' rise; the mouth opens and closes about TALK["hz"] times a second.
+TALK = {"open": 0.30, "smile_out": 0.10, "smile_up": 0.06, "brows": 0.10, "hz": 4.0}
+LOWER_LIP = (55, 56, 57, 58, 59, 65, 66, 67)  # 68-point (300-W) indices
+CHIN = {4: 0.3, 5: 0.55, 6: 0.8, 7: 0.95, 8: 1.0, 9: 0.95, 10: 0.8, 11: 0.55, 12: 0.3}  # share of the chin's drop
+CORNERS = {48: 1.0, 54: 1.0, 60: 0.8, 64: 0.8}  # the mouth's outer and inner corners
+BROWS = tuple(range(17, 27))
 
 
 def pan_zoom(shape, points, frames: int = CLIP["frames"], zoom: float = CLIP["zoom"],
@@ -93,6 +108,94 @@ def render_still(image: np.ndarray, frames: int = CLIP["frames"], seed: int = 0,
             for _ in range(frames)]
 
 
+def talking_offsets(points, open_: float, smile: float, brows: float) -> np.ndarray:
+    """(68, 2) offsets of a 68-point face's landmarks for an expression: ``open_``, ``smile``, ``brows`` in [0, 1]
+    of TALK's peaks, along the face's axes (u: from its right eye to its left, v: down the face)."""
+    p = np.asarray(points, np.float64)
+    u = p[42:48].mean(0) - p[36:42].mean(0)
+    u /= np.linalg.norm(u)
+    v = np.array([-u[1], u[0]])
+    iod = float(np.linalg.norm(p[36] - p[45]))
+    off = np.zeros_like(p)
+    drop = open_ * TALK["open"] * iod
+    off[list(LOWER_LIP)] += drop * v
+    for i, share in CHIN.items():
+        off[i] += 0.8 * share * drop * v
+    for i, share in CORNERS.items():
+        outwards = -u if i in (48, 60) else u
+        off[i] += share * (0.4 * drop * v + smile * iod * (TALK["smile_out"] * outwards - TALK["smile_up"] * v))
+    off[list(BROWS)] -= brows * TALK["brows"] * iod * v
+    return off
+
+
+def talking_levels(frames: int, seed: int, fps: float = CLIP["fps"]) -> np.ndarray:
+    """(frames, 3) open / smile / brows levels in [0, 1] of one clip: the mouth opening and closing at about
+    TALK["hz"], a slower smile and brow raise, each with an amplitude and phase drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(frames) / fps
+
+    def wave(amplitude, hz):
+        return amplitude * 0.5 * (1.0 - np.cos(2.0 * np.pi * hz * t + rng.uniform(0.0, 2.0 * np.pi)))
+
+    talk = wave(rng.uniform(0.4, 1.0), TALK["hz"] * rng.uniform(0.8, 1.2))
+    smile = wave(rng.uniform(0.0, 1.0), rng.uniform(0.5, 1.5))
+    return np.stack([talk, smile, wave(rng.uniform(0.0, 1.0), rng.uniform(0.5, 1.5))], 1)
+
+
+def morph(image: np.ndarray, points, offsets) -> np.ndarray:
+    """``image`` with its face warped so that ``points`` move by ``offsets``: piecewise affine over the Delaunay
+    triangles of the points and a fixed ring around the face (face morphing's warp), read backwards by cv2.remap.
+    Only the ring's square is touched."""
+    import cv2
+    from scipy.spatial import Delaunay
+
+    p = np.asarray(points, np.float64)
+    lo, hi = p.min(0), p.max(0)
+    centre, side = (lo + hi) / 2.0, float(max(hi - lo))
+    angles = np.linspace(0.0, 2.0 * np.pi, 24, endpoint=False)
+    ring = centre + 0.9 * side * np.stack([np.cos(angles), np.sin(angles)], 1)
+    src, dst = np.concatenate([p, ring]), np.concatenate([p + offsets, ring])
+    h, w = image.shape[:2]
+    x0, y0 = (max(0, int(c - 0.9 * side)) for c in centre)
+    x1, y1 = (min(n, int(c + 0.9 * side) + 1) for n, c in zip((w, h), centre))
+    if x1 <= x0 or y1 <= y0:
+        return image.copy()
+    triangles = Delaunay(src).simplices
+    ids = np.full((y1 - y0, x1 - x0), -1, np.int32)
+    maps = np.empty((len(triangles), 2, 3))
+    for k, t in enumerate(triangles):  # each output triangle: its affine back to the source and its pixels
+        maps[k] = cv2.getAffineTransform(dst[t].astype(np.float32), src[t].astype(np.float32))
+        cv2.fillConvexPoly(ids, np.round(dst[t] - (x0, y0)).astype(np.int32), k)
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+    inside = ids >= 0
+    m = maps[ids[inside]]
+    mx, my = xs.copy(), ys.copy()
+    mx[inside] = m[:, 0, 0] * xs[inside] + m[:, 0, 1] * ys[inside] + m[:, 0, 2]
+    my[inside] = m[:, 1, 0] * xs[inside] + m[:, 1, 1] * ys[inside] + m[:, 1, 2]
+    out = image.copy()
+    out[y0:y1, x0:x1] = cv2.remap(image, mx.astype(np.float32), my.astype(np.float32), cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
+    return out
+
+
+def render_talking_clip(image: np.ndarray, points, frames: int = CLIP["frames"], seed: int = 0) -> tuple[list, list]:
+    """(frames, ground truth per frame) of one 68-point face's talking clip: the pan-and-zoom clip of
+    ``render_clip`` with the face's expression changing every frame (``talking_levels``, ``morph``). A morphed
+    picture is no real expression (an open mouth is stretched lips, no teeth): the clips measure what a changing
+    shape costs the tracker (the crops, the drift check, the smoothing's lag), not how well a model reads faces."""
+    import cv2
+
+    p = np.asarray(points, np.float64)
+    h, w = image.shape[:2]
+    out, truth = [], []
+    for m, levels in zip(pan_zoom(image.shape, p, frames), talking_levels(frames, seed)):
+        off = talking_offsets(p, *levels)
+        out.append(cv2.warpAffine(morph(image, p, off), m, (w, h), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE))
+        truth.append(transform_points(p + off, m))
+    return out, truth
+
+
 def frame_motion(points, truth, scheme) -> list[float]:
     """Per pair of consecutive frames where both have points: the points' mean motion as a fraction of the
     inter-ocular distance of the ground truth (of the later frame); ``points``: per frame an (N, 2) array or None."""
@@ -121,17 +224,21 @@ class AnnotatedFace:
 class VideoTally:
     """One model's clips: per-frame errors by pipeline (fractions; inf where the face was lost or missed), the
     still clips' frame-to-frame motion of the smoothed and raw points (fractions of the inter-ocular distance),
-    per-frame ms by thread count and pipeline, and what the tracker did on the moving and on the still clips (summed
-    over each: on a still face every detector run the tracker adds is a cost, as its drift check can add)."""
+    per-frame ms by thread count and pipeline, and what the tracker did on the moving, the still and the talking clips
+    (summed over each: on a still face every detector run the tracker adds is a cost, as its drift check can add);
+    the talking clips' errors by pipeline and tracking ms per frame."""
 
     errors: dict = field(default_factory=lambda: {p: [] for p in PIPELINES})
     jitter: dict = field(default_factory=lambda: {"tracking": [], "tracking_raw": []})
     ms: dict = field(default_factory=dict)
     tracker: dict = field(default_factory=dict)
     still_tracker: dict = field(default_factory=dict)
+    talking: dict = field(default_factory=lambda: {p: [] for p in TALKING_PIPELINES})
+    talking_ms: list = field(default_factory=list)
+    talking_tracker: dict = field(default_factory=dict)
 
-    def add_stats(self, tracker_stats, still: bool = False) -> None:
-        counts = self.still_tracker if still else self.tracker
+    def add_stats(self, tracker_stats, clips: str = "moving") -> None:
+        counts = {"moving": self.tracker, "still": self.still_tracker, "talking": self.talking_tracker}[clips]
         for f in fields(tracker_stats):
             counts[f.name] = counts.get(f.name, 0) + getattr(tracker_stats, f.name)
 
@@ -194,10 +301,25 @@ def still_clip(predictor, image, points, tally: VideoTally, scheme, frames: int,
     clip, truth = render_still(image, frames, seed), [points] * frames
     tracker = FaceTracker(predictor, **TRACKING)
     tracked, _ = track_clip(tracker, clip, truth)
-    tally.add_stats(tracker.stats, still=True)
+    tally.add_stats(tracker.stats, "still")
     for pipeline, attr in (("tracking", "points"), ("tracking_raw", "raw_points")):
         tally.jitter[pipeline] += frame_motion([None if f is None else getattr(f, attr) for f in tracked], truth,
                                                scheme)
+
+
+def talking_clip(predictor, image, points, tally: VideoTally, scheme, frames: int, seed: int) -> None:
+    """One talking clip (``render_talking_clip``) through a fresh tracker (timed) and through detector crops
+    (untimed: the same cost as on the other clips): errors per pipeline, tracker counts, tracking ms per frame."""
+    clip, truth = render_talking_clip(image, points, frames, seed)
+    tracker = FaceTracker(predictor, **TRACKING)
+    tracked, ms = track_clip(tracker, clip, truth)
+    detected, _ = detect_clip(predictor, clip, truth)
+    tally.add_stats(tracker.stats, "talking")
+    tally.talking_ms += ms
+    for pipeline, faces, attr in (("tracking", tracked, "points"), ("tracking_raw", tracked, "raw_points"),
+                                  ("detector", detected, "points")):
+        tally.talking[pipeline] += [nme(None if f is None else getattr(f, attr), p, scheme)
+                                    for f, p in zip(faces, truth)]
 
 
 def video_row(model, name: str, detector, samples, threads, scheme, frames: int = CLIP["frames"],
@@ -216,30 +338,51 @@ def video_row(model, name: str, detector, samples, threads, scheme, frames: int 
                     run_clip(p, clip[:WARMUP_FRAMES], truth[:WARMUP_FRAMES], VideoTally(), "warm-up", scheme, False)
             for i, (t, p) in enumerate(predictors.items()):
                 run_clip(p, clip, truth, tally, t, scheme, score=i == 0)
-            still_clip(next(iter(predictors.values())), image, s.points, tally, scheme, frames, k)
+            first = next(iter(predictors.values()))
+            still_clip(first, image, s.points, tally, scheme, frames, k)
+            if talks(scheme):
+                talking_clip(first, image, s.points, tally, scheme, frames, k)
     return summarize_row(name, getattr(model, "runtime", "custom"), tally)
+
+
+def talks(scheme) -> bool:
+    """Whether the bench renders talking clips for a scheme: its offsets are written for the 68 points of 300-W."""
+    return scheme.num_points == 68
 
 
 def summarize_row(name: str, runtime: str, tally: VideoTally) -> dict:
     """results.json's row of one model: accuracy per pipeline, the same-frames comparison (with smoothing's lag:
     smoothed minus raw tracked NME there), the still clips' jitter (% of the inter-ocular distance), lost frames,
-    tracker counts and per-frame times (median, p90) per thread count."""
+    tracker counts and per-frame times (median, p90) per thread count; ``talking`` (where the scheme talks): the
+    talking clips' accuracy, same-frames comparison, tracker counts and tracking ms per frame."""
     accuracy = {p: summarize(e) for p, e in tally.errors.items()}
-    track, raw, det = (np.asarray(tally.errors[p], np.float64) for p in ("tracking", "tracking_raw", "detector"))
+    same = same_frames(tally.errors)
+    track = tally.errors["tracking"]
+    motion = {p: np.asarray(v, np.float64) for p, v in tally.jitter.items()}
+    jitter = {"frame_pairs": int(motion["tracking"].size), "noise": STILL["noise"],
+              **{key: float(100 * motion[p].mean()) if motion[p].size else None
+                 for key, p in (("raw", "tracking_raw"), ("smoothed", "tracking"))}}
+    return {"model": name, "runtime": runtime, "frames": len(track), "accuracy": accuracy,
+            "same_frames": same, "jitter": jitter, "lost_frames": accuracy["tracking"]["detector_failures"],
+            "detector_misses": accuracy["detector"]["detector_failures"], "tracker": dict(tally.tracker),
+            "still_tracker": dict(tally.still_tracker),
+            "frame_ms": {t: {p: stats(v) for p, v in ms.items()} for t, ms in tally.ms.items()},
+            **({"talking": {"frames": len(tally.talking["tracking"]),
+                            "accuracy": {p: summarize(e) for p, e in tally.talking.items()},
+                            "same_frames": same_frames(tally.talking), "tracker": dict(tally.talking_tracker),
+                            "tracking_ms": stats(tally.talking_ms)}} if tally.talking["tracking"] else {})}
+
+
+def same_frames(errors: dict) -> dict:
+    """Mean NME (%) of the tracked (smoothed and raw) and detector-crop points over the frames where tracking and
+    detector crops both found the face, and smoothing's lag there (smoothed minus raw)."""
+    track, raw, det = (np.asarray(errors[p], np.float64) for p in ("tracking", "tracking_raw", "detector"))
     both = np.isfinite(track) & np.isfinite(det)
     mean = lambda e: float(100 * e[both].mean()) if both.any() else None  # noqa: E731
     same = {"frames": int(both.sum()), "tracking_nme": mean(track), "tracking_raw_nme": mean(raw),
             "detector_nme": mean(det)}
     same["lag_nme"] = None if not both.any() else same["tracking_nme"] - same["tracking_raw_nme"]
-    motion = {p: np.asarray(v, np.float64) for p, v in tally.jitter.items()}
-    jitter = {"frame_pairs": int(motion["tracking"].size), "noise": STILL["noise"],
-              **{key: float(100 * motion[p].mean()) if motion[p].size else None
-                 for key, p in (("raw", "tracking_raw"), ("smoothed", "tracking"))}}
-    return {"model": name, "runtime": runtime, "frames": int(track.size), "accuracy": accuracy,
-            "same_frames": same, "jitter": jitter, "lost_frames": accuracy["tracking"]["detector_failures"],
-            "detector_misses": accuracy["detector"]["detector_failures"], "tracker": dict(tally.tracker),
-            "still_tracker": dict(tally.still_tracker),
-            "frame_ms": {t: {p: stats(v) for p, v in ms.items()} for t, ms in tally.ms.items()}}
+    return same
 
 
 def video_bench(models, detector, samples, threads, scheme, frames: int = CLIP["frames"], progress=iter) -> dict:
@@ -248,6 +391,7 @@ def video_bench(models, detector, samples, threads, scheme, frames: int = CLIP["
     clip = {"sequences": len(samples), "frames_per_sequence": frames, "frames": len(samples) * frames,
             "fps": CLIP["fps"], "zoom_per_frame": CLIP["zoom"], "pan_per_frame_face_sides": CLIP["pan"],
             "zoom_out_above_face_fraction": CLIP["large_face"], "max_drift": MAX_DRIFT, **TRACKING,
+            **({"talking": dict(TALK)} if talks(scheme) else {}),
             "still_noise": STILL["noise"],
             "smoothing": ("pose and shape apart (tracker.PoseShapeFilter), the Android demo's constants"
                           if TRACKING["smoothing"] else "off")}

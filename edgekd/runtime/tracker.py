@@ -26,14 +26,14 @@ model's error on a face is much the same in every crop of it (the drift check be
 so the points' motion is the face's, and the crop stays where the detector would cut it; a crop cut from the model's
 own landmark box instead keeps whatever the model got wrong and loses the detector's place on the face. The anchor
 is renewed when a detection restarts the track (a new track, a lost one found again, a drifted one below, or a
-confirming detection overlapping less than ``reanchor_iou``), not at every confirming detection: the bench's clips
-move a rigid picture, so how an anchor held through a head turn or a changing expression fares on real video is not
-measured here. Renewed at every confirming detection (``reanchor_iou=1.0``, one more model run every
-``redetect_every`` frames) it was level within the spread of the validation clips and worse on the test clips with
-0.15.0's model (benchmarks/tracking/README.md), so it stays held. Measured on the 168 validation faces rendered as
-the bench's pan-and-zoom clips (3,360 frames, 0.15.0's int8 model, raw points, benchmarks/tracking/smoothing.json):
-4.177 % NME anchored (with the drift check below), 4.280 % from the landmark box, against 4.171 % for detector crops
-on the same frames.
+confirming detection overlapping less than ``reanchor_iou``), not at every confirming detection. The bench's
+pan-and-zoom clips move a rigid picture and its talking clips add a changing expression (below); how an anchor held
+through a head turn fares on real video is not measured here. Renewed at every confirming detection
+(``reanchor_iou=1.0``, one more model run every ``redetect_every`` frames) it was level within the spread of the
+validation clips and worse on the test clips with 0.15.0's model (benchmarks/tracking/README.md), so it stays held.
+Measured on the 168 validation faces rendered as the bench's pan-and-zoom clips (3,360 frames, 0.15.0's int8 model,
+raw points, benchmarks/tracking/smoothing.json): 4.177 % NME anchored (with the drift check below), 4.280 % from the
+landmark box, against 4.171 % for detector crops on the same frames.
 
 The crop is also carried one frame ahead: the box's motion between the last two frames (centre in box sides, scale
 as a log ratio), averaged over frames (``MOTION_EMA``), as a camera drifting or zooming moves the face a little
@@ -56,25 +56,32 @@ track did, to 25 % NME while detector crops stayed at 8.6-12.8 %, and that clip 
 detector crops (4.203 % raw against 4.171 %: 0.017 of 0.032 per clip; the other 167 clips +0.016, standard error
 0.018). With the check (0.06: the other moving clips stay below 0.057 in every frame; that track reached 0.067 at
 its clip's frame 13, as it began to slide) the detector ran once more in the 3,360 frames, that clip's track stayed
-at 8.2-10.7 %, and raw points score 4.177 %, shown 4.170 %. An expression also changes the shape; there the check
-costs a detector and a model run and renews the anchor with the new shape. Reading the crop's motion from the eyes
-and nose only also kept that track on the face, with 37 % more smoothed jitter on still clips; not kept.
+at 8.2-10.7 %, and raw points score 4.177 %. An expression also changes the shape: on the bench's talking clips
+(the same faces and motion, the mouth opening and closing about 4 times a second; benchmarks/tracking/talking) the
+check fires on 5 % of the frames (139 detector runs per 1,000 frames against 100), each a detector and a model run
+that renews the anchor with the new shape, and without it that clip's track slides there too. No subset of the
+points tells the two apart: read on the nose and eye corners, the drift of the other pan-and-zoom clips reaches 0.065
+and that of the talking clips 0.077, against the sliding track's 0.067. Reading the crop's motion from the eyes and
+nose only also kept that track on the face, with 37 % more smoothed jitter on still clips; not kept.
 
 Smoothing (``PoseShapeFilter``) is applied to the points a user sees; the next crop comes from the unsmoothed
 points, so smoothing never makes the crop lag. It splits each frame's points into the face's pose (centre, scale and
 roll: a similarity) and its shape in the face's own frame, and smooths each with its own One Euro filter: the pose
-lightly and adaptively (``POSE_EURO``: a high beta opens the filter as soon as the face moves), the shape as the
-whole face was smoothed before (``ONE_EURO``, so an expression change on a still head is followed as before).
-A camera or head moving carries the whole face, which the pose follows almost unfiltered, while most of a model's
-frame-to-frame noise is in the shape, which does not move with the face.
+lightly and adaptively (``POSE_EURO``: a high beta opens the filter as soon as the face moves), the shape
+(``SHAPE_EURO``) with a speed estimate fast enough (8 Hz) to open it as soon as the shape changes, so an expression
+is followed without lag. A camera or head moving carries the whole face, which the pose follows almost unfiltered,
+while most of a model's frame-to-frame noise is in the shape, which does not move with the face.
 
-Measured on the 168 validation faces (benchmarks/tracking: the bench's pan-and-zoom clips, 3,360 frames, and still
-clips of the same faces with camera noise, Gaussian sigma 4 grey levels, 3,192 frame pairs; 0.15.0's int8 model,
-anchored crops, the drift check): detector crops 4.171 % NME, tracked raw 4.177 %, shown 4.170 % (0.007 under raw:
-no lag); still-clip jitter (frame-to-frame motion of the points) 0.273 % of the inter-ocular distance against
-0.702 % raw. The pose filter is the lowest jitter among the 96 settings searched whose shown NME is at most the
-detector crops'. The earlier One Euro filter over all points (min cutoff 0.5 Hz, beta 30 per face size per second,
-derivative cutoff 2 Hz) shows 4.499 % (0.32 % of lag) with 0.143 % jitter.
+Measured on the 168 validation faces (benchmarks/tracking, 0.15.0's int8 model, anchored crops, the drift check):
+on the bench's pan-and-zoom clips (3,360 frames) detector crops 4.171 % NME, tracked raw 4.177 %, shown 4.169 %; on
+its talking clips detector crops 5.159 %, raw 5.217 %, shown 5.216 % (no lag); still-clip jitter (frame-to-frame
+motion of the points on still clips of the same faces with camera noise, Gaussian sigma 4 grey levels, 3,192 frame
+pairs) 0.420 % of the inter-ocular distance against 0.702 % raw. Both filters' constants are the lowest jitter among
+the 6,144 pairs searched whose shown NME is at most the detector crops' on the pan-and-zoom clips and at most the raw
+points' on the talking ones. The shape constants kept before the talking clips existed (0.5 Hz / 30 / 2 Hz, with a
+pose beta of 700) showed 0.273 % jitter but lagged expressions: 5.279 % shown on the talking clips, 0.062 above raw.
+The earlier One Euro filter over all points (min cutoff 0.5 Hz, beta 30 per face size per second, derivative cutoff
+2 Hz) shows 4.499 % on the pan-and-zoom clips (0.32 % of lag) with 0.143 % jitter.
 """
 from __future__ import annotations
 
@@ -87,11 +94,13 @@ import numpy as np
 from edgekd.core.crop import CropSpec
 from edgekd.core.detector import iou
 
-# OneEuroFilter.kt's defaults, the shape's filter in PoseShapeFilter on both platforms
+# OneEuroFilter.kt's defaults: a One Euro filter over all of a face's points (OneEuroFilter alone)
 ONE_EURO = {"min_cutoff": 0.5, "beta": 30.0, "d_cutoff": 2.0, "max_gap": 0.5}
-# The pose's filter (OneEuroFilter.kt PoseShapeFilter.POSE_*): chosen on validation clips (benchmarks/tracking), the
-# lowest still-clip jitter whose smoothed NME on moving clips is at most the detector crops' on the same frames
-POSE_EURO = {"min_cutoff": 0.25, "beta": 700.0, "d_cutoff": 1.0, "max_gap": 0.5}
+# PoseShapeFilter's two filters (OneEuroFilter.kt PoseShapeFilter.POSE_* and SHAPE_*), chosen together on validation
+# clips (benchmarks/tracking): the lowest still-clip jitter whose smoothed NME is at most the detector crops' on the
+# pan-and-zoom clips and at most the raw points' on the talking clips (no lag behind an expression)
+POSE_EURO = {"min_cutoff": 0.25, "beta": 2000.0, "d_cutoff": 1.0, "max_gap": 0.5}
+SHAPE_EURO = {"min_cutoff": 0.25, "beta": 100.0, "d_cutoff": 8.0, "max_gap": 0.5}
 # Weight of the newest frame's box motion in the running average that moves the next crop (FaceTracker.kt MOTION_EMA)
 MOTION_EMA = 0.5
 # The most the crop is carried ahead per frame: 0.1 box sides of shift, a factor e^0.1 of scale (a hand-held camera
@@ -144,7 +153,7 @@ class PoseShapeFilter:
     similarity to fit), restarts both filters. A line-by-line port of OneEuroFilter.kt's PoseShapeFilter."""
 
     def __init__(self, pose: dict | None = None, shape: dict | None = None):
-        pose, shape = pose or POSE_EURO, shape or ONE_EURO
+        pose, shape = pose or POSE_EURO, shape or SHAPE_EURO
         self.pose, self.shape = OneEuroFilter(**pose), OneEuroFilter(**shape)
         self.max_gap = shape["max_gap"]
         self._shape = None

@@ -11,7 +11,7 @@ import kotlin.math.abs
  * still face is smoothed hard and a moving one is followed closely. Speeds are divided by the face size, so one set of
  * parameters works near and far from the camera: [beta] is per face-size-per-second. Pure Kotlin (no Android
  * classes) so it can be compiled and checked off-device. The tracker smooths with [PoseShapeFilter], which runs one
- * of these on the face's pose and one, with these defaults, on its shape.
+ * of these on the face's pose and one on its shape, each with its own constants.
  */
 class OneEuroFilter(
     var minCutoff: Double = 0.5,
@@ -69,13 +69,13 @@ class OneEuroFilter(
  *
  * A camera or head moving carries the whole face, which the pose filter follows almost unfiltered (a high beta
  * opens it as soon as the face moves); most of a model's frame-to-frame noise is in the shape, which does not move
- * with the face and is smoothed with the [OneEuroFilter] defaults. The shape is fitted to the previous smoothed shape
- * (least squares over a similarity); on a restart (a gap, or a previous shape with every point at one place) it is
- * the points less their centre over the face size.
+ * with the face and whose filter opens as soon as the shape changes (an expression). The shape is fitted to the
+ * previous smoothed shape (least squares over a similarity); on a restart (a gap, or a previous shape with every
+ * point at one place) it is the points less their centre over the face size.
  */
 class PoseShapeFilter(
     private val pose: OneEuroFilter = OneEuroFilter(POSE_MIN_CUTOFF, POSE_BETA, POSE_D_CUTOFF),
-    private val shapeFilter: OneEuroFilter = OneEuroFilter()
+    private val shapeFilter: OneEuroFilter = OneEuroFilter(SHAPE_MIN_CUTOFF, SHAPE_BETA, SHAPE_D_CUTOFF)
 ) {
     private var shape: DoubleArray? = null
     private var lastTime = 0.0
@@ -130,8 +130,13 @@ class PoseShapeFilter(
     companion object {
         /** The pose filter's constants (tracker.py POSE_EURO), chosen on validation clips (benchmarks/tracking). */
         const val POSE_MIN_CUTOFF = 0.25
-        const val POSE_BETA = 700.0
+        const val POSE_BETA = 2000.0
         const val POSE_D_CUTOFF = 1.0
+
+        /** The shape filter's (tracker.py SHAPE_EURO), chosen with the pose's: no lag behind a changing expression. */
+        const val SHAPE_MIN_CUTOFF = 0.25
+        const val SHAPE_BETA = 100.0
+        const val SHAPE_D_CUTOFF = 8.0
     }
 }
 
