@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from runtime_helpers import SHIPPED_INT8, W300
 from test_bench import _mini_300w
 
-from edgekd.bench.video import CLIP, TALK, pan_zoom, render_clip, render_talking_clip, talking_levels, talking_offsets
+from edgekd.bench.video import (CLIP, TALK, pan_zoom, render_clip, render_talking_clip, talking_levels,
+                                talking_offsets, talks)
 from edgekd.core.crop import CropSpec, transform_points
 from edgekd.core.timing import cpu_name
 from edgekd.runtime.tracker import MAX_DRIFT
@@ -59,6 +60,14 @@ def _real_face(side: float = 120.0, centre=(160.0, 130.0)) -> np.ndarray:
     shape = np.asarray(read_300w(W300, "train")[0].points, np.float64)
     shape = (shape - shape.mean(0)) / np.ptp(shape, axis=0).max()
     return shape * side + centre
+
+
+def test_only_300w_faces_talk():
+    """The talking offsets name 300-W's lips, chin and brows: another scheme, 68 points or not, gets no talking clips."""
+    from edgekd.core.schemes import get_scheme, make_scheme
+
+    assert talks(get_scheme("300w")) and not talks(get_scheme("wflw")) and not talks(get_scheme("cofw"))
+    assert not talks(make_scheme("my68", 68, flip_permutation=list(range(68)), nme_pair=(0, 16)))
 
 
 @needs_data

@@ -42,8 +42,9 @@ FPS = 30.0
 # --- recording ------------------------------------------------------------------------------------------------------
 def record(model_path: Path, root: Path, prepared: Path, out: Path, limit: int | None = None,
            settings: dict | None = None) -> None:
-    """Per validation face: the moving clip's raw and (current) smoothed tracked points, landmark-box side, truth
-    and detector-crop NME per frame; the still clip's raw points, side and truth. NaN where the track lost the face.
+    """Per validation face: the pan-and-zoom clip's raw and (current) smoothed tracked points, landmark-box side,
+    truth and detector-crop NME per frame, the same for its talking clip (keys talk_*); the still clip's raw points,
+    side and truth. NaN where the track lost the face.
     ``settings``: FaceTracker's reanchor_iou and max_drift (tracker_settings: its defaults), to record another crop
     design."""
     from edgekd.bench.config import BenchConfig
@@ -228,7 +229,7 @@ def pose_shape(points: np.ndarray, sides: np.ndarray, pose: tuple, shape: tuple)
 
 
 # --- the search -----------------------------------------------------------------------------------------------------
-OLD = (0.5, 30.0, 2.0)  # the One Euro constants before this search (and the shape filter's, see below)
+OLD = (0.5, 30.0, 2.0)  # the One Euro constants of 0.11.0, over all points; the shape filter's until talking clips
 PLAIN_GRID = {"min_cutoff": (0.25, 0.5, 1.0, 2.0, 4.0), "beta": (10.0, 30.0, 100.0, 300.0, 1000.0),
               "d_cutoff": (1.0, 2.0, 4.0)}
 POSE_GRID = {"min_cutoff": (0.25, 0.5, 1.0, 2.0), "beta": (100.0, 200.0, 300.0, 500.0, 700.0, 1000.0, 2000.0, 3000.0),
@@ -240,7 +241,7 @@ SHAPE_GRID = {"min_cutoff": (0.25, 0.5, 1.0, 2.0), "beta": (30.0, 100.0, 300.0, 
 
 def evaluate(rec) -> tuple[dict, callable]:
     """The recorded clips' reference figures and a scorer: design -> (smoothed NME %, still jitter %, smoothed NME %
-    on the talking clips or None), where NME is the mean over the moving clips' frames where tracking and detector
+    on the talking clips or None), where NME is the mean over the clips' frames where tracking and detector
     crops both found the face."""
     a, b = rec["nme_pair"]
     still_truth = rec["still_truth"]
@@ -314,6 +315,8 @@ def search(rec) -> dict:
                           "smoothed NME <= raw tracked NME (fallback)")
     if "talking" in ref:
         rule += "; on the talking clips smoothed NME <= raw tracked NME"
+    if not feasible:
+        raise SystemExit(f"error: no design searched meets the rule ({rule}); widen the grids")
     chosen = min(feasible, key=lambda r: r["jitter"])
     return {"reference": ref, "old": old, "rule": rule, "chosen": chosen, "feasible": len(feasible),
             "searched": len(rows), "grid": kept_rows(rows, ref)}
@@ -321,8 +324,9 @@ def search(rec) -> dict:
 
 def kept_rows(rows: list, ref: dict) -> list:
     """The rows smoothing.json keeps of a search (thousands once the shape filter is searched too): every design over
-    all points, every pose filter with 0.11.0's shape filter, and the frontier of the rest, the designs at most the
-    detector crops' NME on the pan-and-zoom clips that no other such design beats on both jitter and talking lag."""
+    all points, every pose filter with 0.11.0's constants as the shape filter, and the frontier of the rest: the
+    designs at most the detector crops' NME on the pan-and-zoom clips that no other such design beats on both jitter
+    and talking lag."""
     plain = [r for r in rows if r["design"] == "one_euro" or r.get("shape") == list(OLD)]
     level = [r for r in rows if r not in plain and r["nme"] <= ref["detector_nme"] and "talking_lag" in r]
     frontier = [r for r in level if not any(o["jitter"] <= r["jitter"] and o["talking_lag"] <= r["talking_lag"]
@@ -377,10 +381,11 @@ def main(argv=None) -> None:
             raise SystemExit(f"error: --versus {args.versus}: recorded on other clips")
         result["versus"] = {"record": str(args.versus), **recorded_settings(other),
                             "raw_minus_versus_per_clip": paired(raw_nme_per_clip(rec) - raw_nme_per_clip(other))}
+    talking = ("as its talking clip (the face's expression changing every frame), "
+               if "talking" in result["reference"] else "")
     result = {"model": str(args.model), **settings, "recorded_pose_filter": pose, "recorded_shape_filter": shape,
-              "clips": f"{len(rec['ids'])} validation faces of {args.prepared}, "
-              "each as the bench's pan-and-zoom clip, as its talking clip (the face's expression changing every "
-              "frame) and as a still clip with camera noise",
+              "clips": f"{len(rec['ids'])} validation faces of {args.prepared}, each as the bench's pan-and-zoom "
+                       f"clip, {talking}and as a still clip with camera noise",
               "units": "NME: % of the inter-ocular distance, mean over moving-clip frames; jitter: mean "
                        "frame-to-frame motion of the points on the still clips, % of the inter-ocular distance; "
                        "lag: smoothed minus raw tracked NME; constants: [min_cutoff Hz, beta, d_cutoff Hz]",

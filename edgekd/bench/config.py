@@ -38,7 +38,7 @@ class BenchConfig:
     device_options: for --device pixel, edgekd.bench.device.DeviceOptions fields (serial, adb, apk,
     benchmark_binary, ...). progress: a progress bar. worst: faces per worst-case sheet. e2e_images: images the
     end-to-end latency is timed on. video: also the video row (edgekd.bench.video: tracking vs detector crops on
-    pan-and-zoom clips of the test faces, and on talking ones for 68-point faces; off by default, it adds passes
+    pan-and-zoom clips of the test faces, and on talking ones for 300-W faces; off by default, it adds passes
     over every face). video_frames: frames per clip. tta: "flip" adds a flip-averaged row of every model beside
     its plain one. refine: N > 0 adds a row of every model that cuts each face N more times from its own predicted
     points. detector_backend: the face detector's runtime, as for `predict` ("auto" = "litert": BlazeFace on LiteRT,
@@ -70,7 +70,7 @@ class BenchConfig:
     worst: int = 12
     e2e_images: int = 20
     video: bool = setting(False, "Also a video row: each face as a pan-and-zoom clip (and as a talking one, for "
-                                 "68-point faces), per-frame time and NME with tracking vs detector crops on the "
+                                 "300-W faces), per-frame time and NME with tracking vs detector crops on the "
                                  "same frames (adds passes over every face).")
     video_frames: int = 20
     tta: str = setting("none", "flip: every model also as a flip-averaged row (two model runs per face), as "

@@ -47,22 +47,22 @@ carried ahead that shrink collapsed one crop to 2 px in nine frames, so the moti
 overlapping its own face's detection, so a confirming detection whose crop overlaps the track's by less than
 ``reanchor_iou`` restarts the track from the detection's crop.
 
-The drift check calls the detector between its scheduled runs: when a track's points leave the anchor's shape by
-more than ``max_drift`` (``Track.drift``: what the least-squares similarity from the anchor's points leaves, over
-the points' spread), and the detection restarts the track. On a face the model reads poorly its points change with
-the crop, so the similarity moves the next crop by the model's error as well as by the face, and a crop can slide
-along the face frame after frame with every box test passed: on the 168 validation clips (0.15.0's int8 model) one
-track did, to 25 % NME while detector crops stayed at 8.6-12.8 %, and that clip made half the tracker's gap to
-detector crops (4.203 % raw against 4.171 %: 0.017 of 0.032 per clip; the other 167 clips +0.016, standard error
-0.018). With the check (0.06: the other moving clips stay below 0.057 in every frame; that track reached 0.067 at
-its clip's frame 13, as it began to slide) the detector ran once more in the 3,360 frames, that clip's track stayed
-at 8.2-10.7 %, and raw points score 4.177 %. An expression also changes the shape: on the bench's talking clips
-(the same faces and motion, the mouth opening and closing about 4 times a second; benchmarks/tracking/talking) the
-check fires on 5 % of the frames (139 detector runs per 1,000 frames against 100), each a detector and a model run
-that renews the anchor with the new shape, and without it that clip's track slides there too. No subset of the
-points tells the two apart: read on the nose and eye corners, the drift of the other pan-and-zoom clips reaches 0.065
-and that of the talking clips 0.077, against the sliding track's 0.067. Reading the crop's motion from the eyes and
-nose only also kept that track on the face, with 37 % more smoothed jitter on still clips; not kept.
+The drift check calls the detector between its scheduled runs: when a track's points leave the anchor's shape by more
+than ``max_drift`` (``Track.drift``: what the least-squares similarity from the anchor's points leaves, over the points'
+spread), and the detection restarts the track. On a face the model reads poorly its points change with the crop, so the
+similarity moves the next crop by the model's error as well as by the face, and a crop can slide along the face frame
+after frame with every box test passed: on the 168 validation clips (0.15.0's int8 model) one track did, to 25 % NME
+while detector crops stayed at 8.6-12.8 %, and that clip made half the tracker's gap to detector crops (4.203 % raw
+against 4.171 %: 0.017 of 0.032 per clip; the other 167 clips +0.016, standard error 0.018). With the check (0.06: the
+other pan-and-zoom clips stay below 0.057 in every frame; that track reached 0.067 at its clip's frame 13, as it began
+to slide) the detector ran once more in the 3,360 frames, that clip's track stayed at 8.2-10.7 %, and raw points score
+4.177 %. An expression also changes the shape: on the bench's talking clips (the same faces and motion, the mouth
+opening and closing about 4 times a second; benchmarks/tracking/talking) the check fires on 5 % of the frames (139
+detector runs per 1,000 frames against 100), each a detector and a model run that renews the anchor with the new shape,
+and without it that clip's track slides there too. Neither subset of the points tried (the nose and eye corners; the nose,
+eyes and the jaw's top) tells the two apart: read on the nose and eye corners, the drift of the other pan-and-zoom clips reaches 0.065 and that of the talking clips 0.077,
+against the sliding track's 0.067. Reading the crop's motion from the eyes and nose only also kept that track on the
+face, with 37 % more smoothed jitter on still clips (with the earlier smoothing); not kept.
 
 Smoothing (``PoseShapeFilter``) is applied to the points a user sees; the next crop comes from the unsmoothed
 points, so smoothing never makes the crop lag. It splits each frame's points into the face's pose (centre, scale and
@@ -109,7 +109,7 @@ MOTION_EMA = 0.5
 MAX_MOTION = 0.1
 # The most a track's points may leave the anchor's shape (Track.drift) before the detector runs on that frame and
 # restarts the track from its detection (FaceTracker.kt MAX_DRIFT). On the validation clips (benchmarks/tracking) the
-# other moving clips stay below 0.057 in every frame; the one track that slid along a face the model reads poorly
+# other pan-and-zoom clips stay below 0.057 in every frame; the one track that slid along a face the model reads poorly
 # reached 0.067 at its clip's frame 13, as it began to slide.
 MAX_DRIFT = 0.06
 

@@ -133,7 +133,7 @@ class PoseShapeFilter(
         const val POSE_BETA = 2000.0
         const val POSE_D_CUTOFF = 1.0
 
-        /** The shape filter's (tracker.py SHAPE_EURO), chosen with the pose's: no lag behind a changing expression. */
+        /** The shape filter's constants (tracker.py SHAPE_EURO), chosen with the pose's: no lag behind expressions. */
         const val SHAPE_MIN_CUTOFF = 0.25
         const val SHAPE_BETA = 100.0
         const val SHAPE_D_CUTOFF = 8.0
