@@ -259,22 +259,20 @@ def evaluate(rec) -> tuple[dict, callable]:
         talk = nme(design(rec["talk_raw"], rec["talk_side"]), "talk_") if talking else None
         return nme(design(rec["raw"], rec["side"])), jitter(design(rec["still_raw"], rec["still_side"])), talk
 
+    def moving(clips=""):
+        """One kind of moving clip's figures: frames, detector-crop, raw and recorded smoothed NME, and raw tracked
+        minus detector crops per clip with its standard error (what the clips can resolve)."""
+        both = found_both(rec, clips)
+        detector = np.nanmean(np.where(both, 100 * rec[clips + "det_nme"], np.nan), axis=1)
+        return {"frames": int(both.sum()), "detector_nme": float(100 * rec[clips + "det_nme"][both].mean()),
+                "raw_nme": nme(rec[clips + "raw"], clips), "recorded_smoothed_nme": nme(rec[clips + "smoothed"], clips),
+                "raw_minus_detector_per_clip": paired(raw_nme_per_clip(rec, clips) - detector)}
+
     both = found_both(rec)
     pairs = np.isfinite(np.diff(rec["still_raw"][..., 0, 0], axis=1))
-    ref = {"frames": int(both.sum()), "still_frame_pairs": int(pairs.sum()),
-           "detector_nme": float(100 * rec["det_nme"][both].mean()), "raw_nme": nme(rec["raw"]),
-           "raw_jitter": jitter(rec["still_raw"]), "recorded_smoothed_nme": nme(rec["smoothed"])}
-    # raw tracked minus detector crops per clip, with its standard error: what the clips can resolve
-    detector = np.nanmean(np.where(both, 100 * rec["det_nme"], np.nan), axis=1)
-    ref["raw_minus_detector_per_clip"] = paired(raw_nme_per_clip(rec) - detector)
+    ref = {**moving(), "still_frame_pairs": int(pairs.sum()), "raw_jitter": jitter(rec["still_raw"])}
     if talking:
-        talk_both = found_both(rec, "talk_")
-        talk_detector = np.nanmean(np.where(talk_both, 100 * rec["talk_det_nme"], np.nan), axis=1)
-        ref["talking"] = {"frames": int(talk_both.sum()),
-                          "detector_nme": float(100 * rec["talk_det_nme"][talk_both].mean()),
-                          "raw_nme": nme(rec["talk_raw"], "talk_"),
-                          "recorded_smoothed_nme": nme(rec["talk_smoothed"], "talk_"),
-                          "raw_minus_detector_per_clip": paired(raw_nme_per_clip(rec, "talk_") - talk_detector)}
+        ref["talking"] = moving("talk_")
     if "raw_landmark_box" in rec:  # the crops cut from the last landmark box (anchor off), on the same frames
         lb = np.isfinite(rec["raw_landmark_box"][..., 0, 0])
         ref["landmark_box_frames_lost"] = int((both & ~lb).sum())

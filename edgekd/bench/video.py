@@ -293,10 +293,16 @@ def run_clip(predictor, frames, truth, tally: VideoTally, threads: str, scheme, 
         return
     tally.add_stats(tracker.stats)
     gt = [predictor.predict_box(f, crop_box("gt", predictor.crop, p)) for f, p in zip(frames, truth)]
-    for pipeline, faces, attr in (("tracking", tracked, "points"), ("tracking_raw", tracked, "raw_points"),
-                                  ("detector", detected, "points"), ("gt", gt, "points")):
-        tally.errors[pipeline] += [nme(None if f is None else getattr(f, attr), p, scheme)
-                                   for f, p in zip(faces, truth)]
+    add_errors(tally.errors, tracked, detected, truth, scheme, gt)
+
+
+def add_errors(errors: dict, tracked, detected, truth, scheme, gt=None) -> None:
+    """Each frame's NME (inf where the face was lost) appended per pipeline: the tracked points shown and raw, the
+    detector crops' and, when given, the ground-truth crops'."""
+    scored = [("tracking", tracked, "points"), ("tracking_raw", tracked, "raw_points"),
+              ("detector", detected, "points")] + ([("gt", gt, "points")] if gt is not None else [])
+    for pipeline, faces, attr in scored:
+        errors[pipeline] += [nme(None if f is None else getattr(f, attr), p, scheme) for f, p in zip(faces, truth)]
 
 
 def still_clip(predictor, image, points, tally: VideoTally, scheme, frames: int, seed: int) -> None:
@@ -319,10 +325,7 @@ def talking_clip(predictor, image, points, tally: VideoTally, scheme, frames: in
     detected, _ = detect_clip(predictor, clip, truth)
     tally.add_stats(tracker.stats, "talking")
     tally.talking_ms += ms
-    for pipeline, faces, attr in (("tracking", tracked, "points"), ("tracking_raw", tracked, "raw_points"),
-                                  ("detector", detected, "points")):
-        tally.talking[pipeline] += [nme(None if f is None else getattr(f, attr), p, scheme)
-                                    for f, p in zip(faces, truth)]
+    add_errors(tally.talking, tracked, detected, truth, scheme)
 
 
 def video_row(model, name: str, detector, samples, threads, scheme, frames: int = CLIP["frames"],
