@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from runtime_helpers import SHIPPED_INT8, W300
 from test_bench import _mini_300w
 
-from edgekd.bench.video import (CLIP, TALK, pan_zoom, render_clip, render_talking_clip, talking_levels,
-                                talking_offsets, talks)
+from edgekd.bench.video import (CLIP, JAW, TALK, face_axes, fold_free_share, morph_mesh, pan_zoom, render_clip,
+                                render_talking_clip, signed_areas, talking_levels, talking_offsets, talks)
 from edgekd.core.crop import CropSpec, transform_points
 from edgekd.core.timing import cpu_name
 from edgekd.runtime.tracker import MAX_DRIFT
@@ -112,6 +112,85 @@ def test_talking_frames_carry_their_ground_truth():
             ys, xs = np.indices(weights.shape)
             centre = np.array([(xs * weights).sum(), (ys * weights).sum()]) / weights.sum()
             assert np.linalg.norm(centre - pts[i]) <= 1.0, (i, centre, pts[i])
+
+
+def _folds(points, offsets) -> int:
+    """How many triangles of the talking morph's mesh turn over when ``points`` move by ``offsets``."""
+    src, triangles, _ = morph_mesh(points)
+    moved = np.concatenate([src[:len(points)] + offsets, src[len(points):]])
+    before = signed_areas(src, triangles)
+    return int(((signed_areas(moved, triangles) * before <= 0) & (before != 0)).sum())
+
+
+@needs_data
+def test_talking_morph_keeps_every_point_and_folds_no_triangle():
+    """On real training faces: every annotated point is a vertex of the morph's mesh (inner lips annotated on one
+    another included), the lower lip and the chin drop by their place across the face, less away from the chin
+    (the jaw is one bone), and with the clip's share of its expression no frame folds a triangle over."""
+    from edgekd.data.readers import read_300w
+
+    faces = [np.asarray(s.points, np.float64) for s in read_300w(W300, "train")[:40]]
+    closed = [f for f in faces if np.linalg.norm(f[62] - f[66]) < 1e-6]
+    assert closed  # the case the mesh must separate
+    shares = []
+    for k, face in enumerate(faces):
+        _, triangles, _ = morph_mesh(face)
+        assert set(range(68)) <= set(triangles.ravel().tolist())
+        u, v, _ = face_axes(face)
+        across, drop = (face[list(JAW)] - face[8]) @ u, talking_offsets(face, 1.0, 0.0, 0.0)[list(JAW)] @ v
+        for side in (across <= 0, across >= 0):  # a drop set by the place across the face alone: a shear
+            order = np.argsort(np.abs(across[side]))
+            assert np.all(np.diff(drop[side][order]) <= 1e-9) and drop.max() > 0
+        offsets = [talking_offsets(face, *levels) for levels in talking_levels(CLIP["frames"], seed=k)]
+        shares.append(fold_free_share(face, offsets))
+        assert all(_folds(face, shares[-1] * off) == 0 for off in offsets)
+    assert np.mean(np.array(shares) == 1.0) >= 0.85  # most clips take their whole expression (95 % of 1,675)
+
+
+@needs_data
+def test_lips_annotated_across_one_another_open_less_not_folded():
+    """A face whose inner lower lip is annotated above the upper one cannot open its mouth without folding the
+    morph over: its clip takes a smaller share of the expression, no frame folds, and the clip's ground truth is
+    the face moved by that share of it."""
+    face = _real_face()
+    crossed = face.copy()
+    crossed[[67, 66, 65]] = face[[61, 62, 63]] - (0.0, 2.0)  # 2 px above the upper lip's inner edge
+    opening = [talking_offsets(crossed, 1.0, 0.0, 0.0)]
+    assert _folds(crossed, opening[0]) > 0
+    share = fold_free_share(crossed, opening)
+    assert share < 1.0 and _folds(crossed, share * opening[0]) == 0
+    offsets = [talking_offsets(crossed, *levels) for levels in talking_levels(CLIP["frames"], seed=0)]
+    share = fold_free_share(crossed, offsets)
+    assert share < 1.0
+    image = np.zeros((260, 320, 3), np.uint8)
+    _, truth = render_talking_clip(image, crossed, seed=0)
+    for pts, off, m in zip(truth, offsets, pan_zoom(image.shape, crossed)):
+        np.testing.assert_allclose(pts, transform_points(crossed + share * off, m), atol=1e-9)
+
+
+@needs_data
+def test_a_closed_mouths_lower_lip_opens_in_the_picture():
+    """Inner lips annotated on one another (a closed mouth): the picture just below them, the lower lip's inner
+    edge, drops with the lower lip's points when the mouth opens, not with the upper lip's, which stay. Three points
+    piled at one place each stay a vertex of the mesh."""
+    from edgekd.bench.video import morph
+
+    face = _real_face(side=200.0, centre=(200.0, 200.0))
+    face[[67, 66, 65]] = face[[61, 62, 63]]
+    _, v, _ = face_axes(face)
+    dot = face[66] + 3.0 * v  # inside the lower lip, 3 px under its inner edge
+    image = np.zeros((400, 400, 3), np.uint8)
+    x, y = np.round(dot).astype(int)
+    image[y - 1:y + 2, x - 1:x + 2] = 255
+    off = talking_offsets(face, 1.0, 0.0, 0.0)
+    assert fold_free_share(face, [off]) == 1.0 and np.linalg.norm(off[66]) > 15.0
+    weights = morph(image, face, off)[:, :, 0].astype(np.float64)
+    ys, xs = np.indices(weights.shape)
+    centre = np.array([(xs * weights).sum(), (ys * weights).sum()]) / weights.sum()
+    assert np.linalg.norm(centre - (np.round(dot) + off[66])) <= 1.5, (centre, dot, off[66])
+    piled = face.copy()
+    piled[[50, 61, 67]] = face[61]
+    assert set(range(68)) <= set(morph_mesh(piled)[1].ravel().tolist())
 
 
 def test_video_option_is_in_bench_help():

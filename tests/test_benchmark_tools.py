@@ -540,3 +540,23 @@ def test_smoothing_json_keeps_the_frontier_of_the_search():
     dominated, above = row([3, 3, 3], 4.1, 0.35, 0.05), row([4, 4, 4], 4.3, 0.25, 0.0)
     kept = tune.kept_rows([plain, old, best_jitter, no_lag, dominated, above], {"detector_nme": 4.15})
     assert kept == [plain, old, best_jitter, no_lag]
+
+
+def test_shape_square_follows_the_box_change_that_the_similarity_leaves():
+    """talking_designs' crop that follows the points' box: on a moved copy of the anchor's points (a rigid motion)
+    it is the anchored square; when the chin drops it moves down and grows as the landmark box does."""
+    from edgekd.core.crop import CropSpec
+    from edgekd.runtime.tracker import move_square
+
+    designs = _load("tracking/talking_designs")
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(0.0, 100.0, (68, 2))
+    ref[8] = (50.0, 110.0)  # the chin: the lowest point
+    square = CropSpec.box_from_points(ref)
+    a, b = 1.1 * np.cos(0.1), 1.1 * np.sin(0.1)
+    moved = ref @ np.array([[a, b], [-b, a]]) + (7.0, -3.0)
+    np.testing.assert_allclose(designs.shape_square(square, ref, moved), move_square(square, ref, moved), atol=1e-9)
+    talking = ref.copy()
+    talking[8, 1] += 20.0
+    anchored, followed = move_square(square, ref, talking), designs.shape_square(square, ref, talking)
+    assert followed[1] > anchored[1] and followed[2] > anchored[2]

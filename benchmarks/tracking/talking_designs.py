@@ -12,10 +12,11 @@ Each design runs both kinds of clips through a fresh FaceTracker (the bench's se
 and reads, on the same frames, detector crops: detector runs and drift checks fired per 1,000 frames, NME of the
 shown, raw and detector-crop points, the raw-minus-detector NME per clip (mean, standard error, the worst clip), and
 for the designs that read the drift without acting on it, the largest drift each clip's track read (and each frame's
-for the clip that read the most). A design: the points the crop moves with (all 68, the nose and eye
-corners, or the nose, eyes and the jaw's top; or none: crops from the last landmark box), the points the drift is read
-on, the drift threshold (none: no check; inf: read, never fired), the confirming detection's reanchor_iou, and
-whether the crop is carried ahead by the face's motion.
+for the clip that read the most). A design: the points the crop moves with (all 68, the nose and eye corners, or the
+nose, eyes and the jaw's top; shape: all 68 and their box's change, shape_square; or none: crops from the last
+landmark box), the points the drift is read on, the drift threshold (none: no check; inf: read, never fired), the
+confirming detection's reanchor_iou, and whether the crop is carried ahead by the face's motion. `--only NAME` runs
+the named designs alone.
 
     .venv/bin/python benchmarks/tracking/talking_designs.py models/300w/kd_student_int8.tflite \\
         --root ../shared/data/300w --prepared runs/data/300w-128 --out benchmarks/tracking/talking/designs.json
@@ -31,8 +32,27 @@ from pathlib import Path
 import numpy as np
 
 RIGID = [27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45]  # 68-point indices: the nose and the eye corners
-SUBSETS = {"all": None, "box": None, "rigid": RIGID,
+SUBSETS = {"all": None, "box": None, "shape": None, "rigid": RIGID,
            "steady": list(range(27, 48)) + [0, 1, 2, 14, 15, 16]}  # the nose, both eyes, the jaw's top
+
+
+def shape_square(square, ref, points):
+    """The anchored square (``move_square``) moved and scaled further by how this frame's landmark box differs
+    from the box of the anchor's points carried by the same similarity: the part of the box's change that the
+    similarity leaves, an expression's. An error the model makes on this face in every crop is in both boxes and
+    cancels."""
+    from edgekd.core.crop import CropSpec
+    from edgekd.runtime.tracker import move_square, similarity
+
+    moved = move_square(square, ref, points)
+    c0, c1 = ref.mean(0), points.mean(0)
+    fit = similarity(ref - c0, points - c1)
+    if fit is None:
+        return moved
+    a, b = fit
+    carried = c1 + (ref - c0) @ np.array([[a, b], [-b, a]])
+    (bx, by, bs), (fx, fy, fs) = CropSpec.box_from_points(points), CropSpec.box_from_points(carried)
+    return (moved[0] + bx - fx, moved[1] + by - fy, moved[2] * bs / fs)
 
 
 def subset_methods(motion: str, drift: str):
@@ -47,6 +67,8 @@ def subset_methods(motion: str, drift: str):
             self.anchor = (self.box, np.asarray(points, np.float64).reshape(-1, 2))
         square, ref = self.anchor
         p = np.asarray(points, np.float64).reshape(-1, 2)
+        if motion == "shape":
+            return shape_square(square, ref, p)
         return move_square(square, ref, p) if m_idx is None else move_square(square, ref[m_idx], p[m_idx])
 
     def drift_(self, points):
@@ -167,6 +189,7 @@ DESIGNS = {
     "crop moved by the nose and eye corners, no drift check": ("rigid", "all", None, 0.5, True),
     "crop moved by the nose, eyes and jaw's top, drift check": ("steady", "all", 0.06, 0.5, True),
     "crops from the last landmark box": ("box", "all", None, 0.5, True),
+    "crop moved with the points and their box's change, drift check": ("shape", "all", 0.06, 0.5, True),
     "drift read on all points, never fired": ("all", "all", math.inf, 0.5, True),
     "drift read on the nose and eye corners, never fired": ("all", "rigid", math.inf, 0.5, True),
     "drift read on the nose, eyes and jaw's top, never fired": ("all", "steady", math.inf, 0.5, True)}
@@ -182,9 +205,10 @@ def main() -> None:
     ap.add_argument("--kinds", default="talking,pan_zoom", help="the clips: talking, pan_zoom or both")
     ap.add_argument("--design", action="append", default=[],
                     help="another design, NAME=MOTION:DRIFT:THRESHOLD[:REANCHOR_IOU[:AHEAD]]: the points the crop "
-                         "moves with (all, rigid or steady; box: crops from the last landmark box) and the drift is "
-                         "read on (all, rigid or steady), THRESHOLD a number, none (no check) or inf (read, never "
-                         "fired); AHEAD 0: the crop not carried ahead by the face's motion")
+                         "moves with (all, rigid, steady or shape; box: crops from the last landmark box) and the "
+                         "drift is read on (all, rigid or steady), THRESHOLD a number, none (no check) or inf (read, "
+                         "never fired); AHEAD 0: the crop not carried ahead by the face's motion")
+    ap.add_argument("--only", action="append", default=[], help="run only these designs (by name; repeatable)")
     args = ap.parse_args()
     designs = dict(DESIGNS)
     for d in args.design:
@@ -192,6 +216,11 @@ def main() -> None:
         motion, measure, value, *rest = spec.split(":")
         designs[name] = (motion, measure, None if value == "none" else float(value),
                          float(rest[0]) if rest else 0.5, rest[1:] != ["0"])
+    unknown = [name for name in args.only if name not in designs]
+    if unknown:
+        ap.error(f"--only {unknown[0]!r}: not a design; expected one of: {'; '.join(designs)}")
+    if args.only:
+        designs = {name: designs[name] for name in args.only}
     from edgekd.bench.video import TALK
     from edgekd.core.timing import machine
 

@@ -54,13 +54,20 @@ WARMUP_FRAMES = 3
 STILL = {"noise": 4.0}
 # Talking clips (300-W faces): the pan-and-zoom clip of a face whose expression changes every frame, as a
 # face's does on real video, which the rigid clips never show the tracker. Peak offsets in inter-ocular distances,
-# along the face's own axes: the lower lip's drop with the mouth open (the chin follows), the mouth corners'
-# widening and rise in a smile, the brows' rise; the mouth opens and closes about TALK["hz"] times a second.
+# along the face's own axes: the jaw's drop at the chin with the mouth open (the lower lip goes with it), the mouth
+# corners' widening and rise in a smile, the brows' rise; the mouth opens and closes about TALK["hz"] times a second.
 TALK = {"open": 0.30, "smile_out": 0.10, "smile_up": 0.06, "brows": 0.10, "hz": 4.0}
-LOWER_LIP = (55, 56, 57, 58, 59, 65, 66, 67)  # 68-point (300-W) indices
-CHIN = {4: 0.3, 5: 0.55, 6: 0.8, 7: 0.95, 8: 1.0, 9: 0.95, 10: 0.8, 11: 0.55, 12: 0.3}  # share of the chin's drop
-CORNERS = {48: 1.0, 54: 1.0, 60: 0.8, 64: 0.8}  # the mouth's outer and inner corners
-BROWS = tuple(range(17, 27))
+JAW = (4, 5, 6, 7, 8, 9, 10, 11, 12, 55, 56, 57, 58, 59, 65, 66, 67)  # the chin and the lower lip (68-point indices)
+JAW_ANGLES = (3, 13)  # where the jaw's drop ends, on either side
+# The smile's share per point: the mouth's outer and inner corners, and the lips beside them (so that they move
+# together and the morph's thin triangles there do not fold), by side of the mouth; the corners also take half the
+# jaw's drop.
+SMILE = {"right": {48: 1.0, 60: 0.8, 49: 0.5, 59: 0.5, 61: 0.4, 67: 0.4},
+         "left": {54: 1.0, 64: 0.8, 53: 0.5, 55: 0.5, 63: 0.4, 65: 0.4}}
+CORNERS = (48, 54, 60, 64)
+BROWS = {17: 0.5, 18: 0.8, 19: 1.0, 20: 1.0, 21: 1.0, 22: 1.0, 23: 1.0, 24: 1.0, 25: 0.8, 26: 0.5}  # tapered ends
+MORPH_RING = {"points": 24, "radius": 0.9}  # the fixed ring around the face, in landmark-box sides from its centre
+MORPH_GAP = 0.01  # inter-ocular distances between points the morph's mesh keeps apart (morph_mesh)
 
 
 def pan_zoom(shape, points, frames: int = CLIP["frames"], zoom: float = CLIP["zoom"],
@@ -112,20 +119,41 @@ def talking_offsets(points, open_: float, smile: float, brows: float) -> np.ndar
     """(68, 2) offsets of a 68-point face's landmarks for an expression: ``open_``, ``smile``, ``brows`` in [0, 1]
     of TALK's peaks, along the face's axes (u: from its right eye to its left, v: down the face)."""
     p = np.asarray(points, np.float64)
-    u = p[42:48].mean(0) - p[36:42].mean(0)
-    u /= np.linalg.norm(u)
-    v = np.array([-u[1], u[0]])
-    iod = float(np.linalg.norm(p[36] - p[45]))
+    u, v, iod = face_axes(p)
     off = np.zeros_like(p)
-    drop = open_ * TALK["open"] * iod
-    off[list(LOWER_LIP)] += drop * v
-    for i, share in CHIN.items():
-        off[i] += 0.8 * share * drop * v
-    for i, share in CORNERS.items():
-        outwards = -u if i in (48, 60) else u
-        off[i] += share * (0.4 * drop * v + smile * iod * (TALK["smile_out"] * outwards - TALK["smile_up"] * v))
-    off[list(BROWS)] -= brows * TALK["brows"] * iod * v
+    drop = open_ * TALK["open"] * iod * jaw_drop(p, u)
+    off[list(JAW)] += drop[list(JAW), None] * v
+    off[list(CORNERS)] += 0.5 * drop[list(CORNERS), None] * v
+    for side, outwards in (("right", -u), ("left", u)):
+        for i, share in SMILE[side].items():
+            off[i] += share * smile * iod * (TALK["smile_out"] * outwards - TALK["smile_up"] * v)
+    for i, share in BROWS.items():
+        off[i] -= share * brows * TALK["brows"] * iod * v
     return off
+
+
+def face_axes(points) -> tuple[np.ndarray, np.ndarray, float]:
+    """(u: the unit vector from a 68-point face's right eye to its left, v: down the face, the inter-ocular
+    distance)."""
+    u = points[42:48].mean(0) - points[36:42].mean(0)
+    u = u / np.linalg.norm(u)
+    return u, np.array([-u[1], u[0]]), float(np.linalg.norm(points[36] - points[45]))
+
+
+def jaw_drop(points, u) -> np.ndarray:
+    """Per point, its share of the jaw's drop at the chin when the mouth opens: 1 across from the chin, falling
+    as 1 - (x / x_angle)^2 to 0 across from either jaw angle, x measured along the face's axis ``u``.
+
+    The jaw is one bone hinged near the ears: the lower lip drops as far as the chin at the same place across the
+    face, less towards the jaw's angles. A drop that depends only on the position across the face is a shear, which
+    keeps the lower lip from crossing the chin (an earlier model dropped the lip further than the jaw beside it and
+    folded 3.6 % of the frames); over a thin triangle the curve's slope can still fold it, and ``fold_free_share``
+    catches those. A jaw angle on the chin's own side (no 300-W face has one) drops that side by the nearer angle."""
+    x = (points - points[8]) @ u
+    sides = [(points[i] - points[8]) @ u for i in JAW_ANGLES]
+    reach = np.where(x < 0.0, min(sides), max(sides))
+    reach = np.where(np.abs(reach) > 1e-9, reach, 1e-9)
+    return np.clip(1.0 - (x / reach) ** 2, 0.0, 1.0)
 
 
 def talking_levels(frames: int, seed: int, fps: float = CLIP["fps"]) -> np.ndarray:
@@ -147,20 +175,16 @@ def morph(image: np.ndarray, points, offsets) -> np.ndarray:
     triangles of the points and a fixed ring around the face (face morphing's warp), read backwards by cv2.remap.
     Only the ring's square is touched."""
     import cv2
-    from scipy.spatial import Delaunay
 
     p = np.asarray(points, np.float64)
-    lo, hi = p.min(0), p.max(0)
-    centre, side = (lo + hi) / 2.0, float(max(hi - lo))
-    angles = np.linspace(0.0, 2.0 * np.pi, 24, endpoint=False)
-    ring = centre + 0.9 * side * np.stack([np.cos(angles), np.sin(angles)], 1)
-    src, dst = np.concatenate([p, ring]), np.concatenate([p + offsets, ring])
+    src, triangles, (centre, side) = morph_mesh(p)
+    dst = np.concatenate([src[:len(p)] + offsets, src[len(p):]])
     h, w = image.shape[:2]
-    x0, y0 = (max(0, int(c - 0.9 * side)) for c in centre)
-    x1, y1 = (min(n, int(c + 0.9 * side) + 1) for n, c in zip((w, h), centre))
+    reach = MORPH_RING["radius"] * side
+    x0, y0 = (max(0, int(c - reach)) for c in centre)
+    x1, y1 = (min(n, int(c + reach) + 1) for n, c in zip((w, h), centre))
     if x1 <= x0 or y1 <= y0:
         return image.copy()
-    triangles = Delaunay(src).simplices
     ids = np.full((y1 - y0, x1 - x0), -1, np.int32)
     maps = np.empty((len(triangles), 2, 3))
     for k, t in enumerate(triangles):  # each output triangle: its affine back to the source and its pixels
@@ -178,21 +202,74 @@ def morph(image: np.ndarray, points, offsets) -> np.ndarray:
     return out
 
 
+def morph_mesh(points) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """(a 68-point face's points, each that lies within MORPH_GAP inter-ocular distances of an earlier one moved that
+    gap down the face, and again while it lands on another, followed by a fixed ring around the face; the Delaunay
+    triangles over them; (the landmark box's centre, its side)): the mesh ``morph`` warps and ``fold_free_share``
+    checks.
+
+    A closed mouth is often annotated with the inner lips on one another (half of 300-W's training faces, a few with
+    three points at one place): the triangulation would keep one point of each pile, and the lower lip's inner edge
+    would stay in the picture while its ground truth drops. Moved apart, every point is a vertex of its own, and the
+    picture follows it to within MORPH_GAP times the number of points piled on it before."""
+    from scipy.spatial import Delaunay
+
+    p = np.array(points, np.float64)
+    _, v, iod = face_axes(p)
+    gap = MORPH_GAP * iod
+    for j in range(1, len(p)):
+        near = gap
+        for _ in range(j):  # "lands on": within 1 % of a gap (a pile of three or more points)
+            if np.linalg.norm(p[:j] - p[j], axis=1).min() >= near:
+                break
+            p[j] += gap * v
+            near = gap / 100.0
+    lo, hi = p.min(0), p.max(0)
+    centre, side = (lo + hi) / 2.0, float(max(hi - lo))
+    angles = np.linspace(0.0, 2.0 * np.pi, MORPH_RING["points"], endpoint=False)
+    src = np.concatenate([p, centre + MORPH_RING["radius"] * side * np.stack([np.cos(angles), np.sin(angles)], 1)])
+    return src, Delaunay(src).simplices, (centre, side)
+
+
+def signed_areas(points, triangles) -> np.ndarray:
+    a, b, c = (points[triangles[:, k]] for k in range(3))
+    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+
+def fold_free_share(points, offsets, steps: int = 10) -> float:
+    """The largest share, in steps of 1/``steps``, of a clip's expression (``offsets``: one (68, 2) array per frame)
+    under which no triangle of the morph's mesh folds over (turns its orientation) in any frame: a folded triangle
+    draws a sliver of the picture twice, where the ground truth no longer says what the picture shows. One share per
+    clip, so that the expression stays smooth from frame to frame. What folds: thin triangles beside the mouth's
+    corners (those that reach them from the nose or the jaw), a few along the jaw's curve, and lips annotated across
+    one another when the mouth opens. A near-flat triangle turns over at the least motion, a fold of no area that
+    this check counts all the same: on 2 of the 722 validation and test faces the clip then takes none of its
+    expression."""
+    src, triangles, _ = morph_mesh(points)
+    before = signed_areas(src, triangles)
+    n = len(points)
+    for k in range(steps, 0, -1):
+        if all(np.all((signed_areas(np.concatenate([src[:n] + off * (k / steps), src[n:]]), triangles) * before > 0.0)
+                      | (before == 0.0)) for off in offsets):
+            return k / steps
+    return 0.0
+
+
 def render_talking_clip(image: np.ndarray, points, frames: int = CLIP["frames"], seed: int = 0) -> tuple[list, list]:
     """(frames, ground truth per frame) of one 300-W face's talking clip: the pan-and-zoom clip of ``render_clip``
-    with the face's expression changing every frame (``talking_levels``, ``morph``). A morphed picture is no real
-    expression (an open mouth is stretched lips, no teeth): the clips measure what a changing shape costs the
-    tracker (the crops, the drift check, the smoothing's lag), not how well a model reads faces. Known flaw: the
-    lower lip drops further than the jaw points beside it, so in about 4 % of frames (9 % of clips, on training
-    faces) a few triangles of the morph fold over and a sliver of the picture (median 0.002, at most 0.09 square
-    inter-ocular distances) is drawn twice; the points stay where the picture puts them."""
+    with the face's expression changing every frame (``talking_levels``, ``morph``; scaled down where it would
+    fold the morph, ``fold_free_share``). A morphed picture is no real expression (an open mouth is stretched lips, no
+    teeth): the clips measure what a changing shape costs the tracker (the crops, the drift check, the smoothing's
+    lag), not how well a model reads faces."""
     import cv2
 
     p = np.asarray(points, np.float64)
     h, w = image.shape[:2]
     out, truth = [], []
-    for m, levels in zip(pan_zoom(image.shape, p, frames), talking_levels(frames, seed)):
-        off = talking_offsets(p, *levels)
+    offsets = [talking_offsets(p, *levels) for levels in talking_levels(frames, seed)]
+    share = fold_free_share(p, offsets)
+    for m, off in zip(pan_zoom(image.shape, p, frames), offsets):
+        off = share * off
         out.append(cv2.warpAffine(morph(image, p, off), m, (w, h), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_REPLICATE))
         truth.append(transform_points(p + off, m))

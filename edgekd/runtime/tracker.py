@@ -57,12 +57,13 @@ against 4.171 %: 0.017 of 0.032 per clip; the other 167 clips +0.016, standard e
 other pan-and-zoom clips stay below 0.057 in every frame; that track reached 0.067 at its clip's frame 13, as it began
 to slide) the detector ran once more in the 3,360 frames, that clip's track stayed at 8.2-10.7 %, and raw points score
 4.177 %. An expression also changes the shape: on the bench's talking clips (the same faces and motion, the mouth
-opening and closing about 4 times a second; benchmarks/tracking/talking) the check fires on 5 % of the frames (139
+opening and closing about 4 times a second; benchmarks/tracking/talking) the check fires on 7 % of the frames (158
 detector runs per 1,000 frames against 100), each a detector and a model run that renews the anchor with the new shape,
-and without it that clip's track slides there too. Neither subset of the points tried (the nose and eye corners; the nose,
-eyes and the jaw's top) tells the two apart: read on the nose and eye corners, the drift of the other pan-and-zoom clips reaches 0.065 and that of the talking clips 0.077,
-against the sliding track's 0.067. Reading the crop's motion from the eyes and nose only also kept that track on the
-face, with 37 % more smoothed jitter on still clips (with the earlier smoothing); not kept.
+and without it that clip's track slides there too. Neither subset of the points tried (the nose and eye corners; the
+nose, eyes and the jaw's top) tells the two apart: read on the nose and eye corners, the drift of the other
+pan-and-zoom clips reaches 0.065 and that of the talking clips 0.117, against the sliding track's 0.067. Reading the
+crop's motion from the eyes and nose only also kept that track on the face, with 37 % more smoothed jitter on still
+clips (with the earlier smoothing); not kept.
 
 Smoothing (``PoseShapeFilter``) is applied to the points a user sees; the next crop comes from the unsmoothed
 points, so smoothing never makes the crop lag. It splits each frame's points into the face's pose (centre, scale and
@@ -74,12 +75,12 @@ while most of a model's frame-to-frame noise is in the shape, which does not mov
 
 Measured on the 168 validation faces (benchmarks/tracking, 0.15.0's int8 model, anchored crops, the drift check):
 on the bench's pan-and-zoom clips (3,360 frames) detector crops 4.171 % NME, tracked raw 4.177 %, shown 4.169 %; on
-its talking clips detector crops 5.159 %, raw 5.217 %, shown 5.216 % (no lag); still-clip jitter (frame-to-frame
+its talking clips detector crops 5.073 %, raw 5.122 %, shown 5.122 % (no lag); still-clip jitter (frame-to-frame
 motion of the points on still clips of the same faces with camera noise, Gaussian sigma 4 grey levels, 3,192 frame
-pairs) 0.420 % of the inter-ocular distance against 0.702 % raw. Both filters' constants are the lowest jitter among
+pairs) 0.429 % of the inter-ocular distance against 0.702 % raw. Both filters' constants are the lowest jitter among
 the 6,144 pairs searched whose shown NME is at most the detector crops' on the pan-and-zoom clips and at most the raw
 points' on the talking ones. The shape constants kept before the talking clips existed (0.5 Hz / 30 / 2 Hz, with a
-pose beta of 700) showed 0.273 % jitter but lagged expressions: 5.279 % shown on the talking clips, 0.062 above raw.
+pose beta of 700) showed 0.273 % jitter but lagged expressions: 5.199 % shown on the talking clips, 0.077 above raw.
 The earlier One Euro filter over all points (min cutoff 0.5 Hz, beta 30 per face size per second, derivative cutoff
 2 Hz) shows 4.499 % on the pan-and-zoom clips (0.32 % of lag) with 0.143 % jitter.
 """
@@ -99,8 +100,8 @@ ONE_EURO = {"min_cutoff": 0.5, "beta": 30.0, "d_cutoff": 2.0, "max_gap": 0.5}
 # PoseShapeFilter's two filters (OneEuroFilter.kt PoseShapeFilter.POSE_* and SHAPE_*), chosen together on validation
 # clips (benchmarks/tracking): the lowest still-clip jitter whose smoothed NME is at most the detector crops' on the
 # pan-and-zoom clips and at most the raw points' on the talking clips (no lag behind an expression)
-POSE_EURO = {"min_cutoff": 0.25, "beta": 2000.0, "d_cutoff": 1.0, "max_gap": 0.5}
-SHAPE_EURO = {"min_cutoff": 0.25, "beta": 100.0, "d_cutoff": 8.0, "max_gap": 0.5}
+POSE_EURO = {"min_cutoff": 2.0, "beta": 2000.0, "d_cutoff": 1.0, "max_gap": 0.5}
+SHAPE_EURO = {"min_cutoff": 0.5, "beta": 100.0, "d_cutoff": 8.0, "max_gap": 0.5}
 # Weight of the newest frame's box motion in the running average that moves the next crop (FaceTracker.kt MOTION_EMA)
 MOTION_EMA = 0.5
 # The most the crop is carried ahead per frame: 0.1 box sides of shift, a factor e^0.1 of scale (a hand-held camera

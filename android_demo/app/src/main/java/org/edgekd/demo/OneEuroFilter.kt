@@ -129,12 +129,12 @@ class PoseShapeFilter(
 
     companion object {
         /** The pose filter's constants (tracker.py POSE_EURO), chosen on validation clips (benchmarks/tracking). */
-        const val POSE_MIN_CUTOFF = 0.25
+        const val POSE_MIN_CUTOFF = 2.0
         const val POSE_BETA = 2000.0
         const val POSE_D_CUTOFF = 1.0
 
         /** The shape filter's constants (tracker.py SHAPE_EURO), chosen with the pose's: no lag behind expressions. */
-        const val SHAPE_MIN_CUTOFF = 0.25
+        const val SHAPE_MIN_CUTOFF = 0.5
         const val SHAPE_BETA = 100.0
         const val SHAPE_D_CUTOFF = 8.0
     }
