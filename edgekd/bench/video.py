@@ -232,6 +232,7 @@ def morph_mesh(points) -> tuple[np.ndarray, np.ndarray, tuple]:
 
 
 def signed_areas(points, triangles) -> np.ndarray:
+    """Twice each triangle's signed area: its sign is its orientation, which a fold turns over."""
     a, b, c = (points[triangles[:, k]] for k in range(3))
     return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
 
