@@ -24,7 +24,6 @@ the named designs alone.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -222,14 +221,12 @@ def main() -> None:
     if args.only:
         designs = {name: designs[name] for name in args.only}
     from edgekd.bench.video import TALK
+    from edgekd.core.fileio import write_json
     from edgekd.core.timing import machine
 
     result = {"model": args.model.name, "split": "val", "cpu": machine()["cpu"], "talking": TALK, "subsets": SUBSETS,
               "designs": run(args.model, args.root, args.prepared, designs, args.limit, args.kinds.split(","))}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(args.out)
+    write_json(args.out, result)
     for kind, rows in result["designs"].items():
         for name, r in rows.items():
             print(f"{kind}, {name}: detector runs {r['detector_runs_per_1000']:.1f} per 1,000 frames, NME shown "

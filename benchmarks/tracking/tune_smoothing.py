@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import time
 from pathlib import Path
@@ -334,6 +333,8 @@ def kept_rows(rows: list, ref: dict) -> list:
 
 
 def main(argv=None) -> None:
+    from edgekd.core.fileio import write_json
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", type=Path)
     ap.add_argument("--root", type=Path, required=True, help="the 300-W dataset as downloaded (read only)")
@@ -388,7 +389,7 @@ def main(argv=None) -> None:
                        "frame-to-frame motion of the points on the still clips, % of the inter-ocular distance; "
                        "lag: smoothed minus raw tracked NME; constants: [min_cutoff Hz, beta, d_cutoff Hz]",
               **result}
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.out, result)
     ref, c, old = result["reference"], result["chosen"], result["old"]
     print(f"detector {ref['detector_nme']:.3f} %, raw tracked {ref['raw_nme']:.3f} % (jitter "
           f"{ref['raw_jitter']:.3f} %); old filter {old['nme']:.3f} % (jitter {old['jitter']:.3f} %); "

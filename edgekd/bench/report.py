@@ -330,9 +330,8 @@ def _talking_section(video) -> list[str]:
             f"{_fmt(t.get('hz'), 0)} times a second (the jaw dropping up to {_fmt(t.get('open'), 2)} "
             f"inter-ocular distances at the chin, the lower lip with it), the mouth corners widening and rising, the "
             "brows rising; the picture morphed to follow the points (piecewise affine, no triangle folded over), so "
-            "an open mouth is stretched lips. NME "
-            "over the frames where tracking and detector crops both found the face; tracking timed on the first "
-            "thread count.", "", _md_table(cols, rows), ""]
+            "an open mouth is stretched lips. NME over the frames where tracking and detector crops both found the "
+            "face; tracking timed on the first thread count.", "", _md_table(cols, rows), ""]
 
 
 def _ratio(a, b):
